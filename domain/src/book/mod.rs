@@ -1,0 +1,3 @@
+//! The order book aggregate (being written).
+pub mod command;
+pub mod event;

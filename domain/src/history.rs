@@ -1,0 +1,1 @@
+//! Bitemporal account history (being written).

@@ -1,0 +1,1 @@
+//! The order placement saga (being written).

@@ -1,0 +1,110 @@
+//! Integer units of the money path: [`Price`], [`Quantity`], [`Amount`] and [`Timestamp`].
+//!
+//! There are no floats anywhere here. Every operation that can overflow is checked and turns
+//! overflow into [`Error::Overflow`], so an overflowing command is rejected, never wrapped.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+macro_rules! unit {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl $name {
+            /// Zero of this unit.
+            pub const ZERO: Self = Self(0);
+
+            /// The raw integer.
+            pub const fn get(self) -> u64 {
+                self.0
+            }
+
+            /// Whether this is zero.
+            pub const fn is_zero(self) -> bool {
+                self.0 == 0
+            }
+
+            /// `self + other`, or [`Error::Overflow`].
+            pub fn checked_add(self, other: Self) -> Result<Self, Error> {
+                self.0.checked_add(other.0).map(Self).ok_or(Error::Overflow)
+            }
+
+            /// `self - other`, or [`Error::Overflow`] when `other > self`.
+            pub fn checked_sub(self, other: Self) -> Result<Self, Error> {
+                self.0.checked_sub(other.0).map(Self).ok_or(Error::Overflow)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(formatter, "{}", self.0)
+            }
+        }
+    };
+}
+
+unit!(
+    /// Integer quote-asset units per base-asset unit.
+    Price
+);
+unit!(
+    /// Integer count of base-asset units.
+    Quantity
+);
+unit!(
+    /// Integer count of units of one asset (a balance, a hold, a notional).
+    Amount
+);
+
+impl Price {
+    /// The notional `price × quantity` in quote units, or [`Error::Overflow`].
+    pub fn notional(self, quantity: Quantity) -> Result<Amount, Error> {
+        self.0.checked_mul(quantity.0).map(Amount).ok_or(Error::Overflow)
+    }
+}
+
+impl From<Quantity> for Amount {
+    /// A base quantity is an amount of the base asset.
+    fn from(quantity: Quantity) -> Self {
+        Amount(quantity.0)
+    }
+}
+
+/// A point in time: microseconds since the Unix epoch (UTC).
+///
+/// The domain never reads a clock: every command carries the time it happens at, set by the
+/// shell (the actor or the journal).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// Microseconds in one second.
+    pub const MICROS_PER_SECOND: i64 = 1_000_000;
+
+    /// The raw microseconds since the epoch.
+    pub const fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// This instant plus `micros` microseconds, saturating at the end of time.
+    pub const fn plus_micros(self, micros: i64) -> Self {
+        Self(self.0.saturating_add(micros))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}us", self.0)
+    }
+}
