@@ -46,8 +46,11 @@ pub trait Aggregate: Default + Clone + Debug {
     ///
     /// Must not mutate anything but `events`. On error the caller discards whatever was
     /// pushed. A repeated idempotent command decides no events.
-    fn decide_into(&self, command: &Self::Command, events: &mut Vec<Self::Event>)
-    -> Result<(), Error>;
+    fn decide_into(
+        &self,
+        command: &Self::Command,
+        events: &mut Vec<Self::Event>,
+    ) -> Result<(), Error>;
 
     /// Folds one decided event into the state. Never fails: rules live in `decide`.
     fn apply(&mut self, event: &Self::Event);
@@ -70,7 +73,10 @@ pub trait Aggregate: Default + Clone + Debug {
 
     /// Decides, applies and replies in one step: what an in-memory host does, and what a
     /// persistent host does with a journal write between `decide` and `apply`.
-    fn execute(&mut self, command: &Self::Command) -> Result<(Vec<Self::Event>, Self::Reply), Error> {
+    fn execute(
+        &mut self,
+        command: &Self::Command,
+    ) -> Result<(Vec<Self::Event>, Self::Reply), Error> {
         let events = self.decide(command)?;
         for event in &events {
             self.apply(event);

@@ -254,7 +254,9 @@ impl Error {
 
     /// A [`Error::ZeroValue`] for the named field.
     pub(crate) fn zero(what: &str) -> Self {
-        Error::ZeroValue { what: what.to_owned() }
+        Error::ZeroValue {
+            what: what.to_owned(),
+        }
     }
 }
 

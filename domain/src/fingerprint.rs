@@ -69,11 +69,17 @@ mod tests {
     #[test]
     fn fingerprints_are_stable_and_field_sensitive() {
         // A fixed value: if this changes, persisted fingerprints no longer match.
-        assert_eq!(Fingerprint::new("deposit").u64(5).finish(), 0x87b7_2dbd_8707_74e9);
+        assert_eq!(
+            Fingerprint::new("deposit").u64(5).finish(),
+            0x87b7_2dbd_8707_74e9
+        );
         assert_ne!(
             Fingerprint::new("x").text("ab").text("c").finish(),
             Fingerprint::new("x").text("a").text("bc").finish()
         );
-        assert_ne!(Fingerprint::new("a").u64(1).finish(), Fingerprint::new("b").u64(1).finish());
+        assert_ne!(
+            Fingerprint::new("a").u64(1).finish(),
+            Fingerprint::new("b").u64(1).finish()
+        );
     }
 }

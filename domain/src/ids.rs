@@ -30,7 +30,10 @@ impl<const N: usize> InlineStr<N> {
         }
         let mut bytes = [0u8; N];
         bytes[..text.len()].copy_from_slice(text.as_bytes());
-        Some(Self { len: text.len() as u8, bytes })
+        Some(Self {
+            len: text.len() as u8,
+            bytes,
+        })
     }
 
     fn as_str(&self) -> &str {
@@ -205,11 +208,20 @@ mod tests {
         assert_eq!(back, account);
 
         assert!(matches!(AccountId::new(""), Err(Error::InvalidId { .. })));
-        assert!(matches!(AccountId::new("has space"), Err(Error::InvalidId { .. })));
-        assert!(matches!(AccountId::new(&"a".repeat(41)), Err(Error::InvalidId { .. })));
+        assert!(matches!(
+            AccountId::new("has space"),
+            Err(Error::InvalidId { .. })
+        ));
+        assert!(matches!(
+            AccountId::new(&"a".repeat(41)),
+            Err(Error::InvalidId { .. })
+        ));
         assert!(serde_json::from_str::<AccountId>("\"bad id\"").is_err());
         assert!(matches!(Asset::new("btc"), Err(Error::InvalidId { .. })));
-        assert_eq!(Symbol::of(Asset::new("BTC").unwrap(), Asset::new("USD").unwrap()).as_str(), "BTC-USD");
+        assert_eq!(
+            Symbol::of(Asset::new("BTC").unwrap(), Asset::new("USD").unwrap()).as_str(),
+            "BTC-USD"
+        );
     }
 
     #[test]

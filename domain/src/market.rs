@@ -41,7 +41,10 @@ impl MarketSpec {
             return invalid(format!("base and quote are both {}", self.base));
         }
         if self.symbol != Symbol::of(self.base, self.quote) {
-            return invalid(format!("symbol {} is not {}-{}", self.symbol, self.base, self.quote));
+            return invalid(format!(
+                "symbol {} is not {}-{}",
+                self.symbol, self.base, self.quote
+            ));
         }
         if self.tick_size.is_zero() || self.lot_size.is_zero() {
             return invalid("tick size and lot size must be positive".to_owned());
@@ -75,7 +78,10 @@ impl MarketSpec {
             return Err(Error::zero("price"));
         }
         if price.get() % self.tick_size.get() != 0 {
-            return Err(Error::BadTick { price, tick_size: self.tick_size });
+            return Err(Error::BadTick {
+                price,
+                tick_size: self.tick_size,
+            });
         }
         Ok(())
     }
@@ -86,7 +92,10 @@ impl MarketSpec {
             return Err(Error::zero("quantity"));
         }
         if quantity.get() % self.lot_size.get() != 0 {
-            return Err(Error::BadLot { quantity, lot_size: self.lot_size });
+            return Err(Error::BadLot {
+                quantity,
+                lot_size: self.lot_size,
+            });
         }
         if quantity < self.min_quantity || quantity > self.max_quantity {
             return Err(Error::QuantityOutOfRange {
@@ -166,10 +175,23 @@ mod tests {
         same_assets.quote = same_assets.base;
         let mut off_tick_reference = spec();
         off_tick_reference.reference_price = Some(Price(101));
-        for market in [wrong_symbol, zero_tick, empty_range, off_lot, wide_band, same_assets] {
-            assert!(matches!(market.validate(), Err(Error::InvalidMarket { .. })), "{market:?}");
+        for market in [
+            wrong_symbol,
+            zero_tick,
+            empty_range,
+            off_lot,
+            wide_band,
+            same_assets,
+        ] {
+            assert!(
+                matches!(market.validate(), Err(Error::InvalidMarket { .. })),
+                "{market:?}"
+            );
         }
-        assert!(matches!(off_tick_reference.validate(), Err(Error::BadTick { .. })));
+        assert!(matches!(
+            off_tick_reference.validate(),
+            Err(Error::BadTick { .. })
+        ));
     }
 
     #[test]
@@ -178,11 +200,20 @@ mod tests {
         assert_eq!(market.validate_price(Price(105)), Ok(()));
         assert_eq!(
             market.validate_price(Price(103)),
-            Err(Error::BadTick { price: Price(103), tick_size: Price(5) })
+            Err(Error::BadTick {
+                price: Price(103),
+                tick_size: Price(5)
+            })
         );
-        assert!(matches!(market.validate_price(Price(0)), Err(Error::ZeroValue { .. })));
+        assert!(matches!(
+            market.validate_price(Price(0)),
+            Err(Error::ZeroValue { .. })
+        ));
         assert_eq!(market.validate_quantity(Quantity(20)), Ok(()));
-        assert!(matches!(market.validate_quantity(Quantity(15)), Err(Error::BadLot { .. })));
+        assert!(matches!(
+            market.validate_quantity(Quantity(15)),
+            Err(Error::BadLot { .. })
+        ));
         assert!(matches!(
             market.validate_quantity(Quantity(2_000)),
             Err(Error::QuantityOutOfRange { .. })
@@ -192,7 +223,13 @@ mod tests {
     #[test]
     fn the_band_is_symmetric_in_basis_points() {
         let band = spec().band_around(Price(1_000));
-        assert_eq!(band, PriceBand { low: Price(900), high: Price(1_100) });
+        assert_eq!(
+            band,
+            PriceBand {
+                low: Price(900),
+                high: Price(1_100)
+            }
+        );
         assert!(band.contains(Price(900)) && band.contains(Price(1_100)));
         assert!(!band.contains(Price(899)) && !band.contains(Price(1_101)));
         let top = spec().band_around(Price(u64::MAX));

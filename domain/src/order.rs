@@ -76,7 +76,11 @@ impl OrderSpec {
     /// Checks the order against its market's rules: price on tick, quantity on lot and in
     /// range, and a consistent combination of type, time in force and post-only.
     pub fn validate(&self, market: &MarketSpec) -> Result<(), Error> {
-        let invalid = |reason: &str| Err(Error::InvalidOrder { reason: reason.to_owned() });
+        let invalid = |reason: &str| {
+            Err(Error::InvalidOrder {
+                reason: reason.to_owned(),
+            })
+        };
         match (self.order_type, self.price) {
             (OrderType::Limit, None) => return invalid("a limit order needs a price"),
             (_, Some(price)) => market.validate_price(price)?,
@@ -126,6 +130,9 @@ pub enum OrderStatus {
 impl OrderStatus {
     /// Whether the order can change no more.
     pub fn is_final(self) -> bool {
-        matches!(self, OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Rejected)
+        matches!(
+            self,
+            OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Rejected
+        )
     }
 }

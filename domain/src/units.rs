@@ -67,7 +67,10 @@ unit!(
 impl Price {
     /// The notional `price × quantity` in quote units, or [`Error::Overflow`].
     pub fn notional(self, quantity: Quantity) -> Result<Amount, Error> {
-        self.0.checked_mul(quantity.0).map(Amount).ok_or(Error::Overflow)
+        self.0
+            .checked_mul(quantity.0)
+            .map(Amount)
+            .ok_or(Error::Overflow)
     }
 }
 

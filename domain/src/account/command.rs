@@ -8,7 +8,7 @@ use crate::ids::{Asset, CommandId, OrderId, Symbol, TradeId};
 use crate::order::Side;
 use crate::units::{Amount, Price, Quantity, Timestamp};
 
-use super::RiskLimits;
+use super::limits::RiskLimits;
 
 /// A command to an account. Every command carries a `command_id` (repeating it repeats the
 /// first outcome) and `at`, the time it happens (transaction time as the caller saw it).
@@ -129,22 +129,35 @@ impl AccountCommand {
     /// later `at`) matches; another command reusing the id does not.
     pub fn fingerprint(&self) -> u64 {
         match self {
-            AccountCommand::Deposit { asset, amount, effective_at, .. } => {
-                Fingerprint::new("deposit")
-                    .text(asset.as_str())
-                    .u64(amount.get())
-                    .option_i64(effective_at.map(Timestamp::micros))
-                    .finish()
-            }
-            AccountCommand::Withdraw { asset, amount, effective_at, .. } => {
-                Fingerprint::new("withdraw")
-                    .text(asset.as_str())
-                    .u64(amount.get())
-                    .option_i64(effective_at.map(Timestamp::micros))
-                    .finish()
-            }
+            AccountCommand::Deposit {
+                asset,
+                amount,
+                effective_at,
+                ..
+            } => Fingerprint::new("deposit")
+                .text(asset.as_str())
+                .u64(amount.get())
+                .option_i64(effective_at.map(Timestamp::micros))
+                .finish(),
+            AccountCommand::Withdraw {
+                asset,
+                amount,
+                effective_at,
+                ..
+            } => Fingerprint::new("withdraw")
+                .text(asset.as_str())
+                .u64(amount.get())
+                .option_i64(effective_at.map(Timestamp::micros))
+                .finish(),
             AccountCommand::PlaceHold {
-                order_id, symbol, base, quote, side, price, quantity, ..
+                order_id,
+                symbol,
+                base,
+                quote,
+                side,
+                price,
+                quantity,
+                ..
             } => Fingerprint::new("place_hold")
                 .u64(order_id.0)
                 .text(symbol.as_str())
@@ -154,14 +167,18 @@ impl AccountCommand {
                 .option_u64(price.map(Price::get))
                 .u64(quantity.get())
                 .finish(),
-            AccountCommand::SettleTrade { order_id, trade_id, price, quantity, .. } => {
-                Fingerprint::new("settle_trade")
-                    .u64(order_id.0)
-                    .u64(trade_id.0)
-                    .u64(price.get())
-                    .u64(quantity.get())
-                    .finish()
-            }
+            AccountCommand::SettleTrade {
+                order_id,
+                trade_id,
+                price,
+                quantity,
+                ..
+            } => Fingerprint::new("settle_trade")
+                .u64(order_id.0)
+                .u64(trade_id.0)
+                .u64(price.get())
+                .u64(quantity.get())
+                .finish(),
             AccountCommand::ReleaseHold { order_id, .. } => {
                 Fingerprint::new("release_hold").u64(order_id.0).finish()
             }

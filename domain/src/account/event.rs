@@ -7,7 +7,7 @@ use crate::ids::{Asset, CommandId, OrderId, Symbol, TradeId};
 use crate::order::Side;
 use crate::units::{Amount, Price, Quantity, Timestamp};
 
-use super::RiskLimits;
+use super::limits::RiskLimits;
 
 /// The command an event came from: its id and [fingerprint](super::AccountCommand::fingerprint),
 /// kept so a repeated id can be answered (or refused) after a restart.
