@@ -13,7 +13,7 @@ use super::limits::RiskLimits;
 /// A command to an account. Every command carries a `command_id` (repeating it repeats the
 /// first outcome) and `at`, the time it happens (transaction time as the caller saw it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum AccountCommand {
     /// Credit `amount` of `asset`. With an `effective_at` in the past it is a correction.
     Deposit {

@@ -22,7 +22,7 @@ pub struct CommandRef {
 /// An account event. `at` is the command's time; `effective_at` (where present) is the valid
 /// time, equal to `at` unless the command was a correction. The journal adds `recorded_at`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum AccountEvent {
     /// `amount` of `asset` was credited.
     Deposited {

@@ -12,7 +12,7 @@ use super::event::Trade;
 
 /// A command to the order book of one market.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum BookCommand {
     /// List the market: the book exists from here on.
     List {
@@ -65,7 +65,7 @@ impl Message for BookCommand {
 
 /// The book's answer to a command that was applied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum BookReply {
     /// The market is listed.
     Listed,

@@ -60,7 +60,7 @@ pub enum EndReason {
 /// `Ended` when the band stopped matching. Makers that a trade fills completely leave the
 /// book with that trade (`maker_remaining` is 0); they get no `Ended` of their own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum BookEvent {
     /// The market was listed.
     Listed {
