@@ -875,7 +875,11 @@ impl OrderSaga {
     /// Whether the saga has nothing left to do: the order's status is final, every fill is
     /// settled and the hold released (or never placed).
     pub fn is_finished(&self) -> bool {
-        self.placement.is_some() && self.status().is_final() && self.waiting().is_none()
+        let hold_open = matches!(self.hold, Hold::Placed | Hold::Uncertain);
+        self.placement.is_some()
+            && self.status().is_final()
+            && self.waiting().is_none()
+            && !hold_open
     }
 
     /// The order as the saga knows it.
