@@ -1,0 +1,122 @@
+//! What the saga is told: the user's request, the answers to its commands, the book's events
+//! about its order, and the host's timer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::Message;
+use crate::book::event::BookEvent;
+use crate::error::Error;
+use crate::ids::TradeId;
+use crate::market::MarketSpec;
+use crate::order::OrderSpec;
+use crate::units::Timestamp;
+
+use super::config::SagaConfig;
+
+/// An input to an [`OrderSaga`](super::OrderSaga). Every input carries the time it happens at:
+/// the saga never reads a clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SagaInput {
+    /// Place an order: starts the saga.
+    Start {
+        /// The order. A market buy needs `price`, its protection price, to size its hold.
+        request: OrderSpec,
+        /// The order's market.
+        market: MarketSpec,
+        /// Timeouts and retry limits for this saga.
+        config: SagaConfig,
+        /// When.
+        at: Timestamp,
+    },
+    /// The account placed the hold (the answer to `PlaceHold` was `Ok`).
+    HoldPlaced {
+        /// When.
+        at: Timestamp,
+    },
+    /// The account refused the hold.
+    HoldRejected {
+        /// Why.
+        reason: Error,
+        /// When.
+        at: Timestamp,
+    },
+    /// A book event that concerns this order; others are ignored. May be repeated or arrive
+    /// out of step.
+    Book {
+        /// The event.
+        event: BookEvent,
+    },
+    /// The book refused the `Submit`. `DuplicateOrder` means the book already has the order.
+    SubmitRejected {
+        /// Why.
+        reason: Error,
+        /// When.
+        at: Timestamp,
+    },
+    /// The book refused a `Cancel`: `OrderNotFound` (never seen) or `OrderAlreadyEnded`.
+    CancelRejected {
+        /// Why.
+        reason: Error,
+        /// When.
+        at: Timestamp,
+    },
+    /// The account settled this order's leg of a trade.
+    LegSettled {
+        /// The trade.
+        trade_id: TradeId,
+        /// When.
+        at: Timestamp,
+    },
+    /// The account refused to settle this order's leg of a trade.
+    SettleRejected {
+        /// The trade.
+        trade_id: TradeId,
+        /// Why.
+        reason: Error,
+        /// When.
+        at: Timestamp,
+    },
+    /// Nothing is held for the order any more: the answer to `ReleaseHold` was `Ok` or
+    /// `HoldNotFound`.
+    HoldReleased {
+        /// When.
+        at: Timestamp,
+    },
+    /// The user cancels the order.
+    CancelRequested {
+        /// When.
+        at: Timestamp,
+    },
+    /// The host's timer: acts only once the saga's deadline has passed.
+    Tick {
+        /// The host's current time.
+        now: Timestamp,
+    },
+    /// An operator restarts the current step with a fresh attempt count (e.g. a stalled one).
+    Retry {
+        /// When.
+        at: Timestamp,
+    },
+}
+
+impl Message for SagaInput {
+    const SCHEMA_VERSION: u16 = 1;
+
+    fn name(&self) -> &'static str {
+        match self {
+            SagaInput::Start { .. } => "saga.start",
+            SagaInput::HoldPlaced { .. } => "saga.hold_placed",
+            SagaInput::HoldRejected { .. } => "saga.hold_rejected",
+            SagaInput::Book { .. } => "saga.book",
+            SagaInput::SubmitRejected { .. } => "saga.submit_rejected",
+            SagaInput::CancelRejected { .. } => "saga.cancel_rejected",
+            SagaInput::LegSettled { .. } => "saga.leg_settled",
+            SagaInput::SettleRejected { .. } => "saga.settle_rejected",
+            SagaInput::HoldReleased { .. } => "saga.hold_released",
+            SagaInput::CancelRequested { .. } => "saga.cancel_requested",
+            SagaInput::Tick { .. } => "saga.tick",
+            SagaInput::Retry { .. } => "saga.retry",
+        }
+    }
+}

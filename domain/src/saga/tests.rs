@@ -1,0 +1,1011 @@
+//! Given / when / then tests of the order placement saga.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::aggregate::Message;
+use crate::book::event::Trade;
+use crate::ids::{AccountId, Asset, OrderId, Symbol, TradeId};
+use crate::order::{OrderType, TimeInForce};
+use crate::units::{Price, Quantity};
+
+const ORDER: OrderId = OrderId(7);
+const OTHER: OrderId = OrderId(8);
+
+fn alice() -> AccountId {
+    AccountId::new("alice").unwrap()
+}
+
+fn bob() -> AccountId {
+    AccountId::new("bob").unwrap()
+}
+
+fn symbol() -> Symbol {
+    Symbol::new("BTC-USD").unwrap()
+}
+
+fn market() -> MarketSpec {
+    MarketSpec {
+        symbol: symbol(),
+        base: Asset::new("BTC").unwrap(),
+        quote: Asset::new("USD").unwrap(),
+        tick_size: Price(1),
+        lot_size: Quantity(1),
+        min_quantity: Quantity(1),
+        max_quantity: Quantity(1_000),
+        band_bps: 1_000,
+        reference_price: Some(Price(100)),
+    }
+}
+
+/// 1 s per attempt, doubling up to 4 s, 3 sends per step.
+fn config() -> SagaConfig {
+    SagaConfig {
+        step_timeout_micros: 1_000_000,
+        step_timeout_max_micros: 4_000_000,
+        attempts_max: 3,
+    }
+}
+
+fn limit_buy(quantity: u64) -> OrderSpec {
+    OrderSpec {
+        order_id: ORDER,
+        account_id: alice(),
+        side: Side::Buy,
+        order_type: OrderType::Limit,
+        price: Some(Price(100)),
+        quantity: Quantity(quantity),
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+    }
+}
+
+fn t(seconds: i64) -> Timestamp {
+    Timestamp(seconds * Timestamp::MICROS_PER_SECOND)
+}
+
+fn start(order: OrderSpec) -> SagaInput {
+    SagaInput::Start {
+        request: order,
+        market: market(),
+        config: config(),
+        at: t(0),
+    }
+}
+
+// Commands the saga should emit.
+
+fn hold(order: &OrderSpec, at: Timestamp) -> SagaCommand {
+    SagaCommand::Account {
+        account_id: order.account_id,
+        command: AccountCommand::PlaceHold {
+            command_id: CommandId::new("7:hold").unwrap(),
+            order_id: ORDER,
+            symbol: symbol(),
+            base: market().base,
+            quote: market().quote,
+            side: order.side,
+            price: order.price,
+            quantity: order.quantity,
+            at,
+        },
+    }
+}
+
+fn submit(order: &OrderSpec, at: Timestamp) -> SagaCommand {
+    SagaCommand::Book {
+        symbol: symbol(),
+        command: BookCommand::Submit { order: *order, at },
+    }
+}
+
+fn cancel(at: Timestamp) -> SagaCommand {
+    SagaCommand::Book {
+        symbol: symbol(),
+        command: BookCommand::Cancel {
+            order_id: ORDER,
+            at,
+        },
+    }
+}
+
+fn settle(trade_id: u64, price: u64, quantity: u64, at: Timestamp) -> SagaCommand {
+    SagaCommand::Account {
+        account_id: alice(),
+        command: AccountCommand::SettleTrade {
+            command_id: CommandId::new(&format!("7:settle-{trade_id}")).unwrap(),
+            order_id: ORDER,
+            trade_id: TradeId(trade_id),
+            price: Price(price),
+            quantity: Quantity(quantity),
+            at,
+        },
+    }
+}
+
+fn release(at: Timestamp) -> SagaCommand {
+    SagaCommand::Account {
+        account_id: alice(),
+        command: AccountCommand::ReleaseHold {
+            command_id: CommandId::new("7:release").unwrap(),
+            order_id: ORDER,
+            at,
+        },
+    }
+}
+
+// Book events about the order.
+
+fn book(event: BookEvent) -> SagaInput {
+    SagaInput::Book { event }
+}
+
+fn accepted(order: &OrderSpec, at: Timestamp) -> SagaInput {
+    book(BookEvent::Accepted {
+        order: *order,
+        sequence: 1,
+        at,
+    })
+}
+
+/// Our order takes `quantity` from bob's resting order 8.
+fn taker_trade(trade_id: u64, quantity: u64, taker_remaining: u64, at: Timestamp) -> SagaInput {
+    book(BookEvent::Traded(Trade {
+        trade_id: TradeId(trade_id),
+        maker_order_id: OTHER,
+        maker_account_id: bob(),
+        taker_order_id: ORDER,
+        taker_account_id: alice(),
+        taker_side: Side::Buy,
+        price: Price(100),
+        quantity: Quantity(quantity),
+        maker_remaining: Quantity(50),
+        taker_remaining: Quantity(taker_remaining),
+        at,
+    }))
+}
+
+/// Bob's incoming order 8 takes `quantity` from our resting order.
+fn maker_trade(trade_id: u64, quantity: u64, maker_remaining: u64, at: Timestamp) -> SagaInput {
+    book(BookEvent::Traded(Trade {
+        trade_id: TradeId(trade_id),
+        maker_order_id: ORDER,
+        maker_account_id: alice(),
+        taker_order_id: OTHER,
+        taker_account_id: bob(),
+        taker_side: Side::Sell,
+        price: Price(100),
+        quantity: Quantity(quantity),
+        maker_remaining: Quantity(maker_remaining),
+        taker_remaining: Quantity(0),
+        at,
+    }))
+}
+
+fn rested(remaining: u64, at: Timestamp) -> SagaInput {
+    book(BookEvent::Rested {
+        order_id: ORDER,
+        account_id: alice(),
+        side: Side::Buy,
+        price: Price(100),
+        remaining: Quantity(remaining),
+        sequence: 1,
+        at,
+    })
+}
+
+fn ended(reason: EndReason, remaining: u64, at: Timestamp) -> SagaInput {
+    book(BookEvent::Ended {
+        order_id: ORDER,
+        account_id: alice(),
+        reason,
+        remaining: Quantity(remaining),
+        at,
+    })
+}
+
+fn leg_settled(trade_id: u64, at: Timestamp) -> SagaInput {
+    SagaInput::LegSettled {
+        trade_id: TradeId(trade_id),
+        at,
+    }
+}
+
+/// A saga with its event log: after every input it checks that replaying the log gives the
+/// same state and the same outstanding commands (a crash at any step resumes identically).
+#[derive(Default)]
+struct Given {
+    saga: OrderSaga,
+    log: Vec<SagaEvent>,
+}
+
+impl Given {
+    fn started(order: OrderSpec) -> Self {
+        let mut given = Self::default();
+        assert_eq!(given.when(start(order)), vec![hold(&order, t(0))]);
+        given
+    }
+
+    /// Started, hold placed and the order submitted at 1 s.
+    fn submitted(order: OrderSpec) -> Self {
+        let mut given = Self::started(order);
+        assert_eq!(
+            given.when(SagaInput::HoldPlaced { at: t(1) }),
+            vec![submit(&order, t(1))]
+        );
+        given
+    }
+
+    fn when(&mut self, input: SagaInput) -> Vec<SagaCommand> {
+        let events = self.saga.decide(&input).unwrap();
+        for event in &events {
+            self.saga.apply(event);
+        }
+        self.log.extend(events.iter().cloned());
+        let recovered = OrderSaga::replay(&self.log);
+        assert_eq!(recovered, self.saga, "replay equals the live state");
+        assert_eq!(recovered.outstanding(), self.saga.outstanding());
+        self.saga.commands(&events)
+    }
+
+    fn refused(&self, input: SagaInput) -> Error {
+        self.saga.decide(&input).unwrap_err()
+    }
+
+    fn view(&self) -> OrderView {
+        self.saga.view()
+    }
+}
+
+#[test]
+fn happy_path_limit_buy() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    assert_eq!(given.view().status, OrderStatus::Pending);
+    assert_eq!(given.view().step, Some(SagaStep::Submit));
+
+    assert_eq!(given.when(accepted(&order, t(2))), vec![]);
+    assert_eq!(
+        given.when(taker_trade(1, 10, 0, t(2))),
+        vec![settle(1, 100, 10, t(2))]
+    );
+    assert_eq!(given.view().status, OrderStatus::Filled);
+    assert_eq!(given.when(ended(EndReason::Filled, 0, t(2))), vec![]);
+    assert_eq!(given.view().step, Some(SagaStep::Settle));
+
+    assert_eq!(given.when(leg_settled(1, t(3))), vec![release(t(3))]);
+    assert!(!given.saga.is_finished());
+    assert_eq!(given.when(SagaInput::HoldReleased { at: t(4) }), vec![]);
+
+    let view = given.view();
+    assert!(given.saga.is_finished());
+    assert_eq!(view.status, OrderStatus::Filled);
+    assert_eq!(view.filled_quantity, Quantity(10));
+    assert_eq!(
+        view.fills,
+        vec![Fill {
+            trade_id: TradeId(1),
+            price: Price(100),
+            quantity: Quantity(10),
+            settled: true
+        }]
+    );
+    assert_eq!(view.end_reason, Some(EndReason::Filled));
+    assert_eq!(view.step, None);
+    assert_eq!(given.saga.deadline(), None);
+    assert_eq!(given.saga.outstanding(), vec![]);
+}
+
+#[test]
+fn partial_fill_then_rest_then_maker_fills_then_user_cancel() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    given.when(accepted(&order, t(2)));
+    assert_eq!(
+        given.when(taker_trade(1, 3, 7, t(2))),
+        vec![settle(1, 100, 3, t(2))]
+    );
+    assert_eq!(given.when(rested(7, t(2))), vec![]);
+    assert_eq!(given.view().status, OrderStatus::PartiallyFilled);
+    given.when(leg_settled(1, t(3)));
+    assert_eq!(
+        given.saga.deadline(),
+        None,
+        "a resting order waits for nothing"
+    );
+
+    assert_eq!(
+        given.when(maker_trade(2, 4, 3, t(100))),
+        vec![settle(2, 100, 4, t(100))]
+    );
+    given.when(leg_settled(2, t(101)));
+    assert_eq!(
+        given.when(SagaInput::CancelRequested { at: t(200) }),
+        vec![cancel(t(200))]
+    );
+    assert_eq!(given.view().step, Some(SagaStep::Cancel));
+    assert_eq!(
+        given.when(SagaInput::CancelRequested { at: t(201) }),
+        vec![],
+        "asked once"
+    );
+
+    assert_eq!(
+        given.when(ended(EndReason::Cancelled, 3, t(201))),
+        vec![release(t(201))]
+    );
+    given.when(SagaInput::HoldReleased { at: t(202) });
+    let view = given.view();
+    assert_eq!(view.status, OrderStatus::Cancelled);
+    assert_eq!(view.filled_quantity, Quantity(7));
+    assert!(given.saga.is_finished());
+    assert_eq!(
+        given.when(SagaInput::CancelRequested { at: t(300) }),
+        vec![],
+        "final: no-op"
+    );
+}
+
+#[test]
+fn a_refused_hold_rejects_without_compensation() {
+    let order = limit_buy(10);
+    let mut given = Given::started(order);
+    let reason = Error::InsufficientFunds {
+        asset: market().quote,
+        available: crate::units::Amount(5),
+        required: crate::units::Amount(1_000),
+    };
+    let commands = given.when(SagaInput::HoldRejected {
+        reason: reason.clone(),
+        at: t(1),
+    });
+    assert_eq!(commands, vec![]);
+    let view = given.view();
+    assert_eq!(view.status, OrderStatus::Rejected);
+    assert_eq!(view.reject_reason, Some(reason));
+    assert!(given.saga.is_finished());
+    assert_eq!(given.saga.outstanding(), vec![]);
+}
+
+#[test]
+fn a_refused_submit_releases_the_hold_and_rejects_with_the_reason() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    let reason = Error::PostOnlyWouldCross;
+    let commands = given.when(SagaInput::SubmitRejected {
+        reason: reason.clone(),
+        at: t(2),
+    });
+    assert_eq!(commands, vec![release(t(2))]);
+    assert_eq!(given.view().status, OrderStatus::Rejected);
+    assert_eq!(given.view().reject_reason, Some(reason));
+    assert!(!given.saga.is_finished());
+    given.when(SagaInput::HoldReleased { at: t(3) });
+    assert!(given.saga.is_finished());
+}
+
+#[test]
+fn a_fok_order_that_cannot_fill_is_rejected_and_released() {
+    let order = OrderSpec {
+        time_in_force: TimeInForce::Fok,
+        ..limit_buy(10)
+    };
+    let mut given = Given::submitted(order);
+    let commands = given.when(SagaInput::SubmitRejected {
+        reason: Error::FokNotFillable,
+        at: t(2),
+    });
+    assert_eq!(commands, vec![release(t(2))]);
+    assert_eq!(given.view().reject_reason, Some(Error::FokNotFillable));
+}
+
+#[test]
+fn an_ioc_remainder_that_expires_is_cancelled_after_settling_its_fills() {
+    let order = OrderSpec {
+        time_in_force: TimeInForce::Ioc,
+        ..limit_buy(10)
+    };
+    let mut given = Given::submitted(order);
+    given.when(accepted(&order, t(2)));
+    given.when(taker_trade(1, 4, 6, t(2)));
+    assert_eq!(given.when(ended(EndReason::Expired, 6, t(2))), vec![]);
+    assert_eq!(given.when(leg_settled(1, t(3))), vec![release(t(3))]);
+    given.when(SagaInput::HoldReleased { at: t(4) });
+    assert_eq!(given.view().status, OrderStatus::Cancelled);
+    assert_eq!(given.view().end_reason, Some(EndReason::Expired));
+    assert!(given.saga.is_finished());
+}
+
+#[test]
+fn invalid_starts_are_refused_without_events() {
+    let saga = OrderSaga::default();
+    let zero = OrderSpec {
+        quantity: Quantity(0),
+        ..limit_buy(10)
+    };
+    assert!(matches!(
+        saga.decide(&start(zero)),
+        Err(Error::ZeroValue { .. })
+    ));
+    let market_buy = OrderSpec {
+        order_type: OrderType::Market,
+        price: None,
+        time_in_force: TimeInForce::Ioc,
+        ..limit_buy(10)
+    };
+    assert!(matches!(
+        saga.decide(&start(market_buy)),
+        Err(Error::InvalidOrder { .. })
+    ));
+    let market_sell = OrderSpec {
+        side: Side::Sell,
+        ..market_buy
+    };
+    assert_eq!(
+        saga.decide(&start(market_sell)).map(|events| events.len()),
+        Ok(1)
+    );
+    let overflowing = OrderSpec {
+        price: Some(Price(u64::MAX)),
+        ..limit_buy(10)
+    };
+    let mut wide_market = market();
+    wide_market.reference_price = None;
+    let input = SagaInput::Start {
+        request: overflowing,
+        market: wide_market,
+        config: config(),
+        at: t(0),
+    };
+    assert_eq!(saga.decide(&input), Err(Error::Overflow));
+
+    assert_eq!(
+        saga.decide(&SagaInput::HoldPlaced { at: t(1) }),
+        Err(Error::SagaNotStarted)
+    );
+    assert_eq!(
+        saga.decide(&SagaInput::Tick { now: t(1) }),
+        Err(Error::SagaNotStarted)
+    );
+    let given = Given::started(limit_buy(10));
+    assert_eq!(
+        given.refused(start(limit_buy(10))),
+        Error::SagaAlreadyStarted { order_id: ORDER }
+    );
+}
+
+#[test]
+fn a_hold_that_times_out_is_retried_with_backoff_then_released_and_rejected() {
+    let order = limit_buy(10);
+    let mut given = Given::started(order);
+    assert_eq!(given.saga.deadline(), Some(t(1)));
+    assert_eq!(
+        given.when(SagaInput::Tick { now: t(1) }),
+        vec![hold(&order, t(1))]
+    );
+    assert_eq!(given.view().attempts, 1);
+    assert_eq!(given.saga.deadline(), Some(t(3)), "1 s doubled");
+    assert_eq!(
+        given.when(SagaInput::Tick { now: t(3) }),
+        vec![hold(&order, t(3))]
+    );
+    assert_eq!(given.saga.deadline(), Some(t(7)), "4 s: the cap");
+
+    assert_eq!(
+        given.when(SagaInput::Tick { now: t(7) }),
+        vec![release(t(7))]
+    );
+    let timeout = Error::Timeout {
+        step: "hold".to_owned(),
+    };
+    assert_eq!(given.view().status, OrderStatus::Rejected);
+    assert_eq!(given.view().reject_reason, Some(timeout));
+    assert_eq!(given.view().step, Some(SagaStep::Release));
+    assert_eq!(
+        given.when(SagaInput::HoldPlaced { at: t(8) }),
+        vec![],
+        "a late reply is stale"
+    );
+    given.when(SagaInput::HoldReleased { at: t(8) });
+    assert!(given.saga.is_finished());
+}
+
+#[test]
+fn no_tick_acts_before_the_deadline() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    assert_eq!(given.saga.deadline(), Some(t(2)));
+    let before = given.saga.clone();
+    assert_eq!(
+        given.when(SagaInput::Tick {
+            now: Timestamp(t(2).0 - 1)
+        }),
+        vec![]
+    );
+    assert_eq!(given.saga, before);
+    assert_eq!(
+        given.when(SagaInput::Tick { now: t(2) }),
+        vec![submit(&order, t(2))]
+    );
+}
+
+fn submit_timed_out() -> (Given, OrderSpec) {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    assert_eq!(
+        given.when(SagaInput::Tick { now: t(2) }),
+        vec![submit(&order, t(2))]
+    );
+    assert_eq!(
+        given.when(SagaInput::Tick { now: t(4) }),
+        vec![submit(&order, t(4))]
+    );
+    assert_eq!(
+        given.when(SagaInput::Tick { now: t(8) }),
+        vec![cancel(t(8))]
+    );
+    assert_eq!(given.view().step, Some(SagaStep::Cancel));
+    assert_eq!(given.view().attempts, 0, "a new step starts afresh");
+    (given, order)
+}
+
+#[test]
+fn a_submit_that_times_out_and_is_unknown_to_the_book_is_released_and_rejected() {
+    let (mut given, _) = submit_timed_out();
+    let not_found = Error::OrderNotFound { order_id: ORDER };
+    let commands = given.when(SagaInput::CancelRejected {
+        reason: not_found,
+        at: t(9),
+    });
+    assert_eq!(commands, vec![release(t(9))]);
+    assert_eq!(
+        given.view().reject_reason,
+        Some(Error::Timeout {
+            step: "submit".to_owned()
+        })
+    );
+    given.when(SagaInput::HoldReleased { at: t(10) });
+    assert_eq!(given.view().status, OrderStatus::Rejected);
+    assert!(given.saga.is_finished());
+}
+
+#[test]
+fn a_submit_that_times_out_but_had_ended_settles_its_late_fills() {
+    let (mut given, order) = submit_timed_out();
+    let already = Error::OrderAlreadyEnded { order_id: ORDER };
+    assert_eq!(
+        given.when(SagaInput::CancelRejected {
+            reason: already,
+            at: t(9)
+        }),
+        vec![]
+    );
+    assert_eq!(given.view().step, Some(SagaStep::End));
+    given.when(accepted(&order, t(10)));
+    assert_eq!(
+        given.when(taker_trade(1, 10, 0, t(10))),
+        vec![settle(1, 100, 10, t(10))]
+    );
+    assert_eq!(given.when(ended(EndReason::Filled, 0, t(10))), vec![]);
+    assert_eq!(given.when(leg_settled(1, t(11))), vec![release(t(11))]);
+    given.when(SagaInput::HoldReleased { at: t(12) });
+    assert_eq!(given.view().status, OrderStatus::Filled);
+    assert!(given.saga.is_finished());
+}
+
+#[test]
+fn a_submit_that_times_out_and_is_then_cancelled_by_the_book_continues_normally() {
+    let (mut given, order) = submit_timed_out();
+    given.when(accepted(&order, t(9)));
+    assert_eq!(
+        given.when(ended(EndReason::Cancelled, 10, t(9))),
+        vec![release(t(9))]
+    );
+    assert_eq!(given.view().status, OrderStatus::Cancelled);
+}
+
+#[test]
+fn duplicate_trades_settle_once() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    given.when(accepted(&order, t(2)));
+    assert_eq!(
+        given.when(taker_trade(1, 4, 6, t(2))),
+        vec![settle(1, 100, 4, t(2))]
+    );
+    assert_eq!(given.when(taker_trade(1, 4, 6, t(2))), vec![]);
+    given.when(rested(6, t(2)));
+    given.when(leg_settled(1, t(3)));
+    assert_eq!(given.when(taker_trade(1, 4, 6, t(2))), vec![]);
+    assert_eq!(given.when(leg_settled(1, t(4))), vec![]);
+    assert_eq!(given.view().fills.len(), 1);
+    assert_eq!(given.view().filled_quantity, Quantity(4));
+}
+
+#[test]
+fn ended_before_its_trades_still_settles_then_releases() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    assert_eq!(given.when(ended(EndReason::Expired, 4, t(2))), vec![]);
+    assert_eq!(
+        given.view().step,
+        None,
+        "the fills are on their way: nothing to retry"
+    );
+    assert!(
+        !given.saga.is_finished(),
+        "6 filled by the book's word, none known yet"
+    );
+    assert_eq!(
+        given.when(taker_trade(2, 2, 8, t(2))),
+        vec![settle(2, 100, 2, t(2))]
+    );
+    assert_eq!(given.when(leg_settled(2, t(3))), vec![], "4 more to come");
+    assert_eq!(
+        given.when(taker_trade(1, 4, 6, t(2))),
+        vec![settle(1, 100, 4, t(2))]
+    );
+    assert_eq!(given.when(leg_settled(1, t(4))), vec![release(t(4))]);
+    let overfill = given.refused(taker_trade(3, 1, 0, t(5)));
+    assert!(matches!(overfill, Error::InvalidOrder { .. }));
+}
+
+#[test]
+fn a_maker_filled_completely_ends_without_an_ended_event() {
+    let order = OrderSpec {
+        side: Side::Sell,
+        ..limit_buy(10)
+    };
+    let mut given = Given::submitted(order);
+    given.when(accepted(&order, t(2)));
+    given.when(rested(10, t(2)));
+    assert_eq!(given.view().status, OrderStatus::Open);
+    given.when(maker_trade(1, 6, 4, t(50)));
+    // The last fill arrives, then its settlement, then the earlier fill's settlement.
+    given.when(maker_trade(2, 4, 0, t(60)));
+    assert_eq!(given.view().status, OrderStatus::Filled);
+    assert_eq!(given.when(leg_settled(2, t(61))), vec![]);
+    assert_eq!(given.when(leg_settled(1, t(62))), vec![release(t(62))]);
+}
+
+#[test]
+fn an_ended_event_before_its_accepted_is_enough() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    assert_eq!(
+        given.when(ended(EndReason::SelfTradePrevented, 10, t(2))),
+        vec![release(t(2))]
+    );
+    assert_eq!(given.when(accepted(&order, t(2))), vec![]);
+    assert_eq!(given.view().end_reason, Some(EndReason::SelfTradePrevented));
+}
+
+#[test]
+fn settlement_failures_are_retried_then_stall_until_an_operator_retries() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    given.when(accepted(&order, t(2)));
+    given.when(taker_trade(1, 10, 0, t(2)));
+    given.when(ended(EndReason::Filled, 0, t(2)));
+    let failure = Error::HoldNotFound { order_id: ORDER };
+    let refusal = SagaInput::SettleRejected {
+        trade_id: TradeId(1),
+        reason: failure,
+        at: t(2),
+    };
+    assert_eq!(given.when(refusal), vec![]);
+    assert_eq!(given.saga.deadline(), Some(t(3)));
+    assert_eq!(
+        given.when(SagaInput::Tick { now: t(3) }),
+        vec![settle(1, 100, 10, t(3))]
+    );
+    assert_eq!(
+        given.when(SagaInput::Tick { now: t(5) }),
+        vec![settle(1, 100, 10, t(5))]
+    );
+    assert_eq!(given.when(SagaInput::Tick { now: t(9) }), vec![]);
+    let view = given.view();
+    assert!(view.stalled);
+    assert_eq!(view.step, Some(SagaStep::Settle));
+    assert_eq!(
+        given.saga.deadline(),
+        None,
+        "stalled: only an operator restarts it"
+    );
+    assert_eq!(given.when(SagaInput::Tick { now: t(100) }), vec![]);
+
+    assert_eq!(
+        given.when(SagaInput::Retry { at: t(200) }),
+        vec![settle(1, 100, 10, t(200))]
+    );
+    assert!(!given.view().stalled);
+    assert_eq!(given.view().attempts, 0);
+    assert_eq!(given.saga.deadline(), Some(t(201)));
+    assert_eq!(given.when(leg_settled(1, t(201))), vec![release(t(201))]);
+    given.when(SagaInput::HoldReleased { at: t(202) });
+    assert!(given.saga.is_finished());
+    assert_eq!(
+        given.when(SagaInput::Retry { at: t(300) }),
+        vec![],
+        "nothing to restart"
+    );
+}
+
+#[test]
+fn a_release_that_is_never_answered_stalls() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    given.when(SagaInput::SubmitRejected {
+        reason: Error::FokNotFillable,
+        at: t(2),
+    });
+    given.when(SagaInput::Tick { now: t(3) });
+    given.when(SagaInput::Tick { now: t(5) });
+    assert_eq!(given.when(SagaInput::Tick { now: t(9) }), vec![]);
+    assert!(given.view().stalled);
+    assert_eq!(given.view().step, Some(SagaStep::Release));
+    assert!(!given.saga.is_finished());
+    assert_eq!(given.saga.outstanding(), vec![release(t(9))]);
+}
+
+#[test]
+fn a_cancel_before_submission_skips_the_submit_and_releases() {
+    let order = limit_buy(10);
+    let mut given = Given::started(order);
+    assert_eq!(given.when(SagaInput::CancelRequested { at: t(1) }), vec![]);
+    assert_eq!(given.view().status, OrderStatus::Cancelled);
+    assert_eq!(
+        given.view().step,
+        Some(SagaStep::Hold),
+        "the hold's answer decides the release"
+    );
+    assert_eq!(
+        given.when(SagaInput::HoldPlaced { at: t(2) }),
+        vec![release(t(2))]
+    );
+    given.when(SagaInput::HoldReleased { at: t(3) });
+    assert!(given.saga.is_finished());
+    assert_eq!(given.view().status, OrderStatus::Cancelled);
+}
+
+#[test]
+fn a_cancel_while_submitting_waits_for_the_book_to_have_the_order() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    assert_eq!(given.when(SagaInput::CancelRequested { at: t(2) }), vec![]);
+    assert_eq!(given.when(accepted(&order, t(3))), vec![cancel(t(3))]);
+    let already = Error::OrderAlreadyEnded { order_id: ORDER };
+    given.when(SagaInput::CancelRejected {
+        reason: already,
+        at: t(4),
+    });
+    assert_eq!(given.view().step, Some(SagaStep::End));
+    assert_eq!(given.when(ended(EndReason::Filled, 0, t(4))), vec![]);
+    assert_eq!(
+        given.when(taker_trade(1, 10, 0, t(4))),
+        vec![settle(1, 100, 10, t(4))]
+    );
+    assert_eq!(given.view().status, OrderStatus::Filled);
+}
+
+#[test]
+fn crash_at_every_step_resumes_with_the_same_outstanding_commands() {
+    let order = limit_buy(10);
+    let inputs = vec![
+        start(order),
+        SagaInput::HoldPlaced { at: t(1) },
+        accepted(&order, t(2)),
+        taker_trade(1, 3, 7, t(2)),
+        rested(7, t(2)),
+        maker_trade(2, 7, 0, t(3)),
+        leg_settled(2, t(4)),
+        leg_settled(1, t(5)),
+        SagaInput::HoldReleased { at: t(6) },
+    ];
+    let expected_outstanding = vec![
+        vec![hold(&order, t(0))],
+        vec![submit(&order, t(1))],
+        vec![],
+        vec![settle(1, 100, 3, t(2))],
+        vec![settle(1, 100, 3, t(2))],
+        vec![settle(1, 100, 3, t(3)), settle(2, 100, 7, t(3))],
+        vec![settle(1, 100, 3, t(4))],
+        vec![release(t(5))],
+        vec![],
+    ];
+    let mut given = Given::default();
+    for (input, expected) in inputs.into_iter().zip(expected_outstanding) {
+        given.when(input);
+        let recovered = OrderSaga::replay(&given.log);
+        assert_eq!(recovered.outstanding(), expected);
+        assert_eq!(recovered.deadline(), given.saga.deadline());
+        assert_eq!(recovered.view(), given.view());
+    }
+    assert!(given.saga.is_finished());
+}
+
+#[test]
+fn stale_and_irrelevant_inputs_are_harmless() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    let before = given.saga.clone();
+    let other_order = OrderSpec {
+        order_id: OTHER,
+        ..order
+    };
+    let harmless = vec![
+        SagaInput::HoldPlaced { at: t(2) },
+        SagaInput::HoldRejected {
+            reason: Error::FokNotFillable,
+            at: t(2),
+        },
+        SagaInput::SubmitRejected {
+            reason: Error::DuplicateOrder { order_id: ORDER },
+            at: t(2),
+        },
+        SagaInput::CancelRejected {
+            reason: Error::OrderNotFound { order_id: ORDER },
+            at: t(2),
+        },
+        leg_settled(9, t(2)),
+        SagaInput::SettleRejected {
+            trade_id: TradeId(9),
+            reason: Error::Overflow,
+            at: t(2),
+        },
+        SagaInput::HoldReleased { at: t(2) },
+        accepted(&other_order, t(2)),
+        book(BookEvent::Halted {
+            trigger_price: None,
+            band: None,
+            at: t(2),
+        }),
+        book(BookEvent::Ended {
+            order_id: OTHER,
+            account_id: bob(),
+            reason: EndReason::Filled,
+            remaining: Quantity(0),
+            at: t(2),
+        }),
+    ];
+    for input in harmless {
+        assert_eq!(given.when(input.clone()), vec![], "{input:?}");
+        assert_eq!(given.saga, before, "{input:?}");
+    }
+}
+
+#[test]
+fn messages_round_trip_with_stable_names() {
+    let order = limit_buy(10);
+    let mut given = Given::submitted(order);
+    given.when(accepted(&order, t(2)));
+    given.when(taker_trade(1, 10, 0, t(2)));
+    let names: Vec<_> = given.log.iter().map(|event| event.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "saga.started",
+            "saga.hold_confirmed",
+            "saga.accepted",
+            "saga.filled",
+            "saga.ended"
+        ]
+    );
+    for event in &given.log {
+        let json = serde_json::to_string(event).unwrap();
+        assert_eq!(&serde_json::from_str::<SagaEvent>(&json).unwrap(), event);
+    }
+    let input = SagaInput::CancelRejected {
+        reason: Error::OrderNotFound { order_id: ORDER },
+        at: t(1),
+    };
+    assert_eq!(input.name(), "saga.cancel_rejected");
+    let json = serde_json::to_string(&input).unwrap();
+    assert_eq!(serde_json::from_str::<SagaInput>(&json).unwrap(), input);
+    let view = given.view();
+    let json = serde_json::to_string(&view).unwrap();
+    assert_eq!(serde_json::from_str::<OrderView>(&json).unwrap(), view);
+    assert_eq!(
+        OrderSaga::priority(&SagaInput::CancelRequested { at: t(1) }),
+        Priority::High
+    );
+}
+
+#[test]
+fn the_default_config_is_valid_and_backs_off_to_its_cap() {
+    let config = SagaConfig::default();
+    assert!(config.is_valid());
+    assert_eq!(config.timeout_micros(0), STEP_TIMEOUT_MICROS_DEFAULT);
+    assert_eq!(config.timeout_micros(1), 2 * STEP_TIMEOUT_MICROS_DEFAULT);
+    assert_eq!(
+        config.timeout_micros(ATTEMPTS_LIMIT),
+        STEP_TIMEOUT_MAX_MICROS_DEFAULT
+    );
+    assert_eq!(config.timeout_micros(200), STEP_TIMEOUT_MAX_MICROS_DEFAULT);
+    assert!(
+        !SagaConfig {
+            attempts_max: 0,
+            ..config
+        }
+        .is_valid()
+    );
+    assert!(
+        !SagaConfig {
+            step_timeout_micros: 0,
+            ..config
+        }
+        .is_valid()
+    );
+}
+
+/// The book's events for order 7 (buy 10): takes 3 (trade 1), rests 7, then is the maker of
+/// trades 2 (4) and 3 (3, filling it).
+fn scenario_book_events() -> Vec<SagaInput> {
+    let order = limit_buy(10);
+    vec![
+        accepted(&order, t(2)),
+        taker_trade(1, 3, 7, t(2)),
+        rested(7, t(2)),
+        maker_trade(2, 4, 3, t(3)),
+        maker_trade(3, 3, 0, t(4)),
+    ]
+}
+
+proptest! {
+    /// Whatever order and however often the book's events and the account's replies arrive,
+    /// each trade's leg is settled once and the hold released once, after every settlement.
+    #[test]
+    fn shuffled_and_duplicated_deliveries_settle_once_and_release_once(
+        picks in proptest::collection::vec(any::<prop::sample::Index>(), 40),
+        duplicates in proptest::collection::vec(any::<bool>(), 40),
+    ) {
+        let order = limit_buy(10);
+        let mut saga = OrderSaga::default();
+        saga.step(&start(order)).unwrap();
+        saga.step(&SagaInput::HoldPlaced { at: t(1) }).unwrap();
+        let mut pool = scenario_book_events();
+        let mut settle_sent: Vec<TradeId> = Vec::new();
+        let mut settled_by_account: Vec<TradeId> = Vec::new();
+        let mut releases = 0;
+        let mut picks = picks.into_iter();
+        let mut duplicates = duplicates.into_iter().cycle();
+        while !pool.is_empty() {
+            let index = picks.next().map_or(0, |pick| pick.index(pool.len()));
+            let input = if duplicates.next().unwrap() {
+                pool[index].clone()
+            } else {
+                pool.swap_remove(index)
+            };
+            // The account settles before it answers.
+            if let SagaInput::LegSettled { trade_id, .. } = &input {
+                if !settled_by_account.contains(trade_id) {
+                    settled_by_account.push(*trade_id);
+                }
+            }
+            for command in saga.step(&input).unwrap() {
+                let SagaCommand::Account { command, .. } = command else {
+                    panic!("no book command expected: {command:?}");
+                };
+                match command {
+                    AccountCommand::SettleTrade { trade_id, at, .. } => {
+                        prop_assert!(!settle_sent.contains(&trade_id));
+                        settle_sent.push(trade_id);
+                        pool.push(SagaInput::LegSettled { trade_id, at });
+                    }
+                    AccountCommand::ReleaseHold { at, .. } => {
+                        prop_assert_eq!(settled_by_account.len(), 3, "release after settling");
+                        releases += 1;
+                        pool.push(SagaInput::HoldReleased { at });
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        settle_sent.sort();
+        prop_assert_eq!(settle_sent, vec![TradeId(1), TradeId(2), TradeId(3)]);
+        prop_assert_eq!(releases, 1);
+        prop_assert!(saga.is_finished());
+        prop_assert_eq!(saga.view().status, OrderStatus::Filled);
+        prop_assert_eq!(saga.view().filled_quantity, Quantity(10));
+    }
+}
