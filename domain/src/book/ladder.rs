@@ -71,6 +71,26 @@ pub(super) struct Slot {
     pub(super) sequence: u64,
 }
 
+/// `a + b` for quantities `decide` already proved cannot overflow: a failure is a bug.
+#[track_caller]
+pub(super) fn plus(a: Quantity, b: Quantity) -> Quantity {
+    Quantity(
+        a.get()
+            .checked_add(b.get())
+            .expect("quantity sums are checked in decide"),
+    )
+}
+
+/// `a − b` where `b ≤ a` by construction: a failure is a bug.
+#[track_caller]
+pub(super) fn minus(a: Quantity, b: Quantity) -> Quantity {
+    Quantity(
+        a.get()
+            .checked_sub(b.get())
+            .expect("quantities never go below zero"),
+    )
+}
+
 /// The map key of a price on a side: ascending keys go from the best price to the worst.
 fn priority_key(side: Side, price: Price) -> u64 {
     match side {
@@ -208,10 +228,7 @@ impl Ladder {
             "only a positive remainder rests"
         );
         let (levels, index) = self.levels_and_index_mut(order.side);
-        levels.quantity = levels
-            .quantity
-            .checked_add(order.remaining)
-            .expect("checked in decide");
+        levels.quantity = plus(levels.quantity, order.remaining);
         let level = levels
             .by_priority
             .entry(priority_key(order.side, order.price))
@@ -229,10 +246,7 @@ impl Ladder {
             remaining: order.remaining,
             sequence: order.sequence,
         });
-        level.live_quantity = level
-            .live_quantity
-            .checked_add(order.remaining)
-            .expect("≤ side total");
+        level.live_quantity = plus(level.live_quantity, order.remaining);
         level.live_count += 1;
         let location = Location {
             side: order.side,
@@ -247,10 +261,7 @@ impl Ladder {
     /// of the maker's side. A maker left with nothing leaves the book.
     pub(super) fn fill_front(&mut self, trade: &Trade) {
         let (levels, index) = self.levels_and_index_mut(trade.taker_side.opposite());
-        levels.quantity = levels
-            .quantity
-            .checked_sub(trade.quantity)
-            .expect("≤ side total");
+        levels.quantity = minus(levels.quantity, trade.quantity);
         let mut best = levels
             .by_priority
             .first_entry()
@@ -269,15 +280,9 @@ impl Ladder {
             "makers trade in price-time priority"
         );
         assert_eq!(maker.account_id, trade.maker_account_id);
-        maker.remaining = maker
-            .remaining
-            .checked_sub(trade.quantity)
-            .expect("maker not overfilled");
+        maker.remaining = minus(maker.remaining, trade.quantity);
         assert_eq!(maker.remaining, trade.maker_remaining);
-        level.live_quantity = level
-            .live_quantity
-            .checked_sub(trade.quantity)
-            .expect("≤ level");
+        level.live_quantity = minus(level.live_quantity, trade.quantity);
         if maker.remaining.is_zero() {
             level.live_count -= 1;
             level.pop_dead_front();
@@ -293,9 +298,8 @@ impl Ladder {
 
     /// Takes a resting order off the book (a cancel), returning it as it was.
     pub(super) fn remove(&mut self, order_id: OrderId) -> Option<RestingOrder> {
-        let location = *self.index.get(&order_id)?;
+        let location = self.index.remove(&order_id)?;
         let (levels, index) = self.levels_and_index_mut(location.side);
-        index.remove(&order_id);
         let key = priority_key(location.side, location.price);
         let level = levels
             .by_priority
@@ -307,15 +311,9 @@ impl Ladder {
         assert!(!slot.remaining.is_zero(), "indexed orders are live");
         let removed = RestingOrder::from_slot(location.side, level.price, slot);
         slot.remaining = Quantity::ZERO;
-        level.live_quantity = level
-            .live_quantity
-            .checked_sub(removed.remaining)
-            .expect("≤ level");
+        level.live_quantity = minus(level.live_quantity, removed.remaining);
         level.live_count -= 1;
-        levels.quantity = levels
-            .quantity
-            .checked_sub(removed.remaining)
-            .expect("≤ side total");
+        levels.quantity = minus(levels.quantity, removed.remaining);
         if level.live_count == 0 {
             assert!(level.live_quantity.is_zero());
             levels.by_priority.remove(&key);

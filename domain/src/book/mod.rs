@@ -79,7 +79,7 @@ pub use command::{BookCommand, BookReply, OrderReport};
 pub use event::{BookEvent, EndReason, Trade};
 
 use ended::RecentlyEnded;
-use ladder::Ladder;
+use ladder::{Ladder, minus};
 
 /// How many ended order ids a book remembers (oldest forgotten first). Within the window a
 /// reused order id is refused as a duplicate and a cancel gets [`Error::OrderAlreadyEnded`];
@@ -98,6 +98,8 @@ pub struct OrderBook {
     halted: bool,
     /// Centre of the volatility band; `None` until listing or the first trade sets it.
     reference_price: Option<Price>,
+    /// `band_around(reference_price)`, kept so matching does not recompute it per level.
+    band: Option<PriceBand>,
     last_price: Option<Price>,
     /// Sequence of the last accepted order (sequences start at 1).
     last_sequence: u64,
@@ -356,7 +358,7 @@ impl OrderBook {
     ) -> Result<(Quantity, Stop), Error> {
         let mut remaining = order.quantity;
         let mut last_trade_id = self.last_trade_id;
-        let mut reference = self.reference_price;
+        let mut band = self.band;
         for level in self.ladder.levels_best_first(order.side.opposite()) {
             let price = level.price();
             if !order.accepts(price) {
@@ -364,9 +366,7 @@ impl OrderBook {
             }
             // With no reference yet, the first trade sets it and is inside its own band; the
             // band only moves on resume, so one check per level suffices.
-            let outside_band = reference
-                .map(|reference| spec.band_around(reference))
-                .filter(|band| !band.contains(price));
+            let outside_band = band.filter(|band| !band.contains(price));
             for maker in level.live_slots() {
                 if maker.account_id == order.account_id {
                     return Ok((remaining, Stop::SelfTrade));
@@ -375,9 +375,9 @@ impl OrderBook {
                     return Ok((remaining, Stop::Band { price, band }));
                 }
                 let quantity = remaining.min(maker.remaining);
-                remaining = remaining.checked_sub(quantity)?;
+                remaining = minus(remaining, quantity);
                 last_trade_id = last_trade_id.checked_add(1).ok_or(Error::Overflow)?;
-                reference.get_or_insert(price);
+                band.get_or_insert_with(|| spec.band_around(price));
                 events.push(BookEvent::Traded(Trade {
                     trade_id: TradeId(last_trade_id),
                     maker_order_id: maker.order_id,
@@ -387,7 +387,7 @@ impl OrderBook {
                     taker_side: order.side,
                     price,
                     quantity,
-                    maker_remaining: maker.remaining.checked_sub(quantity)?,
+                    maker_remaining: minus(maker.remaining, quantity),
                     taker_remaining: remaining,
                     at,
                 }));
@@ -430,12 +430,9 @@ impl OrderBook {
                 symbol: spec.symbol,
             });
         }
-        let band = self
-            .reference_price
-            .map(|reference| spec.band_around(reference));
         events.push(BookEvent::Halted {
             trigger_price: None,
-            band,
+            band: self.band,
             at,
         });
         Ok(())
@@ -490,7 +487,9 @@ impl OrderBook {
         assert!(!trade.quantity.is_zero(), "trades move something");
         incoming.remaining = incoming
             .remaining
-            .checked_sub(trade.quantity)
+            .get()
+            .checked_sub(trade.quantity.get())
+            .map(Quantity)
             .expect("taker not overfilled");
         assert_eq!(incoming.remaining, trade.taker_remaining);
         assert_eq!(
@@ -504,7 +503,18 @@ impl OrderBook {
         }
         self.last_trade_id = trade.trade_id.0;
         self.last_price = Some(trade.price);
-        self.reference_price.get_or_insert(trade.price);
+        if self.reference_price.is_none() {
+            self.set_reference_price(Some(trade.price));
+        }
+    }
+
+    fn set_reference_price(&mut self, reference_price: Option<Price>) {
+        let spec = self
+            .spec
+            .as_ref()
+            .expect("only a listed book has a reference price");
+        self.reference_price = reference_price;
+        self.band = reference_price.map(|reference| spec.band_around(reference));
     }
 
     fn apply_rested(&mut self, order: RestingOrder) {
@@ -565,8 +575,8 @@ impl Aggregate for OrderBook {
         match event {
             BookEvent::Listed { spec, .. } => {
                 assert!(self.spec.is_none(), "a book is listed once");
-                self.reference_price = spec.reference_price;
                 self.spec = Some(spec.clone());
+                self.set_reference_price(spec.reference_price);
             }
             BookEvent::Accepted {
                 order, sequence, ..
@@ -603,7 +613,7 @@ impl Aggregate for OrderBook {
                 reference_price, ..
             } => {
                 self.halted = false;
-                self.reference_price = *reference_price;
+                self.set_reference_price(*reference_price);
             }
         }
     }
