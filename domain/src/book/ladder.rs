@@ -22,6 +22,10 @@ use super::event::Trade;
 /// many cancels, and a level never holds more than `2 × live + slack` slots.
 const LEVEL_TOMBSTONES_SLACK: usize = 32;
 
+/// Slots a new level reserves: levels near the top are created and emptied all the time,
+/// and starting at 16 orders (about 1 KiB) saves the first rounds of doubling.
+const LEVEL_SLOTS_INITIAL: usize = 16;
+
 /// Both sides of resting orders and the index over them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct Ladder {
@@ -103,7 +107,7 @@ impl Level {
     fn new(price: Price) -> Self {
         Self {
             price,
-            slots: VecDeque::new(),
+            slots: VecDeque::with_capacity(LEVEL_SLOTS_INITIAL),
             popped: 0,
             live_quantity: Quantity::ZERO,
             live_count: 0,
