@@ -485,12 +485,7 @@ impl OrderBook {
         assert_eq!(incoming.order.order_id, trade.taker_order_id);
         assert_eq!(incoming.order.side, trade.taker_side);
         assert!(!trade.quantity.is_zero(), "trades move something");
-        incoming.remaining = incoming
-            .remaining
-            .get()
-            .checked_sub(trade.quantity.get())
-            .map(Quantity)
-            .expect("taker not overfilled");
+        incoming.remaining = minus(incoming.remaining, trade.quantity);
         assert_eq!(incoming.remaining, trade.taker_remaining);
         assert_eq!(
             Some(trade.trade_id.0),
