@@ -276,9 +276,15 @@ mod tests {
             required: Amount(2),
         };
         let json = serde_json::to_value(&error).unwrap();
-        assert!(json.get(error.code()).is_some(), "externally tagged by code: {json}");
+        assert!(
+            json.get(error.code()).is_some(),
+            "externally tagged by code: {json}"
+        );
         let back: Error = serde_json::from_value(json).unwrap();
         assert_eq!(back, error);
-        assert_eq!(serde_json::to_value(Error::FokNotFillable).unwrap(), "fok_not_fillable");
+        assert_eq!(
+            serde_json::to_value(Error::FokNotFillable).unwrap(),
+            "fok_not_fillable"
+        );
     }
 }

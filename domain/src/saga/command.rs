@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::command::AccountCommand;
+use crate::account::AccountCommand;
 use crate::book::command::BookCommand;
 use crate::ids::{AccountId, Symbol};
 
@@ -10,7 +10,7 @@ use crate::ids::{AccountId, Symbol};
 /// [`SagaInput`](super::SagaInput). Every command carries an idempotency key or is naturally
 /// idempotent, so sending it again after a lost reply or a crash is safe.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "to", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum SagaCommand {
     /// For the order's account: place, settle against or release the order's hold.
     Account {

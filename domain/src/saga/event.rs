@@ -54,7 +54,7 @@ impl fmt::Display for SagaStep {
 
 /// A saga event. Every event carries `at`, the time of the input that caused it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum SagaEvent {
     /// The order was placed: the saga asks for the hold.
     Started {

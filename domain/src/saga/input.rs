@@ -16,7 +16,7 @@ use super::config::SagaConfig;
 /// An input to an [`OrderSaga`](super::OrderSaga). Every input carries the time it happens at:
 /// the saga never reads a clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum SagaInput {
     /// Place an order: starts the saga.
     Start {

@@ -45,7 +45,7 @@ pub use event::{SagaEvent, SagaStep};
 pub use input::SagaInput;
 pub use view::{Fill, OrderView};
 
-use crate::account::command::AccountCommand;
+use crate::account::AccountCommand;
 use crate::aggregate::{Aggregate, Priority};
 use crate::book::command::BookCommand;
 use crate::book::event::{BookEvent, EndReason, Trade};
