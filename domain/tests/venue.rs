@@ -59,17 +59,17 @@ fn market(base: &str, quote: &str, reference: u64, band_bps: u32) -> MarketSpec 
 /// Messages in flight between the aggregates.
 #[derive(Debug)]
 enum Envelope {
-    ToAccount {
+    Account {
         order_id: OrderId,
         account_id: AccountId,
         command: AccountCommand,
     },
-    ToBook {
+    Book {
         order_id: Option<OrderId>,
         symbol: Symbol,
         command: BookCommand,
     },
-    ToSaga {
+    Saga {
         order_id: OrderId,
         input: SagaInput,
     },
@@ -197,7 +197,7 @@ impl Venue {
             at: self.at(),
         };
         self.sagas.entry(order_id).or_default();
-        self.queue.push_back(Envelope::ToSaga { order_id, input });
+        self.queue.push_back(Envelope::Saga { order_id, input });
         order_id
     }
 
@@ -214,8 +214,8 @@ impl Venue {
             delivered += 1;
             assert!(delivered < 1_000_000, "the venue does not quiesce");
             match envelope {
-                Envelope::ToSaga { order_id, input } => self.deliver_to_saga(order_id, &input),
-                Envelope::ToAccount {
+                Envelope::Saga { order_id, input } => self.deliver_to_saga(order_id, &input),
+                Envelope::Account {
                     order_id,
                     account_id,
                     command,
@@ -254,10 +254,10 @@ impl Venue {
                         (command, result) => panic!("unexpected {command:?} -> {result:?}"),
                     };
                     if !self.lose() {
-                        self.queue.push_back(Envelope::ToSaga { order_id, input });
+                        self.queue.push_back(Envelope::Saga { order_id, input });
                     }
                 }
-                Envelope::ToBook {
+                Envelope::Book {
                     order_id,
                     symbol,
                     command,
@@ -292,12 +292,12 @@ impl Venue {
                 SagaCommand::Account {
                     account_id,
                     command,
-                } => Envelope::ToAccount {
+                } => Envelope::Account {
                     order_id,
                     account_id,
                     command,
                 },
-                SagaCommand::Book { symbol, command } => Envelope::ToBook {
+                SagaCommand::Book { symbol, command } => Envelope::Book {
                     order_id: Some(order_id),
                     symbol,
                     command,
@@ -327,7 +327,7 @@ impl Venue {
                         let input = SagaInput::Book {
                             event: event.clone(),
                         };
-                        self.queue.push_back(Envelope::ToSaga {
+                        self.queue.push_back(Envelope::Saga {
                             order_id: concerned,
                             input,
                         });
@@ -343,7 +343,7 @@ impl Venue {
                     other => panic!("sagas do not send {other:?}"),
                 };
                 if !self.lose() {
-                    self.queue.push_back(Envelope::ToSaga { order_id, input });
+                    self.queue.push_back(Envelope::Saga { order_id, input });
                 }
             }
         }
@@ -370,7 +370,7 @@ impl Venue {
                 } else {
                     SagaInput::Tick { now: self.at() }
                 };
-                self.queue.push_back(Envelope::ToSaga { order_id, input });
+                self.queue.push_back(Envelope::Saga { order_id, input });
             }
         }
         panic!("sagas still waiting after 200 rounds of timeouts");
@@ -667,13 +667,13 @@ fn apply_op(venue: &mut Venue, accounts: &[AccountId], op: &Op) {
             let order_id = open[pick % open.len()];
             let at = venue.at();
             if matches!(op, Op::CancelThroughSaga { .. }) {
-                venue.queue.push_back(Envelope::ToSaga {
+                venue.queue.push_back(Envelope::Saga {
                     order_id,
                     input: SagaInput::CancelRequested { at },
                 });
             } else {
                 let symbol = venue.sagas[&order_id].state.view().symbol;
-                venue.queue.push_back(Envelope::ToBook {
+                venue.queue.push_back(Envelope::Book {
                     order_id: None,
                     symbol,
                     command: BookCommand::Cancel { order_id, at },
@@ -794,7 +794,7 @@ fn two_accounts_trade_and_every_balance_is_exact() {
 
     // Alice cancels: the rest of her hold is released.
     let at = venue.at();
-    venue.queue.push_back(Envelope::ToSaga {
+    venue.queue.push_back(Envelope::Saga {
         order_id: OrderId(2),
         input: SagaInput::CancelRequested { at },
     });
