@@ -94,6 +94,9 @@ pub enum Error {
         /// The symbol asked for.
         symbol: Symbol,
     },
+    /// The order book got a command before its market was listed.
+    #[error("no market is listed on this order book")]
+    MarketNotListed,
     /// The order names no open order on this book (never seen, or already ended).
     #[error("order {order_id} is not open")]
     OrderNotFound {
@@ -205,6 +208,7 @@ impl Error {
             Error::QuantityOutOfRange { .. } => "quantity_out_of_range",
             Error::EffectiveInFuture => "effective_in_future",
             Error::UnknownMarket { .. } => "unknown_market",
+            Error::MarketNotListed => "market_not_listed",
             Error::OrderNotFound { .. } => "order_not_found",
             Error::OrderAlreadyEnded { .. } => "order_already_ended",
             Error::HoldNotFound { .. } => "hold_not_found",
@@ -233,6 +237,7 @@ impl Error {
             | Error::InvalidOrder { .. }
             | Error::EffectiveInFuture => ErrorKind::Invalid,
             Error::UnknownMarket { .. }
+            | Error::MarketNotListed
             | Error::OrderNotFound { .. }
             | Error::HoldNotFound { .. }
             | Error::SagaNotStarted => ErrorKind::NotFound,

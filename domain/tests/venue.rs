@@ -107,6 +107,11 @@ struct Venue {
     sagas: BTreeMap<OrderId, Logged<OrderSaga>>,
     external: BTreeMap<Asset, i128>,
     queue: VecDeque<Envelope>,
+    /// Submits held back past their saga's timeouts, delivered in a later round: they race
+    /// the saga's retries and its abandon.
+    delayed: Vec<(u64, Envelope)>,
+    /// Submits refused because their order had already been submitted or blocked.
+    late_submits_refused: usize,
     now: i64,
     next_order: u64,
     next_command: u64,
@@ -124,6 +129,8 @@ impl Venue {
             sagas: BTreeMap::new(),
             external: BTreeMap::new(),
             queue: VecDeque::new(),
+            delayed: Vec::new(),
+            late_submits_refused: 0,
             now: 1_000_000,
             next_order: 1,
             next_command: 1,
@@ -265,6 +272,17 @@ impl Venue {
                     if self.lose() {
                         continue;
                     }
+                    if matches!(command, BookCommand::Submit { .. }) && self.lose() {
+                        // Held back for 1 to 10 rounds of timeouts.
+                        let rounds = 1 + self.rng.next() % 10;
+                        let envelope = Envelope::Book {
+                            order_id,
+                            symbol,
+                            command,
+                        };
+                        self.delayed.push((rounds, envelope));
+                        continue;
+                    }
                     self.deliver_to_book(order_id, symbol, &command);
                 }
             }
@@ -335,11 +353,16 @@ impl Venue {
                 }
             }
             Err(reason) => {
+                if matches!(reason, Error::DuplicateOrder { .. }) {
+                    self.late_submits_refused += 1;
+                }
                 let Some(order_id) = order_id else { return };
                 let at = self.at();
                 let input = match command {
                     BookCommand::Submit { .. } => SagaInput::SubmitRejected { reason, at },
-                    BookCommand::Cancel { .. } => SagaInput::CancelRejected { reason, at },
+                    BookCommand::Cancel { .. } | BookCommand::Abandon { .. } => {
+                        SagaInput::CancelRejected { reason, at }
+                    }
                     other => panic!("sagas do not send {other:?}"),
                 };
                 if !self.lose() {
@@ -360,7 +383,7 @@ impl Venue {
                 .map(|(id, saga)| (*id, saga.state.deadline(), saga.state.view().stalled))
                 .filter(|(_, deadline, stalled)| deadline.is_some() || *stalled)
                 .collect();
-            if waiting.is_empty() {
+            if waiting.is_empty() && self.delayed.is_empty() {
                 return;
             }
             self.now += 3_600 * 1_000_000;
@@ -372,6 +395,13 @@ impl Venue {
                 };
                 self.queue.push_back(Envelope::Saga { order_id, input });
             }
+            let (due, later) = std::mem::take(&mut self.delayed)
+                .into_iter()
+                .map(|(rounds, envelope)| (rounds - 1, envelope))
+                .partition::<Vec<_>, _>(|(rounds, _)| *rounds == 0);
+            self.delayed = later;
+            self.queue
+                .extend(due.into_iter().map(|(_, envelope)| envelope));
         }
         panic!("sagas still waiting after 200 rounds of timeouts");
     }
@@ -490,7 +520,9 @@ fn concerned_orders(event: &BookEvent) -> Vec<OrderId> {
     match event {
         BookEvent::Accepted { order, .. } => vec![order.order_id],
         BookEvent::Traded(trade) => vec![trade.maker_order_id, trade.taker_order_id],
-        BookEvent::Rested { order_id, .. } | BookEvent::Ended { order_id, .. } => vec![*order_id],
+        BookEvent::Rested { order_id, .. }
+        | BookEvent::Ended { order_id, .. }
+        | BookEvent::Blocked { order_id, .. } => vec![*order_id],
         BookEvent::Listed { .. } | BookEvent::Halted { .. } | BookEvent::Resumed { .. } => vec![],
     }
 }
@@ -720,8 +752,9 @@ proptest! {
         }
     }
 
-    /// Lossy delivery (one message in five lost): timeouts, retries and compensation keep
-    /// every invariant, and every trade still settles exactly once per side.
+    /// Lossy delivery (one message in five lost, one submit in five of the rest delayed past
+    /// its timeouts): timeouts, retries and compensation keep every invariant, and every trade
+    /// still settles exactly once per side.
     #[test]
     fn invariants_hold_when_messages_are_lost(
         (accounts, ops) in (2usize..6).prop_flat_map(|accounts| {
@@ -731,6 +764,22 @@ proptest! {
     ) {
         let ids = account_ids(accounts);
         let mut venue = Venue::new(markets(), seed, 5);
+        for op in &ops {
+            apply_op(&mut venue, &ids, op);
+        }
+    }
+
+    /// Very lossy delivery (one message in two): sagas exhaust their retries and abandon
+    /// orders whose submits are still in flight; the late submits are refused.
+    #[test]
+    fn invariants_hold_when_most_messages_are_lost(
+        (accounts, ops) in (2usize..6).prop_flat_map(|accounts| {
+            (Just(accounts), prop::collection::vec(op_strategy(accounts), 1..50))
+        }),
+        seed in any::<u64>(),
+    ) {
+        let ids = account_ids(accounts);
+        let mut venue = Venue::new(markets(), seed, 2);
         for op in &ops {
             apply_op(&mut venue, &ids, op);
         }
@@ -817,7 +866,8 @@ fn the_random_flow_reaches_every_path() {
     let ids = account_ids(6);
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
     let mut runner = TestRunner::new_with_rng(Config::default(), rng);
-    let mut venue = Venue::new(markets(), 99, 5);
+    // One message in two lost or delayed: enough for sagas to exhaust their submit retries.
+    let mut venue = Venue::new(markets(), 99, 2);
     for _ in 0..600 {
         let op = op_strategy(ids.len())
             .new_tree(&mut runner)
@@ -833,6 +883,7 @@ fn the_random_flow_reaches_every_path() {
                 BookEvent::Rested { .. } => "rested",
                 BookEvent::Halted { .. } => "halted",
                 BookEvent::Resumed { .. } => "resumed",
+                BookEvent::Blocked { .. } => "blocked",
                 BookEvent::Ended { reason, .. } => match reason {
                     tradefloor_domain::book::EndReason::Filled => "ended filled",
                     tradefloor_domain::book::EndReason::Cancelled => "ended cancelled",
@@ -845,6 +896,7 @@ fn the_random_flow_reaches_every_path() {
             *seen.entry(key).or_default() += 1;
         }
     }
+    seen.insert("late submit refused", venue.late_submits_refused);
     for saga in venue.sagas.values() {
         let view = saga.state.view();
         if view.status == OrderStatus::Rejected {
@@ -869,6 +921,8 @@ fn the_random_flow_reaches_every_path() {
         "ended self-trade",
         "order rejected",
         "saga retried after a timeout",
+        "late submit refused",
+        "blocked",
     ] {
         assert!(
             seen.get(path).copied().unwrap_or(0) > 0,

@@ -35,6 +35,16 @@ pub enum BookCommand {
         /// When.
         at: Timestamp,
     },
+    /// Withdraw an order whatever became of it, for a saga that gave up waiting for its
+    /// submit: a resting order is cancelled; an order the book never saw is blocked, so a
+    /// submit still in flight is refused when it arrives. Travels in the priority lane, where
+    /// it may overtake that submit: blocking is what makes the overtaking safe.
+    Abandon {
+        /// The order.
+        order_id: OrderId,
+        /// When.
+        at: Timestamp,
+    },
     /// Halt trading by hand (an operator's circuit breaker). Cancels are still served.
     Halt {
         /// When.
@@ -57,6 +67,7 @@ impl Message for BookCommand {
             BookCommand::List { .. } => "book.list",
             BookCommand::Submit { .. } => "book.submit",
             BookCommand::Cancel { .. } => "book.cancel",
+            BookCommand::Abandon { .. } => "book.abandon",
             BookCommand::Halt { .. } => "book.halt",
             BookCommand::Resume { .. } => "book.resume",
         }
@@ -77,6 +88,12 @@ pub enum BookReply {
         order_id: OrderId,
         /// Quantity left unfilled.
         remaining: Quantity,
+    },
+    /// The order had never reached the book and now never will (see
+    /// [`BookCommand::Abandon`]).
+    Blocked {
+        /// The order.
+        order_id: OrderId,
     },
     /// The market is halted.
     Halted,

@@ -110,6 +110,14 @@ pub enum BookEvent {
         /// When.
         at: Timestamp,
     },
+    /// An order the book never saw was abandoned by its saga: a later submit of this id is
+    /// refused as a duplicate.
+    Blocked {
+        /// The order.
+        order_id: OrderId,
+        /// When.
+        at: Timestamp,
+    },
     /// Trading halted: a trade at `trigger_price` would have left `band` (or an operator
     /// halted it, with no trigger price).
     Halted {
@@ -139,6 +147,7 @@ impl Message for BookEvent {
             BookEvent::Traded(_) => "book.traded",
             BookEvent::Rested { .. } => "book.rested",
             BookEvent::Ended { .. } => "book.ended",
+            BookEvent::Blocked { .. } => "book.blocked",
             BookEvent::Halted { .. } => "book.halted",
             BookEvent::Resumed { .. } => "book.resumed",
         }

@@ -70,7 +70,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, Priority};
 use crate::error::Error;
-use crate::ids::{AccountId, OrderId, Symbol, TradeId};
+use crate::ids::{AccountId, OrderId, TradeId};
 use crate::market::{MarketSpec, PriceBand};
 use crate::order::{OrderSpec, OrderStatus, OrderType, Side, TimeInForce};
 use crate::units::{Price, Quantity, Timestamp};
@@ -85,11 +85,6 @@ use ladder::{Ladder, minus};
 /// reused order id is refused as a duplicate and a cancel gets [`Error::OrderAlreadyEnded`];
 /// beyond it, [`Error::OrderNotFound`]. Costs about 24 bytes per id.
 pub const RECENTLY_ENDED_ORDERS_MAX: usize = 65_536;
-
-/// The symbol named by [`Error::UnknownMarket`] when a book that was never listed gets a
-/// command: the book does not know its own key before listing, the host that routed the
-/// command does, and it reports its own symbol instead.
-const UNLISTED_SYMBOL: &str = "UNKNOWN";
 
 /// The order book of one market. Starts unlisted; see the [module docs](self).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -242,9 +237,9 @@ impl OrderBook {
     }
 
     fn listed_spec(&self) -> Result<&MarketSpec, Error> {
-        self.spec.as_ref().ok_or_else(|| Error::UnknownMarket {
-            symbol: Symbol::new(UNLISTED_SYMBOL).expect("a valid symbol"),
-        })
+        // A book does not know its own symbol before listing; the host that routed the
+        // command does, and can report it as `UnknownMarket`.
+        self.spec.as_ref().ok_or(Error::MarketNotListed)
     }
 
     fn decide_list(
@@ -423,6 +418,21 @@ impl OrderBook {
         Ok(())
     }
 
+    fn decide_abandon(
+        &self,
+        order_id: OrderId,
+        at: Timestamp,
+        events: &mut Vec<BookEvent>,
+    ) -> Result<(), Error> {
+        match self.decide_cancel(order_id, at, events) {
+            Err(Error::OrderNotFound { .. }) => {
+                events.push(BookEvent::Blocked { order_id, at });
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     fn decide_halt(&self, at: Timestamp, events: &mut Vec<BookEvent>) -> Result<(), Error> {
         let spec = self.listed_spec()?;
         if self.halted {
@@ -558,6 +568,7 @@ impl Aggregate for OrderBook {
             BookCommand::List { spec, at } => self.decide_list(spec, *at, events),
             BookCommand::Submit { order, at } => self.decide_submit(order, *at, events),
             BookCommand::Cancel { order_id, at } => self.decide_cancel(*order_id, *at, events),
+            BookCommand::Abandon { order_id, at } => self.decide_abandon(*order_id, *at, events),
             BookCommand::Halt { at } => self.decide_halt(*at, events),
             BookCommand::Resume {
                 reference_price,
@@ -603,6 +614,7 @@ impl Aggregate for OrderBook {
             } => {
                 self.apply_ended(*order_id, *reason, *remaining);
             }
+            BookEvent::Blocked { order_id, .. } => self.recently_ended.push(*order_id),
             BookEvent::Halted { .. } => self.halted = true,
             BookEvent::Resumed {
                 reference_price, ..
@@ -619,7 +631,14 @@ impl Aggregate for OrderBook {
             BookCommand::Submit { order, .. } => {
                 BookReply::Order(order_report(order.order_id, events))
             }
-            BookCommand::Cancel { order_id, .. } => {
+            BookCommand::Abandon { order_id, .. }
+                if matches!(events, [BookEvent::Blocked { .. }]) =>
+            {
+                BookReply::Blocked {
+                    order_id: *order_id,
+                }
+            }
+            BookCommand::Cancel { order_id, .. } | BookCommand::Abandon { order_id, .. } => {
                 let remaining = events
                     .iter()
                     .find_map(|event| match event {
@@ -643,7 +662,9 @@ impl Aggregate for OrderBook {
 
     fn priority(command: &BookCommand) -> Priority {
         match command {
-            BookCommand::Cancel { .. } | BookCommand::Halt { .. } => Priority::High,
+            BookCommand::Cancel { .. } | BookCommand::Abandon { .. } | BookCommand::Halt { .. } => {
+                Priority::High
+            }
             BookCommand::List { .. } | BookCommand::Submit { .. } | BookCommand::Resume { .. } => {
                 Priority::Normal
             }

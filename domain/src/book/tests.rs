@@ -239,14 +239,11 @@ fn an_unlisted_book_knows_no_market() {
     let mut given = Given::unlisted();
     assert!(matches!(
         given.submit(limit(1, "a", Side::Buy, 1_000, 10)),
-        Err(Error::UnknownMarket { .. })
+        Err(Error::MarketNotListed)
     ));
-    assert!(matches!(given.cancel(1), Err(Error::UnknownMarket { .. })));
-    assert!(matches!(given.halt(), Err(Error::UnknownMarket { .. })));
-    assert!(matches!(
-        given.resume(None),
-        Err(Error::UnknownMarket { .. })
-    ));
+    assert!(matches!(given.cancel(1), Err(Error::MarketNotListed)));
+    assert!(matches!(given.halt(), Err(Error::MarketNotListed)));
+    assert!(matches!(given.resume(None), Err(Error::MarketNotListed)));
 }
 
 // ----- validation -----
@@ -1094,4 +1091,85 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn abandon_cancels_a_resting_order() {
+    let mut given = Given::listed().resting(&[limit(1, "maker", Side::Sell, 1_000, 30)]);
+    let at = given.now();
+    let (events, reply) = given
+        .when(BookCommand::Abandon {
+            order_id: OrderId(1),
+            at,
+        })
+        .unwrap();
+    assert_eq!(end_reason(&events), Some(EndReason::Cancelled));
+    assert_eq!(
+        reply,
+        BookReply::Cancelled {
+            order_id: OrderId(1),
+            remaining: Quantity(30)
+        }
+    );
+    assert_eq!(given.remaining(1), None);
+}
+
+#[test]
+fn abandon_blocks_an_order_never_seen_so_its_late_submit_is_refused() {
+    let mut given = Given::listed();
+    let at = given.now();
+    let (events, reply) = given
+        .when(BookCommand::Abandon {
+            order_id: OrderId(9),
+            at,
+        })
+        .unwrap();
+    assert!(matches!(
+        events.as_slice(),
+        [BookEvent::Blocked {
+            order_id: OrderId(9),
+            ..
+        }]
+    ));
+    assert_eq!(
+        reply,
+        BookReply::Blocked {
+            order_id: OrderId(9)
+        }
+    );
+    // The submit that the abandon overtook arrives: it must not rest without a hold.
+    assert_eq!(
+        given.submit(limit(9, "late", Side::Buy, 1_000, 10)),
+        Err(Error::DuplicateOrder {
+            order_id: OrderId(9)
+        })
+    );
+    assert_eq!(given.book.open_order_count(), 0);
+    // A plain cancel of a blocked id is answered precisely.
+    assert_eq!(
+        given.cancel(9),
+        Err(Error::OrderAlreadyEnded {
+            order_id: OrderId(9)
+        })
+    );
+}
+
+#[test]
+fn abandon_of_an_ended_order_says_so_and_goes_first() {
+    let mut given = Given::listed().resting(&[limit(1, "maker", Side::Sell, 1_000, 10)]);
+    given
+        .submit(limit(2, "taker", Side::Buy, 1_000, 10))
+        .unwrap();
+    let at = given.now();
+    let abandon = BookCommand::Abandon {
+        order_id: OrderId(1),
+        at,
+    };
+    assert_eq!(
+        given.when(abandon.clone()),
+        Err(Error::OrderAlreadyEnded {
+            order_id: OrderId(1)
+        })
+    );
+    assert_eq!(OrderBook::priority(&abandon), Priority::High);
 }

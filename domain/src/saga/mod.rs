@@ -315,6 +315,16 @@ impl OrderSaga {
             | BookEvent::Ended {
                 order_id: id, at, ..
             } if *id == order_id => *at,
+            BookEvent::Blocked { order_id: id, at } if *id == order_id => {
+                // The book never had the order and now never will: as "not found".
+                if self.cancel_needed() {
+                    events.push(SagaEvent::CancelRefused {
+                        reason: Error::OrderNotFound { order_id },
+                        at: *at,
+                    });
+                }
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         // Any event about the order proves the book has it, whichever arrives first.
@@ -839,7 +849,9 @@ impl OrderSaga {
     fn cancel(&self, placement: &Placement, at: Timestamp) -> SagaCommand {
         SagaCommand::Book {
             symbol: placement.market.symbol,
-            command: BookCommand::Cancel {
+            // Abandon, not Cancel: in the priority lane it may overtake a submit still queued,
+            // and only Abandon blocks that submit instead of answering "not found".
+            command: BookCommand::Abandon {
                 order_id: placement.order.order_id,
                 at,
             },

@@ -102,7 +102,7 @@ fn submit(order: &OrderSpec, at: Timestamp) -> SagaCommand {
 fn cancel(at: Timestamp) -> SagaCommand {
     SagaCommand::Book {
         symbol: symbol(),
-        command: BookCommand::Cancel {
+        command: BookCommand::Abandon {
             order_id: ORDER,
             at,
         },
@@ -564,6 +564,22 @@ fn a_submit_that_times_out_and_is_unknown_to_the_book_is_released_and_rejected()
             step: "submit".to_owned()
         })
     );
+    given.when(SagaInput::HoldReleased { at: t(10) });
+    assert_eq!(given.view().status, OrderStatus::Rejected);
+    assert!(given.saga.is_finished());
+}
+
+#[test]
+fn a_submit_that_times_out_and_is_blocked_by_the_book_is_released_and_rejected() {
+    let (mut given, _) = submit_timed_out();
+    let blocked = SagaInput::Book {
+        event: BookEvent::Blocked {
+            order_id: ORDER,
+            at: t(9),
+        },
+    };
+    assert_eq!(given.when(blocked.clone()), vec![release(t(9))]);
+    assert_eq!(given.when(blocked), vec![], "a repeated event is harmless");
     given.when(SagaInput::HoldReleased { at: t(10) });
     assert_eq!(given.view().status, OrderStatus::Rejected);
     assert!(given.saga.is_finished());
