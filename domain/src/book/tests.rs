@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::*;
-use crate::ids::Asset;
+use crate::ids::{Asset, Symbol};
 
 const REFERENCE: u64 = 1_000;
 
