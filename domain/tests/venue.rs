@@ -729,6 +729,15 @@ fn apply_op(venue: &mut Venue, accounts: &[AccountId], op: &Op) {
     venue.check();
 }
 
+/// Runs `ops` on a fresh venue of `accounts` accounts, losing one message in `loss_one_in`.
+fn run_ops(accounts: usize, ops: &[Op], seed: u64, loss_one_in: u64) {
+    let ids = account_ids(accounts);
+    let mut venue = Venue::new(markets(), seed, loss_one_in);
+    for op in ops {
+        apply_op(&mut venue, &ids, op);
+    }
+}
+
 fn account_ids(count: usize) -> Vec<AccountId> {
     (0..count)
         .map(|index| AccountId::new(&format!("acct-{index}")).unwrap())
@@ -745,11 +754,7 @@ proptest! {
             (Just(accounts), prop::collection::vec(op_strategy(accounts), 1..80))
         })
     ) {
-        let ids = account_ids(accounts);
-        let mut venue = Venue::new(markets(), 1, 0);
-        for op in &ops {
-            apply_op(&mut venue, &ids, op);
-        }
+        run_ops(accounts, &ops, 1, 0);
     }
 
     /// Lossy delivery (one message in five lost, one submit in five of the rest delayed past
@@ -762,11 +767,7 @@ proptest! {
         }),
         seed in any::<u64>(),
     ) {
-        let ids = account_ids(accounts);
-        let mut venue = Venue::new(markets(), seed, 5);
-        for op in &ops {
-            apply_op(&mut venue, &ids, op);
-        }
+        run_ops(accounts, &ops, seed, 5);
     }
 
     /// Very lossy delivery (one message in two): sagas exhaust their retries and abandon
@@ -778,11 +779,7 @@ proptest! {
         }),
         seed in any::<u64>(),
     ) {
-        let ids = account_ids(accounts);
-        let mut venue = Venue::new(markets(), seed, 2);
-        for op in &ops {
-            apply_op(&mut venue, &ids, op);
-        }
+        run_ops(accounts, &ops, seed, 2);
     }
 }
 
