@@ -18,6 +18,10 @@ pub trait Message: Serialize + DeserializeOwned + Clone + Debug + PartialEq {
     /// upcaster for the old version in the codec.
     const SCHEMA_VERSION: u16;
 
+    /// Every name [`name`](Message::name) can return: a stored name outside this list is
+    /// refused when read back, rather than decoded as whatever variant has its index.
+    const NAMES: &'static [&'static str];
+
     /// The stable name of this variant, e.g. `account.deposited`. Never reuse a name.
     fn name(&self) -> &'static str;
 }
@@ -95,5 +99,25 @@ pub trait Aggregate: Default + Clone + Debug {
             state.apply(event);
         }
         state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::Message;
+    use crate::account::{AccountCommand, AccountEvent};
+    use crate::book::{BookCommand, BookEvent};
+    use crate::saga::{SagaEvent, SagaInput};
+
+    #[test]
+    fn message_names_are_unique_within_commands_and_within_events() {
+        let commands = [AccountCommand::NAMES, BookCommand::NAMES, SagaInput::NAMES].concat();
+        let events = [AccountEvent::NAMES, BookEvent::NAMES, SagaEvent::NAMES].concat();
+        for names in [commands, events] {
+            let unique: BTreeSet<&str> = names.iter().copied().collect();
+            assert_eq!(unique.len(), names.len(), "a name is used twice: {names:?}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use tradefloor_domain::account::{Account, AccountCommand, AccountEvent};
 use tradefloor_domain::book::{BookCommand, BookEvent, OrderBook};
 use tradefloor_domain::saga::{OrderSaga, SagaCommand, SagaConfig, SagaInput};
 use tradefloor_domain::{
-    AccountId, Aggregate, Amount, Asset, CommandId, Error, MarketSpec, OrderId, OrderSpec,
+    AccountId, Aggregate, Amount, Asset, CommandId, Error, MarketSpec, Message, OrderId, OrderSpec,
     OrderStatus, OrderType, Price, Quantity, Side, Symbol, TimeInForce, Timestamp, TradeId,
 };
 
@@ -407,6 +407,7 @@ impl Venue {
     }
 
     fn check(&self) {
+        self.check_snapshots_and_names();
         let mut totals: BTreeMap<Asset, i128> = BTreeMap::new();
         for (account_id, account) in &self.accounts {
             account
@@ -446,6 +447,29 @@ impl Venue {
         }
         self.check_every_trade_settled_once_per_side();
         self.check_holds_match_open_orders();
+    }
+
+    /// Every state survives a serde round trip (what snapshots rely on), and every emitted
+    /// event's name is one its type declares.
+    fn check_snapshots_and_names(&self) {
+        fn check<A>(logged: &Logged<A>)
+        where
+            A: Aggregate + PartialEq + serde::Serialize + serde::de::DeserializeOwned,
+        {
+            let json = serde_json::to_string(&logged.state).unwrap();
+            let restored: A = serde_json::from_str(&json).unwrap();
+            assert!(restored == logged.state, "{} snapshot round trip", A::KIND);
+            for event in &logged.events {
+                assert!(
+                    A::Event::NAMES.contains(&event.name()),
+                    "{} not declared",
+                    event.name()
+                );
+            }
+        }
+        self.accounts.values().for_each(check);
+        self.books.values().for_each(check);
+        self.sagas.values().for_each(check);
     }
 
     fn check_every_trade_settled_once_per_side(&self) {

@@ -190,6 +190,15 @@ impl AccountCommand {
 impl Message for AccountCommand {
     const SCHEMA_VERSION: u16 = 1;
 
+    const NAMES: &'static [&'static str] = &[
+        "account.deposit",
+        "account.withdraw",
+        "account.place_hold",
+        "account.settle_trade",
+        "account.release_hold",
+        "account.set_risk_limits",
+    ];
+
     fn name(&self) -> &'static str {
         match self {
             AccountCommand::Deposit { .. } => "account.deposit",

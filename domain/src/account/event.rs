@@ -149,6 +149,15 @@ impl AccountEvent {
 impl Message for AccountEvent {
     const SCHEMA_VERSION: u16 = 1;
 
+    const NAMES: &'static [&'static str] = &[
+        "account.deposited",
+        "account.withdrawn",
+        "account.hold_placed",
+        "account.trade_settled",
+        "account.hold_released",
+        "account.risk_limits_set",
+    ];
+
     fn name(&self) -> &'static str {
         match self {
             AccountEvent::Deposited { .. } => "account.deposited",

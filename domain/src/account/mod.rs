@@ -82,7 +82,7 @@ pub struct AccountReply {
 }
 
 /// What the account remembers of an applied command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Outcome {
     fingerprint: u64,
     /// Touched balances after the command: at most two assets (a settlement's debit and
@@ -91,7 +91,7 @@ struct Outcome {
 }
 
 /// The account aggregate. Created by its first event (accounts are virtual: any id exists).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     balances: BTreeMap<Asset, Balance>,
     holds: BTreeMap<OrderId, Hold>,

@@ -62,6 +62,15 @@ pub enum BookCommand {
 impl Message for BookCommand {
     const SCHEMA_VERSION: u16 = 1;
 
+    const NAMES: &'static [&'static str] = &[
+        "book.list",
+        "book.submit",
+        "book.cancel",
+        "book.abandon",
+        "book.halt",
+        "book.resume",
+    ];
+
     fn name(&self) -> &'static str {
         match self {
             BookCommand::List { .. } => "book.list",

@@ -1,6 +1,7 @@
 //! The bounded window of order ids that ended recently, so a late cancel or a resubmitted id
 //! gets a precise answer instead of "not found".
 
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashSet;
@@ -10,7 +11,7 @@ use crate::ids::OrderId;
 use super::RECENTLY_ENDED_ORDERS_MAX;
 
 /// Order ids in the order they ended, oldest evicted first once the window is full.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct RecentlyEnded {
     in_end_order: VecDeque<OrderId>,
     members: FxHashSet<OrderId>,

@@ -140,6 +140,17 @@ pub enum BookEvent {
 impl Message for BookEvent {
     const SCHEMA_VERSION: u16 = 1;
 
+    const NAMES: &'static [&'static str] = &[
+        "book.listed",
+        "book.accepted",
+        "book.traded",
+        "book.rested",
+        "book.ended",
+        "book.blocked",
+        "book.halted",
+        "book.resumed",
+    ];
+
     fn name(&self) -> &'static str {
         match self {
             BookEvent::Listed { .. } => "book.listed",

@@ -6,6 +6,7 @@
 //! as they reach the front. The front slot of every level is therefore always live, which is
 //! what lets a trade find its maker in O(1).
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::FxHashMap;
@@ -27,7 +28,7 @@ const LEVEL_TOMBSTONES_SLACK: usize = 32;
 const LEVEL_SLOTS_INITIAL: usize = 16;
 
 /// Both sides of resting orders and the index over them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Ladder {
     bids: Levels,
     asks: Levels,
@@ -35,7 +36,7 @@ pub(super) struct Ladder {
 }
 
 /// The levels of one side, keyed so that ascending key order is best price first.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Levels {
     by_priority: BTreeMap<u64, Level>,
     /// Sum of the live quantities of all levels: bounds every level's quantity, so checking
@@ -44,7 +45,7 @@ struct Levels {
 }
 
 /// Where an indexed order rests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Location {
     side: Side,
     price: Price,
@@ -53,7 +54,7 @@ struct Location {
 }
 
 /// The orders resting at one price, in arrival order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Level {
     price: Price,
     slots: VecDeque<Slot>,
@@ -67,7 +68,7 @@ pub(super) struct Level {
 }
 
 /// One resting order in a level; `remaining == 0` marks a tombstone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Slot {
     pub(super) order_id: OrderId,
     pub(super) account_id: AccountId,

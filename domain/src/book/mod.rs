@@ -87,7 +87,7 @@ use ladder::{Ladder, minus};
 pub const RECENTLY_ENDED_ORDERS_MAX: usize = 65_536;
 
 /// The order book of one market. Starts unlisted; see the [module docs](self).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderBook {
     spec: Option<MarketSpec>,
     halted: bool,
@@ -108,7 +108,7 @@ pub struct OrderBook {
 }
 
 /// An accepted order on its way through matching.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Incoming {
     order: OrderSpec,
     sequence: u64,

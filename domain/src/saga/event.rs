@@ -212,6 +212,26 @@ impl SagaEvent {
 impl Message for SagaEvent {
     const SCHEMA_VERSION: u16 = 1;
 
+    const NAMES: &'static [&'static str] = &[
+        "saga.started",
+        "saga.hold_confirmed",
+        "saga.hold_refused",
+        "saga.submit_refused",
+        "saga.accepted",
+        "saga.filled",
+        "saga.rested",
+        "saga.ended",
+        "saga.leg_settled",
+        "saga.settle_refused",
+        "saga.released",
+        "saga.cancel_requested",
+        "saga.cancel_refused",
+        "saga.retried",
+        "saga.timed_out",
+        "saga.stalled",
+        "saga.resumed",
+    ];
+
     fn name(&self) -> &'static str {
         match self {
             SagaEvent::Started { .. } => "saga.started",

@@ -103,6 +103,21 @@ pub enum SagaInput {
 impl Message for SagaInput {
     const SCHEMA_VERSION: u16 = 1;
 
+    const NAMES: &'static [&'static str] = &[
+        "saga.start",
+        "saga.hold_placed",
+        "saga.hold_rejected",
+        "saga.book",
+        "saga.submit_rejected",
+        "saga.cancel_rejected",
+        "saga.leg_settled",
+        "saga.settle_rejected",
+        "saga.hold_released",
+        "saga.cancel_requested",
+        "saga.tick",
+        "saga.retry",
+    ];
+
     fn name(&self) -> &'static str {
         match self {
             SagaInput::Start { .. } => "saga.start",

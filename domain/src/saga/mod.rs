@@ -54,10 +54,11 @@ use crate::ids::CommandId;
 use crate::market::MarketSpec;
 use crate::order::{OrderSpec, OrderStatus, Side};
 use crate::units::{Quantity, Timestamp};
+use serde::{Deserialize, Serialize};
 
 /// The placement of one order: its hold, its life on the book, the settlement of its fills and
 /// the release of its hold. Derived from its events only.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrderSaga {
     /// The order, its market and the saga's config; `None` until started.
     placement: Option<Placement>,
@@ -88,7 +89,7 @@ pub struct OrderSaga {
     last_at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Placement {
     order: OrderSpec,
     market: MarketSpec,
@@ -96,7 +97,7 @@ struct Placement {
 }
 
 /// Where the order's hold stands on its account.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 enum Hold {
     #[default]
     NotRequested,
@@ -108,13 +109,13 @@ enum Hold {
     Released,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct End {
     reason: EndReason,
     remaining: Quantity,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Fate {
     Rejected(Error),
     CancelledBeforeSubmission,
