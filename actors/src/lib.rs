@@ -1,9 +1,12 @@
-//! Tradefloor actors: the actor runtime on ractor and the trading actors built from
+//! Tradefloor actors: the actor runtime on ractor, and (later) the trading actors built from
 //! `tradefloor-domain`.
 //!
-//! This crate will hold supervision (one-for-one, one-for-all, rest-for-one with restart
-//! intensity and backoff), bounded mailboxes with a priority lane, circuit breakers,
-//! persistent entities (virtual actors recovering from snapshot plus journal tail), sagas,
-//! projections, consumer groups and local shard regions.
-//!
-//! It arrives with the runtime issue; today it is an empty member of the workspace.
+//! ractor gives actors, links and supervision events; its mailboxes are unbounded and it
+//! restarts nothing by itself. This crate adds what a serious actor platform needs on top:
+//! bounded mailboxes with a priority lane, supervisors with restart strategies, intensity and
+//! backoff, circuit breakers, dead letters and an inspectable actor tree; persistent entities,
+//! shard regions, sagas, projections and consumer groups follow.
+
+mod error;
+
+pub use error::Error;

@@ -1,0 +1,47 @@
+//! The one error type of the actor runtime, grouped by how a caller handles it.
+
+use std::time::Duration;
+
+/// Why a message was not delivered or a call did not complete.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The recipient's mailbox (or the lane asked for) is full: shed load and retry later
+    /// (HTTP 503 with Retry-After). Nothing was enqueued.
+    #[error("mailbox of {actor} is full ({capacity} messages)")]
+    Overloaded {
+        /// The recipient's path.
+        actor: String,
+        /// The lane's capacity.
+        capacity: usize,
+    },
+    /// No reply within the caller's deadline. The message may still be processed.
+    #[error("{actor} did not answer within {after:?}")]
+    Timeout {
+        /// The recipient's path.
+        actor: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// A circuit breaker is open: the call was not attempted. Retry after `retry_after`.
+    #[error("circuit breaker {breaker} is open; retry in {retry_after:?}")]
+    BreakerOpen {
+        /// The breaker's name.
+        breaker: String,
+        /// Until the breaker lets a probe through.
+        retry_after: Duration,
+    },
+    /// The recipient has stopped (or never existed); the message went to the dead letters.
+    #[error("{actor} is stopped")]
+    Stopped {
+        /// The recipient's path.
+        actor: String,
+    },
+    /// The call failed inside the callee; the message says how.
+    #[error("{actor} failed: {reason}")]
+    Failed {
+        /// The callee's path.
+        actor: String,
+        /// What failed.
+        reason: String,
+    },
+}
