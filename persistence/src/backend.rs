@@ -1,0 +1,491 @@
+//! The SQL of the journal, snapshot and offset stores, written once and instantiated for each
+//! backend (`sqlite.rs`, `postgres.rs`). The statements are portable (`$n` placeholders,
+//! `RETURNING`, `ON CONFLICT`), so the only thing that differs is the sqlx database type; a
+//! macro keeps the code monomorphic instead of threading sqlx's generic bounds everywhere.
+
+/// Converts a count or position to the database's signed 64-bit integer.
+pub(crate) fn to_db(value: u64) -> Result<i64, crate::Error> {
+    i64::try_from(value).map_err(|_| crate::Error::InvalidRequest(format!("{value} exceeds i64")))
+}
+
+/// Reads a non-negative stored integer back.
+pub(crate) fn from_db(value: i64, what: &str) -> Result<u64, crate::Error> {
+    u64::try_from(value)
+        .map_err(|_| crate::Error::InvalidRequest(format!("stored {what} {value} is negative")))
+}
+
+/// Rows per multi-row `INSERT`: well under SQLite's 32 766 and PostgreSQL's 65 535 bind
+/// parameters at ten columns a row.
+pub(crate) const INSERT_ROWS_MAX: usize = 1_000;
+
+const _: () = assert!(INSERT_ROWS_MAX * 10 < 32_766);
+
+macro_rules! backend_operations {
+    ($database:ty) => {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        use sqlx::{Pool, QueryBuilder, Row};
+
+        use crate::backend::{from_db, to_db, INSERT_ROWS_MAX};
+        use crate::error::Error;
+        use crate::record::{
+            AppendOutcome, AppendRequest, Filter, Snapshot, StoredEvent, TAG_SEPARATOR,
+        };
+
+        type Database = $database;
+        type DatabaseRow = <Database as sqlx::Database>::Row;
+        type Connection = <Database as sqlx::Database>::Connection;
+
+        const EVENT_COLUMNS: &str = "global_offset, stream, kind, sequence, event_name, \
+            schema_version, payload, tags, recorded_at, effective_at";
+
+        fn stored_event(row: &DatabaseRow) -> Result<StoredEvent, Error> {
+            let tags: String = row.try_get("tags")?;
+            let version: i32 = row.try_get("schema_version")?;
+            Ok(StoredEvent {
+                global_offset: from_db(row.try_get("global_offset")?, "offset")?,
+                stream: row.try_get("stream")?,
+                kind: row.try_get("kind")?,
+                sequence: from_db(row.try_get("sequence")?, "sequence")?,
+                name: row.try_get("event_name")?,
+                schema_version: u16::try_from(version).map_err(|_| {
+                    Error::InvalidRequest(format!("stored schema version {version} is out of range"))
+                })?,
+                payload: row.try_get("payload")?,
+                tags: if tags.is_empty() {
+                    Vec::new()
+                } else {
+                    tags.split(TAG_SEPARATOR).map(str::to_owned).collect()
+                },
+                recorded_at: row.try_get("recorded_at")?,
+                effective_at: row.try_get("effective_at")?,
+            })
+        }
+
+        /// One event row to insert.
+        struct EventRow<'a> {
+            request: &'a AppendRequest,
+            event: usize,
+            sequence: i64,
+            offset: i64,
+        }
+
+        /// Commits a batch of appends in one transaction. Each append gets its own outcome:
+        /// a conflict or a fence refuses that append only. The head row is locked first, so
+        /// batches from every writer commit in offset order.
+        pub(crate) async fn append_batch(
+            pool: &Pool<Database>,
+            batch: &[AppendRequest],
+            recorded_at: i64,
+        ) -> Result<Vec<Result<AppendOutcome, Error>>, Error> {
+            let mut transaction = pool.begin().await?;
+            let last_offset: i64 = sqlx::query_scalar(
+                "UPDATE journal_head SET last_offset = last_offset WHERE id = 1 \
+                 RETURNING last_offset",
+            )
+            .fetch_one(&mut *transaction)
+            .await?;
+            let streams: BTreeSet<&str> = batch.iter().map(|request| request.stream.as_str()).collect();
+            let mut heads = stream_heads(&mut transaction, &streams).await?;
+            let fences: BTreeSet<&str> =
+                batch.iter().filter_map(|request| request.fence.as_ref()).map(|fence| fence.key.as_str()).collect();
+            let mut epochs = fence_epochs(&mut transaction, &fences).await?;
+
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut rows = Vec::new();
+            let mut touched_streams: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
+            let mut touched_fences: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut offset = last_offset;
+            for request in batch {
+                let head = heads.get(request.stream.as_str()).copied().unwrap_or(0);
+                if head != request.expected_sequence {
+                    outcomes.push(Err(Error::Conflict {
+                        stream: request.stream.clone(),
+                        expected: request.expected_sequence,
+                        actual: head,
+                    }));
+                    continue;
+                }
+                if let Some(fence) = &request.fence {
+                    let current = epochs.get(fence.key.as_str()).copied().unwrap_or(0);
+                    if fence.epoch < current {
+                        outcomes.push(Err(Error::Fenced {
+                            stream: request.stream.clone(),
+                            fence: fence.key.clone(),
+                            epoch: fence.epoch,
+                            current,
+                        }));
+                        continue;
+                    }
+                    epochs.insert(fence.key.as_str(), fence.epoch);
+                    touched_fences.insert(fence.key.as_str(), fence.epoch);
+                }
+                let first_offset = offset + 1;
+                let first_sequence = to_db(head)? + 1;
+                for event in 0..request.events.len() {
+                    offset += 1;
+                    rows.push(EventRow { request, event, sequence: first_sequence + event as i64, offset });
+                }
+                let last_sequence = head + request.events.len() as u64;
+                heads.insert(request.stream.as_str(), last_sequence);
+                touched_streams.insert(request.stream.as_str(), (request.kind.as_str(), to_db(last_sequence)?));
+                outcomes.push(Ok(AppendOutcome {
+                    first_sequence: head + 1,
+                    last_sequence,
+                    first_offset: from_db(first_offset, "offset")?,
+                    recorded_at,
+                }));
+            }
+            if rows.is_empty() {
+                transaction.rollback().await?;
+                return Ok(outcomes);
+            }
+            insert_events(&mut transaction, &rows, recorded_at).await?;
+            upsert_streams(&mut transaction, &touched_streams).await?;
+            for (fence, epoch) in touched_fences {
+                sqlx::query(
+                    "INSERT INTO fences (fence, epoch) VALUES ($1, $2) \
+                     ON CONFLICT (fence) DO UPDATE SET epoch = excluded.epoch",
+                )
+                .bind(fence)
+                .bind(to_db(epoch)?)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            sqlx::query("UPDATE journal_head SET last_offset = $1 WHERE id = 1")
+                .bind(offset)
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+            Ok(outcomes)
+        }
+
+        async fn stream_heads<'a>(
+            connection: &mut Connection,
+            streams: &BTreeSet<&'a str>,
+        ) -> Result<BTreeMap<&'a str, u64>, Error> {
+            let mut heads = BTreeMap::new();
+            let streams: Vec<&'a str> = streams.iter().copied().collect();
+            for chunk in streams.chunks(INSERT_ROWS_MAX) {
+                let mut query = QueryBuilder::<Database>::new(
+                    "SELECT stream, last_sequence FROM streams WHERE stream IN (",
+                );
+                let mut list = query.separated(", ");
+                for stream in chunk {
+                    list.push_bind(*stream);
+                }
+                list.push_unseparated(")");
+                for row in query.build().fetch_all(&mut *connection).await? {
+                    let stream: String = row.try_get("stream")?;
+                    let head = from_db(row.try_get("last_sequence")?, "sequence")?;
+                    let key = chunk.iter().copied().find(|candidate| *candidate == stream);
+                    heads.insert(key.expect("the database returns only streams asked for"), head);
+                }
+            }
+            Ok(heads)
+        }
+
+        async fn fence_epochs<'a>(
+            connection: &mut Connection,
+            fences: &BTreeSet<&'a str>,
+        ) -> Result<BTreeMap<&'a str, u64>, Error> {
+            let mut epochs = BTreeMap::new();
+            for fence in fences {
+                let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM fences WHERE fence = $1")
+                    .bind(*fence)
+                    .fetch_optional(&mut *connection)
+                    .await?;
+                if let Some(epoch) = epoch {
+                    epochs.insert(*fence, from_db(epoch, "epoch")?);
+                }
+            }
+            Ok(epochs)
+        }
+
+        async fn insert_events(
+            connection: &mut Connection,
+            rows: &[EventRow<'_>],
+            recorded_at: i64,
+        ) -> Result<(), Error> {
+            for chunk in rows.chunks(INSERT_ROWS_MAX) {
+                let mut query = QueryBuilder::<Database>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+                query.push_values(chunk, |mut values, row| {
+                    let event = &row.request.events[row.event];
+                    values
+                        .push_bind(row.offset)
+                        .push_bind(row.request.stream.as_str())
+                        .push_bind(row.request.kind.as_str())
+                        .push_bind(row.sequence)
+                        .push_bind(event.name.as_str())
+                        .push_bind(i32::from(event.schema_version))
+                        .push_bind(event.payload.as_slice())
+                        .push_bind(event.tags.join(&TAG_SEPARATOR.to_string()))
+                        .push_bind(recorded_at)
+                        .push_bind(event.effective_at.unwrap_or(recorded_at));
+                });
+                query.build().execute(&mut *connection).await?;
+            }
+            let tagged: Vec<(&str, i64)> = rows
+                .iter()
+                .flat_map(|row| row.request.events[row.event].tags.iter().map(move |tag| (tag.as_str(), row.offset)))
+                .collect();
+            for chunk in tagged.chunks(INSERT_ROWS_MAX) {
+                let mut query = QueryBuilder::<Database>::new("INSERT INTO event_tags (tag, global_offset) ");
+                query.push_values(chunk, |mut values, (tag, offset)| {
+                    values.push_bind(*tag).push_bind(*offset);
+                });
+                query.build().execute(&mut *connection).await?;
+            }
+            Ok(())
+        }
+
+        async fn upsert_streams(
+            connection: &mut Connection,
+            streams: &BTreeMap<&str, (&str, i64)>,
+        ) -> Result<(), Error> {
+            let streams: Vec<(&str, &str, i64)> =
+                streams.iter().map(|(stream, (kind, head))| (*stream, *kind, *head)).collect();
+            for chunk in streams.chunks(INSERT_ROWS_MAX) {
+                let mut query = QueryBuilder::<Database>::new("INSERT INTO streams (stream, kind, last_sequence) ");
+                query.push_values(chunk, |mut values, (stream, kind, head)| {
+                    values.push_bind(*stream).push_bind(*kind).push_bind(*head);
+                });
+                query.push(" ON CONFLICT (stream) DO UPDATE SET last_sequence = excluded.last_sequence");
+                query.build().execute(&mut *connection).await?;
+            }
+            Ok(())
+        }
+
+        /// Records `epoch` for `fence` unless a newer one is recorded; returns the epoch in
+        /// force afterwards.
+        pub(crate) async fn claim_fence(pool: &Pool<Database>, fence: &str, epoch: u64) -> Result<u64, Error> {
+            let mut transaction = pool.begin().await?;
+            // Same lock order as appends, so a claim and a batch never interleave.
+            sqlx::query("UPDATE journal_head SET last_offset = last_offset WHERE id = 1")
+                .execute(&mut *transaction)
+                .await?;
+            let current: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO fences (fence, epoch) VALUES ($1, $2) \
+                 ON CONFLICT (fence) DO UPDATE SET epoch = excluded.epoch \
+                 WHERE fences.epoch <= excluded.epoch RETURNING epoch",
+            )
+            .bind(fence)
+            .bind(to_db(epoch)?)
+            .fetch_optional(&mut *transaction)
+            .await?;
+            let in_force = match current {
+                Some(epoch) => epoch,
+                None => sqlx::query_scalar("SELECT epoch FROM fences WHERE fence = $1")
+                    .bind(fence)
+                    .fetch_one(&mut *transaction)
+                    .await?,
+            };
+            transaction.commit().await?;
+            from_db(in_force, "epoch")
+        }
+
+        /// The latest epoch recorded for a fence.
+        pub(crate) async fn fence_epoch(pool: &Pool<Database>, fence: &str) -> Result<Option<u64>, Error> {
+            let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM fences WHERE fence = $1")
+                .bind(fence)
+                .fetch_optional(pool)
+                .await?;
+            epoch.map(|epoch| from_db(epoch, "epoch")).transpose()
+        }
+
+        /// Events of a stream from `from_sequence` on, in order.
+        pub(crate) async fn read_stream(
+            pool: &Pool<Database>,
+            stream: &str,
+            from_sequence: u64,
+            limit: usize,
+        ) -> Result<Vec<StoredEvent>, Error> {
+            let rows = sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND sequence >= $2 \
+                 ORDER BY sequence LIMIT $3"
+            ))
+            .bind(stream)
+            .bind(to_db(from_sequence)?)
+            .bind(to_db(limit as u64)?)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(stored_event).collect()
+        }
+
+        /// Events of a stream valid at `valid_at` as known at `known_at`, in valid-time
+        /// order (ties in sequence order).
+        pub(crate) async fn read_stream_as_of(
+            pool: &Pool<Database>,
+            stream: &str,
+            valid_at: i64,
+            known_at: i64,
+            limit: usize,
+        ) -> Result<Vec<StoredEvent>, Error> {
+            let rows = sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND effective_at <= $2 \
+                 AND recorded_at <= $3 ORDER BY effective_at, sequence LIMIT $4"
+            ))
+            .bind(stream)
+            .bind(valid_at)
+            .bind(known_at)
+            .bind(to_db(limit as u64)?)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(stored_event).collect()
+        }
+
+        /// Events after `after_offset` in global order, filtered.
+        pub(crate) async fn read_all(
+            pool: &Pool<Database>,
+            after_offset: u64,
+            limit: usize,
+            filter: &Filter,
+        ) -> Result<Vec<StoredEvent>, Error> {
+            let (after, limit) = (to_db(after_offset)?, to_db(limit as u64)?);
+            let rows = match filter {
+                Filter::All => {
+                    sqlx::query(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE global_offset > $1 \
+                         ORDER BY global_offset LIMIT $2"
+                    ))
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+                }
+                Filter::Kind(kind) => {
+                    sqlx::query(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE global_offset > $1 AND kind = $2 \
+                         ORDER BY global_offset LIMIT $3"
+                    ))
+                    .bind(after)
+                    .bind(kind.as_str())
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+                }
+                Filter::Tag(tag) => {
+                    sqlx::query(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE global_offset IN \
+                         (SELECT global_offset FROM event_tags WHERE global_offset > $1 AND tag = $2 \
+                          ORDER BY global_offset LIMIT $3) ORDER BY global_offset"
+                    ))
+                    .bind(after)
+                    .bind(tag.as_str())
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+                }
+            };
+            rows.iter().map(stored_event).collect()
+        }
+
+        /// The last sequence of a stream (0 if it has none).
+        pub(crate) async fn last_sequence(pool: &Pool<Database>, stream: &str) -> Result<u64, Error> {
+            let head: Option<i64> = sqlx::query_scalar("SELECT last_sequence FROM streams WHERE stream = $1")
+                .bind(stream)
+                .fetch_optional(pool)
+                .await?;
+            from_db(head.unwrap_or(0), "sequence")
+        }
+
+        /// The last global offset handed out (0 for an empty journal).
+        pub(crate) async fn last_offset(pool: &Pool<Database>) -> Result<u64, Error> {
+            let head: i64 = sqlx::query_scalar("SELECT last_offset FROM journal_head WHERE id = 1")
+                .fetch_one(pool)
+                .await?;
+            from_db(head, "offset")
+        }
+
+        /// Stores a snapshot unless a newer one is stored.
+        pub(crate) async fn save_snapshot(pool: &Pool<Database>, snapshot: &Snapshot) -> Result<(), Error> {
+            sqlx::query(
+                "INSERT INTO snapshots (stream, sequence, snapshot_name, schema_version, payload, recorded_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (stream) DO UPDATE SET \
+                 sequence = excluded.sequence, snapshot_name = excluded.snapshot_name, \
+                 schema_version = excluded.schema_version, payload = excluded.payload, \
+                 recorded_at = excluded.recorded_at WHERE snapshots.sequence < excluded.sequence",
+            )
+            .bind(snapshot.stream.as_str())
+            .bind(to_db(snapshot.sequence)?)
+            .bind(snapshot.name.as_str())
+            .bind(i32::from(snapshot.schema_version))
+            .bind(snapshot.payload.as_slice())
+            .bind(snapshot.recorded_at)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        /// The latest snapshot of a stream.
+        pub(crate) async fn load_snapshot(pool: &Pool<Database>, stream: &str) -> Result<Option<Snapshot>, Error> {
+            let row = sqlx::query(
+                "SELECT sequence, snapshot_name, schema_version, payload, recorded_at \
+                 FROM snapshots WHERE stream = $1",
+            )
+            .bind(stream)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let version: i32 = row.try_get("schema_version")?;
+            Ok(Some(Snapshot {
+                stream: stream.to_owned(),
+                sequence: from_db(row.try_get("sequence")?, "sequence")?,
+                name: row.try_get("snapshot_name")?,
+                schema_version: u16::try_from(version)
+                    .map_err(|_| Error::InvalidRequest(format!("snapshot version {version} out of range")))?,
+                payload: row.try_get("payload")?,
+                recorded_at: row.try_get("recorded_at")?,
+            }))
+        }
+
+        /// A consumer's stored position on a partition.
+        pub(crate) async fn load_offset(
+            connection: &mut Connection,
+            consumer: &str,
+            partition: u32,
+        ) -> Result<Option<u64>, Error> {
+            let position: Option<i64> =
+                sqlx::query_scalar("SELECT position FROM offsets WHERE consumer = $1 AND partition = $2")
+                    .bind(consumer)
+                    .bind(i64::from(partition))
+                    .fetch_optional(&mut *connection)
+                    .await?;
+            position.map(|position| from_db(position, "offset")).transpose()
+        }
+
+        /// Moves a consumer's position forward (or keeps it); refuses to move it back.
+        pub(crate) async fn commit_offset(
+            connection: &mut Connection,
+            consumer: &str,
+            partition: u32,
+            position: u64,
+            now: i64,
+        ) -> Result<(), Error> {
+            let stored: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO offsets (consumer, partition, position, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (consumer, partition) DO UPDATE SET position = excluded.position, \
+                 updated_at = excluded.updated_at WHERE offsets.position <= excluded.position \
+                 RETURNING position",
+            )
+            .bind(consumer)
+            .bind(i64::from(partition))
+            .bind(to_db(position)?)
+            .bind(now)
+            .fetch_optional(&mut *connection)
+            .await?;
+            if stored.is_none() {
+                let current = load_offset(connection, consumer, partition).await?.unwrap_or(0);
+                return Err(Error::StaleOffset {
+                    consumer: consumer.to_owned(),
+                    partition,
+                    current,
+                    requested: position,
+                });
+            }
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use backend_operations;

@@ -1,0 +1,61 @@
+//! Every limit of the journal, named, with its default.
+
+use std::time::Duration;
+
+/// How the journal batches and bounds its work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// Most events committed in one group-commit transaction.
+    pub batch_events_max: usize,
+    /// Longest a batch waits for more appends once it has one. Zero commits as soon as the
+    /// previous commit is done (appends queued meanwhile still share a transaction).
+    pub batch_wait: Duration,
+    /// Appends queued for the writer before callers wait (backpressure).
+    pub queue_appends_max: usize,
+    /// Most events in one append.
+    pub append_events_max: usize,
+    /// Largest payload of one event or snapshot, in bytes.
+    pub payload_bytes_max: usize,
+    /// Most rows one read returns.
+    pub read_rows_max: usize,
+    /// Connections in the pool.
+    pub pool_connections_max: u32,
+    /// How long SQLite waits on a lock held by another connection or process.
+    pub sqlite_busy_timeout: Duration,
+    /// SQLite `synchronous=FULL` (fsync every commit: survives power loss) rather than
+    /// `NORMAL` (survives a process crash).
+    pub sqlite_synchronous_full: bool,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            batch_events_max: 1_024,
+            batch_wait: Duration::ZERO,
+            queue_appends_max: 16_384,
+            append_events_max: 1_024,
+            payload_bytes_max: 1 << 20,
+            read_rows_max: 10_000,
+            pool_connections_max: 8,
+            sqlite_busy_timeout: Duration::from_secs(5),
+            sqlite_synchronous_full: true,
+        }
+    }
+}
+
+impl JournalConfig {
+    /// Checks the limits fit together.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let invalid = |reason: &str| Err(crate::Error::InvalidRequest(reason.to_owned()));
+        if self.batch_events_max == 0 || self.queue_appends_max == 0 || self.read_rows_max == 0 {
+            return invalid("batch, queue and read limits must be positive");
+        }
+        if self.append_events_max == 0 || self.append_events_max > self.batch_events_max {
+            return invalid("append_events_max must be in 1..=batch_events_max");
+        }
+        if self.pool_connections_max == 0 {
+            return invalid("the pool needs a connection");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! The one error type of the persistence crate, grouped by how a caller handles it.
+
+use std::sync::Arc;
+
+/// What can go wrong storing or loading events, snapshots and offsets.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Error {
+    /// Optimistic concurrency: the stream is not at the sequence the writer expected. Another
+    /// writer got there first; the caller must reload the stream (an entity restarts).
+    #[error("append to {stream} expected sequence {expected} but the stream is at {actual}")]
+    Conflict {
+        /// The stream.
+        stream: String,
+        /// The sequence the writer believed was last.
+        expected: u64,
+        /// The sequence that is last.
+        actual: u64,
+    },
+    /// Writer fencing: a newer owner epoch is recorded for the fence, so this writer is stale
+    /// and must stop writing (its shard has moved).
+    #[error("append to {stream} fenced: epoch {epoch} of {fence} is older than {current}")]
+    Fenced {
+        /// The stream.
+        stream: String,
+        /// The fence (shard) key.
+        fence: String,
+        /// The writer's epoch.
+        epoch: u64,
+        /// The latest recorded epoch.
+        current: u64,
+    },
+    /// A stored payload could not be decoded. The data or the code is wrong; do not retry.
+    #[error("cannot decode {name} v{version} at sequence {sequence} of {stream}: {reason}")]
+    Decode {
+        /// The stream.
+        stream: String,
+        /// The event's sequence in its stream.
+        sequence: u64,
+        /// The stored event name.
+        name: String,
+        /// The stored schema version.
+        version: u16,
+        /// What failed.
+        reason: String,
+    },
+    /// A stored event name (or name and version) this codec does not know.
+    #[error("unknown event {name} v{version} at sequence {sequence} of {stream}")]
+    UnknownEvent {
+        /// The stream.
+        stream: String,
+        /// The event's sequence in its stream.
+        sequence: u64,
+        /// The stored event name.
+        name: String,
+        /// The stored schema version.
+        version: u16,
+    },
+    /// A value could not be encoded.
+    #[error("cannot encode {what}: {reason}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The request breaks a limit or is malformed; fix the caller.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// An offset commit would move a consumer's position backwards: the committer is stale.
+    #[error(
+        "offset of {consumer}/{partition} is {current}; refusing to move it back to {requested}"
+    )]
+    StaleOffset {
+        /// The consumer (projection or group).
+        consumer: String,
+        /// The partition.
+        partition: u32,
+        /// The stored position.
+        current: u64,
+        /// The position asked for.
+        requested: u64,
+    },
+    /// The group-commit writer is gone (the journal is shutting down).
+    #[error("the journal writer has stopped")]
+    WriterStopped,
+    /// The database failed; the operation did not happen. Usually transient: retry with
+    /// backoff (behind a circuit breaker).
+    #[error("database error: {0}")]
+    Database(#[source] Arc<sqlx::Error>),
+    /// Schema migration failed at start.
+    #[error("migration failed: {0}")]
+    Migration(#[source] Arc<sqlx::migrate::MigrateError>),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        Error::Database(Arc::new(error))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Error::Migration(Arc::new(error))
+    }
+}

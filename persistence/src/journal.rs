@@ -1,0 +1,193 @@
+//! The journal: append with optimistic concurrency and fencing through group commit; read a
+//! stream, the global log, or a stream as of a valid time as known at a transaction time.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::JournalConfig;
+use crate::database::Database;
+use crate::error::Error;
+use crate::record::{AppendOutcome, AppendRequest, Filter, StoredEvent, TAG_SEPARATOR};
+use crate::writer::{self, PendingAppend};
+
+/// A handle on the journal; cheap to clone. The group-commit writer stops when the last
+/// handle is dropped.
+#[derive(Clone, Debug)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    database: Database,
+    config: JournalConfig,
+    writer: mpsc::Sender<PendingAppend>,
+}
+
+macro_rules! dispatch {
+    ($database:expr, $operation:ident ( $($argument:expr),* )) => {
+        match $database {
+            Database::Sqlite(pool) => crate::sqlite::$operation(pool, $($argument),*).await,
+            Database::Postgres(pool) => crate::postgres::$operation(pool, $($argument),*).await,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+impl Journal {
+    /// Opens the journal on `database`: runs the migrations and starts the group-commit
+    /// writer (on the current tokio runtime).
+    pub async fn open(database: Database, config: JournalConfig) -> Result<Self, Error> {
+        config.validate()?;
+        database.migrate().await?;
+        let (sender, receiver) = mpsc::channel(config.queue_appends_max);
+        tokio::spawn(writer::run(database.clone(), config.clone(), receiver));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                database,
+                config,
+                writer: sender,
+            }),
+        })
+    }
+
+    /// The database underneath (for snapshot and offset stores and read models).
+    pub fn database(&self) -> &Database {
+        &self.inner.database
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &JournalConfig {
+        &self.inner.config
+    }
+
+    /// Appends events to one stream after `expected_sequence`, under an optional fence.
+    ///
+    /// Returns once the events are durable (committed), or with [`Error::Conflict`],
+    /// [`Error::Fenced`], [`Error::InvalidRequest`] or a database error, in which case
+    /// nothing of this append was written. Waits while the writer's queue is full.
+    pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
+        self.validate(&request)?;
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writer
+            .send(PendingAppend { request, reply })
+            .await
+            .map_err(|_| Error::WriterStopped)?;
+        answer.await.map_err(|_| Error::WriterStopped)?
+    }
+
+    fn validate(&self, request: &AppendRequest) -> Result<(), Error> {
+        let limits = &self.inner.config;
+        let invalid = |reason: String| Err(Error::InvalidRequest(reason));
+        if request.stream.is_empty() || request.kind.is_empty() {
+            return invalid("stream and kind must not be empty".to_owned());
+        }
+        if request.events.is_empty() || request.events.len() > limits.append_events_max {
+            return invalid(format!(
+                "an append to {} carries {} events; 1 to {} allowed",
+                request.stream,
+                request.events.len(),
+                limits.append_events_max
+            ));
+        }
+        for event in &request.events {
+            if event.payload.len() > limits.payload_bytes_max {
+                return invalid(format!(
+                    "event {} for {} is {} bytes; at most {}",
+                    event.name,
+                    request.stream,
+                    event.payload.len(),
+                    limits.payload_bytes_max
+                ));
+            }
+            if event.name.is_empty() {
+                return invalid(format!("an event for {} has no name", request.stream));
+            }
+            if let Some(tag) = event
+                .tags
+                .iter()
+                .find(|tag| tag.is_empty() || tag.contains(TAG_SEPARATOR))
+            {
+                return invalid(format!(
+                    "tag {tag:?} is empty or contains {TAG_SEPARATOR:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` events of `stream` from `from_sequence` (inclusive), in order.
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let limit = limit.min(self.inner.config.read_rows_max);
+        dispatch!(
+            &self.inner.database,
+            read_stream(stream, from_sequence, limit)
+        )
+    }
+
+    /// Up to `limit` events after `after_offset` (exclusive), in global order, filtered. Offsets
+    /// are handed out in commit order, so a reader that has seen offset `n` never later finds
+    /// a new event below `n`.
+    pub async fn read_all(
+        &self,
+        after_offset: u64,
+        limit: usize,
+        filter: &Filter,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let limit = limit.min(self.inner.config.read_rows_max);
+        dispatch!(&self.inner.database, read_all(after_offset, limit, filter))
+    }
+
+    /// The events of `stream` valid at `valid_at` as known at `known_at` (both microseconds
+    /// since the epoch), in valid-time order, at most `limit`.
+    pub async fn read_stream_as_of(
+        &self,
+        stream: &str,
+        valid_at: i64,
+        known_at: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let limit = limit.min(self.inner.config.read_rows_max);
+        dispatch!(
+            &self.inner.database,
+            read_stream_as_of(stream, valid_at, known_at, limit)
+        )
+    }
+
+    /// The last sequence of `stream`; 0 if it has no events.
+    pub async fn last_sequence(&self, stream: &str) -> Result<u64, Error> {
+        dispatch!(&self.inner.database, last_sequence(stream))
+    }
+
+    /// The last global offset; 0 for an empty journal.
+    pub async fn last_offset(&self) -> Result<u64, Error> {
+        dispatch!(&self.inner.database, last_offset())
+    }
+
+    /// Records `epoch` as the fence's owner epoch (a new shard owner does this before
+    /// writing). Refused with [`Error::Fenced`] if a newer epoch is already recorded.
+    pub async fn claim_fence(&self, fence: &str, epoch: u64) -> Result<(), Error> {
+        let in_force = dispatch!(&self.inner.database, claim_fence(fence, epoch))?;
+        if in_force > epoch {
+            return Err(Error::Fenced {
+                stream: String::new(),
+                fence: fence.to_owned(),
+                epoch,
+                current: in_force,
+            });
+        }
+        Ok(())
+    }
+
+    /// The latest epoch recorded for a fence.
+    pub async fn fence_epoch(&self, fence: &str) -> Result<Option<u64>, Error> {
+        dispatch!(&self.inner.database, fence_epoch(fence))
+    }
+}

@@ -1,0 +1,111 @@
+//! What goes into the journal and what comes out of it.
+
+/// An event to append: bytes with their name, schema version, tags and valid time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Stable event name, e.g. `account.deposited`.
+    pub name: String,
+    /// Schema version of the payload's type.
+    pub schema_version: u16,
+    /// The encoded event (see [`crate::codec`]).
+    pub payload: Vec<u8>,
+    /// Tags for filtered global reads (e.g. `market:BTC-USD`); no commas.
+    pub tags: Vec<String>,
+    /// Valid time in microseconds since the epoch; `None` means "when recorded".
+    pub effective_at: Option<i64>,
+}
+
+/// A writer's claim to write a stream: the fence (e.g. the shard) and its owner epoch. The
+/// journal refuses appends whose epoch is older than the latest recorded for the fence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// The fence key, e.g. `shard-17`.
+    pub key: String,
+    /// The owner's epoch: higher is newer.
+    pub epoch: u64,
+}
+
+/// One append: events for one stream, after the sequence the writer last saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendRequest {
+    /// The stream (persistence id), e.g. `account|alice`.
+    pub stream: String,
+    /// The kind of entity, for filtered global reads, e.g. `account`.
+    pub kind: String,
+    /// The last sequence the writer saw; 0 for a new stream.
+    pub expected_sequence: u64,
+    /// The events, in order; at least one.
+    pub events: Vec<NewEvent>,
+    /// The writer's fence, if it writes under one.
+    pub fence: Option<Fence>,
+}
+
+/// What an acknowledged append became.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Sequence of the first event appended.
+    pub first_sequence: u64,
+    /// Sequence of the last event appended: the stream's new head.
+    pub last_sequence: u64,
+    /// Global offset of the first event appended.
+    pub first_offset: u64,
+    /// Transaction time stamped on every event of the append.
+    pub recorded_at: i64,
+}
+
+/// An event as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Position in the global log, from 1, without gaps.
+    pub global_offset: u64,
+    /// The stream.
+    pub stream: String,
+    /// The kind of entity.
+    pub kind: String,
+    /// Position in the stream, from 1, without gaps.
+    pub sequence: u64,
+    /// Event name.
+    pub name: String,
+    /// Schema version of the payload.
+    pub schema_version: u16,
+    /// Encoded event.
+    pub payload: Vec<u8>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Transaction time (set by the journal), microseconds since the epoch.
+    pub recorded_at: i64,
+    /// Valid time, microseconds since the epoch.
+    pub effective_at: i64,
+}
+
+/// Which events a global read returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Filter {
+    /// Every event.
+    #[default]
+    All,
+    /// Events carrying this tag.
+    Tag(String),
+    /// Events of streams of this kind.
+    Kind(String),
+}
+
+/// The latest snapshot of a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The stream.
+    pub stream: String,
+    /// The sequence of the last event the snapshot includes.
+    pub sequence: u64,
+    /// Name of the snapshot's type.
+    pub name: String,
+    /// Schema version of the snapshot's type.
+    pub schema_version: u16,
+    /// The encoded state.
+    pub payload: Vec<u8>,
+    /// When it was saved.
+    pub recorded_at: i64,
+}
+
+/// The separator of tags in storage, refused inside a tag.
+pub(crate) const TAG_SEPARATOR: char = ',';

@@ -1,0 +1,3 @@
+//! The journal's SQL on SQLite.
+
+crate::backend::backend_operations!(sqlx::Sqlite);

@@ -1,0 +1,121 @@
+//! Group commit: one task per journal turns concurrent appends into few transactions.
+//!
+//! Appends queue in a bounded channel. The writer takes the first, then everything already
+//! queued (and, if `batch_wait` is set, what arrives within it) up to `batch_events_max`
+//! events, commits them in one transaction and answers each append on its own. While a
+//! commit runs, new appends queue up and form the next batch, so batching grows with load
+//! without adding latency when idle. Per-stream order is kept: appends to one stream are
+//! applied in queue order, each checked against the head left by the one before.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::config::JournalConfig;
+use crate::database::Database;
+use crate::error::Error;
+use crate::record::{AppendOutcome, AppendRequest};
+
+/// An append waiting for its batch.
+pub(crate) struct PendingAppend {
+    pub(crate) request: AppendRequest,
+    pub(crate) reply: oneshot::Sender<Result<AppendOutcome, Error>>,
+}
+
+/// Runs until every sender is dropped.
+pub(crate) async fn run(
+    database: Database,
+    config: JournalConfig,
+    mut inbox: mpsc::Receiver<PendingAppend>,
+) {
+    let mut carried: Option<PendingAppend> = None;
+    let mut last_recorded_at = 0;
+    loop {
+        let first = match carried.take() {
+            Some(pending) => pending,
+            None => match inbox.recv().await {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
+        let mut events = first.request.events.len();
+        let mut batch = vec![first];
+        let deadline = Instant::now() + config.batch_wait;
+        while events < config.batch_events_max {
+            let Some(next) = next_append(&mut inbox, deadline, config.batch_wait).await else {
+                break;
+            };
+            if events + next.request.events.len() > config.batch_events_max {
+                carried = Some(next);
+                break;
+            }
+            events += next.request.events.len();
+            batch.push(next);
+        }
+        // Transaction time strictly increases from batch to batch within a writer, even if the
+        // clock stalls or steps back, so "as known at" a batch's time excludes later batches.
+        last_recorded_at = now_micros().max(last_recorded_at + 1);
+        commit(&database, batch, events, last_recorded_at).await;
+    }
+}
+
+async fn next_append(
+    inbox: &mut mpsc::Receiver<PendingAppend>,
+    deadline: Instant,
+    batch_wait: Duration,
+) -> Option<PendingAppend> {
+    match inbox.try_recv() {
+        Ok(pending) => Some(pending),
+        Err(mpsc::error::TryRecvError::Empty) if !batch_wait.is_zero() => {
+            tokio::time::timeout_at(deadline, inbox.recv())
+                .await
+                .ok()
+                .flatten()
+        }
+        Err(_) => None,
+    }
+}
+
+async fn commit(database: &Database, batch: Vec<PendingAppend>, events: usize, recorded_at: i64) {
+    let started = Instant::now();
+    let (requests, replies): (Vec<AppendRequest>, Vec<_>) = batch
+        .into_iter()
+        .map(|pending| (pending.request, pending.reply))
+        .unzip();
+    let result = match database {
+        Database::Sqlite(pool) => crate::sqlite::append_batch(pool, &requests, recorded_at).await,
+        Database::Postgres(pool) => {
+            crate::postgres::append_batch(pool, &requests, recorded_at).await
+        }
+    };
+    match result {
+        Ok(outcomes) => {
+            debug!(
+                appends = requests.len(),
+                events,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "batch committed"
+            );
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                // A caller that gave up waiting is no reason to fail the others.
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(error) => {
+            warn!(appends = requests.len(), events, %error, "batch failed; nothing of it was committed");
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
+}

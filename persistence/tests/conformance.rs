@@ -1,0 +1,823 @@
+//! One conformance suite, run against both backends: SQLite on a real file and the real
+//! PostgreSQL server from `DATABASE_URL` (each test in its own schema; skipped, saying so,
+//! when `DATABASE_URL` is not set).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+use tradefloor_persistence::codec::{self, EventCodec};
+use tradefloor_persistence::{
+    AppendRequest, Database, Error, Fence, Filter, Journal, JournalConfig, NewEvent, OffsetStore,
+    Snapshot, SnapshotStore, Transaction,
+};
+
+/// A journal on a fresh database, and how to clean it up.
+struct Harness {
+    journal: Journal,
+    cleanup: Option<(String, String)>,
+    _directory: Option<tempfile::TempDir>,
+}
+
+impl Harness {
+    async fn sqlite() -> Harness {
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", directory.path().join("journal.db").display());
+        let config = JournalConfig::default();
+        let database = Database::connect(&url, &config).await.unwrap();
+        let journal = Journal::open(database, config).await.unwrap();
+        Harness {
+            journal,
+            cleanup: None,
+            _directory: Some(directory),
+        }
+    }
+
+    async fn postgres(test: &str) -> Option<Harness> {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("skipped: DATABASE_URL is not set, so {test} did not run on PostgreSQL");
+            return None;
+        };
+        let schema = format!("conformance_{test}_{}", std::process::id());
+        let config = JournalConfig::default();
+        let database = Database::connect_postgres(&url, Some(&schema), &config)
+            .await
+            .unwrap();
+        let journal = Journal::open(database, config).await.unwrap();
+        Some(Harness {
+            journal,
+            cleanup: Some((url, schema)),
+            _directory: None,
+        })
+    }
+
+    /// A second, independent journal (own pool, own group-commit writer) on the same
+    /// database, as another node would have.
+    async fn second_writer(&self) -> Journal {
+        let config = JournalConfig::default();
+        let database = match (&self.cleanup, self.journal.database()) {
+            (Some((url, schema)), _) => Database::connect_postgres(url, Some(schema), &config)
+                .await
+                .unwrap(),
+            (None, Database::Sqlite(pool)) => {
+                let path = pool.connect_options().get_filename().display().to_string();
+                Database::connect(&format!("sqlite:{path}"), &config)
+                    .await
+                    .unwrap()
+            }
+            (None, Database::Postgres(_)) => unreachable!("postgres harnesses have a schema"),
+        };
+        Journal::open(database, config).await.unwrap()
+    }
+
+    async fn finish(self) {
+        self.journal.database().close().await;
+        if let Some((url, schema)) = self.cleanup {
+            let config = JournalConfig::default();
+            let database = Database::connect(&url, &config).await.unwrap();
+            if let Database::Postgres(pool) = &database {
+                sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+            database.close().await;
+        }
+    }
+}
+
+fn event(name: &str, payload: &[u8]) -> NewEvent {
+    NewEvent {
+        name: name.to_owned(),
+        schema_version: 1,
+        payload: payload.to_vec(),
+        tags: Vec::new(),
+        effective_at: None,
+    }
+}
+
+fn append(stream: &str, expected: u64, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest {
+        stream: stream.to_owned(),
+        kind: stream.split('|').next().unwrap().to_owned(),
+        expected_sequence: expected,
+        events,
+        fence: None,
+    }
+}
+
+async fn ordering(harness: &Harness) {
+    let journal = &harness.journal;
+    let a1 = journal
+        .append(append(
+            "account|a",
+            0,
+            vec![event("e", b"a1"), event("e", b"a2"), event("e", b"a3")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (a1.first_sequence, a1.last_sequence, a1.first_offset),
+        (1, 3, 1)
+    );
+    let b1 = journal
+        .append(append(
+            "book|b",
+            0,
+            vec![event("e", b"b1"), event("e", b"b2")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((b1.first_sequence, b1.first_offset), (1, 4));
+    journal
+        .append(append(
+            "account|a",
+            3,
+            vec![event("e", b"a4"), event("e", b"a5")],
+        ))
+        .await
+        .unwrap();
+
+    let stream = journal.read_stream("account|a", 1, 100).await.unwrap();
+    let payloads: Vec<&[u8]> = stream
+        .iter()
+        .map(|stored| stored.payload.as_slice())
+        .collect();
+    assert_eq!(payloads, [b"a1", b"a2", b"a3", b"a4", b"a5"]);
+    assert_eq!(
+        stream
+            .iter()
+            .map(|stored| stored.sequence)
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    let tail = journal.read_stream("account|a", 4, 100).await.unwrap();
+    assert_eq!(
+        tail.iter()
+            .map(|stored| stored.sequence)
+            .collect::<Vec<_>>(),
+        [4, 5]
+    );
+    assert_eq!(
+        journal.read_stream("account|a", 1, 2).await.unwrap().len(),
+        2,
+        "limit respected"
+    );
+
+    let all = journal.read_all(0, 100, &Filter::All).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|stored| stored.global_offset)
+            .collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
+    assert_eq!(all[3].stream, "book|b");
+    assert_eq!(
+        journal.read_all(5, 100, &Filter::All).await.unwrap().len(),
+        2
+    );
+    assert_eq!(journal.last_sequence("account|a").await.unwrap(), 5);
+    assert_eq!(journal.last_sequence("account|none").await.unwrap(), 0);
+    assert_eq!(journal.last_offset().await.unwrap(), 7);
+    assert!(
+        all.iter()
+            .all(|stored| stored.recorded_at == stored.effective_at)
+    );
+}
+
+async fn conflicts(harness: &Harness) {
+    let journal = &harness.journal;
+    journal
+        .append(append("account|a", 0, vec![event("e", b"1")]))
+        .await
+        .unwrap();
+    let stale = journal
+        .append(append("account|a", 0, vec![event("e", b"x")]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&stale, Error::Conflict { stream, expected: 0, actual: 1 } if stream == "account|a"),
+        "{stale:?}"
+    );
+    let ahead = journal
+        .append(append("account|a", 5, vec![event("e", b"y")]))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        ahead,
+        Error::Conflict {
+            expected: 5,
+            actual: 1,
+            ..
+        }
+    ));
+    assert_eq!(
+        journal.read_stream("account|a", 1, 10).await.unwrap().len(),
+        1,
+        "refused appends wrote nothing"
+    );
+    assert_eq!(journal.last_offset().await.unwrap(), 1);
+
+    // Many writers race for the same next sequence: exactly one wins each time.
+    let mut racers = Vec::new();
+    for writer in 0..16u8 {
+        let journal = journal.clone();
+        racers.push(tokio::spawn(async move {
+            journal
+                .append(append("account|race", 0, vec![event("e", &[writer])]))
+                .await
+        }));
+    }
+    let mut winners = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(Error::Conflict { .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(journal.last_sequence("account|race").await.unwrap(), 1);
+}
+
+async fn group_commit_keeps_every_stream_in_order(harness: &Harness) {
+    let journal = &harness.journal;
+    let streams = 40u64;
+    let appends_per_stream = 25u64;
+    let mut writers = Vec::new();
+    for stream in 0..streams {
+        let journal = journal.clone();
+        writers.push(tokio::spawn(async move {
+            let name = format!("account|{stream}");
+            for sequence in 0..appends_per_stream {
+                let payload = format!("{stream}:{sequence}");
+                let outcome = journal
+                    .append(append(
+                        &name,
+                        sequence,
+                        vec![event("e", payload.as_bytes())],
+                    ))
+                    .await
+                    .unwrap();
+                assert_eq!(outcome.last_sequence, sequence + 1);
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    for stream in 0..streams {
+        let events = journal
+            .read_stream(&format!("account|{stream}"), 1, 1_000)
+            .await
+            .unwrap();
+        let payloads: Vec<String> = events
+            .iter()
+            .map(|stored| String::from_utf8(stored.payload.clone()).unwrap())
+            .collect();
+        let expected: Vec<String> = (0..appends_per_stream)
+            .map(|sequence| format!("{stream}:{sequence}"))
+            .collect();
+        assert_eq!(payloads, expected);
+    }
+    let all = journal.read_all(0, 10_000, &Filter::All).await.unwrap();
+    let offsets: Vec<u64> = all.iter().map(|stored| stored.global_offset).collect();
+    assert_eq!(
+        offsets,
+        (1..=streams * appends_per_stream).collect::<Vec<_>>()
+    );
+}
+
+async fn fencing(harness: &Harness) {
+    let journal = &harness.journal;
+    let fenced = |stream: &str, expected, epoch| AppendRequest {
+        fence: Some(Fence {
+            key: "shard-7".to_owned(),
+            epoch,
+        }),
+        ..append(stream, expected, vec![event("e", b"f")])
+    };
+    journal.append(fenced("account|f", 0, 1)).await.unwrap();
+    journal.claim_fence("shard-7", 2).await.unwrap();
+    let stale = journal.append(fenced("account|f", 1, 1)).await.unwrap_err();
+    assert!(
+        matches!(&stale, Error::Fenced { epoch: 1, current: 2, fence, .. } if fence == "shard-7"),
+        "{stale:?}"
+    );
+    assert_eq!(
+        journal.last_sequence("account|f").await.unwrap(),
+        1,
+        "the stale owner wrote nothing"
+    );
+    journal.append(fenced("account|f", 1, 2)).await.unwrap();
+    journal.append(fenced("account|g", 0, 3)).await.unwrap();
+    assert_eq!(journal.fence_epoch("shard-7").await.unwrap(), Some(3));
+    assert!(matches!(
+        journal.append(fenced("account|f", 2, 2)).await,
+        Err(Error::Fenced { current: 3, .. })
+    ));
+    assert!(matches!(
+        journal.claim_fence("shard-7", 2).await,
+        Err(Error::Fenced { current: 3, .. })
+    ));
+    journal.claim_fence("shard-7", 3).await.unwrap();
+    assert_eq!(journal.fence_epoch("shard-other").await.unwrap(), None);
+    // An unfenced append is not affected by fences.
+    journal
+        .append(append("account|f", 2, vec![event("e", b"u")]))
+        .await
+        .unwrap();
+}
+
+/// Two independent writers (as two nodes) append while a reader tails the global log: every
+/// batch the reader gets starts right after the last offset it saw, so it never skips an
+/// event that commits later with a lower offset.
+async fn readers_never_skip(harness: &Harness) {
+    let other = harness.second_writer().await;
+    let done = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = [harness.journal.clone(), other]
+        .into_iter()
+        .enumerate()
+        .flat_map(|(node, journal)| {
+            (0..8).map(move |stream| {
+                let journal = journal.clone();
+                tokio::spawn(async move {
+                    let name = format!("account|{node}-{stream}");
+                    for sequence in 0..30 {
+                        journal
+                            .append(append(
+                                &name,
+                                sequence * 2,
+                                vec![event("e", b"x"), event("e", b"y")],
+                            ))
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+        })
+        .collect();
+    let reader = {
+        let journal = harness.journal.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut seen = 0u64;
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                let batch = journal.read_all(seen, 500, &Filter::All).await.unwrap();
+                for stored in &batch {
+                    assert_eq!(
+                        stored.global_offset,
+                        seen + 1,
+                        "the reader skipped an offset"
+                    );
+                    seen = stored.global_offset;
+                }
+                if finished && batch.is_empty() {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    assert_eq!(reader.await.unwrap(), 2 * 8 * 30 * 2);
+}
+
+async fn snapshots(harness: &Harness) {
+    let journal = &harness.journal;
+    let store = SnapshotStore::new(
+        journal.database().clone(),
+        journal.config().payload_bytes_max,
+    );
+    assert_eq!(store.load("account|s").await.unwrap(), None);
+    let snapshot = |sequence: u64, payload: &[u8]| Snapshot {
+        stream: "account|s".to_owned(),
+        sequence,
+        name: "account".to_owned(),
+        schema_version: 1,
+        payload: payload.to_vec(),
+        recorded_at: 42,
+    };
+    store.save(&snapshot(5, b"five")).await.unwrap();
+    assert_eq!(
+        store.load("account|s").await.unwrap(),
+        Some(snapshot(5, b"five"))
+    );
+    store.save(&snapshot(3, b"three")).await.unwrap();
+    assert_eq!(
+        store.load("account|s").await.unwrap().unwrap().sequence,
+        5,
+        "an older snapshot never replaces a newer"
+    );
+    store.save(&snapshot(9, b"nine")).await.unwrap();
+    assert_eq!(
+        store.load("account|s").await.unwrap().unwrap().payload,
+        b"nine"
+    );
+    let huge = snapshot(10, &vec![0; journal.config().payload_bytes_max + 1]);
+    assert!(matches!(
+        store.save(&huge).await,
+        Err(Error::InvalidRequest(_))
+    ));
+}
+
+async fn execute(transaction: &mut Transaction, sql: &str) {
+    match transaction {
+        Transaction::Sqlite(transaction) => {
+            sqlx::query(sql).execute(&mut **transaction).await.map(drop)
+        }
+        Transaction::Postgres(transaction) => {
+            sqlx::query(sql).execute(&mut **transaction).await.map(drop)
+        }
+    }
+    .unwrap();
+}
+
+async fn count_rows(database: &Database) -> i64 {
+    let sql = "SELECT COUNT(*) FROM read_model";
+    match database {
+        Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+    }
+}
+
+async fn offsets_commit_with_the_read_model(harness: &Harness) {
+    let journal = &harness.journal;
+    let database = journal.database();
+    let offsets = OffsetStore::new(database.clone());
+    let mut setup = database.begin().await.unwrap();
+    execute(
+        &mut setup,
+        "CREATE TABLE read_model (id BIGINT PRIMARY KEY, value TEXT NOT NULL)",
+    )
+    .await;
+    setup.commit().await.unwrap();
+    assert_eq!(offsets.load("balances", 0).await.unwrap(), 0);
+
+    // A projection that crashes before committing leaves neither its rows nor its offset.
+    let mut crashed = database.begin().await.unwrap();
+    execute(
+        &mut crashed,
+        "INSERT INTO read_model (id, value) VALUES (1, 'one')",
+    )
+    .await;
+    OffsetStore::commit_in(&mut crashed, "balances", 0, 10)
+        .await
+        .unwrap();
+    crashed.rollback().await.unwrap();
+    assert_eq!(count_rows(database).await, 0);
+    assert_eq!(offsets.load("balances", 0).await.unwrap(), 0);
+
+    let mut committed = database.begin().await.unwrap();
+    execute(
+        &mut committed,
+        "INSERT INTO read_model (id, value) VALUES (1, 'one')",
+    )
+    .await;
+    OffsetStore::commit_in(&mut committed, "balances", 0, 10)
+        .await
+        .unwrap();
+    committed.commit().await.unwrap();
+    assert_eq!(count_rows(database).await, 1);
+    assert_eq!(offsets.load("balances", 0).await.unwrap(), 10);
+
+    offsets.commit("balances", 1, 3).await.unwrap();
+    assert_eq!(
+        offsets.load("balances", 1).await.unwrap(),
+        3,
+        "partitions are independent"
+    );
+    offsets.commit("balances", 0, 10).await.unwrap();
+    let stale = offsets.commit("balances", 0, 9).await.unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            Error::StaleOffset {
+                current: 10,
+                requested: 9,
+                partition: 0,
+                ..
+            }
+        ),
+        "{stale:?}"
+    );
+}
+
+async fn bitemporal_reads(harness: &Harness) {
+    let journal = &harness.journal;
+    let at = |micros: i64, payload: &[u8]| NewEvent {
+        effective_at: Some(micros),
+        ..event("e", payload)
+    };
+    let first = journal
+        .append(append("account|t", 0, vec![at(100, b"d100")]))
+        .await
+        .unwrap();
+    let second = journal
+        .append(append("account|t", 1, vec![event("e", b"now")]))
+        .await
+        .unwrap();
+    // A correction recorded last, valid from before everything.
+    let third = journal
+        .append(append("account|t", 2, vec![at(50, b"fix50")]))
+        .await
+        .unwrap();
+    assert!(first.recorded_at < second.recorded_at && second.recorded_at < third.recorded_at);
+
+    let as_of = |valid_at, known_at| {
+        let journal = journal.clone();
+        async move {
+            journal
+                .read_stream_as_of("account|t", valid_at, known_at, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|stored| String::from_utf8(stored.payload).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let forever = i64::MAX;
+    assert_eq!(
+        as_of(forever, forever).await,
+        ["fix50", "d100", "now"],
+        "valid-time order"
+    );
+    assert_eq!(
+        as_of(forever, second.recorded_at).await,
+        ["d100", "now"],
+        "the correction was not yet known"
+    );
+    assert_eq!(as_of(99, forever).await, ["fix50"]);
+    assert_eq!(as_of(99, second.recorded_at).await, Vec::<String>::new());
+    assert_eq!(as_of(100, first.recorded_at).await, ["d100"]);
+}
+
+#[derive(Serialize, Deserialize)]
+enum EventV1 {
+    Deposited { amount: u32 },
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum EventV2 {
+    Deposited { amount: u64, asset: String },
+    Withdrawn { amount: u64 },
+}
+
+fn name_v2(event: &EventV2) -> &'static str {
+    match event {
+        EventV2::Deposited { .. } => "deposited",
+        EventV2::Withdrawn { .. } => "withdrawn",
+    }
+}
+
+fn codec_v2() -> EventCodec<EventV2> {
+    EventCodec::new(2, name_v2, &["deposited", "withdrawn"]).with_upcaster(
+        "deposited",
+        1,
+        |bytes| {
+            let EventV1::Deposited { amount } = codec::decode::<EventV1>(bytes)?;
+            Ok(EventV2::Deposited {
+                amount: u64::from(amount),
+                asset: "USD".to_owned(),
+            })
+        },
+    )
+}
+
+async fn upcasting_and_bad_payloads(harness: &Harness) {
+    let journal = &harness.journal;
+    let codec = codec_v2();
+    let v1 = NewEvent {
+        name: "deposited".to_owned(),
+        schema_version: 1,
+        payload: codec::encode(&EventV1::Deposited { amount: 7 }).unwrap(),
+        tags: Vec::new(),
+        effective_at: None,
+    };
+    let v2 = codec
+        .to_new_event(&EventV2::Withdrawn { amount: 3 }, vec![], None)
+        .unwrap();
+    let corrupt = NewEvent {
+        payload: vec![0xff, 0xff, 0xff],
+        ..codec
+            .to_new_event(&EventV2::Withdrawn { amount: 1 }, vec![], None)
+            .unwrap()
+    };
+    let unknown = NewEvent {
+        name: "teleported".to_owned(),
+        ..v2.clone()
+    };
+    let mislabelled = NewEvent {
+        name: "deposited".to_owned(),
+        ..v2.clone()
+    };
+    let unknown_version = NewEvent {
+        schema_version: 9,
+        ..v2.clone()
+    };
+    journal
+        .append(append(
+            "account|u",
+            0,
+            vec![v1, v2, corrupt, unknown, mislabelled, unknown_version],
+        ))
+        .await
+        .unwrap();
+    let stored = journal.read_stream("account|u", 1, 10).await.unwrap();
+    assert_eq!(
+        codec.decode(&stored[0]).unwrap(),
+        EventV2::Deposited {
+            amount: 7,
+            asset: "USD".to_owned()
+        }
+    );
+    assert_eq!(
+        codec.decode(&stored[1]).unwrap(),
+        EventV2::Withdrawn { amount: 3 }
+    );
+    let corrupt = codec.decode(&stored[2]).unwrap_err();
+    assert!(
+        matches!(&corrupt, Error::Decode { stream, sequence: 3, .. } if stream == "account|u"),
+        "{corrupt:?}"
+    );
+    assert!(
+        corrupt.to_string().contains("sequence 3 of account|u"),
+        "{corrupt}"
+    );
+    let unknown = codec.decode(&stored[3]).unwrap_err();
+    assert!(
+        matches!(&unknown, Error::UnknownEvent { name, sequence: 4, .. } if name == "teleported"),
+        "{unknown:?}"
+    );
+    assert!(
+        matches!(
+            codec.decode(&stored[4]),
+            Err(Error::Decode { sequence: 5, .. })
+        ),
+        "name checked against payload"
+    );
+    assert!(matches!(
+        codec.decode(&stored[5]),
+        Err(Error::UnknownEvent { version: 9, .. })
+    ));
+}
+
+async fn filters_and_limits(harness: &Harness) {
+    let journal = &harness.journal;
+    let tagged = |tags: &[&str]| NewEvent {
+        tags: tags.iter().map(|tag| tag.to_string()).collect(),
+        ..event("e", b"t")
+    };
+    journal
+        .append(append(
+            "account|a",
+            0,
+            vec![tagged(&["market:BTC-USD"]), tagged(&[])],
+        ))
+        .await
+        .unwrap();
+    journal
+        .append(append(
+            "book|BTC-USD",
+            0,
+            vec![tagged(&["market:BTC-USD", "halt"])],
+        ))
+        .await
+        .unwrap();
+    let by_tag = journal
+        .read_all(0, 100, &Filter::Tag("market:BTC-USD".to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_tag
+            .iter()
+            .map(|stored| stored.global_offset)
+            .collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert_eq!(by_tag[1].tags, ["market:BTC-USD", "halt"]);
+    assert_eq!(
+        journal
+            .read_all(1, 100, &Filter::Tag("market:BTC-USD".to_owned()))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let by_kind = journal
+        .read_all(0, 100, &Filter::Kind("account".to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(by_kind.len(), 2);
+
+    let limits = journal.config().clone();
+    let refused = [
+        append("account|x", 0, vec![]),
+        append("account|x", 0, vec![tagged(&["a,b"])]),
+        append(
+            "account|x",
+            0,
+            vec![NewEvent {
+                payload: vec![0; limits.payload_bytes_max + 1],
+                ..event("e", b"")
+            }],
+        ),
+        append(
+            "account|x",
+            0,
+            vec![event("e", b"x"); limits.append_events_max + 1],
+        ),
+        append("", 0, vec![event("e", b"x")]),
+    ];
+    for request in refused {
+        assert!(matches!(
+            journal.append(request).await,
+            Err(Error::InvalidRequest(_))
+        ));
+    }
+    assert_eq!(
+        journal.last_offset().await.unwrap(),
+        3,
+        "refused appends wrote nothing"
+    );
+}
+
+macro_rules! conformance {
+    ($($case:ident => $function:ident;)*) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let harness = Harness::sqlite().await;
+                    super::$function(&harness).await;
+                    harness.finish().await;
+                }
+            )*
+        }
+
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(harness) = Harness::postgres(stringify!($case)).await else { return };
+                    super::$function(&harness).await;
+                    harness.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    ordering => ordering;
+    conflicts => conflicts;
+    group_commit => group_commit_keeps_every_stream_in_order;
+    fencing => fencing;
+    readers_never_skip => readers_never_skip;
+    snapshots => snapshots;
+    offsets => offsets_commit_with_the_read_model;
+    bitemporal => bitemporal_reads;
+    upcasting => upcasting_and_bad_payloads;
+    filters => filters_and_limits;
+}
+
+#[tokio::test]
+async fn sqlite_survives_reopening_and_migrations_are_idempotent() {
+    let directory = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", directory.path().join("journal.db").display());
+    let config = JournalConfig::default();
+    {
+        let journal = Journal::open(
+            Database::connect(&url, &config).await.unwrap(),
+            config.clone(),
+        )
+        .await
+        .unwrap();
+        journal
+            .append(append("account|a", 0, vec![event("e", b"kept")]))
+            .await
+            .unwrap();
+        journal.database().close().await;
+    }
+    let journal = Journal::open(Database::connect(&url, &config).await.unwrap(), config)
+        .await
+        .unwrap();
+    assert_eq!(
+        journal.read_stream("account|a", 1, 10).await.unwrap()[0].payload,
+        b"kept"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_url_is_a_clear_error() {
+    let error = Database::connect("mysql://nope", &JournalConfig::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidRequest(_)), "{error:?}");
+}
