@@ -44,4 +44,23 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The domain refused the command; nothing changed. The code says why (HTTP 4xx).
+    #[error("refused: {0}")]
+    Rejected(tradefloor_domain::Error),
+    /// The journal did not make the events durable; nothing was applied and the entity
+    /// recovers from its journal before its next command. Usually transient (HTTP 503).
+    #[error("{actor} could not persist: {reason}")]
+    Persistence {
+        /// The entity's path.
+        actor: String,
+        /// What the journal said.
+        reason: String,
+    },
+    /// This node no longer owns the entity's shard (a newer owner epoch is recorded): the
+    /// shard stops; the cluster routes to the new owner.
+    #[error("{actor} is fenced off: its shard has a newer owner")]
+    Fenced {
+        /// The entity's path.
+        actor: String,
+    },
 }

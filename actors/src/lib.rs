@@ -7,6 +7,14 @@
 //! backoff, circuit breakers, dead letters and an inspectable actor tree; persistent entities,
 //! shard regions, sagas, projections and consumer groups follow.
 
+pub mod config;
+pub mod entity;
 mod error;
+pub mod region;
+mod shard;
 
+pub use config::EntityConfig;
+pub use entity::Persistent;
 pub use error::Error;
+pub use region::{ShardRegion, shard_of};
+pub use shard::ShardStats;

@@ -1,0 +1,39 @@
+//! Every limit of the entity runtime, named, with its default.
+
+use std::time::Duration;
+
+/// How shard regions host entities.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntityConfig {
+    /// Shards per region: entity id → shard by a stable hash. Fixed for the cluster's life.
+    pub shard_count: u32,
+    /// Commands queued per entity (normal lane) before callers get `Overloaded`.
+    pub entity_mailbox_capacity: usize,
+    /// Commands queued per entity in the priority lane (e.g. cancels).
+    pub entity_priority_capacity: usize,
+    /// Deliveries queued per shard (not yet sorted to their entity) before `Overloaded`.
+    pub shard_mailbox_capacity: usize,
+    /// A snapshot is saved after this many events since the last one (0: never).
+    pub snapshot_every_events: u64,
+    /// An entity idle this long is passivated (dropped from memory; its journal stays).
+    pub passivate_after: Duration,
+    /// How often a shard looks for idle entities.
+    pub passivation_interval: Duration,
+    /// Events read per page while recovering.
+    pub recovery_page_events: usize,
+}
+
+impl Default for EntityConfig {
+    fn default() -> Self {
+        Self {
+            shard_count: 256,
+            entity_mailbox_capacity: 64,
+            entity_priority_capacity: 16,
+            shard_mailbox_capacity: 16_384,
+            snapshot_every_events: 1_000,
+            passivate_after: Duration::from_secs(120),
+            passivation_interval: Duration::from_secs(30),
+            recovery_page_events: 10_000,
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Persistent entities: a `domain` aggregate hosted as a virtual actor.
+//!
+//! An entity is not a ractor actor of its own (a million of those would not fit): it is a
+//! [`Cell`] inside its shard's actor, with its own bounded two-lane queue, processed one
+//! command at a time. While its events are being written the entity takes no other command
+//! (later ones wait in its queue), so every entity is sequential; many entities of a shard
+//! write at once, which is what lets the journal batch them.
+//!
+//! Guarantees (each tested):
+//! - a reply is sent only after the command's events are durable (persist, then apply, then
+//!   reply);
+//! - a refused command changes nothing;
+//! - if the journal refuses or fails a write, the state in memory is thrown away and the
+//!   entity recovers from its journal before its next command;
+//! - recovery is the latest snapshot plus the journal tail.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tradefloor_domain::account::{Account, AccountEvent};
+use tradefloor_domain::book::{BookEvent, OrderBook};
+use tradefloor_domain::saga::OrderSaga;
+use tradefloor_domain::{Aggregate, Message, Priority};
+use tradefloor_persistence::{EventCodec, Journal, NewEvent, SnapshotStore, codec};
+
+use crate::error::Error;
+
+/// An aggregate the runtime can host as a persistent entity.
+pub trait Persistent:
+    Aggregate<Command: Send + 'static, Event: Send + Sync + 'static, Reply: Send + 'static>
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// Tags stored with an event, for filtered reads of the global log.
+    fn tags(_event: &Self::Event) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The event's valid time (microseconds since the epoch), when it is not the time the
+    /// journal records it at (bitemporal corrections).
+    fn effective_at(_event: &Self::Event) -> Option<i64> {
+        None
+    }
+
+    /// The event codec: current schema version, names, and upcasters of older versions.
+    fn codec() -> EventCodec<Self::Event> {
+        EventCodec::new(
+            <Self::Event as Message>::SCHEMA_VERSION,
+            <Self::Event as Message>::name,
+            <Self::Event as Message>::NAMES,
+        )
+    }
+}
+
+impl Persistent for Account {
+    fn effective_at(event: &AccountEvent) -> Option<i64> {
+        Some(event.effective_at().micros())
+    }
+}
+
+impl Persistent for OrderBook {
+    fn tags(event: &BookEvent) -> Vec<String> {
+        match event {
+            BookEvent::Traded(_) => vec!["trade".to_owned()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Persistent for OrderSaga {}
+
+/// The journal stream of an entity.
+pub fn stream_of<A: Aggregate>(entity_id: &str) -> String {
+    format!("{}|{entity_id}", A::KIND)
+}
+
+/// A command waiting for its entity, with where its reply goes.
+pub(crate) struct Envelope<A: Aggregate> {
+    pub(crate) entity_id: String,
+    pub(crate) command: A::Command,
+    pub(crate) reply: Option<oneshot::Sender<Result<A::Reply, Error>>>,
+}
+
+impl<A: Aggregate> Envelope<A> {
+    /// Answers the caller, if it still waits.
+    pub(crate) fn answer(self, result: Result<A::Reply, Error>) {
+        if let Some(reply) = self.reply {
+            // The caller may have given up (deadline): nothing to do then.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Where an entity is in its life.
+pub(crate) enum Phase<A: Aggregate> {
+    /// Loading snapshot and journal tail; commands wait.
+    Recovering,
+    /// Ready for its next command.
+    Ready,
+    /// Writing the events of `pending`; commands wait.
+    Persisting {
+        pending: Envelope<A>,
+        events: Vec<A::Event>,
+    },
+}
+
+/// One entity inside its shard.
+pub(crate) struct Cell<A: Aggregate> {
+    /// Bumped at every (re)activation, so answers for an older incarnation are ignored.
+    pub(crate) generation: u64,
+    pub(crate) phase: Phase<A>,
+    pub(crate) state: A,
+    /// The last sequence of its stream that `state` includes.
+    pub(crate) sequence: u64,
+    pub(crate) events_since_snapshot: u64,
+    pub(crate) normal: VecDeque<Envelope<A>>,
+    pub(crate) priority: VecDeque<Envelope<A>>,
+    pub(crate) last_active: Instant,
+}
+
+impl<A: Aggregate> Cell<A> {
+    pub(crate) fn recovering(generation: u64, now: Instant) -> Self {
+        Self {
+            generation,
+            phase: Phase::Recovering,
+            state: A::default(),
+            sequence: 0,
+            events_since_snapshot: 0,
+            normal: VecDeque::new(),
+            priority: VecDeque::new(),
+            last_active: now,
+        }
+    }
+
+    /// Queues a command in its lane, or gives it back when that lane is full.
+    pub(crate) fn enqueue(
+        &mut self,
+        envelope: Envelope<A>,
+        normal_capacity: usize,
+        priority_capacity: usize,
+    ) -> Result<(), (Envelope<A>, usize)> {
+        let (lane, capacity) = match A::priority(&envelope.command) {
+            Priority::High => (&mut self.priority, priority_capacity),
+            Priority::Normal => (&mut self.normal, normal_capacity),
+        };
+        if lane.len() >= capacity {
+            return Err((envelope, capacity));
+        }
+        lane.push_back(envelope);
+        Ok(())
+    }
+
+    /// The next command to process: the priority lane first.
+    pub(crate) fn next(&mut self) -> Option<Envelope<A>> {
+        self.priority
+            .pop_front()
+            .or_else(|| self.normal.pop_front())
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.normal.len() + self.priority.len()
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Ready) && self.queued() == 0
+    }
+}
+
+/// Recovers an entity: the latest snapshot, then every later event of its stream.
+pub(crate) async fn recover<A: Persistent>(
+    journal: &Journal,
+    snapshots: &SnapshotStore,
+    entity_id: &str,
+    page_events: usize,
+) -> Result<(A, u64), String> {
+    let stream = stream_of::<A>(entity_id);
+    let (mut state, mut sequence) = match snapshots
+        .load(&stream)
+        .await
+        .map_err(|error| error.to_string())?
+    {
+        Some(snapshot) => {
+            let state: A = codec::decode(&snapshot.payload).map_err(|reason| {
+                format!("snapshot of {stream} at {}: {reason}", snapshot.sequence)
+            })?;
+            (state, snapshot.sequence)
+        }
+        None => (A::default(), 0),
+    };
+    let codec = A::codec();
+    loop {
+        let page = journal
+            .read_stream(&stream, sequence + 1, page_events)
+            .await
+            .map_err(|error| error.to_string())?;
+        let Some(last) = page.last() else { break };
+        let last = last.sequence;
+        for stored in &page {
+            assert_eq!(stored.sequence, sequence + 1, "a stream has no gaps");
+            let event = codec.decode(stored).map_err(|error| error.to_string())?;
+            state.apply(&event);
+            sequence = stored.sequence;
+        }
+        debug_assert_eq!(sequence, last);
+    }
+    Ok((state, sequence))
+}
+
+/// Encodes decided events for the journal.
+pub(crate) fn encode<A: Persistent>(events: &[A::Event]) -> Result<Vec<NewEvent>, String> {
+    let codec = A::codec();
+    events
+        .iter()
+        .map(|event| {
+            codec
+                .to_new_event(event, A::tags(event), A::effective_at(event))
+                .map_err(|error| error.to_string())
+        })
+        .collect()
+}

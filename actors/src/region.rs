@@ -1,0 +1,251 @@
+//! A shard region on one node: entity id → shard (a stable hash) → the shard's actor.
+//!
+//! The region bounds each shard's inbox, answers `ask` within the caller's deadline, and can
+//! stop a shard cleanly (everything accepted is persisted and answered) and start it again,
+//! possibly under a new fence epoch: the hand-off primitive the cluster uses.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tradefloor_persistence::{Fence, Journal};
+
+use crate::config::EntityConfig;
+use crate::entity::{Envelope, Persistent};
+use crate::error::Error;
+use crate::shard::{Shard, ShardArguments, ShardMessage, ShardStats};
+
+/// The shard of an entity: FNV-1a (64-bit) of its id, modulo the shard count. Stable across
+/// processes, versions and platforms, since every node must agree on it.
+pub fn shard_of(entity_id: &str, shard_count: u32) -> u32 {
+    assert!(shard_count > 0, "a region has shards");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in entity_id.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(shard_count)) as u32
+}
+
+struct ShardHandle<A: Persistent> {
+    actor: ActorRef<ShardMessage<A>>,
+    inbound: Arc<AtomicUsize>,
+    join: JoinHandle<()>,
+}
+
+/// The entities of kind `A` on this node, in `shard_count` shards.
+pub struct ShardRegion<A: Persistent> {
+    path: String,
+    journal: Journal,
+    config: EntityConfig,
+    shards: Vec<RwLock<Option<ShardHandle<A>>>>,
+}
+
+impl<A: Persistent> ShardRegion<A> {
+    /// Starts a region with every shard running (unfenced). `path` names it in the actor
+    /// tree, e.g. `/guardian/regions/account`.
+    pub async fn start(
+        path: impl Into<String>,
+        journal: Journal,
+        config: EntityConfig,
+    ) -> Result<Self, Error> {
+        let region = Self {
+            path: path.into(),
+            journal,
+            shards: (0..config.shard_count).map(|_| RwLock::new(None)).collect(),
+            config,
+        };
+        for shard in 0..region.config.shard_count {
+            region.start_shard(shard, None).await?;
+        }
+        Ok(region)
+    }
+
+    /// The region's path in the actor tree.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Sends a command and waits up to `deadline` for its reply (sent once its events are
+    /// durable). `Overloaded` at once if the shard's or the entity's queue is full.
+    pub async fn ask(
+        &self,
+        entity_id: &str,
+        command: A::Command,
+        deadline: Duration,
+    ) -> Result<A::Reply, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.deliver(entity_id, command, Some(reply))?;
+        match tokio::time::timeout(deadline, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Stopped {
+                actor: self.entity_path(entity_id),
+            }),
+            Err(_) => Err(Error::Timeout {
+                actor: self.entity_path(entity_id),
+                after: deadline,
+            }),
+        }
+    }
+
+    /// Sends a command without waiting for its outcome. `Overloaded` at once if the shard's
+    /// queue is full (the entity's own queue is checked on arrival).
+    pub fn tell(&self, entity_id: &str, command: A::Command) -> Result<(), Error> {
+        self.deliver(entity_id, command, None)
+    }
+
+    fn entity_path(&self, entity_id: &str) -> String {
+        format!(
+            "{}/shard-{}/{entity_id}",
+            self.path,
+            shard_of(entity_id, self.config.shard_count)
+        )
+    }
+
+    fn deliver(
+        &self,
+        entity_id: &str,
+        command: A::Command,
+        reply: Option<oneshot::Sender<Result<A::Reply, Error>>>,
+    ) -> Result<(), Error> {
+        let shard = shard_of(entity_id, self.config.shard_count);
+        let guard = self.shards[shard as usize]
+            .read()
+            .expect("no panics while holding the lock");
+        let Some(handle) = guard.as_ref() else {
+            return Err(Error::Stopped {
+                actor: format!("{}/shard-{shard}", self.path),
+            });
+        };
+        let capacity = self.config.shard_mailbox_capacity;
+        if handle.inbound.fetch_add(1, Ordering::AcqRel) >= capacity {
+            handle.inbound.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Overloaded {
+                actor: format!("{}/shard-{shard}", self.path),
+                capacity,
+            });
+        }
+        let envelope = Envelope {
+            entity_id: entity_id.to_owned(),
+            command,
+            reply,
+        };
+        if handle.actor.cast(ShardMessage::Deliver(envelope)).is_err() {
+            handle.inbound.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Stopped {
+                actor: format!("{}/shard-{shard}", self.path),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts shard `shard`, writing under `fence` if given. Its entities activate (and
+    /// recover) on their first command.
+    pub async fn start_shard(&self, shard: u32, fence: Option<Fence>) -> Result<(), Error> {
+        let path = format!("{}/shard-{shard}", self.path);
+        let inbound = Arc::new(AtomicUsize::new(0));
+        let arguments = ShardArguments {
+            shard,
+            path: path.clone(),
+            journal: self.journal.clone(),
+            config: self.config.clone(),
+            fence,
+            inbound: inbound.clone(),
+        };
+        let (actor, join) = Actor::spawn(None, Shard::<A>::new(), arguments)
+            .await
+            .map_err(|error| Error::Failed {
+                actor: path.clone(),
+                reason: error.to_string(),
+            })?;
+        let mut slot = self.shards[shard as usize]
+            .write()
+            .expect("no panics while holding the lock");
+        if let Some(running) = slot.as_ref() {
+            actor.stop(None);
+            return Err(Error::Failed {
+                actor: path,
+                reason: format!("already running as {:?}", running.actor.get_id()),
+            });
+        }
+        *slot = Some(ShardHandle {
+            actor,
+            inbound,
+            join,
+        });
+        Ok(())
+    }
+
+    /// Stops shard `shard` cleanly: it takes no new command, finishes and persists every
+    /// command it accepted, answers them, and stops. Commands sent meanwhile get `Stopped`.
+    pub async fn stop_shard(&self, shard: u32) -> Result<(), Error> {
+        let path = format!("{}/shard-{shard}", self.path);
+        let handle = self.shards[shard as usize]
+            .write()
+            .expect("no panics while holding the lock")
+            .take()
+            .ok_or_else(|| Error::Stopped {
+                actor: path.clone(),
+            })?;
+        let (reply, drained) = oneshot::channel();
+        if handle.actor.cast(ShardMessage::Stop(reply)).is_ok() {
+            // An error here means the shard died; either way it is gone now.
+            let _ = drained.await;
+        }
+        handle.join.await.map_err(|error| Error::Failed {
+            actor: path,
+            reason: error.to_string(),
+        })
+    }
+
+    /// Counts of every running shard, in shard order.
+    pub async fn stats(&self) -> Vec<ShardStats> {
+        let mut stats = Vec::new();
+        for shard in 0..self.config.shard_count {
+            let answer = {
+                let guard = self.shards[shard as usize]
+                    .read()
+                    .expect("no panics while holding the lock");
+                let Some(handle) = guard.as_ref() else {
+                    continue;
+                };
+                let (reply, answer) = oneshot::channel();
+                if handle.actor.cast(ShardMessage::Stats(reply)).is_err() {
+                    continue;
+                }
+                answer
+            };
+            if let Ok(shard_stats) = answer.await {
+                stats.push(shard_stats);
+            }
+        }
+        stats
+    }
+
+    /// Passivates idle entities in every shard now, rather than at the next interval.
+    pub fn passivate_idle(&self) {
+        for slot in &self.shards {
+            if let Some(handle) = slot
+                .read()
+                .expect("no panics while holding the lock")
+                .as_ref()
+            {
+                let _ = handle.actor.cast(ShardMessage::Passivate);
+            }
+        }
+    }
+
+    /// Stops every shard cleanly.
+    pub async fn stop(&self) -> Result<(), Error> {
+        for shard in 0..self.config.shard_count {
+            match self.stop_shard(shard).await {
+                Ok(()) | Err(Error::Stopped { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+}

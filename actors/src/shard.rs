@@ -1,0 +1,461 @@
+//! A shard: one ractor actor hosting many entities of one kind.
+//!
+//! The shard sorts deliveries into its entities' queues and runs each entity one command at
+//! a time (see [`crate::entity`]). Journal writes and recoveries run as tasks that report
+//! back to the shard as messages, so a slow write blocks only its own entity.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use tradefloor_persistence::{
+    AppendOutcome, AppendRequest, Error as JournalError, Fence, Journal, Snapshot, SnapshotStore,
+    codec,
+};
+
+use crate::config::EntityConfig;
+use crate::entity::{self, Cell, Envelope, Persistent, Phase, stream_of};
+use crate::error::Error;
+
+/// What a shard is asked or told.
+pub(crate) enum ShardMessage<A: Persistent> {
+    /// A command for one of its entities.
+    Deliver(Envelope<A>),
+    /// A recovery finished.
+    Recovered {
+        entity_id: String,
+        generation: u64,
+        result: Result<(A, u64), String>,
+    },
+    /// A journal write finished.
+    Persisted {
+        entity_id: String,
+        generation: u64,
+        result: Result<AppendOutcome, JournalError>,
+    },
+    /// Passivate entities idle for longer than the configured time.
+    Passivate,
+    /// Finish what was accepted, then stop: the hand-off primitive.
+    Stop(oneshot::Sender<()>),
+    /// Report counts.
+    Stats(oneshot::Sender<ShardStats>),
+}
+
+/// A shard's counts, for the actor tree and metrics (counts, not a row per entity).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ShardStats {
+    /// The shard number.
+    pub shard: u32,
+    /// Entities in memory.
+    pub entities: usize,
+    /// Commands queued in entities' lanes.
+    pub queued: usize,
+    /// Entities writing to the journal right now.
+    pub persisting: usize,
+    /// Entities recovering right now.
+    pub recovering: usize,
+    /// Entities passivated since the shard started.
+    pub passivated: u64,
+    /// Commands refused because a lane was full.
+    pub rejected: u64,
+}
+
+/// What a shard starts with.
+pub(crate) struct ShardArguments {
+    pub(crate) shard: u32,
+    pub(crate) path: String,
+    pub(crate) journal: Journal,
+    pub(crate) config: EntityConfig,
+    pub(crate) fence: Option<Fence>,
+    /// Deliveries sent to the shard and not yet sorted: the shard's mailbox length.
+    pub(crate) inbound: Arc<AtomicUsize>,
+}
+
+pub(crate) struct ShardState<A: Persistent> {
+    arguments: ShardArguments,
+    snapshots: SnapshotStore,
+    entities: HashMap<String, Cell<A>>,
+    next_generation: u64,
+    stopping: Option<oneshot::Sender<()>>,
+    stats: ShardStats,
+}
+
+/// The shard actor of entity kind `A`.
+pub(crate) struct Shard<A>(std::marker::PhantomData<fn() -> A>);
+
+impl<A> Shard<A> {
+    pub(crate) fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<A: Persistent> Actor for Shard<A> {
+    type Msg = ShardMessage<A>;
+    type State = ShardState<A>;
+    type Arguments = ShardArguments;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        arguments: ShardArguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let interval = arguments.config.passivation_interval;
+        myself.send_interval(interval, || ShardMessage::Passivate);
+        let snapshots = SnapshotStore::new(
+            arguments.journal.database().clone(),
+            arguments.journal.config().payload_bytes_max,
+        );
+        let stats = ShardStats {
+            shard: arguments.shard,
+            ..ShardStats::default()
+        };
+        debug!(path = %arguments.path, "shard started");
+        Ok(ShardState {
+            arguments,
+            snapshots,
+            entities: HashMap::new(),
+            next_generation: 0,
+            stopping: None,
+            stats,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ShardMessage::Deliver(envelope) => {
+                state.arguments.inbound.fetch_sub(1, Ordering::AcqRel);
+                state.deliver(&myself, envelope);
+            }
+            ShardMessage::Recovered {
+                entity_id,
+                generation,
+                result,
+            } => state.recovered(&myself, entity_id, generation, result),
+            ShardMessage::Persisted {
+                entity_id,
+                generation,
+                result,
+            } => state.persisted(&myself, entity_id, generation, result),
+            ShardMessage::Passivate => state.passivate(),
+            ShardMessage::Stop(reply) => state.stopping = Some(reply),
+            ShardMessage::Stats(reply) => {
+                let _ = reply.send(state.stats());
+            }
+        }
+        state.stop_if_drained(&myself);
+        Ok(())
+    }
+}
+
+impl<A: Persistent> ShardState<A> {
+    fn path_of(&self, entity_id: &str) -> String {
+        format!("{}/{entity_id}", self.arguments.path)
+    }
+
+    fn deliver(&mut self, myself: &ActorRef<ShardMessage<A>>, envelope: Envelope<A>) {
+        if self.stopping.is_some() {
+            let actor = self.path_of(&envelope.entity_id);
+            envelope.answer(Err(Error::Stopped { actor }));
+            return;
+        }
+        let entity_id = envelope.entity_id.clone();
+        if !self.entities.contains_key(&entity_id) {
+            self.activate(myself, &entity_id);
+        }
+        let config = &self.arguments.config;
+        let (normal, priority) = (
+            config.entity_mailbox_capacity,
+            config.entity_priority_capacity,
+        );
+        let cell = self.entities.get_mut(&entity_id).expect("activated above");
+        if let Err((envelope, capacity)) = cell.enqueue(envelope, normal, priority) {
+            self.stats.rejected += 1;
+            let actor = self.path_of(&entity_id);
+            envelope.answer(Err(Error::Overloaded { actor, capacity }));
+            return;
+        }
+        self.drive(myself, &entity_id);
+    }
+
+    /// Starts (or restarts) an entity: a fresh incarnation that recovers from the journal.
+    fn activate(&mut self, myself: &ActorRef<ShardMessage<A>>, entity_id: &str) {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        match self.entities.get_mut(entity_id) {
+            Some(cell) => {
+                cell.generation = generation;
+                cell.phase = Phase::Recovering;
+                cell.state = A::default();
+                cell.sequence = 0;
+            }
+            None => {
+                self.entities.insert(
+                    entity_id.to_owned(),
+                    Cell::recovering(generation, Instant::now()),
+                );
+            }
+        }
+        let (journal, snapshots) = (self.arguments.journal.clone(), self.snapshots.clone());
+        let page = self.arguments.config.recovery_page_events;
+        let (myself, entity_id) = (myself.clone(), entity_id.to_owned());
+        tokio::spawn(async move {
+            let result = entity::recover::<A>(&journal, &snapshots, &entity_id, page).await;
+            // The shard may have stopped meanwhile; then there is nobody to tell.
+            let _ = myself.cast(ShardMessage::Recovered {
+                entity_id,
+                generation,
+                result,
+            });
+        });
+    }
+
+    /// Runs an entity's queued commands until it has to wait (for the journal) or is empty.
+    fn drive(&mut self, myself: &ActorRef<ShardMessage<A>>, entity_id: &str) {
+        let path = self.path_of(entity_id);
+        let Some(cell) = self.entities.get_mut(entity_id) else {
+            return;
+        };
+        while matches!(cell.phase, Phase::Ready) {
+            let Some(envelope) = cell.next() else { break };
+            cell.last_active = Instant::now();
+            let events = match cell.state.decide(&envelope.command) {
+                Err(refusal) => {
+                    envelope.answer(Err(Error::Rejected(refusal)));
+                    continue;
+                }
+                Ok(events) => events,
+            };
+            if events.is_empty() {
+                // A repeat of an applied command: the first outcome, nothing to write.
+                let reply = cell.state.reply(&envelope.command, &events);
+                envelope.answer(Ok(reply));
+                continue;
+            }
+            let new_events = match entity::encode::<A>(&events) {
+                Ok(new_events) => new_events,
+                Err(reason) => {
+                    envelope.answer(Err(Error::Failed {
+                        actor: path.clone(),
+                        reason,
+                    }));
+                    continue;
+                }
+            };
+            let request = AppendRequest {
+                stream: stream_of::<A>(entity_id),
+                kind: A::KIND.to_owned(),
+                expected_sequence: cell.sequence,
+                events: new_events,
+                fence: self.arguments.fence.clone(),
+            };
+            let (journal, myself, generation) = (
+                self.arguments.journal.clone(),
+                myself.clone(),
+                cell.generation,
+            );
+            let entity_id = entity_id.to_owned();
+            tokio::spawn(async move {
+                let result = journal.append(request).await;
+                let _ = myself.cast(ShardMessage::Persisted {
+                    entity_id,
+                    generation,
+                    result,
+                });
+            });
+            cell.phase = Phase::Persisting {
+                pending: envelope,
+                events,
+            };
+        }
+    }
+
+    fn persisted(
+        &mut self,
+        myself: &ActorRef<ShardMessage<A>>,
+        entity_id: String,
+        generation: u64,
+        result: Result<AppendOutcome, JournalError>,
+    ) {
+        let path = self.path_of(&entity_id);
+        let Some(cell) = self.entities.get_mut(&entity_id) else {
+            return;
+        };
+        if cell.generation != generation {
+            return;
+        }
+        let Phase::Persisting { pending, events } =
+            std::mem::replace(&mut cell.phase, Phase::Ready)
+        else {
+            unreachable!("only a persisting entity gets a write's outcome");
+        };
+        match result {
+            Ok(outcome) => {
+                assert_eq!(
+                    outcome.first_sequence,
+                    cell.sequence + 1,
+                    "the journal appends right after the head"
+                );
+                for event in &events {
+                    cell.state.apply(event);
+                }
+                cell.sequence = outcome.last_sequence;
+                // Durable, applied: only now may the caller hear of it.
+                let reply = cell.state.reply(&pending.command, &events);
+                pending.answer(Ok(reply));
+                cell.events_since_snapshot += events.len() as u64;
+                let every = self.arguments.config.snapshot_every_events;
+                if every > 0 && cell.events_since_snapshot >= every {
+                    cell.events_since_snapshot = 0;
+                    save_snapshot(
+                        self.snapshots.clone(),
+                        stream_of::<A>(&entity_id),
+                        cell.sequence,
+                        cell.state.clone(),
+                    );
+                }
+                self.drive(myself, &entity_id);
+            }
+            Err(JournalError::Fenced { .. }) => {
+                pending.answer(Err(Error::Fenced { actor: path }));
+                self.fenced(myself);
+            }
+            Err(error) => {
+                // Whether anything was written is unknown (e.g. a lost commit reply), so the
+                // state in memory cannot be trusted: recover from the journal.
+                warn!(entity = %path, %error, "journal write failed; recovering the entity");
+                pending.answer(Err(Error::Persistence {
+                    actor: path,
+                    reason: error.to_string(),
+                }));
+                self.activate(myself, &entity_id);
+            }
+        }
+    }
+
+    fn recovered(
+        &mut self,
+        myself: &ActorRef<ShardMessage<A>>,
+        entity_id: String,
+        generation: u64,
+        result: Result<(A, u64), String>,
+    ) {
+        let path = self.path_of(&entity_id);
+        let Some(cell) = self.entities.get_mut(&entity_id) else {
+            return;
+        };
+        if cell.generation != generation {
+            return;
+        }
+        match result {
+            Ok((state, sequence)) => {
+                cell.state = state;
+                cell.sequence = sequence;
+                cell.events_since_snapshot = 0;
+                cell.phase = Phase::Ready;
+                self.drive(myself, &entity_id);
+            }
+            Err(reason) => {
+                warn!(entity = %path, %reason, "recovery failed; the entity's commands are refused");
+                let mut cell = self.entities.remove(&entity_id).expect("looked up above");
+                while let Some(envelope) = cell.next() {
+                    envelope.answer(Err(Error::Persistence {
+                        actor: path.clone(),
+                        reason: reason.clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// A newer owner holds this shard: refuse everything queued and stop.
+    fn fenced(&mut self, myself: &ActorRef<ShardMessage<A>>) {
+        info!(shard = %self.arguments.path, "fenced off by a newer owner; stopping the shard");
+        for (entity_id, mut cell) in self.entities.drain() {
+            let actor = format!("{}/{entity_id}", self.arguments.path);
+            while let Some(envelope) = cell.next() {
+                envelope.answer(Err(Error::Fenced {
+                    actor: actor.clone(),
+                }));
+            }
+        }
+        myself.stop(Some("fenced".to_owned()));
+    }
+
+    fn passivate(&mut self) {
+        let idle_after = self.arguments.config.passivate_after;
+        let now = Instant::now();
+        let before = self.entities.len();
+        self.entities.retain(|_, cell| {
+            !(cell.is_idle() && now.duration_since(cell.last_active) >= idle_after)
+        });
+        let passivated = before - self.entities.len();
+        if passivated > 0 {
+            self.stats.passivated += passivated as u64;
+            debug!(shard = %self.arguments.path, passivated, "passivated idle entities");
+        }
+    }
+
+    fn stats(&self) -> ShardStats {
+        let mut stats = self.stats.clone();
+        stats.entities = self.entities.len();
+        stats.queued = self.entities.values().map(Cell::queued).sum();
+        stats.persisting = self
+            .entities
+            .values()
+            .filter(|cell| matches!(cell.phase, Phase::Persisting { .. }))
+            .count();
+        stats.recovering = self
+            .entities
+            .values()
+            .filter(|cell| matches!(cell.phase, Phase::Recovering))
+            .count();
+        stats
+    }
+
+    /// Once stopping and every accepted command is answered, stop.
+    fn stop_if_drained(&mut self, myself: &ActorRef<ShardMessage<A>>) {
+        if self.stopping.is_none() || self.arguments.inbound.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        if self.entities.values().all(Cell::is_idle) {
+            let reply = self.stopping.take().expect("checked above");
+            let _ = reply.send(());
+            myself.stop(Some("stopped for hand-off".to_owned()));
+        }
+    }
+}
+
+fn save_snapshot<A: Persistent>(snapshots: SnapshotStore, stream: String, sequence: u64, state: A) {
+    tokio::spawn(async move {
+        let payload = match codec::encode(&state) {
+            Ok(payload) => payload,
+            Err(reason) => return warn!(%stream, %reason, "cannot encode a snapshot"),
+        };
+        let recorded_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_micros() as i64);
+        let snapshot = Snapshot {
+            stream,
+            sequence,
+            name: A::KIND.to_owned(),
+            schema_version: 1,
+            payload,
+            recorded_at,
+        };
+        // A lost snapshot costs only a longer recovery.
+        if let Err(error) = snapshots.save(&snapshot).await {
+            warn!(stream = %snapshot.stream, %error, "snapshot not saved");
+        }
+    });
+}
