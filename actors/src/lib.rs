@@ -8,5 +8,10 @@
 //! shard regions, sagas, projections and consumer groups follow.
 
 mod error;
+pub mod mailbox;
 
 pub use error::Error;
+pub use mailbox::{
+    Envelope, Lane, MailboxConfig, MailboxReceiver, MailboxSender, MailboxStats,
+    MailboxStatsHandle, Signal, mailbox,
+};
