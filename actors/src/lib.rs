@@ -7,9 +7,11 @@
 //! backoff, circuit breakers, dead letters and an inspectable actor tree; persistent entities,
 //! shard regions, sagas, projections and consumer groups follow.
 
+pub mod breaker;
 mod error;
 pub mod mailbox;
 
+pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker};
 pub use error::Error;
 pub use mailbox::{
     Envelope, Lane, MailboxConfig, MailboxReceiver, MailboxSender, MailboxStats,
