@@ -8,10 +8,12 @@
 //! shard regions, sagas, projections and consumer groups follow.
 
 pub mod breaker;
+pub mod dead_letters;
 mod error;
 pub mod mailbox;
 
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker};
+pub use dead_letters::{DeadLetter, DeadLetters, DeadLettersConfig};
 pub use error::Error;
 pub use mailbox::{
     Envelope, Lane, MailboxConfig, MailboxReceiver, MailboxSender, MailboxStats,

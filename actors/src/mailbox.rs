@@ -29,6 +29,7 @@ use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::Error;
+use crate::dead_letters::{DeadLetter, DeadLetters};
 
 /// Default bound of the normal lane: deep enough to absorb a burst, shallow enough that a
 /// queued message is still worth processing when its turn comes.
@@ -446,6 +447,21 @@ impl<M> MailboxReceiver<M> {
         self.shared.priority_room.close();
     }
 
+    /// Closes the mailbox and records each message still queued as a dead letter with
+    /// `reason` (pending signals are dropped). Returns how many were recorded.
+    pub fn close_to_dead_letters(&mut self, dead_letters: &DeadLetters, reason: &str) -> usize {
+        self.close();
+        let mut recorded = 0;
+        while let Some(envelope) = self.try_recv() {
+            if let Envelope::Message(message) = envelope {
+                dead_letters.record(DeadLetter::of::<M>(self.shared.owner.as_str(), reason));
+                drop(message);
+                recorded += 1;
+            }
+        }
+        recorded
+    }
+
     /// The mailbox's current lengths, bounds and counters.
     pub fn stats(&self) -> MailboxStats {
         MailboxStatsHandle {
@@ -852,6 +868,27 @@ mod tests {
                 assert_eq!(got, sent, "sender {id}, lane {lane:?}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn closing_to_dead_letters_records_each_queued_message() {
+        let (sender, mut receiver) = mailbox::<u32>("/a/b", config(4, 4));
+        sender.try_send(1, Lane::Normal).unwrap();
+        sender.try_send(2, Lane::Priority).unwrap();
+        sender.signal(Signal::Stop).unwrap();
+        let dead_letters = DeadLetters::default();
+        let recorded = receiver.close_to_dead_letters(&dead_letters, "recipient stopped");
+        assert_eq!(recorded, 2);
+        assert_eq!(dead_letters.count(), 2);
+        let letter = &dead_letters.recent()[0];
+        assert_eq!(letter.recipient, "/a/b");
+        assert_eq!(letter.message_type, "u32");
+        assert_eq!(letter.reason, "recipient stopped");
+        assert!(matches!(
+            sender.try_send(3, Lane::Normal),
+            Err(Error::Stopped { .. })
+        ));
+        assert_eq!(receiver.recv().await, None);
     }
 
     #[test]
