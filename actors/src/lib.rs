@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod dead_letters;
 mod error;
 pub mod mailbox;
+pub mod registry;
 
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker};
 pub use dead_letters::{DeadLetter, DeadLetters, DeadLettersConfig};
@@ -19,3 +20,4 @@ pub use mailbox::{
     Envelope, Lane, MailboxConfig, MailboxReceiver, MailboxSender, MailboxStats,
     MailboxStatsHandle, Signal, mailbox,
 };
+pub use registry::{ActorInfo, ActorStatus, ActorTree, Registration, Registry};
