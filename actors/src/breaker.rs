@@ -13,6 +13,21 @@
 //! the dependency is working, count as successes.
 //!
 //! The clock is tokio's, so tests drive it with a paused runtime.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tradefloor_actors::{BreakerConfig, BreakerState, CircuitBreaker, Error};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let config = BreakerConfig { failure_threshold: 1, ..BreakerConfig::default() };
+//! let breaker = CircuitBreaker::new("journal", config);
+//! let failed = breaker.call(async { Err::<u64, &str>("connection refused") }).await;
+//! assert_eq!(failed, Ok(Err("connection refused")));
+//! assert_eq!(breaker.state().state, BreakerState::Open);
+//! let refused = breaker.call(async { Ok::<u64, &str>(1) }).await;
+//! assert!(matches!(refused, Err(Error::BreakerOpen { .. })));
+//! # });
+//! ```
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -6,6 +6,14 @@
 //! bounded mailboxes with a priority lane, supervisors with restart strategies, intensity and
 //! backoff, circuit breakers, dead letters and an inspectable actor tree; persistent entities,
 //! shard regions, sagas, projections and consumer groups follow.
+//!
+//! # Modules
+//!
+//! - [`mailbox`](mod@mailbox): bounded mailboxes with a priority lane and a signal lane that bypasses the
+//!   bound; overload answered at once or after waiting up to a deadline.
+//! - [`breaker`]: circuit breakers (closed, open, one half-open probe, reset backoff).
+//! - [`dead_letters`]: undelivered messages, counted, the latest kept.
+//! - [`registry`]: the node's live actors and the actor tree served by `GET /v1/actors`.
 
 pub mod breaker;
 pub mod dead_letters;

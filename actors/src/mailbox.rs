@@ -18,6 +18,21 @@
 //! Guarantees, each tested below: every accepted message is received exactly once; messages
 //! of one lane are received in the order they were accepted; signals come before priority
 //! messages, priority messages before normal ones; a rejected message was not enqueued.
+//!
+//! ```
+//! use tradefloor_actors::{Envelope, Error, Lane, MailboxConfig, Signal, mailbox};
+//!
+//! let config = MailboxConfig { capacity: 1, priority_capacity: 1 };
+//! let (sender, mut receiver) = mailbox::<&str>("/guardian/example", config);
+//! sender.try_send("work", Lane::Normal)?;
+//! assert!(matches!(sender.try_send("more work", Lane::Normal), Err(Error::Overloaded { .. })));
+//! sender.try_send("cancel", Lane::Priority)?;
+//! sender.signal(Signal::Stop)?; // bypasses the full lanes
+//! assert_eq!(receiver.try_recv(), Some(Envelope::Signal(Signal::Stop)));
+//! assert_eq!(receiver.try_recv(), Some(Envelope::Message("cancel")));
+//! assert_eq!(receiver.try_recv(), Some(Envelope::Message("work")));
+//! # Ok::<(), Error>(())
+//! ```
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
