@@ -356,6 +356,8 @@ impl<M> MailboxSender<M> {
     /// not enqueued, so the caller handles it like an immediate overload, not like a
     /// [`Error::Timeout`] whose message may still be processed); [`Error::Stopped`] when the
     /// receiver is gone, also while waiting.
+    ///
+    /// Cancel-safe: dropped while waiting, it enqueues nothing and takes no room.
     pub async fn send_timeout(
         &self,
         message: M,
@@ -432,6 +434,9 @@ impl<M> MailboxReceiver<M> {
     /// The next signal, else the next priority message, else the next normal message,
     /// waiting until one arrives. `None` once every sender is gone and the lanes are empty,
     /// or once the mailbox is closed and drained.
+    ///
+    /// Cancel-safe: nothing is taken from the lanes unless it is returned, so `recv` can be
+    /// one branch of a `select!`.
     pub async fn recv(&mut self) -> Option<Envelope<M>> {
         loop {
             // Registered before the check, so a push between the check and the wait still
