@@ -36,6 +36,14 @@ pub enum Error {
         /// The recipient's path.
         actor: String,
     },
+    /// An actor is already registered at this path (a name clash, or a restarted actor
+    /// registering before its previous incarnation deregistered): nothing was registered;
+    /// pick another path or register once the previous holder has stopped.
+    #[error("an actor is already registered at {path}")]
+    PathTaken {
+        /// The path asked for.
+        path: String,
+    },
     /// The call failed inside the callee; the message says how.
     #[error("{actor} failed: {reason}")]
     Failed {

@@ -6,15 +6,37 @@
 //! bounded mailboxes with a priority lane, supervisors with restart strategies, intensity and
 //! backoff, circuit breakers, dead letters and an inspectable actor tree; persistent entities,
 //! shard regions, sagas, projections and consumer groups follow.
+//!
+//! # Modules
+//!
+//! - [`mailbox`](mod@mailbox): bounded mailboxes with a priority lane and a signal lane that bypasses the
+//!   bound; overload answered at once or after waiting up to a deadline.
+//! - [`breaker`]: circuit breakers (closed, open, one half-open probe, reset backoff).
+//! - [`dead_letters`]: undelivered messages, counted, the latest kept.
+//! - [`registry`]: the node's live actors and the actor tree served by `GET /v1/actors`.
+//! - [`entity`], [`region`]: persistent entities hosting `domain` aggregates, inside shard
+//!   actors, routed by a stable hash; the shard stop/start hand-off primitive.
+//! - [`config`]: the entity runtime's limits.
 
+pub mod breaker;
 pub mod config;
+pub mod dead_letters;
 pub mod entity;
 mod error;
+pub mod mailbox;
 pub mod region;
+pub mod registry;
 mod shard;
 
+pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker};
 pub use config::EntityConfig;
+pub use dead_letters::{DeadLetter, DeadLetters, DeadLettersConfig};
 pub use entity::Persistent;
 pub use error::Error;
+pub use mailbox::{
+    Envelope, Lane, MailboxConfig, MailboxReceiver, MailboxSender, MailboxStats,
+    MailboxStatsHandle, Signal, mailbox,
+};
 pub use region::{ShardRegion, shard_of};
+pub use registry::{ActorInfo, ActorStatus, ActorTree, Registration, Registry};
 pub use shard::ShardStats;
