@@ -7,6 +7,25 @@
 //! backoff, circuit breakers, dead letters and an inspectable actor tree; persistent entities,
 //! shard regions, sagas, projections and consumer groups follow.
 
-mod error;
+//! ## Modules
+//!
+//! - `error`: the crate's one [`Error`].
+//! - `backoff`: exponential [`Backoff`] with jitter from a seeded, deterministic [`Jitter`].
+//! - `supervisor`: [`Supervisor`], an actor that starts ordered [`ChildSpec`]s and restarts
+//!   them per [`Strategy`] (one-for-one, one-for-all, rest-for-one) with backoff, escalating
+//!   to its own supervisor when the restart intensity in [`SupervisionConfig`] is exceeded.
+//! - `guardian`: the node's root supervisor, [`Guardian`], whose escalation stops the node.
 
+mod backoff;
+mod error;
+mod guardian;
+mod supervisor;
+
+pub use backoff::{Backoff, Jitter};
 pub use error::Error;
+pub use guardian::{GUARDIAN_NAME, Guardian};
+pub use supervisor::{
+    ChildContext, ChildSpec, ChildStats, ChildStatus, RestartTicket, SpawnFuture, Strategy,
+    SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage, SupervisorState,
+    SupervisorStats,
+};
