@@ -13,7 +13,8 @@
 //! - `backoff`: exponential [`Backoff`] with jitter from a seeded, deterministic [`Jitter`].
 //! - `supervisor`: [`Supervisor`], an actor that starts ordered [`ChildSpec`]s and restarts
 //!   them per [`Strategy`] (one-for-one, one-for-all, rest-for-one) with backoff, escalating
-//!   to its own supervisor when the restart intensity in [`SupervisionConfig`] is exceeded.
+//!   to its own supervisor when the restart intensity in [`SupervisionConfig`] is exceeded;
+//!   children that opt in are also restarted when they stop making [`Progress`].
 //! - `guardian`: the node's root supervisor, [`Guardian`], whose escalation stops the node.
 
 mod backoff;
@@ -25,7 +26,7 @@ pub use backoff::{Backoff, Jitter};
 pub use error::Error;
 pub use guardian::{GUARDIAN_NAME, Guardian};
 pub use supervisor::{
-    ChildContext, ChildSpec, ChildStats, ChildStatus, RestartTicket, SpawnFuture, Strategy,
-    SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage, SupervisorState,
-    SupervisorStats,
+    ChildContext, ChildSpec, ChildStats, ChildStatus, Progress, ProgressCheck, RestartTicket,
+    SpawnFuture, Strategy, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage,
+    SupervisorState, SupervisorStats,
 };

@@ -14,6 +14,9 @@
 //! - Escalation stops every child (reverse order) before the supervisor fails, so a restarted
 //!   subtree never overlaps the one it replaces.
 //!
+//! Exits are not the only failure: a child that opts in with [`ChildSpec::with_stall_timeout`]
+//! and then records no [`Progress`] for that long is killed and restarted like a failed one.
+//!
 //! A `kill` of the supervisor skips its `post_stop`; ractor then terminates the children itself,
 //! in no particular order.
 
@@ -22,6 +25,7 @@ use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
@@ -154,13 +158,33 @@ impl SupervisionConfig {
     }
 }
 
-/// What a child's factory gets: where to link the child, and the child's path for its logs.
+/// A counter a child bumps whenever it gets work done, so its supervisor can tell a stuck child
+/// from a busy one (see [`ChildSpec::with_stall_timeout`]).
+#[derive(Clone, Debug, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    /// Records that the child made progress.
+    pub fn record(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How often progress was recorded.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What a child's factory gets: where to link the child, its path for logs, and its progress
+/// counter.
 #[derive(Clone, Debug)]
 pub struct ChildContext {
     /// The supervisor; spawn the child linked to it (`Actor::spawn_linked`).
     pub supervisor: ActorCell,
     /// The child's path in the tree, `<supervisor path>/<child name>`.
     pub path: String,
+    /// This incarnation's progress counter; watched only if the spec has a stall timeout.
+    pub progress: Progress,
 }
 
 /// The future a child factory returns: the started child's cell.
@@ -175,6 +199,7 @@ pub struct ChildSpec {
     name: String,
     kind: String,
     factory: Factory,
+    stall_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for ChildSpec {
@@ -183,6 +208,7 @@ impl std::fmt::Debug for ChildSpec {
             .debug_struct("ChildSpec")
             .field("name", &self.name)
             .field("kind", &self.kind)
+            .field("stall_timeout", &self.stall_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -200,7 +226,20 @@ impl ChildSpec {
             name: name.into(),
             kind: kind.into(),
             factory: Arc::new(move |context| Box::pin(factory(context))),
+            stall_timeout: None,
         }
+    }
+
+    /// Watches the child's progress: if it records none on [`ChildContext::progress`] for
+    /// `timeout`, it is killed and restarted as failed. Only for children that make progress
+    /// at least that often while healthy (an idle child would look stuck).
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        assert!(
+            !timeout.is_zero(),
+            "a zero stall timeout would kill every child"
+        );
+        self.stall_timeout = Some(timeout);
+        self
     }
 
     /// A child that is actor `A`, built afresh on each start by `make` (handler and
@@ -290,6 +329,18 @@ pub enum SupervisorMessage {
     /// Internal: a backoff delay has passed; restart the children waiting for this ticket.
     #[doc(hidden)]
     Restart(RestartTicket),
+    /// Internal: check that a watched child made progress since the last check.
+    #[doc(hidden)]
+    CheckProgress(ProgressCheck),
+}
+
+/// Opaque token of a scheduled progress check: which incarnation of which child, and its
+/// progress count when the check was scheduled.
+#[derive(Debug)]
+pub struct ProgressCheck {
+    index: usize,
+    incarnation: u64,
+    seen: u64,
 }
 
 /// What a [`Supervisor`] is started with.
@@ -372,6 +423,9 @@ struct Child {
     /// The running incarnation; `None` while restarting or stopped. Exits of any other
     /// incarnation (e.g. one stopped for a group restart) are ignored.
     cell: Option<ActorCell>,
+    /// Counts starts, so a progress check meant for an earlier incarnation is recognised.
+    incarnation: u64,
+    progress: Progress,
     status: ChildStatus,
     restarts: u32,
     /// Failures in a row without a stable run in between; drives the backoff.
@@ -452,10 +506,16 @@ impl SupervisorState {
 }
 
 /// Starts the child in `child`'s slot, linked to `supervisor`.
-async fn start_child(supervisor: &ActorCell, child: &mut Child) -> Result<(), SpawnErr> {
+async fn start_child(
+    supervisor: &ActorRef<SupervisorMessage>,
+    index: usize,
+    child: &mut Child,
+) -> Result<(), SpawnErr> {
+    let progress = Progress::default();
     let context = ChildContext {
-        supervisor: supervisor.clone(),
+        supervisor: supervisor.get_cell(),
         path: child.path.clone(),
+        progress: progress.clone(),
     };
     let cell = (child.spec.factory)(context).await?;
     let linked_to_us = cell
@@ -463,13 +523,56 @@ async fn start_child(supervisor: &ActorCell, child: &mut Child) -> Result<(), Sp
         .is_some_and(|parent| parent.get_id() == supervisor.get_id());
     if !linked_to_us {
         tracing::warn!(child = %child.path, "child factory did not link the child; linking it now");
-        cell.link(supervisor.clone());
+        cell.link(supervisor.get_cell());
     }
     child.cell = Some(cell);
     child.status = ChildStatus::Running;
     child.started_at = Instant::now();
     child.pending = None;
+    child.incarnation += 1;
+    child.progress = progress;
+    if let Some(timeout) = child.spec.stall_timeout {
+        schedule_progress_check(supervisor, index, child, timeout);
+    }
     Ok(())
+}
+
+fn schedule_progress_check(
+    supervisor: &ActorRef<SupervisorMessage>,
+    index: usize,
+    child: &Child,
+    timeout: Duration,
+) {
+    let check = ProgressCheck {
+        index,
+        incarnation: child.incarnation,
+        seen: child.progress.count(),
+    };
+    supervisor.send_after(timeout, move || SupervisorMessage::CheckProgress(check));
+}
+
+/// Kills a watched child that made no progress since the last check, as a failure.
+async fn on_check_progress(
+    myself: &ActorRef<SupervisorMessage>,
+    state: &mut SupervisorState,
+    check: ProgressCheck,
+) -> Result<(), ActorProcessingErr> {
+    let child = &mut state.children[check.index];
+    let current = child.status == ChildStatus::Running && child.incarnation == check.incarnation;
+    let Some(timeout) = child.spec.stall_timeout.filter(|_| current) else {
+        return Ok(());
+    };
+    if child.progress.count() != check.seen {
+        schedule_progress_check(myself, check.index, child, timeout);
+        return Ok(());
+    }
+    if let Some(cell) = child.cell.take() {
+        // Killed, not stopped: a stuck handler would never reach the stop.
+        cell.kill();
+        let _ = cell.wait(Some(state.config.stop_timeout)).await;
+    }
+    let reason = format!("stalled: no progress for {timeout:?}");
+    on_child_failed(myself, state, check.index, reason).await
 }
 
 /// Stops `cell` and waits for it, killing it if it does not stop within `timeout`.
@@ -577,13 +680,12 @@ async fn on_restart(
     state: &mut SupervisorState,
     ticket: u64,
 ) -> Result<(), ActorProcessingErr> {
-    let supervisor = myself.get_cell();
     for index in 0..state.children.len() {
         let child = &mut state.children[index];
         if child.pending != Some(ticket) {
             continue;
         }
-        match start_child(&supervisor, child).await {
+        match start_child(myself, index, child).await {
             Ok(()) => {
                 child.restarts += 1;
                 tracing::info!(supervisor = %state.path, child = %child.path, restarts = child.restarts, "child restarted");
@@ -643,6 +745,8 @@ impl Actor for Supervisor {
                     path: format!("{path}/{}", spec.name),
                     spec,
                     cell: None,
+                    incarnation: 0,
+                    progress: Progress::default(),
                     status: ChildStatus::Restarting,
                     restarts: 0,
                     failure_streak: 0,
@@ -659,9 +763,8 @@ impl Actor for Supervisor {
             next_ticket: 0,
             escalation,
         };
-        let supervisor = myself.get_cell();
         for index in 0..state.children.len() {
-            if let Err(error) = start_child(&supervisor, &mut state.children[index]).await {
+            if let Err(error) = start_child(&myself, index, &mut state.children[index]).await {
                 // Like OTP's start_link: a tree that cannot start is not half-started.
                 let actor = state.children[index].path.clone();
                 stop_children(&mut state, 0..index, ChildStatus::Stopped).await;
@@ -693,6 +796,9 @@ impl Actor for Supervisor {
             }
             SupervisorMessage::Restart(RestartTicket(ticket)) => {
                 on_restart(&myself, state, ticket).await
+            }
+            SupervisorMessage::CheckProgress(check) => {
+                on_check_progress(&myself, state, check).await
             }
         }
     }

@@ -659,3 +659,100 @@ async fn the_guardian_stops_the_node_when_it_gives_up_and_stops_cleanly_on_reque
     assert_eq!(probe.events(), ["start:a", "start:c", "stop:c", "stop:a"]);
     assert_eq!(panics(), expected_panics);
 }
+
+/// A child that records progress for each piece of work, and can be made to hang.
+struct Busy {
+    progress: tradefloor_actors::Progress,
+    starts: Arc<AtomicUsize>,
+}
+
+enum BusyMessage {
+    Work,
+    Hang,
+}
+
+impl Actor for Busy {
+    type Msg = BusyMessage;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<BusyMessage>,
+        (): (),
+    ) -> Result<(), ActorProcessingErr> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<BusyMessage>,
+        message: BusyMessage,
+        (): &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            BusyMessage::Work => self.progress.record(),
+            BusyMessage::Hang => sleep(Duration::from_secs(3600)).await,
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watched_child_that_stops_making_progress_is_killed_and_restarted() {
+    let expected_panics = count_panics();
+    let starts = Arc::new(AtomicUsize::new(0));
+    let current: Arc<Mutex<Option<ActorRef<BusyMessage>>>> = Arc::default();
+    let spec = {
+        let starts = Arc::clone(&starts);
+        let current = Arc::clone(&current);
+        ChildSpec::new(
+            "busy",
+            "worker",
+            move |context: tradefloor_actors::ChildContext| {
+                let handler = Busy {
+                    progress: context.progress,
+                    starts: Arc::clone(&starts),
+                };
+                let current = Arc::clone(&current);
+                async move {
+                    let (actor, _join) =
+                        Busy::spawn_linked(None, handler, (), context.supervisor).await?;
+                    *current.lock().unwrap() = Some(actor.clone());
+                    Ok(actor.get_cell())
+                }
+            },
+        )
+        .with_stall_timeout(Duration::from_millis(500))
+    };
+    let supervisor = start(config(Strategy::OneForOne), vec![spec]).await;
+    let busy = || current.lock().unwrap().clone().unwrap();
+
+    // Working steadily, more often than the stall timeout: left alone.
+    for _ in 0..10 {
+        busy().cast(BusyMessage::Work).unwrap();
+        sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(starts.load(Ordering::SeqCst), 1);
+
+    // Hung at 2.0 s; the check at 2.5 s sees no progress since 2.0 s, kills it, and the
+    // restart follows 100 ms later.
+    busy().cast(BusyMessage::Hang).unwrap();
+    sleep(Duration::from_millis(900)).await;
+    assert_eq!(starts.load(Ordering::SeqCst), 2);
+    // The new incarnation is watched too, and left alone while it works.
+    for _ in 0..10 {
+        busy().cast(BusyMessage::Work).unwrap();
+        sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(starts.load(Ordering::SeqCst), 2);
+    let stats = stats(&supervisor).await;
+    assert_eq!(
+        restarts(&stats),
+        [("busy".to_string(), 1, ChildStatus::Running)]
+    );
+    let reason = stats.children[0].last_failure.as_deref().unwrap();
+    assert!(reason.contains("stalled"), "{reason}");
+    assert_eq!(panics(), expected_panics);
+}
