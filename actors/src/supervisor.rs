@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SpawnErr,
     SupervisionEvent,
 };
 use serde::{Deserialize, Serialize};
@@ -86,6 +86,18 @@ pub struct SupervisionConfig {
     /// before it is killed.
     pub stop_timeout: Duration,
 }
+
+// The defaults must pass `validate`, and the window must span the backoff delays of the
+// restarts it allows, or a child failing at once every time would never escalate.
+const _: () = {
+    let min = SupervisionConfig::BACKOFF_MIN_DEFAULT.as_millis();
+    let max = SupervisionConfig::BACKOFF_MAX_DEFAULT.as_millis();
+    assert!(min <= max);
+    assert!(SupervisionConfig::JITTER_DEFAULT >= 0.0 && SupervisionConfig::JITTER_DEFAULT < 1.0);
+    // Sum of min * 2^k for k < max_restarts is min * (2^max_restarts - 1), at most.
+    let backoff_sum = min * ((1u128 << SupervisionConfig::MAX_RESTARTS_DEFAULT) - 1);
+    assert!(backoff_sum < SupervisionConfig::WITHIN_DEFAULT.as_millis());
+};
 
 impl Default for SupervisionConfig {
     fn default() -> Self {
@@ -521,7 +533,9 @@ async fn start_child(
     let linked_to_us = cell
         .try_get_supervisor()
         .is_some_and(|parent| parent.get_id() == supervisor.get_id());
-    if !linked_to_us {
+    // A child that already exited has unlinked itself after reporting to us: leave it be.
+    let exited = cell.get_status() >= ActorStatus::Stopping;
+    if !linked_to_us && !exited {
         tracing::warn!(child = %child.path, "child factory did not link the child; linking it now");
         cell.link(supervisor.get_cell());
     }
