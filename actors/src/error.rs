@@ -71,4 +71,25 @@ pub enum Error {
         /// The entity's path.
         actor: String,
     },
+    /// A supervisor's children failed more often than its restart intensity allows: it stopped
+    /// them and failed itself, so its own supervisor decides (restart the subtree, or escalate
+    /// further). At the node guardian the node's actors stop and the process should exit non-zero.
+    #[error("supervisor {supervisor} gave up: more than {max_restarts} restarts within {within:?}")]
+    RestartIntensityExceeded {
+        /// The supervisor's path.
+        supervisor: String,
+        /// Its configured restart limit.
+        max_restarts: u32,
+        /// The sliding window the limit applies to.
+        within: Duration,
+    },
+    /// An actor could not be started (its `pre_start` failed, its name was taken, or its
+    /// configuration is invalid). Fix the cause; retrying the same start fails the same way.
+    #[error("{actor} could not start: {reason}")]
+    StartFailed {
+        /// The path of the actor that did not start.
+        actor: String,
+        /// Why.
+        reason: String,
+    },
 }

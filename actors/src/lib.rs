@@ -17,22 +17,31 @@
 //! - [`entity`], [`region`]: persistent entities hosting `domain` aggregates, inside shard
 //!   actors, routed by a stable hash; the shard stop/start hand-off primitive.
 //! - [`config`]: the entity runtime's limits.
+//! - [`supervisor`], [`backoff`], [`guardian`]: supervisors that start ordered children and
+//!   restart them per strategy (one-for-one, one-for-all, rest-for-one) with exponential
+//!   backoff and jitter, escalating to their own supervisor past the restart intensity; the
+//!   node guardian at the root.
 
+pub mod backoff;
 pub mod breaker;
 pub mod config;
 pub mod dead_letters;
 pub mod entity;
 mod error;
+pub mod guardian;
 pub mod mailbox;
 pub mod region;
 pub mod registry;
 mod shard;
+pub mod supervisor;
 
+pub use backoff::{Backoff, Jitter};
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker};
 pub use config::EntityConfig;
 pub use dead_letters::{DeadLetter, DeadLetters, DeadLettersConfig};
 pub use entity::Persistent;
 pub use error::Error;
+pub use guardian::{GUARDIAN_NAME, Guardian};
 pub use mailbox::{
     Envelope, Lane, MailboxConfig, MailboxReceiver, MailboxSender, MailboxStats,
     MailboxStatsHandle, Signal, mailbox,
@@ -40,3 +49,8 @@ pub use mailbox::{
 pub use region::{ShardRegion, shard_of};
 pub use registry::{ActorInfo, ActorStatus, ActorTree, Registration, Registry};
 pub use shard::ShardStats;
+pub use supervisor::{
+    ChildContext, ChildSpec, ChildStats, ChildStatus, Progress, ProgressCheck, RestartTicket,
+    SpawnFuture, Strategy, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage,
+    SupervisorState, SupervisorStats,
+};
