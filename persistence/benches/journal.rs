@@ -40,7 +40,11 @@ struct Backend {
 
 impl Backend {
     /// A fresh, migrated database, and how to clean it up.
-    async fn fresh(&self, label: &str, config: &JournalConfig) -> (Database, Option<tempfile::TempDir>) {
+    async fn fresh(
+        &self,
+        label: &str,
+        config: &JournalConfig,
+    ) -> (Database, Option<tempfile::TempDir>) {
         if self.name == "sqlite" {
             let directory = tempfile::tempdir().unwrap();
             let url = format!("sqlite:{}", directory.path().join("bench.db").display());
@@ -49,10 +53,24 @@ impl Backend {
             (database, Some(directory))
         } else {
             let schema = format!("bench_{label}_{}", std::process::id());
-            let database = Database::connect_postgres(&self.url, Some(&schema), config).await.unwrap();
+            let database = Database::connect_postgres(&self.url, Some(&schema), config)
+                .await
+                .unwrap();
             if let Database::Postgres(pool) = &database {
-                for table in ["events", "event_tags", "streams", "fences", "snapshots", "offsets", "journal_head", "_sqlx_migrations"] {
-                    sqlx::query(&format!("DROP TABLE IF EXISTS {table}")).execute(pool).await.unwrap();
+                for table in [
+                    "events",
+                    "event_tags",
+                    "streams",
+                    "fences",
+                    "snapshots",
+                    "offsets",
+                    "journal_head",
+                    "_sqlx_migrations",
+                ] {
+                    sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                        .execute(pool)
+                        .await
+                        .unwrap();
                 }
             }
             database.migrate().await.unwrap();
@@ -146,10 +164,16 @@ async fn appends(backend: &Backend) {
     let events = APPEND_EVENTS / CONCURRENT_STREAMS * CONCURRENT_STREAMS;
     let (mut raw_rates, mut journal_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for repetition in 0..REPETITIONS {
-        let (raw_database, _raw_directory) = backend.fresh(&format!("raw{repetition}"), &config).await;
-        let raw = rate(events, raw_insert(&raw_database, events, config.batch_events_max as u64).await);
+        let (raw_database, _raw_directory) =
+            backend.fresh(&format!("raw{repetition}"), &config).await;
+        let raw = rate(
+            events,
+            raw_insert(&raw_database, events, config.batch_events_max as u64).await,
+        );
         raw_database.close().await;
-        let (database, _directory) = backend.fresh(&format!("journal{repetition}"), &config).await;
+        let (database, _directory) = backend
+            .fresh(&format!("journal{repetition}"), &config)
+            .await;
         let journal = Journal::open(database, config.clone()).await.unwrap();
         let appended = rate(events, journal_appends(&journal, events).await);
         journal.database().close().await;
@@ -167,13 +191,18 @@ async fn appends(backend: &Backend) {
 }
 
 async fn replay(backend: &Backend) {
-    let config = JournalConfig { read_rows_max: 50_000, ..JournalConfig::default() };
+    let config = JournalConfig {
+        read_rows_max: 50_000,
+        ..JournalConfig::default()
+    };
     let (database, _directory) = backend.fresh("replay", &config).await;
     let journal = Journal::open(database, config.clone()).await.unwrap();
     // One long stream, written in big appends.
     let mut head = 0;
     while head < REPLAY_EVENTS {
-        let events = (0..config.append_events_max as u64).map(|index| new_event(head + index)).collect();
+        let events = (0..config.append_events_max as u64)
+            .map(|index| new_event(head + index))
+            .collect();
         let request = AppendRequest {
             stream: "book|BTC-USD".to_owned(),
             kind: "book".to_owned(),
@@ -188,7 +217,10 @@ async fn replay(backend: &Backend) {
         let started = Instant::now();
         let mut next = 1;
         loop {
-            let page = journal.read_stream("book|BTC-USD", next, config.read_rows_max).await.unwrap();
+            let page = journal
+                .read_stream("book|BTC-USD", next, config.read_rows_max)
+                .await
+                .unwrap();
             let Some(last) = page.last() else { break };
             next = last.sequence + 1;
         }
@@ -196,7 +228,10 @@ async fn replay(backend: &Backend) {
         let started = Instant::now();
         let mut after = 0;
         loop {
-            let page = journal.read_all(after, config.read_rows_max, &Filter::All).await.unwrap();
+            let page = journal
+                .read_all(after, config.read_rows_max, &Filter::All)
+                .await
+                .unwrap();
             let Some(last) = page.last() else { break };
             after = last.global_offset;
         }
@@ -225,8 +260,16 @@ async fn sqlx_ceiling(database: &Database, events: u64) -> f64 {
         loop {
             let sql = "SELECT global_offset FROM events WHERE global_offset > $1 ORDER BY global_offset LIMIT 50000";
             let page: Vec<i64> = match database {
-                Database::Sqlite(pool) => sqlx::query_scalar(sql).bind(after).fetch_all(pool).await.unwrap(),
-                Database::Postgres(pool) => sqlx::query_scalar(sql).bind(after).fetch_all(pool).await.unwrap(),
+                Database::Sqlite(pool) => sqlx::query_scalar(sql)
+                    .bind(after)
+                    .fetch_all(pool)
+                    .await
+                    .unwrap(),
+                Database::Postgres(pool) => sqlx::query_scalar(sql)
+                    .bind(after)
+                    .fetch_all(pool)
+                    .await
+                    .unwrap(),
             };
             let Some(last) = page.last() else { break };
             after = *last;
@@ -242,10 +285,20 @@ fn main() {
     if !std::env::args().any(|argument| argument == "--bench") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let mut backends = vec![Backend { name: "sqlite", url: String::new() }];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut backends = vec![Backend {
+        name: "sqlite",
+        url: String::new(),
+    }];
     match std::env::var("DATABASE_URL") {
-        Ok(url) => backends.push(Backend { name: "postgres", url }),
+        Ok(url) => backends.push(Backend {
+            name: "postgres",
+            url,
+        }),
         Err(_) => println!("DATABASE_URL not set: PostgreSQL figures skipped"),
     }
     runtime.block_on(async {

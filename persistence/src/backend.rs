@@ -51,27 +51,54 @@ macro_rules! backend_operations {
         const EVENT_COLUMNS: &str = "global_offset, stream, kind, sequence, event_name, \
             schema_version, payload, tags, recorded_at, effective_at";
 
+        /// Decodes a row of [`EVENT_COLUMNS`], by position (no name lookups per column).
         fn stored_event(row: &DatabaseRow) -> Result<StoredEvent, Error> {
-            let tags: String = row.try_get("tags")?;
-            let version: i32 = row.try_get("schema_version")?;
             Ok(StoredEvent {
-                global_offset: from_db(row.try_get("global_offset")?, "offset")?,
-                stream: row.try_get("stream")?,
-                kind: row.try_get("kind")?,
-                sequence: from_db(row.try_get("sequence")?, "sequence")?,
-                name: row.try_get("event_name")?,
-                schema_version: u16::try_from(version).map_err(|_| {
-                    Error::InvalidRequest(format!("stored schema version {version} is out of range"))
-                })?,
-                payload: row.try_get("payload")?,
-                tags: if tags.is_empty() {
-                    Vec::new()
-                } else {
-                    tags.split(TAG_SEPARATOR).map(str::to_owned).collect()
-                },
-                recorded_at: row.try_get("recorded_at")?,
-                effective_at: row.try_get("effective_at")?,
+                global_offset: from_db(row.try_get(0)?, "offset")?,
+                stream: row.try_get(1)?,
+                kind: row.try_get(2)?,
+                sequence: from_db(row.try_get(3)?, "sequence")?,
+                name: row.try_get(4)?,
+                schema_version: schema_version(row.try_get(5)?)?,
+                payload: row.try_get(6)?,
+                tags: split_tags(row.try_get(7)?),
+                recorded_at: row.try_get(8)?,
+                effective_at: row.try_get(9)?,
             })
+        }
+
+        /// The columns [`read_stream`] selects: not the stream, which the caller named.
+        const STREAM_EVENT_COLUMNS: &str = "global_offset, kind, sequence, event_name, \
+            schema_version, payload, tags, recorded_at, effective_at";
+
+        /// Decodes a row of [`STREAM_EVENT_COLUMNS`] of `stream`.
+        fn stream_event(row: &DatabaseRow, stream: &str) -> Result<StoredEvent, Error> {
+            Ok(StoredEvent {
+                global_offset: from_db(row.try_get(0)?, "offset")?,
+                stream: stream.to_owned(),
+                kind: row.try_get(1)?,
+                sequence: from_db(row.try_get(2)?, "sequence")?,
+                name: row.try_get(3)?,
+                schema_version: schema_version(row.try_get(4)?)?,
+                payload: row.try_get(5)?,
+                tags: split_tags(row.try_get(6)?),
+                recorded_at: row.try_get(7)?,
+                effective_at: row.try_get(8)?,
+            })
+        }
+
+        fn schema_version(version: i32) -> Result<u16, Error> {
+            u16::try_from(version).map_err(|_| {
+                Error::InvalidRequest(format!("stored schema version {version} is out of range"))
+            })
+        }
+
+        fn split_tags(tags: &str) -> Vec<String> {
+            if tags.is_empty() {
+                Vec::new()
+            } else {
+                tags.split(TAG_SEPARATOR).map(str::to_owned).collect()
+            }
         }
 
         /// One event row to insert.
@@ -268,7 +295,7 @@ macro_rules! backend_operations {
             limit: usize,
         ) -> Result<Vec<StoredEvent>, Error> {
             let rows = sqlx::query(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND sequence >= $2 \
+                "SELECT {STREAM_EVENT_COLUMNS} FROM events WHERE stream = $1 AND sequence >= $2 \
                  ORDER BY sequence LIMIT $3"
             ))
             .bind(stream)
@@ -276,7 +303,7 @@ macro_rules! backend_operations {
             .bind(to_db(limit as u64)?)
             .fetch_all(pool)
             .await?;
-            rows.iter().map(stored_event).collect()
+            rows.iter().map(|row| stream_event(row, stream)).collect()
         }
 
         /// Events of a stream valid at `valid_at` as known at `known_at`, in valid-time

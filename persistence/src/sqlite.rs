@@ -73,7 +73,8 @@ async fn insert_tags(connection: &mut Connection, rows: &[EventRow<'_>]) -> Resu
     while !remaining.is_empty() {
         let (chunk, rest) = remaining.split_at(sqlite_chunk_rows(remaining.len()));
         remaining = rest;
-        let mut query = QueryBuilder::<Database>::new("INSERT INTO event_tags (tag, global_offset) ");
+        let mut query =
+            QueryBuilder::<Database>::new("INSERT INTO event_tags (tag, global_offset) ");
         query.push_values(chunk, |mut values, (tag, offset)| {
             values.push_bind(*tag).push_bind(*offset);
         });
