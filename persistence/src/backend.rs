@@ -14,19 +14,31 @@ pub(crate) fn from_db(value: i64, what: &str) -> Result<u64, crate::Error> {
         .map_err(|_| crate::Error::InvalidRequest(format!("stored {what} {value} is negative")))
 }
 
-/// Rows per multi-row `INSERT`: well under SQLite's 32 766 and PostgreSQL's 65 535 bind
+/// Rows per multi-row `INSERT` on SQLite: a power of two, under SQLite's 32 766 bind
 /// parameters at ten columns a row.
-pub(crate) const INSERT_ROWS_MAX: usize = 1_000;
+pub(crate) const SQLITE_INSERT_ROWS_MAX: usize = 2_048;
 
-const _: () = assert!(INSERT_ROWS_MAX * 10 < 32_766);
+const _: () = assert!(SQLITE_INSERT_ROWS_MAX.is_power_of_two());
+const _: () = assert!(SQLITE_INSERT_ROWS_MAX * 10 < 32_766);
+
+/// The largest power of two not above `remaining` nor [`SQLITE_INSERT_ROWS_MAX`]: SQLite
+/// statements are cached by their text, so multi-row statements come in a dozen sizes only
+/// (a batch of `n` rows takes one statement per bit of `n`) instead of one per batch size,
+/// each prepared once per connection rather than parsed for every batch.
+pub(crate) fn sqlite_chunk_rows(remaining: usize) -> usize {
+    assert!(remaining > 0);
+    let rows = 1 << remaining.min(SQLITE_INSERT_ROWS_MAX).ilog2();
+    assert!(rows <= remaining);
+    rows
+}
 
 macro_rules! backend_operations {
     ($database:ty) => {
-        use std::collections::{BTreeMap, BTreeSet};
+        use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-        use sqlx::{Pool, QueryBuilder, Row};
+        use sqlx::{Pool, Row};
 
-        use crate::backend::{from_db, to_db, INSERT_ROWS_MAX};
+        use crate::backend::{from_db, to_db};
         use crate::error::Error;
         use crate::record::{
             AppendOutcome, AppendRequest, Filter, Snapshot, StoredEvent, TAG_SEPARATOR,
@@ -39,40 +51,80 @@ macro_rules! backend_operations {
         const EVENT_COLUMNS: &str = "global_offset, stream, kind, sequence, event_name, \
             schema_version, payload, tags, recorded_at, effective_at";
 
+        /// Decodes a row of [`EVENT_COLUMNS`], by position (no name lookups per column).
         fn stored_event(row: &DatabaseRow) -> Result<StoredEvent, Error> {
-            let tags: String = row.try_get("tags")?;
-            let version: i32 = row.try_get("schema_version")?;
             Ok(StoredEvent {
-                global_offset: from_db(row.try_get("global_offset")?, "offset")?,
-                stream: row.try_get("stream")?,
-                kind: row.try_get("kind")?,
-                sequence: from_db(row.try_get("sequence")?, "sequence")?,
-                name: row.try_get("event_name")?,
-                schema_version: u16::try_from(version).map_err(|_| {
-                    Error::InvalidRequest(format!("stored schema version {version} is out of range"))
-                })?,
-                payload: row.try_get("payload")?,
-                tags: if tags.is_empty() {
-                    Vec::new()
-                } else {
-                    tags.split(TAG_SEPARATOR).map(str::to_owned).collect()
-                },
-                recorded_at: row.try_get("recorded_at")?,
-                effective_at: row.try_get("effective_at")?,
+                global_offset: from_db(row.try_get(0)?, "offset")?,
+                stream: row.try_get(1)?,
+                kind: row.try_get(2)?,
+                sequence: from_db(row.try_get(3)?, "sequence")?,
+                name: row.try_get(4)?,
+                schema_version: schema_version(row.try_get(5)?)?,
+                payload: row.try_get(6)?,
+                tags: split_tags(row.try_get(7)?),
+                recorded_at: row.try_get(8)?,
+                effective_at: row.try_get(9)?,
             })
         }
 
+        /// The columns [`read_stream`] selects: not the stream, which the caller named.
+        const STREAM_EVENT_COLUMNS: &str = "global_offset, kind, sequence, event_name, \
+            schema_version, payload, tags, recorded_at, effective_at";
+
+        /// Decodes a row of [`STREAM_EVENT_COLUMNS`] of `stream`.
+        fn stream_event(row: &DatabaseRow, stream: &str) -> Result<StoredEvent, Error> {
+            Ok(StoredEvent {
+                global_offset: from_db(row.try_get(0)?, "offset")?,
+                stream: stream.to_owned(),
+                kind: row.try_get(1)?,
+                sequence: from_db(row.try_get(2)?, "sequence")?,
+                name: row.try_get(3)?,
+                schema_version: schema_version(row.try_get(4)?)?,
+                payload: row.try_get(5)?,
+                tags: split_tags(row.try_get(6)?),
+                recorded_at: row.try_get(7)?,
+                effective_at: row.try_get(8)?,
+            })
+        }
+
+        fn schema_version(version: i32) -> Result<u16, Error> {
+            u16::try_from(version).map_err(|_| {
+                Error::InvalidRequest(format!("stored schema version {version} is out of range"))
+            })
+        }
+
+        fn split_tags(tags: &str) -> Vec<String> {
+            if tags.is_empty() {
+                Vec::new()
+            } else {
+                tags.split(TAG_SEPARATOR).map(str::to_owned).collect()
+            }
+        }
+
         /// One event row to insert.
-        struct EventRow<'a> {
-            request: &'a AppendRequest,
-            event: usize,
-            sequence: i64,
-            offset: i64,
+        pub(crate) struct EventRow<'a> {
+            pub(crate) request: &'a AppendRequest,
+            pub(crate) event: usize,
+            pub(crate) sequence: i64,
+            pub(crate) offset: i64,
+        }
+
+        impl EventRow<'_> {
+            /// The tags as stored: joined with [`TAG_SEPARATOR`], no allocation when untagged.
+            pub(crate) fn stored_tags(&self) -> std::borrow::Cow<'_, str> {
+                let tags = &self.request.events[self.event].tags;
+                match tags.as_slice() {
+                    [] => std::borrow::Cow::Borrowed(""),
+                    [tag] => std::borrow::Cow::Borrowed(tag.as_str()),
+                    tags => std::borrow::Cow::Owned(tags.join(&TAG_SEPARATOR.to_string())),
+                }
+            }
         }
 
         /// Commits a batch of appends in one transaction. Each append gets its own outcome:
         /// a conflict or a fence refuses that append only. The head row is locked first, so
-        /// batches from every writer commit in offset order.
+        /// batches from every writer commit in offset order; the stream heads are read after
+        /// that lock, so no other writer can move them before this transaction commits.
         pub(crate) async fn append_batch(
             pool: &Pool<Database>,
             batch: &[AppendRequest],
@@ -85,15 +137,19 @@ macro_rules! backend_operations {
             )
             .fetch_one(&mut *transaction)
             .await?;
-            let streams: BTreeSet<&str> = batch.iter().map(|request| request.stream.as_str()).collect();
+            let mut seen: HashSet<&str> = HashSet::with_capacity(batch.len());
+            let streams: Vec<&str> = batch
+                .iter()
+                .map(|request| request.stream.as_str())
+                .filter(|stream| seen.insert(stream))
+                .collect();
             let mut heads = stream_heads(&mut transaction, &streams).await?;
             let fences: BTreeSet<&str> =
                 batch.iter().filter_map(|request| request.fence.as_ref()).map(|fence| fence.key.as_str()).collect();
             let mut epochs = fence_epochs(&mut transaction, &fences).await?;
 
             let mut outcomes = Vec::with_capacity(batch.len());
-            let mut rows = Vec::new();
-            let mut touched_streams: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
+            let mut rows = Vec::with_capacity(batch.len());
             let mut touched_fences: BTreeMap<&str, u64> = BTreeMap::new();
             let mut offset = last_offset;
             for request in batch {
@@ -128,7 +184,6 @@ macro_rules! backend_operations {
                 }
                 let last_sequence = head + request.events.len() as u64;
                 heads.insert(request.stream.as_str(), last_sequence);
-                touched_streams.insert(request.stream.as_str(), (request.kind.as_str(), to_db(last_sequence)?));
                 outcomes.push(Ok(AppendOutcome {
                     first_sequence: head + 1,
                     last_sequence,
@@ -141,7 +196,7 @@ macro_rules! backend_operations {
                 return Ok(outcomes);
             }
             insert_events(&mut transaction, &rows, recorded_at).await?;
-            upsert_streams(&mut transaction, &touched_streams).await?;
+            insert_tags(&mut transaction, &rows).await?;
             for (fence, epoch) in touched_fences {
                 sqlx::query(
                     "INSERT INTO fences (fence, epoch) VALUES ($1, $2) \
@@ -160,27 +215,20 @@ macro_rules! backend_operations {
             Ok(outcomes)
         }
 
+        /// The head of each of `streams` (distinct) that has events, from the events
+        /// themselves: the last sequence is the greatest on the `(stream, sequence)` index, one
+        /// index probe per stream.
         async fn stream_heads<'a>(
             connection: &mut Connection,
-            streams: &BTreeSet<&'a str>,
-        ) -> Result<BTreeMap<&'a str, u64>, Error> {
-            let mut heads = BTreeMap::new();
-            let streams: Vec<&'a str> = streams.iter().copied().collect();
-            for chunk in streams.chunks(INSERT_ROWS_MAX) {
-                let mut query = QueryBuilder::<Database>::new(
-                    "SELECT stream, last_sequence FROM streams WHERE stream IN (",
-                );
-                let mut list = query.separated(", ");
-                for stream in chunk {
-                    list.push_bind(*stream);
-                }
-                list.push_unseparated(")");
-                for row in query.build().fetch_all(&mut *connection).await? {
-                    let stream: String = row.try_get("stream")?;
-                    let head = from_db(row.try_get("last_sequence")?, "sequence")?;
-                    let key = chunk.iter().copied().find(|candidate| *candidate == stream);
-                    heads.insert(key.expect("the database returns only streams asked for"), head);
-                }
+            streams: &[&'a str],
+        ) -> Result<HashMap<&'a str, u64>, Error> {
+            let mut heads = HashMap::with_capacity(streams.len());
+            let wanted: HashSet<&'a str> = streams.iter().copied().collect();
+            for row in fetch_stream_heads(connection, streams).await? {
+                let stream: String = row.try_get(0)?;
+                let Some(head) = row.try_get::<Option<i64>, _>(1)? else { continue };
+                let key = wanted.get(stream.as_str()).expect("the database returns only streams asked for");
+                heads.insert(*key, from_db(head, "sequence")?);
             }
             Ok(heads)
         }
@@ -200,60 +248,6 @@ macro_rules! backend_operations {
                 }
             }
             Ok(epochs)
-        }
-
-        async fn insert_events(
-            connection: &mut Connection,
-            rows: &[EventRow<'_>],
-            recorded_at: i64,
-        ) -> Result<(), Error> {
-            for chunk in rows.chunks(INSERT_ROWS_MAX) {
-                let mut query = QueryBuilder::<Database>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
-                query.push_values(chunk, |mut values, row| {
-                    let event = &row.request.events[row.event];
-                    values
-                        .push_bind(row.offset)
-                        .push_bind(row.request.stream.as_str())
-                        .push_bind(row.request.kind.as_str())
-                        .push_bind(row.sequence)
-                        .push_bind(event.name.as_str())
-                        .push_bind(i32::from(event.schema_version))
-                        .push_bind(event.payload.as_slice())
-                        .push_bind(event.tags.join(&TAG_SEPARATOR.to_string()))
-                        .push_bind(recorded_at)
-                        .push_bind(event.effective_at.unwrap_or(recorded_at));
-                });
-                query.build().execute(&mut *connection).await?;
-            }
-            let tagged: Vec<(&str, i64)> = rows
-                .iter()
-                .flat_map(|row| row.request.events[row.event].tags.iter().map(move |tag| (tag.as_str(), row.offset)))
-                .collect();
-            for chunk in tagged.chunks(INSERT_ROWS_MAX) {
-                let mut query = QueryBuilder::<Database>::new("INSERT INTO event_tags (tag, global_offset) ");
-                query.push_values(chunk, |mut values, (tag, offset)| {
-                    values.push_bind(*tag).push_bind(*offset);
-                });
-                query.build().execute(&mut *connection).await?;
-            }
-            Ok(())
-        }
-
-        async fn upsert_streams(
-            connection: &mut Connection,
-            streams: &BTreeMap<&str, (&str, i64)>,
-        ) -> Result<(), Error> {
-            let streams: Vec<(&str, &str, i64)> =
-                streams.iter().map(|(stream, (kind, head))| (*stream, *kind, *head)).collect();
-            for chunk in streams.chunks(INSERT_ROWS_MAX) {
-                let mut query = QueryBuilder::<Database>::new("INSERT INTO streams (stream, kind, last_sequence) ");
-                query.push_values(chunk, |mut values, (stream, kind, head)| {
-                    values.push_bind(*stream).push_bind(*kind).push_bind(*head);
-                });
-                query.push(" ON CONFLICT (stream) DO UPDATE SET last_sequence = excluded.last_sequence");
-                query.build().execute(&mut *connection).await?;
-            }
-            Ok(())
         }
 
         /// Records `epoch` for `fence` unless a newer one is recorded; returns the epoch in
@@ -301,7 +295,7 @@ macro_rules! backend_operations {
             limit: usize,
         ) -> Result<Vec<StoredEvent>, Error> {
             let rows = sqlx::query(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND sequence >= $2 \
+                "SELECT {STREAM_EVENT_COLUMNS} FROM events WHERE stream = $1 AND sequence >= $2 \
                  ORDER BY sequence LIMIT $3"
             ))
             .bind(stream)
@@ -309,7 +303,7 @@ macro_rules! backend_operations {
             .bind(to_db(limit as u64)?)
             .fetch_all(pool)
             .await?;
-            rows.iter().map(stored_event).collect()
+            rows.iter().map(|row| stream_event(row, stream)).collect()
         }
 
         /// Events of a stream valid at `valid_at` as known at `known_at`, in valid-time
@@ -382,9 +376,9 @@ macro_rules! backend_operations {
 
         /// The last sequence of a stream (0 if it has none).
         pub(crate) async fn last_sequence(pool: &Pool<Database>, stream: &str) -> Result<u64, Error> {
-            let head: Option<i64> = sqlx::query_scalar("SELECT last_sequence FROM streams WHERE stream = $1")
+            let head: Option<i64> = sqlx::query_scalar("SELECT MAX(sequence) FROM events WHERE stream = $1")
                 .bind(stream)
-                .fetch_optional(pool)
+                .fetch_one(pool)
                 .await?;
             from_db(head.unwrap_or(0), "sequence")
         }

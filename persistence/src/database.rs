@@ -9,6 +9,9 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres, Sqlite, SqlitePool};
 use crate::config::JournalConfig;
 use crate::error::Error;
 
+/// Rows an SQLite connection's worker thread may buffer ahead of the reading task.
+const SQLITE_ROW_BUFFER_ROWS: usize = 4_096;
+
 /// A connection pool to one of the two backends.
 #[derive(Clone, Debug)]
 pub enum Database {
@@ -60,7 +63,11 @@ impl Database {
                 } else {
                     SqliteSynchronous::Normal
                 })
-                .busy_timeout(config.sqlite_busy_timeout);
+                .busy_timeout(config.sqlite_busy_timeout)
+                // SQLite runs each connection on a worker thread that hands rows over one at a
+                // time; a deep buffer lets it run ahead of a reader instead of waking it at
+                // every 50th row (sqlx's default).
+                .row_buffer_size(SQLITE_ROW_BUFFER_ROWS);
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.pool_connections_max)
                 .connect_with(options)

@@ -1,3 +1,94 @@
 //! The journal's SQL on PostgreSQL.
+//!
+//! Batches go in as arrays (`UNNEST`): one statement text whatever the batch size, so it is
+//! parsed and planned once per connection, and one round trip per table.
 
 crate::backend::backend_operations!(sqlx::Postgres);
+
+/// `(stream, head)` rows for `streams`, head `NULL` for a stream without events.
+async fn fetch_stream_heads(
+    connection: &mut Connection,
+    streams: &[&str],
+) -> Result<Vec<DatabaseRow>, Error> {
+    Ok(sqlx::query(
+        "SELECT candidate.stream, (SELECT MAX(sequence) FROM events \
+         WHERE events.stream = candidate.stream) FROM UNNEST($1::text[]) AS candidate(stream)",
+    )
+    .bind(streams)
+    .fetch_all(&mut *connection)
+    .await?)
+}
+
+/// Inserts the event rows in one statement.
+async fn insert_events(
+    connection: &mut Connection,
+    rows: &[EventRow<'_>],
+    recorded_at: i64,
+) -> Result<(), Error> {
+    let mut offsets = Vec::with_capacity(rows.len());
+    let mut streams = Vec::with_capacity(rows.len());
+    let mut kinds = Vec::with_capacity(rows.len());
+    let mut sequences = Vec::with_capacity(rows.len());
+    let mut names = Vec::with_capacity(rows.len());
+    let mut versions = Vec::with_capacity(rows.len());
+    let mut payloads = Vec::with_capacity(rows.len());
+    let mut tags = Vec::with_capacity(rows.len());
+    let mut effective = Vec::with_capacity(rows.len());
+    for row in rows {
+        let event = &row.request.events[row.event];
+        offsets.push(row.offset);
+        streams.push(row.request.stream.as_str());
+        kinds.push(row.request.kind.as_str());
+        sequences.push(row.sequence);
+        names.push(event.name.as_str());
+        versions.push(i32::from(event.schema_version));
+        payloads.push(event.payload.as_slice());
+        tags.push(row.stored_tags());
+        effective.push(event.effective_at.unwrap_or(recorded_at));
+    }
+    sqlx::query(
+        "INSERT INTO events (global_offset, stream, kind, sequence, event_name, schema_version, \
+         payload, tags, recorded_at, effective_at) \
+         SELECT global_offset, stream, kind, sequence, event_name, schema_version, payload, \
+         tags, $10, effective_at FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
+         $4::bigint[], $5::text[], $6::integer[], $7::bytea[], $8::text[], $9::bigint[]) \
+         AS row(global_offset, stream, kind, sequence, event_name, schema_version, payload, \
+         tags, effective_at)",
+    )
+    .bind(offsets)
+    .bind(streams)
+    .bind(kinds)
+    .bind(sequences)
+    .bind(names)
+    .bind(versions)
+    .bind(payloads)
+    .bind(tags)
+    .bind(effective)
+    .bind(recorded_at)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Inserts one `event_tags` row per tag of each event.
+async fn insert_tags(connection: &mut Connection, rows: &[EventRow<'_>]) -> Result<(), Error> {
+    let (mut tags, mut offsets) = (Vec::new(), Vec::new());
+    for row in rows {
+        for tag in &row.request.events[row.event].tags {
+            tags.push(tag.as_str());
+            offsets.push(row.offset);
+        }
+    }
+    if tags.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO event_tags (tag, global_offset) \
+         SELECT * FROM UNNEST($1::text[], $2::bigint[])",
+    )
+    .bind(tags)
+    .bind(offsets)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}

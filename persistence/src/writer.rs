@@ -40,6 +40,10 @@ pub(crate) async fn run(
                 None => return,
             },
         };
+        // Let the appenders just answered (and woken) queue their next appends before the
+        // batch is cut: without this the batch after a commit holds only the few that ran
+        // first, and the rest wait a whole commit more. One yield; no added wait when idle.
+        tokio::task::yield_now().await;
         let mut events = first.request.events.len();
         let mut batch = vec![first];
         let deadline = Instant::now() + config.batch_wait;

@@ -34,10 +34,10 @@ async fn child_writer() {
         None => Database::connect(&url, &config).await.unwrap(),
     };
     let journal = Journal::open(database, config).await.unwrap();
-    let mut writers = Vec::new();
+    let mut writers = tokio::task::JoinSet::new();
     for stream in 0..STREAMS {
         let journal = journal.clone();
-        writers.push(tokio::spawn(async move {
+        writers.spawn(async move {
             let mut head = 0;
             loop {
                 let events = (1..=EVENTS_PER_APPEND)
@@ -61,11 +61,11 @@ async fn child_writer() {
                 // Acknowledged: only now may the parent count on it.
                 println!("ack {stream} {head}");
             }
-        }));
+        });
     }
-    for writer in writers {
-        writer.await.unwrap();
-    }
+    // The writers append until the parent kills this process: one ending means it failed.
+    let ended = writers.join_next().await;
+    panic!("a writer stopped: {ended:?}");
 }
 
 /// Runs the child against `url`, kills it after enough acknowledgements, returns the highest

@@ -7,12 +7,6 @@ CREATE TABLE journal_head (
 );
 INSERT INTO journal_head (id, last_offset) VALUES (1, 0);
 
-CREATE TABLE streams (
-    stream TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    last_sequence INTEGER NOT NULL
-);
-
 CREATE TABLE events (
     global_offset INTEGER PRIMARY KEY,
     stream TEXT NOT NULL,
@@ -24,6 +18,7 @@ CREATE TABLE events (
     tags TEXT NOT NULL,
     recorded_at INTEGER NOT NULL,
     effective_at INTEGER NOT NULL,
+    -- Also how a stream's head is found: its greatest sequence, one index probe.
     UNIQUE (stream, sequence)
 );
 CREATE INDEX events_by_kind ON events (kind, global_offset);
