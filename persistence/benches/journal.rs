@@ -2,8 +2,10 @@
 //!
 //! - Appends: `CONCURRENT_STREAMS` (as many as `batch_events_max`, so a group-commit batch can
 //!   fill up like a baseline transaction) appending one event at a time through the journal
-//!   against a raw batched sqlx insert of the same rows into the same schema (one
-//!   `INSERT … VALUES (…), (…)` of `batch_events_max` rows per transaction). Target ≥ 0.5.
+//!   against a raw batched sqlx insert of the same rows into the same schema
+//!   (`batch_events_max` rows per transaction, in the statement form the journal uses on that
+//!   backend: multi-row `INSERT … VALUES` on SQLite, `UNNEST` arrays on PostgreSQL).
+//!   Target ≥ 0.5.
 //! - Replay: reading one stream and the global log back from SQLite. Target ≥ 1 M events/s.
 //!   Reported next to the ceiling of sqlx itself on the same data: `fetch_all` of one integer
 //!   column, no decoding.
