@@ -17,6 +17,8 @@
 //! - [`entity`], [`region`]: persistent entities hosting `domain` aggregates, inside shard
 //!   actors, routed by a stable hash; the shard stop/start hand-off primitive.
 //! - [`config`]: the entity runtime's limits.
+//! - [`saga_host`]: sagas as persistent process managers: their effects carried out, their
+//!   deadlines ticked, resumed after a restart.
 //! - [`supervisor`], [`backoff`], [`guardian`]: supervisors that start ordered children and
 //!   restart them per strategy (one-for-one, one-for-all, rest-for-one) with exponential
 //!   backoff and jitter, escalating to their own supervisor past the restart intensity; the
@@ -32,6 +34,7 @@ pub mod guardian;
 pub mod mailbox;
 pub mod region;
 pub mod registry;
+pub mod saga_host;
 mod shard;
 pub mod supervisor;
 
@@ -48,6 +51,7 @@ pub use mailbox::{
 };
 pub use region::{ShardRegion, shard_of};
 pub use registry::{ActorInfo, ActorStatus, ActorTree, Registration, Registry};
+pub use saga_host::{Dispatcher, ProcessManager, SagaHost, SagaHostConfig};
 pub use shard::ShardStats;
 pub use supervisor::{
     ChildContext, ChildSpec, ChildStats, ChildStatus, Progress, ProgressCheck, RestartTicket,

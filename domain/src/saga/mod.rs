@@ -43,7 +43,7 @@ pub use config::{
 };
 pub use event::{SagaEvent, SagaStep};
 pub use input::SagaInput;
-pub use view::{Fill, OrderView};
+pub use view::{Fill, OrderView, SagaReply};
 
 use crate::account::AccountCommand;
 use crate::aggregate::{Aggregate, Priority};
@@ -125,7 +125,7 @@ impl Aggregate for OrderSaga {
     const KIND: &'static str = "order_saga";
     type Command = SagaInput;
     type Event = SagaEvent;
-    type Reply = OrderView;
+    type Reply = SagaReply;
 
     fn decide_into(&self, input: &SagaInput, events: &mut Vec<SagaEvent>) -> Result<(), Error> {
         let Some(placement) = &self.placement else {
@@ -252,8 +252,12 @@ impl Aggregate for OrderSaga {
         self.assert_invariants();
     }
 
-    fn reply(&self, _input: &SagaInput, _events: &[SagaEvent]) -> OrderView {
-        self.view()
+    fn reply(&self, _input: &SagaInput, events: &[SagaEvent]) -> SagaReply {
+        SagaReply {
+            view: self.view(),
+            commands: self.commands(events),
+            deadline: self.deadline(),
+        }
     }
 
     fn priority(input: &SagaInput) -> Priority {

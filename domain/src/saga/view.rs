@@ -59,3 +59,15 @@ pub struct OrderView {
     /// Whether the saga has nothing left to do.
     pub finished: bool,
 }
+
+/// The saga's answer to an input: where the order stands, and what the input's events call
+/// for, so a host can carry those commands out and wake the saga at its deadline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaReply {
+    /// The order as the saga knows it now.
+    pub view: OrderView,
+    /// The commands the input's events call for (none for a repeated or ignored input).
+    pub commands: Vec<super::SagaCommand>,
+    /// When the saga next wants a `Tick`, if it waits on anything.
+    pub deadline: Option<crate::units::Timestamp>,
+}

@@ -1,0 +1,427 @@
+//! The saga host on a real SQLite journal: order placement sagas drive real account and book
+//! entities to a settled trade; a lost effect is retried at the saga's deadline; sagas left
+//! mid-flight by a stopped node resume on a new one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tradefloor_actors::saga_host::{BoxFuture, system_clock};
+use tradefloor_actors::{Dispatcher, EntityConfig, Error, SagaHost, SagaHostConfig, ShardRegion};
+use tradefloor_domain::account::{Account, AccountCommand, AccountEvent};
+use tradefloor_domain::book::{BookCommand, BookEvent, OrderBook};
+use tradefloor_domain::saga::{OrderSaga, SagaCommand, SagaConfig, SagaInput};
+use tradefloor_domain::{
+    AccountId, Aggregate, Amount, Asset, CommandId, MarketSpec, OrderId, OrderSpec, OrderStatus,
+    OrderType, Price, Quantity, Side, Symbol, TimeInForce, Timestamp,
+};
+use tradefloor_persistence::{Database, Journal, JournalConfig};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn asset(code: &str) -> Asset {
+    Asset::new(code).unwrap()
+}
+
+fn market() -> MarketSpec {
+    MarketSpec {
+        symbol: Symbol::new("BTC-USD").unwrap(),
+        base: asset("BTC"),
+        quote: asset("USD"),
+        tick_size: Price(1),
+        lot_size: Quantity(1),
+        min_quantity: Quantity(1),
+        max_quantity: Quantity(1_000),
+        band_bps: 5_000,
+        reference_price: Some(Price(100)),
+    }
+}
+
+fn saga_config() -> SagaConfig {
+    // Short steps, so a lost message is retried within the test.
+    SagaConfig {
+        step_timeout_micros: 50_000,
+        step_timeout_max_micros: 200_000,
+        attempts_max: 6,
+    }
+}
+
+/// Carries out order-saga commands on real regions, as the trading application will.
+#[derive(Clone)]
+struct Trading {
+    accounts: Arc<ShardRegion<Account>>,
+    books: Arc<ShardRegion<OrderBook>>,
+    journal: Journal,
+    /// The last book sequence whose events were routed to sagas.
+    book_seen: Arc<tokio::sync::Mutex<u64>>,
+    /// Command names whose next effect is lost (never carried out), once each.
+    lose_next: Arc<Mutex<HashSet<&'static str>>>,
+    /// Lose every effect: a node that persisted its sagas and died before dispatching.
+    lose_all: bool,
+}
+
+impl Trading {
+    fn now() -> Timestamp {
+        system_clock()()
+    }
+
+    async fn account(
+        &self,
+        account_id: AccountId,
+        command: AccountCommand,
+    ) -> Vec<(String, SagaInput)> {
+        let (saga, at) = match &command {
+            AccountCommand::PlaceHold { order_id, .. }
+            | AccountCommand::SettleTrade { order_id, .. }
+            | AccountCommand::ReleaseHold { order_id, .. } => (order_id.to_string(), Self::now()),
+            other => panic!("sagas do not send {other:?}"),
+        };
+        let result = self
+            .accounts
+            .ask(account_id.as_str(), command.clone(), DEADLINE)
+            .await;
+        let input = match (command, result) {
+            (AccountCommand::PlaceHold { .. }, Ok(_)) => SagaInput::HoldPlaced { at },
+            (AccountCommand::PlaceHold { .. }, Err(Error::Rejected(reason))) => {
+                SagaInput::HoldRejected { reason, at }
+            }
+            (AccountCommand::SettleTrade { trade_id, .. }, Ok(_)) => {
+                SagaInput::LegSettled { trade_id, at }
+            }
+            (AccountCommand::SettleTrade { trade_id, .. }, Err(Error::Rejected(reason))) => {
+                SagaInput::SettleRejected {
+                    trade_id,
+                    reason,
+                    at,
+                }
+            }
+            (AccountCommand::ReleaseHold { .. }, Ok(_))
+            | (
+                AccountCommand::ReleaseHold { .. },
+                Err(Error::Rejected(tradefloor_domain::Error::HoldNotFound { .. })),
+            ) => SagaInput::HoldReleased { at },
+            // Infrastructure trouble: no answer; the saga's deadline retries.
+            (_, Err(_)) => return Vec::new(),
+            (command, Ok(_)) => panic!("unexpected {command:?}"),
+        };
+        vec![(saga, input)]
+    }
+
+    async fn book(
+        &self,
+        saga: String,
+        symbol: Symbol,
+        command: BookCommand,
+    ) -> Vec<(String, SagaInput)> {
+        let at = Self::now();
+        let result = self
+            .books
+            .ask(symbol.as_str(), command.clone(), DEADLINE)
+            .await;
+        let mut inputs = match (command, result) {
+            (BookCommand::Submit { .. }, Err(Error::Rejected(reason))) => {
+                vec![(saga, SagaInput::SubmitRejected { reason, at })]
+            }
+            (
+                BookCommand::Cancel { .. } | BookCommand::Abandon { .. },
+                Err(Error::Rejected(reason)),
+            ) => {
+                vec![(saga, SagaInput::CancelRejected { reason, at })]
+            }
+            _ => Vec::new(),
+        };
+        inputs.extend(self.route_book_events(symbol).await);
+        inputs
+    }
+
+    /// Routes the book's new events (read back from its journal) to the sagas they concern.
+    async fn route_book_events(&self, symbol: Symbol) -> Vec<(String, SagaInput)> {
+        let mut seen = self.book_seen.lock().await;
+        let stream = format!("order_book|{symbol}");
+        let stored = self
+            .journal
+            .read_stream(&stream, *seen + 1, 10_000)
+            .await
+            .unwrap();
+        let codec = <OrderBook as tradefloor_actors::Persistent>::codec();
+        let mut inputs = Vec::new();
+        for event in stored {
+            *seen = event.sequence;
+            let event = codec.decode(&event).unwrap();
+            let concerned: Vec<OrderId> = match &event {
+                BookEvent::Accepted { order, .. } => vec![order.order_id],
+                BookEvent::Traded(trade) => vec![trade.maker_order_id, trade.taker_order_id],
+                BookEvent::Rested { order_id, .. }
+                | BookEvent::Ended { order_id, .. }
+                | BookEvent::Blocked { order_id, .. } => {
+                    vec![*order_id]
+                }
+                _ => Vec::new(),
+            };
+            for order_id in concerned {
+                inputs.push((
+                    order_id.to_string(),
+                    SagaInput::Book {
+                        event: event.clone(),
+                    },
+                ));
+            }
+        }
+        inputs
+    }
+}
+
+impl Dispatcher<OrderSaga> for Trading {
+    fn dispatch(
+        &self,
+        saga_id: String,
+        effect: SagaCommand,
+    ) -> BoxFuture<Vec<(String, SagaInput)>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let name = match &effect {
+                SagaCommand::Account { command, .. } => tradefloor_domain::Message::name(command),
+                SagaCommand::Book { command, .. } => tradefloor_domain::Message::name(command),
+            };
+            if this.lose_all || this.lose_next.lock().unwrap().remove(name) {
+                return Vec::new();
+            }
+            match effect {
+                SagaCommand::Account {
+                    account_id,
+                    command,
+                } => this.account(account_id, command).await,
+                SagaCommand::Book { symbol, command } => this.book(saga_id, symbol, command).await,
+            }
+        })
+    }
+}
+
+struct Node {
+    host: SagaHost<OrderSaga>,
+    trading: Trading,
+}
+
+async fn start_node(journal: &Journal, lose_all: bool) -> Node {
+    let config = EntityConfig {
+        shard_count: 4,
+        ..EntityConfig::default()
+    };
+    let accounts = Arc::new(
+        ShardRegion::<Account>::start("/test/accounts", journal.clone(), config.clone())
+            .await
+            .unwrap(),
+    );
+    let books = Arc::new(
+        ShardRegion::<OrderBook>::start("/test/books", journal.clone(), config.clone())
+            .await
+            .unwrap(),
+    );
+    let sagas = ShardRegion::<OrderSaga>::start("/test/sagas", journal.clone(), config)
+        .await
+        .unwrap();
+    let trading = Trading {
+        accounts,
+        books,
+        journal: journal.clone(),
+        book_seen: Arc::new(tokio::sync::Mutex::new(0)),
+        lose_next: Arc::new(Mutex::new(HashSet::new())),
+        lose_all,
+    };
+    let host = SagaHost::new(
+        sagas,
+        trading.clone(),
+        system_clock(),
+        SagaHostConfig::default(),
+    );
+    Node { host, trading }
+}
+
+async fn journal() -> (Journal, tempfile::TempDir) {
+    let directory = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", directory.path().join("journal.db").display());
+    let config = JournalConfig::default();
+    let journal = Journal::open(Database::connect(&url, &config).await.unwrap(), config)
+        .await
+        .unwrap();
+    (journal, directory)
+}
+
+async fn fund(node: &Node, account: &str, code: &str, amount: u64) {
+    let command = AccountCommand::Deposit {
+        command_id: CommandId::new(&format!("fund-{account}-{code}")).unwrap(),
+        asset: asset(code),
+        amount: Amount(amount),
+        effective_at: None,
+        at: Trading::now(),
+    };
+    node.trading
+        .accounts
+        .ask(account, command, DEADLINE)
+        .await
+        .unwrap();
+}
+
+fn order(order_id: u64, account: &str, side: Side, price: u64, quantity: u64) -> OrderSpec {
+    OrderSpec {
+        order_id: OrderId(order_id),
+        account_id: AccountId::new(account).unwrap(),
+        side,
+        order_type: OrderType::Limit,
+        price: Some(Price(price)),
+        quantity: Quantity(quantity),
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+    }
+}
+
+async fn place(node: &Node, spec: OrderSpec) {
+    let start = SagaInput::Start {
+        request: spec,
+        market: market(),
+        config: saga_config(),
+        at: node.host.now(),
+    };
+    node.host
+        .send(&spec.order_id.to_string(), start)
+        .await
+        .unwrap();
+}
+
+/// Polls a saga (with a harmless tick) until its order reaches `status` and it is finished
+/// (or, for a resting order, merely reaches `status`).
+async fn wait_for(node: &Node, order_id: u64, status: OrderStatus) {
+    for _ in 0..500 {
+        let reply = node
+            .host
+            .send(
+                &order_id.to_string(),
+                SagaInput::Tick {
+                    now: node.host.now(),
+                },
+            )
+            .await
+            .unwrap();
+        let finished_if_final =
+            !status.is_final() || reply.deadline.is_none() && reply.view.finished;
+        if reply.view.status == status && finished_if_final {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("order {order_id} never reached {status:?}");
+}
+
+/// An account's balances as its journal says.
+async fn balances(journal: &Journal, account: &str) -> BTreeMap<String, (u64, u64)> {
+    let codec = <Account as tradefloor_actors::Persistent>::codec();
+    let stored = journal
+        .read_stream(&format!("account|{account}"), 1, 10_000)
+        .await
+        .unwrap();
+    let events: Vec<AccountEvent> = stored
+        .iter()
+        .map(|event| codec.decode(event).unwrap())
+        .collect();
+    Account::replay(&events)
+        .balances()
+        .iter()
+        .map(|(asset, balance)| (asset.to_string(), (balance.total.get(), balance.held.get())))
+        .collect()
+}
+
+async fn list_market(node: &Node) {
+    node.trading
+        .books
+        .ask(
+            "BTC-USD",
+            BookCommand::List {
+                spec: market(),
+                at: Timestamp(0),
+            },
+            DEADLINE,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sagas_trade_and_settle_on_both_accounts() {
+    let (journal, _directory) = journal().await;
+    let node = start_node(&journal, false).await;
+    list_market(&node).await;
+    fund(&node, "alice", "USD", 100_000).await;
+    fund(&node, "bob", "BTC", 100).await;
+    place(&node, order(1, "bob", Side::Sell, 100, 10)).await;
+    wait_for(&node, 1, OrderStatus::Open).await;
+    place(&node, order(2, "alice", Side::Buy, 100, 10)).await;
+    wait_for(&node, 2, OrderStatus::Filled).await;
+    wait_for(&node, 1, OrderStatus::Filled).await;
+    assert_eq!(balances(&journal, "alice").await["BTC"], (10, 0));
+    assert_eq!(
+        balances(&journal, "alice").await["USD"],
+        (100_000 - 1_000, 0)
+    );
+    assert_eq!(balances(&journal, "bob").await["BTC"], (90, 0));
+    assert_eq!(balances(&journal, "bob").await["USD"], (1_000, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_effect_is_carried_out_again_at_the_sagas_deadline() {
+    let (journal, _directory) = journal().await;
+    let node = start_node(&journal, false).await;
+    list_market(&node).await;
+    fund(&node, "alice", "USD", 100_000).await;
+    fund(&node, "bob", "BTC", 100).await;
+    node.trading.lose_next.lock().unwrap().extend([
+        "account.place_hold",
+        "account.settle_trade",
+        "book.submit",
+    ]);
+    place(&node, order(1, "bob", Side::Sell, 100, 10)).await;
+    wait_for(&node, 1, OrderStatus::Open).await;
+    place(&node, order(2, "alice", Side::Buy, 100, 10)).await;
+    wait_for(&node, 2, OrderStatus::Filled).await;
+    wait_for(&node, 1, OrderStatus::Filled).await;
+    assert!(
+        node.trading.lose_next.lock().unwrap().is_empty(),
+        "every loss happened"
+    );
+    let mut retried = 0;
+    for saga in ["order_saga|1", "order_saga|2"] {
+        let stored = journal.read_stream(saga, 1, 1_000).await.unwrap();
+        retried += stored
+            .iter()
+            .filter(|event| event.name == "saga.retried")
+            .count();
+    }
+    assert!(
+        retried >= 3,
+        "each lost effect was retried at a deadline ({retried} retries)"
+    );
+    assert_eq!(balances(&journal, "alice").await["BTC"], (10, 0));
+    assert_eq!(balances(&journal, "bob").await["USD"], (1_000, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagas_left_mid_flight_resume_on_a_new_node() {
+    let (journal, _directory) = journal().await;
+    {
+        // A node that persists sagas and dies before carrying out any of their effects.
+        let dying = start_node(&journal, true).await;
+        list_market(&dying).await;
+        fund(&dying, "bob", "BTC", 100).await;
+        place(&dying, order(1, "bob", Side::Sell, 100, 10)).await;
+        dying.host.region().stop().await.unwrap();
+        dying.trading.accounts.stop().await.unwrap();
+        dying.trading.books.stop().await.unwrap();
+    }
+    let node = start_node(&journal, false).await;
+    assert_eq!(node.host.resume(&journal).await.unwrap(), 1);
+    wait_for(&node, 1, OrderStatus::Open).await;
+    assert_eq!(
+        balances(&journal, "bob").await["BTC"],
+        (100, 10),
+        "the hold was placed after resuming"
+    );
+}
