@@ -55,9 +55,7 @@ pub fn partition_of(stream: &str, partition_count: u32) -> u32 {
 fn targets(members: &BTreeSet<String>, partition_count: u32) -> Vec<Option<&String>> {
     let sorted: Vec<&String> = members.iter().collect();
     (0..partition_count as usize)
-        .map(|partition| {
-            (!sorted.is_empty()).then(|| sorted[partition % sorted.len()])
-        })
+        .map(|partition| (!sorted.is_empty()).then(|| sorted[partition % sorted.len()]))
         .collect()
 }
 
@@ -149,11 +147,16 @@ impl ConsumerGroup {
     fn lock(&self) -> MutexGuard<'_, GroupState> {
         // Nothing panics while holding the lock, but a poisoned group must still let
         // members leave.
-        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn bump(&self) {
-        self.inner.generation.send_modify(|generation| *generation += 1);
+        self.inner
+            .generation
+            .send_modify(|generation| *generation += 1);
     }
 
     /// Adds `member` to the group. Partitions move to it as their holders release them.
@@ -261,7 +264,11 @@ impl Membership {
         {
             let mut state = self.group.lock();
             let holder = &mut state.holders[partition as usize];
-            assert_eq!(holder.as_deref(), Some(self.member.as_str()), "releases its own");
+            assert_eq!(
+                holder.as_deref(),
+                Some(self.member.as_str()),
+                "releases its own"
+            );
             *holder = None;
         }
         self.group.bump();
@@ -361,7 +368,9 @@ pub enum ConsumerError<E: std::error::Error + 'static> {
         source: StorageError,
     },
     /// The handler failed on an event; it comes again after the restart.
-    #[error("member {member} of {group}: handler failed at offset {offset} of partition {partition}: {source}")]
+    #[error(
+        "member {member} of {group}: handler failed at offset {offset} of partition {partition}: {source}"
+    )]
     Handler {
         /// The group.
         group: String,
@@ -807,7 +816,10 @@ mod tests {
                     .map(|id| assigned.iter().filter(|t| **t == Some(id)).count())
                     .collect();
                 let (min, max) = (shares.iter().min(), shares.iter().max());
-                assert!(max.unwrap() - min.unwrap() <= 1, "{partitions} over {count}");
+                assert!(
+                    max.unwrap() - min.unwrap() <= 1,
+                    "{partitions} over {count}"
+                );
             }
         }
     }
@@ -833,7 +845,10 @@ mod tests {
         drop(first);
         let stats = group.stats();
         assert_eq!(stats.members, ["b"]);
-        assert_eq!(stats.holders, [None, Some("b".into()), None, Some("b".into())]);
+        assert_eq!(
+            stats.holders,
+            [None, Some("b".into()), None, Some("b".into())]
+        );
         assert_eq!(second.claim(), [0, 2]);
         assert!(group.stats().is_settled());
     }
@@ -841,7 +856,13 @@ mod tests {
     #[test]
     fn the_partition_is_fnv1a_of_the_stream() {
         // FNV-1a 64 of "" is the offset basis 0xcbf29ce484222325.
-        assert_eq!(partition_of("", 1_000), (0xcbf2_9ce4_8422_2325u64 % 1_000) as u32);
-        assert_eq!(partition_of("account|alice", 16), partition_of("account|alice", 16));
+        assert_eq!(
+            partition_of("", 1_000),
+            (0xcbf2_9ce4_8422_2325u64 % 1_000) as u32
+        );
+        assert_eq!(
+            partition_of("account|alice", 16),
+            partition_of("account|alice", 16)
+        );
     }
 }

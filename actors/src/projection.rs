@@ -250,7 +250,10 @@ impl Feed {
             return Ok(0);
         };
         let (first, last) = (first.global_offset, last.global_offset);
-        assert!(first > self.offset, "read_all returns offsets after the cursor");
+        assert!(
+            first > self.offset,
+            "read_all returns offsets after the cursor"
+        );
         assert!(last >= first, "read_all returns offsets in order");
         let database = self.journal.database();
         let mut transaction = database.begin().await.map_err(|s| self.storage(s))?;
@@ -435,9 +438,7 @@ impl<P: Projection> Actor for ProjectionActor<P> {
                     // More may be waiting: go on at once, behind whatever is queued.
                     myself.send_message(ProjectionMessage::Poll)?;
                 } else {
-                    myself.send_after(state.feed.config.poll_interval, || {
-                        ProjectionMessage::Poll
-                    });
+                    myself.send_after(state.feed.config.poll_interval, || ProjectionMessage::Poll);
                 }
             }
             ProjectionMessage::Stats(reply) => {
