@@ -19,6 +19,11 @@
 //! - [`config`]: the entity runtime's limits.
 //! - [`saga_host`]: sagas as persistent process managers: their effects carried out, their
 //!   deadlines ticked, resumed after a restart.
+//! - [`projection`]: read models in SQL tables fed from the global log, each batch and its
+//!   offset in one transaction (exactly once); rebuild from offset 0.
+//! - [`consumer_group`]: members sharing the log's partitions (by a stable hash of the
+//!   stream), each partition processed by one member in order, reassigned as members come
+//!   and go (at least once).
 //! - [`supervisor`], [`backoff`], [`guardian`]: supervisors that start ordered children and
 //!   restart them per strategy (one-for-one, one-for-all, rest-for-one) with exponential
 //!   backoff and jitter, escalating to their own supervisor past the restart intensity; the
@@ -27,11 +32,13 @@
 pub mod backoff;
 pub mod breaker;
 pub mod config;
+pub mod consumer_group;
 pub mod dead_letters;
 pub mod entity;
 mod error;
 pub mod guardian;
 pub mod mailbox;
+pub mod projection;
 pub mod region;
 pub mod registry;
 pub mod saga_host;
@@ -41,6 +48,10 @@ pub mod supervisor;
 pub use backoff::{Backoff, Jitter};
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker};
 pub use config::EntityConfig;
+pub use consumer_group::{
+    ConsumerConfig, ConsumerError, ConsumerGroup, ConsumerHandler, ConsumerMember,
+    ConsumerMemberArgs, ConsumerMessage, GroupStats, MemberStats, Membership, partition_of,
+};
 pub use dead_letters::{DeadLetter, DeadLetters, DeadLettersConfig};
 pub use entity::Persistent;
 pub use error::Error;
@@ -48,6 +59,10 @@ pub use guardian::{GUARDIAN_NAME, Guardian};
 pub use mailbox::{
     Envelope, Lane, MailboxConfig, MailboxReceiver, MailboxSender, MailboxStats,
     MailboxStatsHandle, Signal, mailbox,
+};
+pub use projection::{
+    Projection, ProjectionActor, ProjectionArgs, ProjectionConfig, ProjectionError,
+    ProjectionMessage, ProjectionStats, rebuild,
 };
 pub use region::{ShardRegion, shard_of};
 pub use registry::{ActorInfo, ActorStatus, ActorTree, Registration, Registry};

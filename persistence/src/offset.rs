@@ -72,4 +72,31 @@ impl OffsetStore {
             }
         }
     }
+
+    /// Forgets a consumer's position on `partition` inside `transaction`, so it starts again
+    /// from offset 0: for rebuilding a read model, together with emptying it.
+    pub async fn reset_in(
+        transaction: &mut Transaction,
+        consumer: &str,
+        partition: u32,
+    ) -> Result<(), Error> {
+        const DELETE: &str = "DELETE FROM offsets WHERE consumer = $1 AND partition = $2";
+        match transaction {
+            Transaction::Sqlite(transaction) => {
+                sqlx::query(DELETE)
+                    .bind(consumer)
+                    .bind(i64::from(partition))
+                    .execute(&mut **transaction)
+                    .await?;
+            }
+            Transaction::Postgres(transaction) => {
+                sqlx::query(DELETE)
+                    .bind(consumer)
+                    .bind(i64::from(partition))
+                    .execute(&mut **transaction)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 }

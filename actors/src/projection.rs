@@ -1,0 +1,498 @@
+//! Projections: read models kept in SQL tables, fed from the global log, exactly once.
+//!
+//! A [`Projection`] turns batches of stored events into writes on its own tables. The
+//! [`ProjectionActor`] hosting it reads the global log after its stored offset, and for each
+//! batch opens a transaction, lets the projection apply the batch, records the batch's last
+//! offset with [`OffsetStore::commit_in`] in that same transaction, and commits. Guarantees
+//! (each tested, on SQLite and on PostgreSQL):
+//!
+//! - **Exactly once.** The read-model writes of a batch and the offset that says the batch is
+//!   done become durable together or not at all. A failure anywhere (an error, a panic, a
+//!   kill, the process dying) leaves the tables and the offset at the end of the last
+//!   committed batch, and a restart resumes from that offset: no event is skipped, none is
+//!   applied twice.
+//! - **In order.** Events reach [`Projection::apply`] in global-offset order, so the events of
+//!   one stream arrive in sequence order.
+//! - **Failures fail the actor.** Any error fails the actor, so its [`Supervisor`] restarts it
+//!   (with backoff, within its restart intensity); the actor never retries in place.
+//! - **No busy loop.** A caught-up projection reads again only after
+//!   [`ProjectionConfig::poll_interval`]; a full batch is followed at once by the next one
+//!   (after any queued stats request).
+//! - **Rebuild.** [`rebuild`] clears the read model ([`Projection::reset`]) and its offset in
+//!   one transaction, then replays from offset 0; it ends with the same tables as a
+//!   projection that ran since the beginning.
+//!
+//! [`Supervisor`]: crate::supervisor::Supervisor
+
+use std::future::Future;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tradefloor_persistence::{
+    Error as StorageError, Filter, Journal, OffsetStore, StoredEvent, Transaction,
+};
+
+use crate::error::Error;
+use crate::supervisor::{ChildContext, ChildSpec, Progress};
+
+/// The offset-store partition a projection commits under: a projection reads the whole
+/// (filtered) log as one partition.
+pub const PROJECTION_PARTITION: u32 = 0;
+
+/// A read model: SQL tables built from the events of the global log.
+///
+/// The methods return `impl Future + Send` (write them as `async fn`): the actor is generic
+/// over its projection, so nothing needs a trait object and no future is boxed.
+///
+/// On SQLite, write before you read inside a transaction (an upsert rather than a select then
+/// an update): a deferred transaction that reads first and writes later cannot wait for the
+/// journal's writer and fails with "database is locked" (which fails and restarts the actor,
+/// so it is slow rather than wrong).
+pub trait Projection: Send + 'static {
+    /// What [`apply`](Self::apply) and [`reset`](Self::reset) fail with.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The projection's name: its key in the offset store. Renaming it starts it from
+    /// offset 0.
+    fn name(&self) -> &str;
+
+    /// Which events of the global log it reads.
+    fn filter(&self) -> Filter {
+        Filter::All
+    }
+
+    /// Applies `events` (at least one, in offset order) to the read model, inside
+    /// `transaction`, which the host commits together with the offset of the last event. An
+    /// error discards the transaction: nothing of the batch is kept.
+    fn apply(
+        &mut self,
+        transaction: &mut Transaction,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Empties the read model, inside `transaction`, for [`rebuild`]: afterwards its tables
+    /// must look as they did before the first event was applied.
+    fn reset(
+        &mut self,
+        transaction: &mut Transaction,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// How a projection reads the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectionConfig {
+    /// Most events read and applied in one transaction. Larger batches commit less often;
+    /// on SQLite each batch holds the database's single write lock while it applies.
+    pub batch_events_max: usize,
+    /// How long a caught-up projection waits before it reads the log again.
+    pub poll_interval: Duration,
+}
+
+impl Default for ProjectionConfig {
+    fn default() -> Self {
+        Self {
+            batch_events_max: 512,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl ProjectionConfig {
+    /// Why this configuration cannot work, if it cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_events_max == 0 {
+            return Err("batch_events_max is zero: no event could ever be applied".to_owned());
+        }
+        if self.poll_interval.is_zero() {
+            return Err("poll_interval is zero: a caught-up projection would spin".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Why a projection stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError<E: std::error::Error + 'static> {
+    /// Reading the log, loading, resetting or committing the offset, or committing the
+    /// transaction failed. Usually transient: the supervisor restarts the projection.
+    #[error("projection {projection}: storage failed: {source}")]
+    Storage {
+        /// The projection's name.
+        projection: String,
+        /// What the persistence layer said.
+        #[source]
+        source: StorageError,
+    },
+    /// The projection's own code failed on a batch; nothing of the batch was kept. If it
+    /// fails the same way every time, the supervisor escalates: fix the projection.
+    #[error("projection {projection}: read model failed on offsets {first}..={last}: {source}")]
+    ReadModel {
+        /// The projection's name.
+        projection: String,
+        /// The batch's first offset.
+        first: u64,
+        /// The batch's last offset.
+        last: u64,
+        /// What the projection said.
+        #[source]
+        source: E,
+    },
+}
+
+/// A projection's progress, for the actor tree and for tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProjectionStats {
+    /// The projection's name.
+    pub name: String,
+    /// The last offset applied and committed.
+    pub offset: u64,
+    /// Events in the last batch applied (0 if none yet in this incarnation).
+    pub last_batch: usize,
+    /// The journal's last offset minus [`offset`](Self::offset). With a filter, events after
+    /// the last matching one count too, so a filtered projection can show a lag it has no
+    /// events to close.
+    pub lag: u64,
+    /// Batches applied by this incarnation.
+    pub batches: u64,
+    /// Events applied by this incarnation.
+    pub events: u64,
+    /// Reads of the log by this incarnation (including empty ones).
+    pub polls: u64,
+}
+
+/// What a [`ProjectionActor`] answers to.
+#[derive(Debug)]
+pub enum ProjectionMessage {
+    /// Report progress.
+    Stats(RpcReplyPort<ProjectionStats>),
+    /// Internal: read the log and apply a batch.
+    #[doc(hidden)]
+    Poll,
+}
+
+/// What a [`ProjectionActor`] is started with.
+#[derive(Debug)]
+pub struct ProjectionArgs<P> {
+    /// The read model.
+    pub projection: P,
+    /// The journal it reads, and whose database holds its tables and offset.
+    pub journal: Journal,
+    /// Batch size and poll interval.
+    pub config: ProjectionConfig,
+    /// Recorded on every read of the log, for a supervisor's stall watch.
+    pub progress: Option<Progress>,
+}
+
+/// Reads the log after an offset and applies batches; shared by the actor and [`rebuild`].
+#[derive(Debug)]
+struct Feed {
+    name: String,
+    filter: Filter,
+    journal: Journal,
+    config: ProjectionConfig,
+    offset: u64,
+    stats: ProjectionStats,
+}
+
+impl Feed {
+    fn new(name: String, filter: Filter, journal: Journal, config: ProjectionConfig) -> Self {
+        Self {
+            stats: ProjectionStats {
+                name: name.clone(),
+                ..ProjectionStats::default()
+            },
+            name,
+            filter,
+            journal,
+            config,
+            offset: 0,
+        }
+    }
+
+    /// The most events one read can return: a read at this size may have left more behind.
+    fn read_limit(&self) -> usize {
+        self.config
+            .batch_events_max
+            .min(self.journal.config().read_rows_max)
+    }
+
+    fn storage<E: std::error::Error>(&self, source: StorageError) -> ProjectionError<E> {
+        ProjectionError::Storage {
+            projection: self.name.clone(),
+            source,
+        }
+    }
+
+    async fn load_offset<P: Projection>(&mut self) -> Result<(), ProjectionError<P::Error>> {
+        let store = OffsetStore::new(self.journal.database().clone());
+        self.offset = store
+            .load(&self.name, PROJECTION_PARTITION)
+            .await
+            .map_err(|source| self.storage(source))?;
+        Ok(())
+    }
+
+    /// Reads one batch and applies it with its offset in one transaction; returns how many
+    /// events it applied.
+    async fn step<P: Projection>(
+        &mut self,
+        projection: &mut P,
+    ) -> Result<usize, ProjectionError<P::Error>> {
+        self.stats.polls += 1;
+        let events = self
+            .journal
+            .read_all(self.offset, self.read_limit(), &self.filter)
+            .await
+            .map_err(|source| self.storage(source))?;
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(0);
+        };
+        let (first, last) = (first.global_offset, last.global_offset);
+        assert!(
+            first > self.offset,
+            "read_all returns offsets after the cursor"
+        );
+        assert!(last >= first, "read_all returns offsets in order");
+        let database = self.journal.database();
+        let mut transaction = database.begin().await.map_err(|s| self.storage(s))?;
+        if let Err(source) = projection.apply(&mut transaction, &events).await {
+            // Dropping the transaction would roll it back too; saying so is clearer.
+            let _ = transaction.rollback().await;
+            return Err(ProjectionError::ReadModel {
+                projection: self.name.clone(),
+                first,
+                last,
+                source,
+            });
+        }
+        OffsetStore::commit_in(&mut transaction, &self.name, PROJECTION_PARTITION, last)
+            .await
+            .map_err(|source| self.storage(source))?;
+        transaction.commit().await.map_err(|s| self.storage(s))?;
+        self.offset = last;
+        self.stats.last_batch = events.len();
+        self.stats.batches += 1;
+        self.stats.events += events.len() as u64;
+        Ok(events.len())
+    }
+
+    fn stats(&self, journal_last_offset: u64) -> ProjectionStats {
+        ProjectionStats {
+            offset: self.offset,
+            lag: journal_last_offset.saturating_sub(self.offset),
+            ..self.stats.clone()
+        }
+    }
+}
+
+/// The state of a running [`ProjectionActor`].
+pub struct ProjectionState<P> {
+    projection: P,
+    feed: Feed,
+    progress: Option<Progress>,
+    /// The journal's last offset when last asked, for the lag.
+    journal_last_offset: u64,
+}
+
+impl<P> std::fmt::Debug for ProjectionState<P> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ProjectionState")
+            .field("name", &self.feed.name)
+            .field("offset", &self.feed.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The actor hosting projection `P`. Spawn it with [`ProjectionArgs`], or supervise it with
+/// [`ProjectionActor::spec`].
+pub struct ProjectionActor<P>(std::marker::PhantomData<fn() -> P>);
+
+impl<P> ProjectionActor<P> {
+    /// The actor (its state comes with [`ProjectionArgs`]).
+    pub fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<P> Default for ProjectionActor<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P> std::fmt::Debug for ProjectionActor<P> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("ProjectionActor")
+    }
+}
+
+impl<P: Projection> ProjectionActor<P> {
+    /// How long [`Self::stats`] waits for an answer.
+    pub const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// A child spec for a supervisor: each start builds the read model afresh with `make`
+    /// and resumes from its stored offset. Progress is recorded on every read of the log, so
+    /// a stall timeout (see [`ChildSpec::with_stall_timeout`]) longer than the poll interval
+    /// catches a projection stuck in a batch.
+    pub fn spec<F>(
+        name: impl Into<String>,
+        journal: Journal,
+        config: ProjectionConfig,
+        make: F,
+    ) -> ChildSpec
+    where
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        let make = std::sync::Arc::new(make);
+        ChildSpec::new(name, "projection", move |context: ChildContext| {
+            let arguments = ProjectionArgs {
+                projection: make(),
+                journal: journal.clone(),
+                config: config.clone(),
+                progress: Some(context.progress),
+            };
+            async move {
+                let (actor, _join) =
+                    Self::spawn_linked(None, Self::new(), arguments, context.supervisor).await?;
+                Ok(actor.get_cell())
+            }
+        })
+    }
+
+    /// Asks `actor` for its progress, waiting at most [`Self::STATS_TIMEOUT`].
+    pub async fn stats(actor: &ActorRef<ProjectionMessage>) -> Result<ProjectionStats, Error> {
+        let path = actor
+            .get_name()
+            .unwrap_or_else(|| actor.get_id().to_string());
+        match actor
+            .call(ProjectionMessage::Stats, Some(Self::STATS_TIMEOUT))
+            .await
+        {
+            Ok(CallResult::Success(stats)) => Ok(stats),
+            Ok(CallResult::Timeout) => Err(Error::Timeout {
+                actor: path,
+                after: Self::STATS_TIMEOUT,
+            }),
+            Ok(CallResult::SenderError) | Err(_) => Err(Error::Stopped { actor: path }),
+        }
+    }
+}
+
+impl<P: Projection> Actor for ProjectionActor<P> {
+    type Msg = ProjectionMessage;
+    type State = ProjectionState<P>;
+    type Arguments = ProjectionArgs<P>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        arguments: ProjectionArgs<P>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let ProjectionArgs {
+            projection,
+            journal,
+            config,
+            progress,
+        } = arguments;
+        let name = projection.name().to_owned();
+        if let Err(reason) = config.validate() {
+            return Err(Box::new(Error::StartFailed {
+                actor: format!("projection {name}"),
+                reason: format!("invalid projection config: {reason}"),
+            }));
+        }
+        let mut feed = Feed::new(name, projection.filter(), journal, config);
+        feed.load_offset::<P>().await?;
+        tracing::info!(projection = %feed.name, offset = feed.offset, "projection started");
+        Ok(ProjectionState {
+            projection,
+            journal_last_offset: feed.offset,
+            feed,
+            progress,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.send_message(ProjectionMessage::Poll)?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ProjectionMessage::Poll => {
+                let applied = state.feed.step(&mut state.projection).await?;
+                if let Some(progress) = &state.progress {
+                    progress.record();
+                }
+                if applied >= state.feed.read_limit() {
+                    // More may be waiting: go on at once, behind whatever is queued.
+                    myself.send_message(ProjectionMessage::Poll)?;
+                } else {
+                    myself.send_after(state.feed.config.poll_interval, || ProjectionMessage::Poll);
+                }
+            }
+            ProjectionMessage::Stats(reply) => {
+                match state.feed.journal.last_offset().await {
+                    Ok(last) => state.journal_last_offset = last,
+                    // Stats are best effort: a failing database shows in the next batch.
+                    Err(error) => tracing::debug!(%error, "lag not refreshed"),
+                }
+                let _ = reply.send(state.feed.stats(state.journal_last_offset));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rebuilds `projection`'s read model: resets its tables ([`Projection::reset`]) and deletes
+/// its offset in one transaction, then replays the log from offset 0 in batches (each batch
+/// with its offset, as the actor does). Returns the offset it reached.
+///
+/// Stop the projection's actor first: one still running would go on from its own offset
+/// over the rebuilt tables. A rebuild that fails part way leaves a consistent prefix (tables
+/// and offset agree), so starting the actor afterwards finishes it.
+pub async fn rebuild<P: Projection>(
+    journal: &Journal,
+    projection: &mut P,
+    config: &ProjectionConfig,
+) -> Result<u64, ProjectionError<P::Error>> {
+    let name = projection.name().to_owned();
+    let mut feed = Feed::new(name, projection.filter(), journal.clone(), config.clone());
+    if let Err(reason) = config.validate() {
+        let reason = format!("invalid projection config: {reason}");
+        return Err(feed.storage(StorageError::InvalidRequest(reason)));
+    }
+    let mut transaction = journal
+        .database()
+        .begin()
+        .await
+        .map_err(|s| feed.storage(s))?;
+    if let Err(source) = projection.reset(&mut transaction).await {
+        let _ = transaction.rollback().await;
+        return Err(ProjectionError::ReadModel {
+            projection: feed.name,
+            first: 0,
+            last: 0,
+            source,
+        });
+    }
+    OffsetStore::reset_in(&mut transaction, &feed.name, PROJECTION_PARTITION)
+        .await
+        .map_err(|s| feed.storage(s))?;
+    transaction.commit().await.map_err(|s| feed.storage(s))?;
+    tracing::info!(projection = %feed.name, "projection reset; replaying from offset 0");
+    while feed.step(projection).await? > 0 {}
+    Ok(feed.offset)
+}

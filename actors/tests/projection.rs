@@ -1,0 +1,561 @@
+//! Projections on a real journal: SQLite on a temporary file, and PostgreSQL from
+//! `DATABASE_URL` (each test in its own schema; skipped, saying so, when it is not set).
+//!
+//! The read model counts events per stream and remembers the last sequence it saw, counting
+//! every event that does not follow the previous one of its stream: a skipped or doubled
+//! event shows up as a wrong count or as an out-of-order event. Each check compares the
+//! table with a recount from the journal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef, ActorStatus};
+use tokio::time::Instant;
+use tradefloor_actors::{
+    Projection, ProjectionActor, ProjectionArgs, ProjectionConfig, ProjectionMessage,
+    SupervisionConfig, Supervisor, SupervisorArgs, rebuild,
+};
+use tradefloor_persistence::{
+    AppendRequest, Database, Journal, JournalConfig, NewEvent, OffsetStore, StoredEvent,
+    Transaction,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+const NAME: &str = "counts";
+
+/// Polls `$condition` every 2 ms until it holds, failing after [`WAIT`].
+macro_rules! wait_until {
+    ($what:expr, $condition:expr) => {{
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if $condition {
+                break;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {}", $what);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }};
+}
+
+/// A journal on a fresh database, and how to clean it up.
+struct Harness {
+    journal: Journal,
+    /// Each stream's last sequence, for appends.
+    heads: HashMap<String, u64>,
+    schema: Option<(String, String)>,
+    _directory: Option<tempfile::TempDir>,
+}
+
+fn journal_config() -> JournalConfig {
+    JournalConfig {
+        // Tests check crash consistency of the projection, not of the disk.
+        sqlite_synchronous_full: false,
+        ..JournalConfig::default()
+    }
+}
+
+impl Harness {
+    async fn sqlite() -> Harness {
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", directory.path().join("journal.db").display());
+        let database = Database::connect(&url, &journal_config()).await.unwrap();
+        Harness::open(database, None, Some(directory)).await
+    }
+
+    async fn postgres(test: &str) -> Option<Harness> {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("skipped: DATABASE_URL is not set, so {test} did not run on PostgreSQL");
+            return None;
+        };
+        let schema = format!("projection_{test}_{}", std::process::id());
+        let database = Database::connect_postgres(&url, Some(&schema), &journal_config())
+            .await
+            .unwrap();
+        Some(Harness::open(database, Some((url, schema)), None).await)
+    }
+
+    async fn open(
+        database: Database,
+        schema: Option<(String, String)>,
+        directory: Option<tempfile::TempDir>,
+    ) -> Harness {
+        let journal = Journal::open(database, journal_config()).await.unwrap();
+        execute(
+            journal.database(),
+            "CREATE TABLE counts (stream TEXT PRIMARY KEY, events BIGINT NOT NULL, \
+             last_sequence BIGINT NOT NULL, out_of_order BIGINT NOT NULL)",
+        )
+        .await;
+        Harness {
+            journal,
+            heads: HashMap::new(),
+            schema,
+            _directory: directory,
+        }
+    }
+
+    /// Appends `rounds` times `events_per_append` events to each of `streams` streams,
+    /// interleaving the streams.
+    async fn append(&mut self, streams: usize, rounds: usize, events_per_append: usize) {
+        for _ in 0..rounds {
+            for stream in 0..streams {
+                let stream = format!("account|user-{stream}");
+                let head = self.heads.entry(stream.clone()).or_default();
+                let event = NewEvent {
+                    name: "account.touched".to_owned(),
+                    schema_version: 1,
+                    payload: vec![1],
+                    tags: vec![],
+                    effective_at: None,
+                };
+                let outcome = self
+                    .journal
+                    .append(AppendRequest {
+                        stream,
+                        kind: "account".to_owned(),
+                        expected_sequence: *head,
+                        events: vec![event; events_per_append],
+                        fence: None,
+                    })
+                    .await
+                    .unwrap();
+                *head = outcome.last_sequence;
+            }
+        }
+    }
+
+    async fn finish(self) {
+        self.journal.database().close().await;
+        if let Some((url, schema)) = self.schema {
+            let database = Database::connect(&url, &journal_config()).await.unwrap();
+            execute(&database, &format!("DROP SCHEMA \"{schema}\" CASCADE")).await;
+            database.close().await;
+        }
+    }
+}
+
+async fn execute(database: &Database, sql: &str) {
+    match database {
+        Database::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        Database::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+    }
+    .unwrap();
+}
+
+type Row = (String, i64, i64, i64);
+
+/// The read model's rows, by stream.
+async fn table(database: &Database) -> Vec<Row> {
+    const SELECT: &str =
+        "SELECT stream, events, last_sequence, out_of_order FROM counts ORDER BY stream";
+    match database {
+        Database::Sqlite(pool) => sqlx::query_as(SELECT).fetch_all(pool).await,
+        Database::Postgres(pool) => sqlx::query_as(SELECT).fetch_all(pool).await,
+    }
+    .unwrap()
+}
+
+/// What the table must hold after the events up to `through`: recounted from the journal.
+async fn recount(journal: &Journal, through: u64) -> Vec<Row> {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let events = journal
+            .read_all(after, 1_000, &Default::default())
+            .await
+            .unwrap();
+        let Some(last) = events.last() else { break };
+        after = last.global_offset;
+        for event in events.iter().filter(|e| e.global_offset <= through) {
+            *counts.entry(event.stream.clone()).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(stream, events)| (stream, events, events, 0))
+        .collect()
+}
+
+async fn stored_offset(journal: &Journal) -> u64 {
+    OffsetStore::new(journal.database().clone())
+        .load(NAME, 0)
+        .await
+        .unwrap()
+}
+
+/// A failure to inject into the read model, at a batch counted across incarnations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// An error before writing anything.
+    Error,
+    /// An error after writing half of the batch.
+    ErrorMidBatch,
+    /// A panic after writing the whole batch, before the host commits it.
+    Panic,
+}
+
+#[derive(Default)]
+struct Faults {
+    batches: AtomicU64,
+    planned: Mutex<HashMap<u64, Fault>>,
+}
+
+impl Faults {
+    fn plan(faults: &[(u64, Fault)]) -> Arc<Faults> {
+        Arc::new(Faults {
+            batches: AtomicU64::new(0),
+            planned: Mutex::new(faults.iter().copied().collect()),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CountError {
+    #[error("injected failure")]
+    Injected,
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Counts events per stream.
+struct Counts {
+    faults: Arc<Faults>,
+}
+
+impl Counts {
+    fn new() -> Self {
+        Self {
+            faults: Arc::default(),
+        }
+    }
+}
+
+const UPSERT: &str = "INSERT INTO counts (stream, events, last_sequence, out_of_order) \
+    VALUES ($1, 1, $2, $3) ON CONFLICT (stream) DO UPDATE SET events = counts.events + 1, \
+    last_sequence = excluded.last_sequence, out_of_order = counts.out_of_order + \
+    CASE WHEN excluded.last_sequence = counts.last_sequence + 1 THEN 0 ELSE 1 END";
+
+async fn count(transaction: &mut Transaction, event: &StoredEvent) -> Result<(), sqlx::Error> {
+    let sequence = i64::try_from(event.sequence).unwrap();
+    let out_of_order = i64::from(sequence != 1);
+    match transaction {
+        Transaction::Sqlite(transaction) => {
+            sqlx::query(UPSERT)
+                .bind(&event.stream)
+                .bind(sequence)
+                .bind(out_of_order)
+                .execute(&mut **transaction)
+                .await?;
+        }
+        Transaction::Postgres(transaction) => {
+            sqlx::query(UPSERT)
+                .bind(&event.stream)
+                .bind(sequence)
+                .bind(out_of_order)
+                .execute(&mut **transaction)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+impl Projection for Counts {
+    type Error = CountError;
+
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn apply(
+        &mut self,
+        transaction: &mut Transaction,
+        events: &[StoredEvent],
+    ) -> Result<(), CountError> {
+        let batch = self.faults.batches.fetch_add(1, Ordering::SeqCst) + 1;
+        let fault = self.faults.planned.lock().unwrap().remove(&batch);
+        if fault == Some(Fault::Error) {
+            return Err(CountError::Injected);
+        }
+        for (index, event) in events.iter().enumerate() {
+            if fault == Some(Fault::ErrorMidBatch) && index == events.len() / 2 {
+                return Err(CountError::Injected);
+            }
+            count(transaction, event).await?;
+        }
+        assert!(
+            fault != Some(Fault::Panic),
+            "injected panic in batch {batch}"
+        );
+        Ok(())
+    }
+
+    async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), CountError> {
+        match transaction {
+            Transaction::Sqlite(transaction) => {
+                sqlx::query("DELETE FROM counts")
+                    .execute(&mut **transaction)
+                    .await?;
+            }
+            Transaction::Postgres(transaction) => {
+                sqlx::query("DELETE FROM counts")
+                    .execute(&mut **transaction)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn config(batch_events_max: usize) -> ProjectionConfig {
+    ProjectionConfig {
+        batch_events_max,
+        poll_interval: Duration::from_millis(5),
+    }
+}
+
+async fn spawn(
+    journal: &Journal,
+    projection: Counts,
+    config: ProjectionConfig,
+) -> (ActorRef<ProjectionMessage>, tokio::task::JoinHandle<()>) {
+    let arguments = ProjectionArgs {
+        projection,
+        journal: journal.clone(),
+        config,
+        progress: None,
+    };
+    Actor::spawn(None, ProjectionActor::new(), arguments)
+        .await
+        .unwrap()
+}
+
+async fn caught_up(journal: &Journal) -> bool {
+    stored_offset(journal).await == journal.last_offset().await.unwrap()
+}
+
+async fn applies_every_event_once_in_order(mut harness: Harness) {
+    harness.append(8, 10, 3).await;
+    let (actor, join) = spawn(&harness.journal, Counts::new(), config(32)).await;
+    wait_until!(
+        "the projection to catch up",
+        caught_up(&harness.journal).await
+    );
+    // Events appended while it runs are picked up after the poll interval.
+    harness.append(5, 4, 2).await;
+    let last = harness.journal.last_offset().await.unwrap();
+    assert_eq!(last, 8 * 10 * 3 + 5 * 4 * 2);
+    wait_until!(
+        "the projection to catch up",
+        caught_up(&harness.journal).await
+    );
+    let database = harness.journal.database();
+    assert_eq!(table(database).await, recount(&harness.journal, last).await);
+    let stats = ProjectionActor::<Counts>::stats(&actor).await.unwrap();
+    assert_eq!((stats.name.as_str(), stats.offset), (NAME, last));
+    assert_eq!((stats.lag, stats.events), (0, last));
+    assert!(stats.batches >= last.div_ceil(32), "{stats:?}");
+    assert!(stats.last_batch > 0 && stats.last_batch <= 32, "{stats:?}");
+    actor.stop(None);
+    join.await.unwrap();
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_applies_every_event_once_in_order_on_sqlite() {
+    applies_every_event_once_in_order(Harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_applies_every_event_once_in_order_on_postgres() {
+    if let Some(harness) = Harness::postgres("applies").await {
+        applies_every_event_once_in_order(harness).await;
+    }
+}
+
+/// A batch that fails half-way keeps none of its rows and does not move the offset; a
+/// restart resumes from the offset and ends with the right table.
+async fn a_failing_batch_leaves_neither_rows_nor_offset(mut harness: Harness) {
+    harness.append(6, 10, 2).await;
+    let faults = Faults::plan(&[(3, Fault::ErrorMidBatch)]);
+    let projection = Counts {
+        faults: faults.clone(),
+    };
+    let (actor, join) = spawn(&harness.journal, projection, config(16)).await;
+    // Unsupervised, the failure stops the actor.
+    tokio::time::timeout(WAIT, join).await.unwrap().unwrap();
+    assert_eq!(actor.get_status(), ActorStatus::Stopped);
+    let database = harness.journal.database();
+    // Two batches of 16 committed, the third not at all.
+    assert_eq!(stored_offset(&harness.journal).await, 32);
+    assert_eq!(table(database).await, recount(&harness.journal, 32).await);
+
+    let projection = Counts { faults };
+    let (actor, join) = spawn(&harness.journal, projection, config(16)).await;
+    wait_until!(
+        "the projection to catch up",
+        caught_up(&harness.journal).await
+    );
+    let last = harness.journal.last_offset().await.unwrap();
+    assert_eq!(table(database).await, recount(&harness.journal, last).await);
+    actor.stop(None);
+    join.await.unwrap();
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_leaves_neither_rows_nor_offset_on_sqlite() {
+    a_failing_batch_leaves_neither_rows_nor_offset(Harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_leaves_neither_rows_nor_offset_on_postgres() {
+    if let Some(harness) = Harness::postgres("failing_batch").await {
+        a_failing_batch_leaves_neither_rows_nor_offset(harness).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervised_projection_that_crashes_neither_skips_nor_doubles() {
+    let mut harness = Harness::sqlite().await;
+    harness.append(8, 6, 3).await;
+    let faults = Faults::plan(&[
+        (2, Fault::Error),
+        (4, Fault::ErrorMidBatch),
+        (6, Fault::Panic),
+    ]);
+    let supervision = SupervisionConfig {
+        backoff_min: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        jitter: 0.0,
+        ..SupervisionConfig::default()
+    };
+    let spec = {
+        let faults = faults.clone();
+        ProjectionActor::spec("counts", harness.journal.clone(), config(10), move || {
+            Counts {
+                faults: faults.clone(),
+            }
+        })
+    };
+    let arguments = SupervisorArgs::new("/test/projections", supervision, vec![spec]);
+    let (supervisor, join) = Actor::spawn(None, Supervisor, arguments).await.unwrap();
+    wait_until!(
+        "the projection to catch up",
+        caught_up(&harness.journal).await
+    );
+    // More events while it runs, after its restarts.
+    harness.append(3, 5, 1).await;
+    wait_until!(
+        "the projection to catch up",
+        caught_up(&harness.journal).await
+    );
+    let last = harness.journal.last_offset().await.unwrap();
+    let database = harness.journal.database();
+    assert_eq!(table(database).await, recount(&harness.journal, last).await);
+    let stats = Supervisor::stats(&supervisor).await.unwrap();
+    assert_eq!(stats.children[0].restarts, 3, "{stats:?}");
+    assert!(faults.planned.lock().unwrap().is_empty());
+    supervisor.stop(None);
+    join.await.unwrap();
+    harness.finish().await;
+}
+
+/// Resetting the read model and replaying from offset 0 gives the same table and offset,
+/// whatever the table held before; the projection then goes on from there.
+async fn rebuild_gives_identical_tables(mut harness: Harness) {
+    harness.append(7, 8, 2).await;
+    let (actor, join) = spawn(&harness.journal, Counts::new(), config(25)).await;
+    wait_until!(
+        "the projection to catch up",
+        caught_up(&harness.journal).await
+    );
+    actor.stop(None);
+    join.await.unwrap();
+    let database = &harness.journal.database().clone();
+    let before = table(database).await;
+    let offset = stored_offset(&harness.journal).await;
+    // Damage the read model: the rebuild must not depend on what is there.
+    execute(database, "UPDATE counts SET events = events * 2").await;
+    execute(
+        database,
+        "INSERT INTO counts VALUES ('account|ghost', 1, 1, 0)",
+    )
+    .await;
+
+    let reached = rebuild(&harness.journal, &mut Counts::new(), &config(9))
+        .await
+        .unwrap();
+    assert_eq!(reached, offset);
+    assert_eq!(stored_offset(&harness.journal).await, offset);
+    assert_eq!(table(database).await, before);
+
+    harness.append(2, 3, 1).await;
+    let (actor, join) = spawn(&harness.journal, Counts::new(), config(25)).await;
+    wait_until!(
+        "the projection to catch up",
+        caught_up(&harness.journal).await
+    );
+    let last = harness.journal.last_offset().await.unwrap();
+    assert_eq!(table(database).await, recount(&harness.journal, last).await);
+    actor.stop(None);
+    join.await.unwrap();
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_gives_identical_tables_on_sqlite() {
+    rebuild_gives_identical_tables(Harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_gives_identical_tables_on_postgres() {
+    if let Some(harness) = Harness::postgres("rebuild").await {
+        rebuild_gives_identical_tables(harness).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caught_up_projection_waits_for_its_poll_interval() {
+    let mut harness = Harness::sqlite().await;
+    harness.append(2, 5, 1).await;
+    let config = ProjectionConfig {
+        batch_events_max: 100,
+        poll_interval: Duration::from_secs(3_600),
+    };
+    let (actor, join) = spawn(&harness.journal, Counts::new(), config).await;
+    wait_until!(
+        "the projection to catch up",
+        caught_up(&harness.journal).await
+    );
+    harness.append(1, 5, 1).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let stats = ProjectionActor::<Counts>::stats(&actor).await.unwrap();
+    // One read at start, none since: it sleeps until the interval is over.
+    assert_eq!(
+        (stats.polls, stats.offset, stats.lag),
+        (1, 10, 5),
+        "{stats:?}"
+    );
+    actor.stop(None);
+    join.await.unwrap();
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_does_not_start() {
+    let harness = Harness::sqlite().await;
+    let arguments = ProjectionArgs {
+        projection: Counts::new(),
+        journal: harness.journal.clone(),
+        config: ProjectionConfig {
+            batch_events_max: 0,
+            ..ProjectionConfig::default()
+        },
+        progress: None,
+    };
+    let started = Actor::spawn(None, ProjectionActor::new(), arguments).await;
+    assert!(started.is_err());
+    harness.finish().await;
+}
