@@ -29,7 +29,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -679,20 +678,7 @@ impl<H: ConsumerHandler> ConsumerMember<H> {
 
     /// Asks `actor` for its view, waiting at most [`Self::STATS_TIMEOUT`].
     pub async fn stats(actor: &ActorRef<ConsumerMessage>) -> Result<MemberStats, Error> {
-        let path = actor
-            .get_name()
-            .unwrap_or_else(|| actor.get_id().to_string());
-        match actor
-            .call(ConsumerMessage::Stats, Some(Self::STATS_TIMEOUT))
-            .await
-        {
-            Ok(CallResult::Success(stats)) => Ok(stats),
-            Ok(CallResult::Timeout) => Err(Error::Timeout {
-                actor: path,
-                after: Self::STATS_TIMEOUT,
-            }),
-            Ok(CallResult::SenderError) | Err(_) => Err(Error::Stopped { actor: path }),
-        }
+        crate::ask::ask(actor, ConsumerMessage::Stats, Self::STATS_TIMEOUT).await
     }
 }
 

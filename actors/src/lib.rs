@@ -29,6 +29,7 @@
 //!   backoff and jitter, escalating to their own supervisor past the restart intensity; the
 //!   node guardian at the root.
 
+mod ask;
 pub mod backoff;
 pub mod breaker;
 pub mod config;

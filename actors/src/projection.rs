@@ -27,7 +27,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tradefloor_persistence::{
@@ -364,20 +363,7 @@ impl<P: Projection> ProjectionActor<P> {
 
     /// Asks `actor` for its progress, waiting at most [`Self::STATS_TIMEOUT`].
     pub async fn stats(actor: &ActorRef<ProjectionMessage>) -> Result<ProjectionStats, Error> {
-        let path = actor
-            .get_name()
-            .unwrap_or_else(|| actor.get_id().to_string());
-        match actor
-            .call(ProjectionMessage::Stats, Some(Self::STATS_TIMEOUT))
-            .await
-        {
-            Ok(CallResult::Success(stats)) => Ok(stats),
-            Ok(CallResult::Timeout) => Err(Error::Timeout {
-                actor: path,
-                after: Self::STATS_TIMEOUT,
-            }),
-            Ok(CallResult::SenderError) | Err(_) => Err(Error::Stopped { actor: path }),
-        }
+        crate::ask::ask(actor, ProjectionMessage::Stats, Self::STATS_TIMEOUT).await
     }
 }
 

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ractor::rpc::CallResult;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SpawnErr,
     SupervisionEvent,
@@ -411,20 +410,7 @@ impl Supervisor {
 
     /// Ask `supervisor` for its stats, waiting at most [`Self::STATS_TIMEOUT`].
     pub async fn stats(supervisor: &ActorRef<SupervisorMessage>) -> Result<SupervisorStats, Error> {
-        let path = supervisor
-            .get_name()
-            .unwrap_or_else(|| supervisor.get_id().to_string());
-        match supervisor
-            .call(SupervisorMessage::Stats, Some(Self::STATS_TIMEOUT))
-            .await
-        {
-            Ok(CallResult::Success(stats)) => Ok(stats),
-            Ok(CallResult::Timeout) => Err(Error::Timeout {
-                actor: path,
-                after: Self::STATS_TIMEOUT,
-            }),
-            Ok(CallResult::SenderError) | Err(_) => Err(Error::Stopped { actor: path }),
-        }
+        crate::ask::ask(supervisor, SupervisorMessage::Stats, Self::STATS_TIMEOUT).await
     }
 }
 
