@@ -19,6 +19,27 @@ async fn fetch_stream_heads(
     .await?)
 }
 
+/// How many of the `(stream, sequence)` pairs are stored: one index probe each.
+async fn count_existing(
+    connection: &mut Connection,
+    pairs: &[(&str, i64)],
+) -> Result<usize, Error> {
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    let (streams, sequences): (Vec<&str>, Vec<i64>) = pairs.iter().copied().unzip();
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM UNNEST($1::text[], $2::bigint[]) AS wanted(stream, sequence) \
+         WHERE EXISTS (SELECT 1 FROM events \
+         WHERE events.stream = wanted.stream AND events.sequence = wanted.sequence)",
+    )
+    .bind(streams)
+    .bind(sequences)
+    .fetch_one(&mut *connection)
+    .await?;
+    Ok(from_db(count, "count")? as usize)
+}
+
 /// Inserts the event rows in one statement.
 async fn insert_events(
     connection: &mut Connection,

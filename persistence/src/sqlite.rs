@@ -29,6 +29,33 @@ async fn fetch_stream_heads(
     Ok(rows)
 }
 
+/// How many of the `(stream, sequence)` pairs are stored: one index probe each.
+async fn count_existing(
+    connection: &mut Connection,
+    pairs: &[(&str, i64)],
+) -> Result<usize, Error> {
+    let mut existing = 0;
+    let mut remaining = pairs;
+    while !remaining.is_empty() {
+        let (chunk, rest) = remaining.split_at(sqlite_chunk_rows(remaining.len()));
+        remaining = rest;
+        let mut query = QueryBuilder::<Database>::new("SELECT COUNT(*) FROM (");
+        query.push_values(chunk, |mut values, (stream, sequence)| {
+            values.push_bind(*stream).push_bind(*sequence);
+        });
+        query.push(
+            ") AS wanted WHERE EXISTS (SELECT 1 FROM events \
+             WHERE events.stream = wanted.column1 AND events.sequence = wanted.column2)",
+        );
+        let count: i64 = query
+            .build_query_scalar()
+            .fetch_one(&mut *connection)
+            .await?;
+        existing += from_db(count, "count")? as usize;
+    }
+    Ok(existing)
+}
+
 /// Inserts the event rows with multi-row `INSERT`s of power-of-two sizes.
 async fn insert_events(
     connection: &mut Connection,
