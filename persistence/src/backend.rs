@@ -51,41 +51,9 @@ macro_rules! backend_operations {
         const EVENT_COLUMNS: &str = "global_offset, stream, kind, sequence, event_name, \
             schema_version, payload, tags, recorded_at, effective_at";
 
-        /// Decodes a row of [`EVENT_COLUMNS`], by position (no name lookups per column).
-        fn stored_event(row: &DatabaseRow) -> Result<StoredEvent, Error> {
-            Ok(StoredEvent {
-                global_offset: from_db(row.try_get(0)?, "offset")?,
-                stream: row.try_get(1)?,
-                kind: row.try_get(2)?,
-                sequence: from_db(row.try_get(3)?, "sequence")?,
-                name: row.try_get(4)?,
-                schema_version: schema_version(row.try_get(5)?)?,
-                payload: row.try_get(6)?,
-                tags: split_tags(row.try_get(7)?),
-                recorded_at: row.try_get(8)?,
-                effective_at: row.try_get(9)?,
-            })
-        }
-
-        /// The columns [`read_stream`] selects: not the stream, which the caller named.
-        const STREAM_EVENT_COLUMNS: &str = "global_offset, kind, sequence, event_name, \
-            schema_version, payload, tags, recorded_at, effective_at";
-
-        /// Decodes a row of [`STREAM_EVENT_COLUMNS`] of `stream`.
-        fn stream_event(row: &DatabaseRow, stream: &str) -> Result<StoredEvent, Error> {
-            Ok(StoredEvent {
-                global_offset: from_db(row.try_get(0)?, "offset")?,
-                stream: stream.to_owned(),
-                kind: row.try_get(1)?,
-                sequence: from_db(row.try_get(2)?, "sequence")?,
-                name: row.try_get(3)?,
-                schema_version: schema_version(row.try_get(4)?)?,
-                payload: row.try_get(5)?,
-                tags: split_tags(row.try_get(6)?),
-                recorded_at: row.try_get(7)?,
-                effective_at: row.try_get(8)?,
-            })
-        }
+        // Each backend defines how it selects an event row and decodes it: `EVENT_SELECT` and
+        // `stored_event` for whole rows, `STREAM_EVENT_SELECT` and `stream_event` for rows of
+        // one stream, which leave the stream out (the caller named it).
 
         fn schema_version(version: i32) -> Result<u16, Error> {
             u16::try_from(version).map_err(|_| {
@@ -429,7 +397,7 @@ macro_rules! backend_operations {
             limit: usize,
         ) -> Result<Vec<StoredEvent>, Error> {
             let rows = sqlx::query(&format!(
-                "SELECT {STREAM_EVENT_COLUMNS} FROM events WHERE stream = $1 AND sequence >= $2 \
+                "SELECT {STREAM_EVENT_SELECT} FROM events WHERE stream = $1 AND sequence >= $2 \
                  ORDER BY sequence LIMIT $3"
             ))
             .bind(stream)
@@ -450,7 +418,7 @@ macro_rules! backend_operations {
             limit: usize,
         ) -> Result<Vec<StoredEvent>, Error> {
             let rows = sqlx::query(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND effective_at <= $2 \
+                "SELECT {EVENT_SELECT} FROM events WHERE stream = $1 AND effective_at <= $2 \
                  AND recorded_at <= $3 ORDER BY effective_at, sequence LIMIT $4"
             ))
             .bind(stream)
@@ -473,7 +441,7 @@ macro_rules! backend_operations {
             let rows = match filter {
                 Filter::All => {
                     sqlx::query(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE global_offset > $1 \
+                        "SELECT {EVENT_SELECT} FROM events WHERE global_offset > $1 \
                          ORDER BY global_offset LIMIT $2"
                     ))
                     .bind(after)
@@ -483,7 +451,7 @@ macro_rules! backend_operations {
                 }
                 Filter::Kind(kind) => {
                     sqlx::query(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE global_offset > $1 AND kind = $2 \
+                        "SELECT {EVENT_SELECT} FROM events WHERE global_offset > $1 AND kind = $2 \
                          ORDER BY global_offset LIMIT $3"
                     ))
                     .bind(after)
@@ -494,7 +462,7 @@ macro_rules! backend_operations {
                 }
                 Filter::Tag(tag) => {
                     sqlx::query(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE global_offset IN \
+                        "SELECT {EVENT_SELECT} FROM events WHERE global_offset IN \
                          (SELECT global_offset FROM event_tags WHERE global_offset > $1 AND tag = $2 \
                           ORDER BY global_offset LIMIT $3) ORDER BY global_offset"
                     ))
