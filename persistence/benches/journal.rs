@@ -11,7 +11,7 @@
 //!   column, no decoding.
 //!
 //! Run: `cargo bench -p tradefloor-persistence --bench journal` (PostgreSQL too when
-//! `DATABASE_URL` is set). Not criterion: every figure is a paired measurement against its
+//! `DATABASE_URL` is set; `-- append` or `-- replay` for one part). Not criterion: every figure is a paired measurement against its
 //! baseline on a fresh database, repeated, and the median reported.
 
 use std::time::{Duration, Instant};
@@ -349,10 +349,19 @@ fn main() {
         }),
         Err(_) => println!("DATABASE_URL not set: PostgreSQL figures skipped"),
     }
+    // `cargo bench … -- replay` (or `append`) runs that part only, e.g. under a profiler.
+    let only = std::env::args()
+        .skip(1)
+        .find(|argument| !argument.starts_with("--"));
+    let runs = |part: &str| only.as_deref().is_none_or(|only| part.contains(only));
     runtime.block_on(async {
         for backend in &backends {
-            appends(backend).await;
-            replay(backend).await;
+            if runs("append") {
+                appends(backend).await;
+            }
+            if runs("replay") {
+                replay(backend).await;
+            }
         }
     });
 }

@@ -51,41 +51,9 @@ macro_rules! backend_operations {
         const EVENT_COLUMNS: &str = "global_offset, stream, kind, sequence, event_name, \
             schema_version, payload, tags, recorded_at, effective_at";
 
-        /// Decodes a row of [`EVENT_COLUMNS`], by position (no name lookups per column).
-        fn stored_event(row: &DatabaseRow) -> Result<StoredEvent, Error> {
-            Ok(StoredEvent {
-                global_offset: from_db(row.try_get(0)?, "offset")?,
-                stream: row.try_get(1)?,
-                kind: row.try_get(2)?,
-                sequence: from_db(row.try_get(3)?, "sequence")?,
-                name: row.try_get(4)?,
-                schema_version: schema_version(row.try_get(5)?)?,
-                payload: row.try_get(6)?,
-                tags: split_tags(row.try_get(7)?),
-                recorded_at: row.try_get(8)?,
-                effective_at: row.try_get(9)?,
-            })
-        }
-
-        /// The columns [`read_stream`] selects: not the stream, which the caller named.
-        const STREAM_EVENT_COLUMNS: &str = "global_offset, kind, sequence, event_name, \
-            schema_version, payload, tags, recorded_at, effective_at";
-
-        /// Decodes a row of [`STREAM_EVENT_COLUMNS`] of `stream`.
-        fn stream_event(row: &DatabaseRow, stream: &str) -> Result<StoredEvent, Error> {
-            Ok(StoredEvent {
-                global_offset: from_db(row.try_get(0)?, "offset")?,
-                stream: stream.to_owned(),
-                kind: row.try_get(1)?,
-                sequence: from_db(row.try_get(2)?, "sequence")?,
-                name: row.try_get(3)?,
-                schema_version: schema_version(row.try_get(4)?)?,
-                payload: row.try_get(5)?,
-                tags: split_tags(row.try_get(6)?),
-                recorded_at: row.try_get(7)?,
-                effective_at: row.try_get(8)?,
-            })
-        }
+        // Each backend defines how it selects an event row and decodes it: `EVENT_SELECT` and
+        // `stored_event` for whole rows, `STREAM_EVENT_SELECT` and `stream_event` for rows of
+        // one stream, which leave the stream out (the caller named it).
 
         fn schema_version(version: i32) -> Result<u16, Error> {
             u16::try_from(version).map_err(|_| {
@@ -122,10 +90,166 @@ macro_rules! backend_operations {
         }
 
         /// Commits a batch of appends in one transaction. Each append gets its own outcome:
-        /// a conflict or a fence refuses that append only. The head row is locked first, so
-        /// batches from every writer commit in offset order; the stream heads are read after
-        /// that lock, so no other writer can move them before this transaction commits.
+        /// a conflict or a fence refuses that append only. Tries [`append_batch_optimistic`]
+        /// first (no stream heads read); if its assumption fails, nothing of that attempt is
+        /// kept and [`append_batch_checked`] decides every append against the heads read.
         pub(crate) async fn append_batch(
+            pool: &Pool<Database>,
+            batch: &[AppendRequest],
+            recorded_at: i64,
+        ) -> Result<Vec<Result<AppendOutcome, Error>>, Error> {
+            match append_batch_optimistic(pool, batch, recorded_at).await? {
+                Some(outcomes) => Ok(outcomes),
+                None => append_batch_checked(pool, batch, recorded_at).await,
+            }
+        }
+
+        /// The common path: assumes each stream's head is the sequence its first append in
+        /// the batch expects, so no head is read and the head row is locked and advanced by
+        /// the batch's event count in one statement. The assumption is verified in the
+        /// transaction before it commits: a head below the expected sequence by one batched
+        /// existence check of each expected predecessor `(stream, expected)`, a head above it
+        /// by the `(stream, sequence)` unique index on insert. Returns `None`, having rolled
+        /// back, if either fails or a fence refuses an append (its refusal would leave the
+        /// stream's head unverified).
+        async fn append_batch_optimistic(
+            pool: &Pool<Database>,
+            batch: &[AppendRequest],
+            recorded_at: i64,
+        ) -> Result<Option<Vec<Result<AppendOutcome, Error>>>, Error> {
+            // The head each append found (`Ok`) or the head that refuses it (`Err`).
+            let mut found: Vec<Result<u64, u64>> = Vec::with_capacity(batch.len());
+            let mut heads: HashMap<&str, u64> = HashMap::with_capacity(batch.len());
+            let mut predecessors: Vec<(&str, i64)> = Vec::with_capacity(batch.len());
+            // Every expected sequence fits the database's integer: checked once, for the casts below.
+            to_db(batch.iter().map(|request| request.expected_sequence).max().unwrap_or(0))?;
+            let mut events_total: u64 = 0;
+            for request in batch {
+                let stream = request.stream.as_str();
+                let head = *heads.entry(stream).or_insert_with(|| {
+                    if request.expected_sequence > 0 {
+                        predecessors.push((stream, request.expected_sequence as i64));
+                    }
+                    request.expected_sequence
+                });
+                if head != request.expected_sequence {
+                    found.push(Err(head));
+                    continue;
+                }
+                heads.insert(stream, head + request.events.len() as u64);
+                events_total += request.events.len() as u64;
+                found.push(Ok(head));
+            }
+            // Each stream's first append is accepted by construction.
+            assert!(events_total > 0);
+
+            let mut transaction = pool.begin().await?;
+            let last_offset: i64 = sqlx::query_scalar(
+                "UPDATE journal_head SET last_offset = last_offset + $1 WHERE id = 1 \
+                 RETURNING last_offset",
+            )
+            .bind(to_db(events_total)?)
+            .fetch_one(&mut *transaction)
+            .await?;
+            let fences: BTreeSet<&str> =
+                batch.iter().filter_map(|request| request.fence.as_ref()).map(|fence| fence.key.as_str()).collect();
+            let mut epochs = fence_epochs(&mut transaction, &fences).await?;
+            let mut touched_fences: BTreeMap<&str, u64> = BTreeMap::new();
+            for (request, _) in batch.iter().zip(&found).filter(|(_, found)| found.is_ok()) {
+                let Some(fence) = &request.fence else { continue };
+                if fence.epoch < epochs.get(fence.key.as_str()).copied().unwrap_or(0) {
+                    transaction.rollback().await?;
+                    return Ok(None);
+                }
+                epochs.insert(fence.key.as_str(), fence.epoch);
+                touched_fences.insert(fence.key.as_str(), fence.epoch);
+            }
+            if count_existing(&mut transaction, &predecessors).await? != predecessors.len() {
+                transaction.rollback().await?;
+                return Ok(None);
+            }
+
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut rows = Vec::with_capacity(events_total as usize);
+            let mut offset = last_offset - to_db(events_total)?;
+            for (request, found) in batch.iter().zip(found) {
+                let head = match found {
+                    Ok(head) => head,
+                    Err(actual) => {
+                        outcomes.push(Err(Error::Conflict {
+                            stream: request.stream.clone(),
+                            expected: request.expected_sequence,
+                            actual,
+                        }));
+                        continue;
+                    }
+                };
+                outcomes.push(Ok(accept(request, head, &mut offset, &mut rows, recorded_at)?));
+            }
+            assert_eq!(offset, last_offset);
+            match insert_events(&mut transaction, &rows, recorded_at).await {
+                Ok(()) => {}
+                Err(Error::Database(error))
+                    if error.as_database_error().is_some_and(|error| error.is_unique_violation()) =>
+                {
+                    // A stream is past the sequence its writer expected: a stale writer.
+                    transaction.rollback().await?;
+                    return Ok(None);
+                }
+                Err(error) => return Err(error),
+            }
+            finish_batch(transaction, &rows, touched_fences).await?;
+            Ok(Some(outcomes))
+        }
+
+        /// The rows of an accepted append at `head`, from the offset after `offset` on.
+        fn accept<'a>(
+            request: &'a AppendRequest,
+            head: u64,
+            offset: &mut i64,
+            rows: &mut Vec<EventRow<'a>>,
+            recorded_at: i64,
+        ) -> Result<AppendOutcome, Error> {
+            let first_offset = *offset + 1;
+            let first_sequence = to_db(head)? + 1;
+            for event in 0..request.events.len() {
+                *offset += 1;
+                rows.push(EventRow { request, event, sequence: first_sequence + event as i64, offset: *offset });
+            }
+            Ok(AppendOutcome {
+                first_sequence: head + 1,
+                last_sequence: head + request.events.len() as u64,
+                first_offset: from_db(first_offset, "offset")?,
+                recorded_at,
+            })
+        }
+
+        /// Writes the tags and fence epochs of a batch whose events are inserted, and commits.
+        async fn finish_batch(
+            mut transaction: sqlx::Transaction<'_, Database>,
+            rows: &[EventRow<'_>],
+            touched_fences: BTreeMap<&str, u64>,
+        ) -> Result<(), Error> {
+            insert_tags(&mut transaction, rows).await?;
+            for (fence, epoch) in touched_fences {
+                sqlx::query(
+                    "INSERT INTO fences (fence, epoch) VALUES ($1, $2) \
+                     ON CONFLICT (fence) DO UPDATE SET epoch = excluded.epoch",
+                )
+                .bind(fence)
+                .bind(to_db(epoch)?)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            transaction.commit().await?;
+            Ok(())
+        }
+
+        /// Decides every append of a batch against the stream heads read. The head row is
+        /// locked first, so batches from every writer commit in offset order; the stream heads
+        /// are read after that lock, so no other writer can move them before this transaction
+        /// commits.
+        async fn append_batch_checked(
             pool: &Pool<Database>,
             batch: &[AppendRequest],
             recorded_at: i64,
@@ -176,42 +300,20 @@ macro_rules! backend_operations {
                     epochs.insert(fence.key.as_str(), fence.epoch);
                     touched_fences.insert(fence.key.as_str(), fence.epoch);
                 }
-                let first_offset = offset + 1;
-                let first_sequence = to_db(head)? + 1;
-                for event in 0..request.events.len() {
-                    offset += 1;
-                    rows.push(EventRow { request, event, sequence: first_sequence + event as i64, offset });
-                }
-                let last_sequence = head + request.events.len() as u64;
-                heads.insert(request.stream.as_str(), last_sequence);
-                outcomes.push(Ok(AppendOutcome {
-                    first_sequence: head + 1,
-                    last_sequence,
-                    first_offset: from_db(first_offset, "offset")?,
-                    recorded_at,
-                }));
+                let outcome = accept(request, head, &mut offset, &mut rows, recorded_at)?;
+                heads.insert(request.stream.as_str(), outcome.last_sequence);
+                outcomes.push(Ok(outcome));
             }
             if rows.is_empty() {
                 transaction.rollback().await?;
                 return Ok(outcomes);
             }
             insert_events(&mut transaction, &rows, recorded_at).await?;
-            insert_tags(&mut transaction, &rows).await?;
-            for (fence, epoch) in touched_fences {
-                sqlx::query(
-                    "INSERT INTO fences (fence, epoch) VALUES ($1, $2) \
-                     ON CONFLICT (fence) DO UPDATE SET epoch = excluded.epoch",
-                )
-                .bind(fence)
-                .bind(to_db(epoch)?)
-                .execute(&mut *transaction)
-                .await?;
-            }
             sqlx::query("UPDATE journal_head SET last_offset = $1 WHERE id = 1")
                 .bind(offset)
                 .execute(&mut *transaction)
                 .await?;
-            transaction.commit().await?;
+            finish_batch(transaction, &rows, touched_fences).await?;
             Ok(outcomes)
         }
 
@@ -295,7 +397,7 @@ macro_rules! backend_operations {
             limit: usize,
         ) -> Result<Vec<StoredEvent>, Error> {
             let rows = sqlx::query(&format!(
-                "SELECT {STREAM_EVENT_COLUMNS} FROM events WHERE stream = $1 AND sequence >= $2 \
+                "SELECT {STREAM_EVENT_SELECT} FROM events WHERE stream = $1 AND sequence >= $2 \
                  ORDER BY sequence LIMIT $3"
             ))
             .bind(stream)
@@ -316,7 +418,7 @@ macro_rules! backend_operations {
             limit: usize,
         ) -> Result<Vec<StoredEvent>, Error> {
             let rows = sqlx::query(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND effective_at <= $2 \
+                "SELECT {EVENT_SELECT} FROM events WHERE stream = $1 AND effective_at <= $2 \
                  AND recorded_at <= $3 ORDER BY effective_at, sequence LIMIT $4"
             ))
             .bind(stream)
@@ -339,7 +441,7 @@ macro_rules! backend_operations {
             let rows = match filter {
                 Filter::All => {
                     sqlx::query(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE global_offset > $1 \
+                        "SELECT {EVENT_SELECT} FROM events WHERE global_offset > $1 \
                          ORDER BY global_offset LIMIT $2"
                     ))
                     .bind(after)
@@ -349,7 +451,7 @@ macro_rules! backend_operations {
                 }
                 Filter::Kind(kind) => {
                     sqlx::query(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE global_offset > $1 AND kind = $2 \
+                        "SELECT {EVENT_SELECT} FROM events WHERE global_offset > $1 AND kind = $2 \
                          ORDER BY global_offset LIMIT $3"
                     ))
                     .bind(after)
@@ -360,7 +462,7 @@ macro_rules! backend_operations {
                 }
                 Filter::Tag(tag) => {
                     sqlx::query(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE global_offset IN \
+                        "SELECT {EVENT_SELECT} FROM events WHERE global_offset IN \
                          (SELECT global_offset FROM event_tags WHERE global_offset > $1 AND tag = $2 \
                           ORDER BY global_offset LIMIT $3) ORDER BY global_offset"
                     ))

@@ -5,6 +5,45 @@
 
 crate::backend::backend_operations!(sqlx::Postgres);
 
+/// The columns of a whole event row, as [`stored_event`] decodes them.
+const EVENT_SELECT: &str = EVENT_COLUMNS;
+
+/// Decodes a row of [`EVENT_SELECT`], by position (no name lookups per column).
+fn stored_event(row: &DatabaseRow) -> Result<StoredEvent, Error> {
+    Ok(StoredEvent {
+        global_offset: from_db(row.try_get(0)?, "offset")?,
+        stream: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        sequence: from_db(row.try_get(3)?, "sequence")?,
+        name: row.try_get(4)?,
+        schema_version: schema_version(row.try_get(5)?)?,
+        payload: row.try_get(6)?,
+        tags: split_tags(row.try_get(7)?),
+        recorded_at: row.try_get(8)?,
+        effective_at: row.try_get(9)?,
+    })
+}
+
+/// The columns `read_stream` selects: not the stream, which the caller named.
+const STREAM_EVENT_SELECT: &str = "global_offset, kind, sequence, event_name, \
+    schema_version, payload, tags, recorded_at, effective_at";
+
+/// Decodes a row of [`STREAM_EVENT_SELECT`] of `stream`.
+fn stream_event(row: &DatabaseRow, stream: &str) -> Result<StoredEvent, Error> {
+    Ok(StoredEvent {
+        global_offset: from_db(row.try_get(0)?, "offset")?,
+        stream: stream.to_owned(),
+        kind: row.try_get(1)?,
+        sequence: from_db(row.try_get(2)?, "sequence")?,
+        name: row.try_get(3)?,
+        schema_version: schema_version(row.try_get(4)?)?,
+        payload: row.try_get(5)?,
+        tags: split_tags(row.try_get(6)?),
+        recorded_at: row.try_get(7)?,
+        effective_at: row.try_get(8)?,
+    })
+}
+
 /// `(stream, head)` rows for `streams`, head `NULL` for a stream without events.
 async fn fetch_stream_heads(
     connection: &mut Connection,
@@ -17,6 +56,27 @@ async fn fetch_stream_heads(
     .bind(streams)
     .fetch_all(&mut *connection)
     .await?)
+}
+
+/// How many of the `(stream, sequence)` pairs are stored: one index probe each.
+async fn count_existing(
+    connection: &mut Connection,
+    pairs: &[(&str, i64)],
+) -> Result<usize, Error> {
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    let (streams, sequences): (Vec<&str>, Vec<i64>) = pairs.iter().copied().unzip();
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM UNNEST($1::text[], $2::bigint[]) AS wanted(stream, sequence) \
+         WHERE EXISTS (SELECT 1 FROM events \
+         WHERE events.stream = wanted.stream AND events.sequence = wanted.sequence)",
+    )
+    .bind(streams)
+    .bind(sequences)
+    .fetch_one(&mut *connection)
+    .await?;
+    Ok(from_db(count, "count")? as usize)
 }
 
 /// Inserts the event rows in one statement.

@@ -7,7 +7,7 @@
 //! without adding latency when idle. Per-stream order is kept: appends to one stream are
 //! applied in queue order, each checked against the head left by the one before.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -17,6 +17,10 @@ use crate::config::JournalConfig;
 use crate::database::Database;
 use crate::error::Error;
 use crate::record::{AppendOutcome, AppendRequest};
+
+/// Most yields while cutting one batch: bounds the latency a steady trickle of appends can
+/// add to a batch that never fills.
+const BATCH_YIELDS_MAX: u32 = 64;
 
 /// An append waiting for its batch.
 pub(crate) struct PendingAppend {
@@ -40,17 +44,33 @@ pub(crate) async fn run(
                 None => return,
             },
         };
-        // Let the appenders just answered (and woken) queue their next appends before the
-        // batch is cut: without this the batch after a commit holds only the few that ran
-        // first, and the rest wait a whole commit more. One yield; no added wait when idle.
-        tokio::task::yield_now().await;
         let mut events = first.request.events.len();
         let mut batch = vec![first];
         let deadline = Instant::now() + config.batch_wait;
+        // Let the appenders just answered (and woken) queue their next appends before the
+        // batch is cut: yield, take what arrived, and yield again while each yield brings
+        // more. Without this a batch is cut half-way through the wake-up of the appenders the
+        // last commit answered, and the rest wait a whole commit more. Idle, it is one yield.
+        let mut yields = 0;
+        let mut arrived = true;
         while events < config.batch_events_max {
-            let Some(next) = next_append(&mut inbox, deadline, config.batch_wait).await else {
-                break;
+            let next = match inbox.try_recv() {
+                Ok(next) => next,
+                Err(mpsc::error::TryRecvError::Empty) if arrived && yields < BATCH_YIELDS_MAX => {
+                    tokio::task::yield_now().await;
+                    yields += 1;
+                    arrived = false;
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Empty) if !config.batch_wait.is_zero() => {
+                    match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                        Ok(Some(next)) => next,
+                        _ => break,
+                    }
+                }
+                Err(_) => break,
             };
+            arrived = true;
             if events + next.request.events.len() > config.batch_events_max {
                 carried = Some(next);
                 break;
@@ -62,23 +82,6 @@ pub(crate) async fn run(
         // clock stalls or steps back, so "as known at" a batch's time excludes later batches.
         last_recorded_at = now_micros().max(last_recorded_at + 1);
         commit(&database, batch, events, last_recorded_at).await;
-    }
-}
-
-async fn next_append(
-    inbox: &mut mpsc::Receiver<PendingAppend>,
-    deadline: Instant,
-    batch_wait: Duration,
-) -> Option<PendingAppend> {
-    match inbox.try_recv() {
-        Ok(pending) => Some(pending),
-        Err(mpsc::error::TryRecvError::Empty) if !batch_wait.is_zero() => {
-            tokio::time::timeout_at(deadline, inbox.recv())
-                .await
-                .ok()
-                .flatten()
-        }
-        Err(_) => None,
     }
 }
 

@@ -54,7 +54,11 @@ impl Harness {
     /// A second, independent journal (own pool, own group-commit writer) on the same
     /// database, as another node would have.
     async fn second_writer(&self) -> Journal {
-        let config = JournalConfig::default();
+        self.second_writer_with(JournalConfig::default()).await
+    }
+
+    /// A second writer with its own limits (e.g. a `batch_wait` that gathers one batch).
+    async fn second_writer_with(&self, config: JournalConfig) -> Journal {
         let database = match (&self.cleanup, self.journal.database()) {
             (Some((url, schema)), _) => Database::connect_postgres(url, Some(schema), &config)
                 .await
@@ -327,6 +331,185 @@ async fn fencing(harness: &Harness) {
         .append(append("account|f", 2, vec![event("e", b"u")]))
         .await
         .unwrap();
+}
+
+/// One group-commit batch that mixes good appends with every kind of refusal: a stale writer
+/// (expected below the head), a writer ahead of the head (expected above it, which would leave
+/// a gap), a second append to a stream already appended to in the batch, and a fenced writer.
+/// Only the refused appends are refused; the others commit together, gap-free. Then a batch
+/// whose only refusal is an append ahead of its stream.
+async fn a_batch_refuses_only_its_bad_appends(harness: &Harness) {
+    let journal = &harness.journal;
+    journal
+        .append(append("account|stale", 0, vec![event("e", b"s1")]))
+        .await
+        .unwrap();
+    journal
+        .append(append("account|twice", 0, vec![event("e", b"t1")]))
+        .await
+        .unwrap();
+    journal.claim_fence("shard-9", 2).await.unwrap();
+    let gathering = harness
+        .second_writer_with(JournalConfig {
+            batch_wait: std::time::Duration::from_millis(300),
+            ..JournalConfig::default()
+        })
+        .await;
+    let fenced = AppendRequest {
+        fence: Some(Fence {
+            key: "shard-9".to_owned(),
+            epoch: 1,
+        }),
+        ..append("account|fenced", 0, vec![event("e", b"f")])
+    };
+    // `join!` polls in order, so the appends queue in this order, within one batch wait.
+    let (new, stale, twice, twice_again, twice_stale, ahead, fenced, last) = tokio::join!(
+        gathering.append(append("account|new", 0, vec![event("e", b"n1")])),
+        gathering.append(append("account|stale", 0, vec![event("e", b"x")])),
+        gathering.append(append("account|twice", 1, vec![event("e", b"t2")])),
+        gathering.append(append(
+            "account|twice",
+            2,
+            vec![event("e", b"t3"), event("e", b"t4")]
+        )),
+        gathering.append(append("account|twice", 2, vec![event("e", b"x")])),
+        gathering.append(append("account|ahead", 3, vec![event("e", b"x")])),
+        gathering.append(fenced),
+        gathering.append(append("account|new", 1, vec![event("e", b"n2")])),
+    );
+    let (new, twice, twice_again, last) = (
+        new.unwrap(),
+        twice.unwrap(),
+        twice_again.unwrap(),
+        last.unwrap(),
+    );
+    assert!(
+        matches!(&stale, Err(Error::Conflict { stream, expected: 0, actual: 1 }) if stream == "account|stale"),
+        "{stale:?}"
+    );
+    assert!(
+        matches!(
+            &twice_stale,
+            Err(Error::Conflict {
+                expected: 2,
+                actual: 4,
+                ..
+            })
+        ),
+        "{twice_stale:?}"
+    );
+    assert!(
+        matches!(&ahead, Err(Error::Conflict { stream, expected: 3, actual: 0 }) if stream == "account|ahead"),
+        "{ahead:?}"
+    );
+    assert!(
+        matches!(
+            &fenced,
+            Err(Error::Fenced {
+                epoch: 1,
+                current: 2,
+                ..
+            })
+        ),
+        "{fenced:?}"
+    );
+    // One batch: one transaction time; offsets after the two set-up events, in queue order.
+    assert!(
+        [twice, twice_again, last]
+            .iter()
+            .all(|outcome| outcome.recorded_at == new.recorded_at),
+        "the appends shared a batch"
+    );
+    assert_eq!(
+        [new, twice, twice_again, last].map(|outcome| (
+            outcome.first_sequence,
+            outcome.last_sequence,
+            outcome.first_offset
+        )),
+        [(1, 1, 3), (2, 2, 4), (3, 4, 5), (2, 2, 7)]
+    );
+    assert_eq!(journal.last_offset().await.unwrap(), 7);
+    assert_eq!(journal.last_sequence("account|stale").await.unwrap(), 1);
+    assert_eq!(journal.last_sequence("account|ahead").await.unwrap(), 0);
+    assert_eq!(journal.last_sequence("account|fenced").await.unwrap(), 0);
+    let payloads: Vec<Vec<u8>> = journal
+        .read_all(0, 100, &Filter::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|stored| stored.payload)
+        .collect();
+    assert_eq!(
+        payloads,
+        [&b"s1"[..], b"t1", b"n1", b"t2", b"t3", b"t4", b"n2"].map(<[u8]>::to_vec)
+    );
+
+    // A batch whose only bad append is ahead of its stream: the stale-writer check on insert
+    // does not see it, the check of expected predecessors must.
+    let (first, ahead, second) = tokio::join!(
+        gathering.append(append("account|p", 0, vec![event("e", b"p")])),
+        gathering.append(append("account|new", 5, vec![event("e", b"x")])),
+        gathering.append(append("account|q", 0, vec![event("e", b"q")])),
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert!(
+        matches!(&ahead, Err(Error::Conflict { stream, expected: 5, actual: 2 }) if stream == "account|new"),
+        "{ahead:?}"
+    );
+    assert_eq!(first.recorded_at, second.recorded_at, "one batch");
+    assert_eq!((first.first_offset, second.first_offset), (8, 9));
+    assert_eq!(journal.last_sequence("account|new").await.unwrap(), 2);
+    gathering.database().close().await;
+}
+
+/// Whatever bytes and text go in come back unchanged through every read: payloads with NUL,
+/// spaces, digits and bytes that are not UTF-8; names and tags with spaces, digits and
+/// non-ASCII text; negative and extreme times.
+async fn any_bytes_round_trip(harness: &Harness) {
+    let journal = &harness.journal;
+    let payload: Vec<u8> = (0..=255u8).rev().chain([b' ', b'7', 0]).collect();
+    let new_event = NewEvent {
+        name: "1 2 Ünïcode name ".to_owned(),
+        schema_version: u16::MAX,
+        payload: payload.clone(),
+        tags: vec!["t 1".to_owned(), "é 22".to_owned()],
+        effective_at: Some(i64::MIN),
+    };
+    let request = AppendRequest {
+        stream: "9 stream ✓|0".to_owned(),
+        kind: "12 kind".to_owned(),
+        expected_sequence: 0,
+        events: vec![
+            new_event.clone(),
+            NewEvent {
+                payload: Vec::new(),
+                tags: Vec::new(),
+                effective_at: Some(i64::MAX),
+                ..new_event.clone()
+            },
+        ],
+        fence: None,
+    };
+    journal.append(request.clone()).await.unwrap();
+    let by_stream = journal.read_stream(&request.stream, 1, 10).await.unwrap();
+    let global = journal.read_all(0, 10, &Filter::All).await.unwrap();
+    let as_of = journal
+        .read_stream_as_of(&request.stream, i64::MAX, i64::MAX, 10)
+        .await
+        .unwrap();
+    assert_eq!(by_stream, global);
+    assert_eq!(as_of, global);
+    for (stored, sent) in global.iter().zip(&request.events) {
+        assert_eq!(
+            (&stored.stream, &stored.kind, &stored.name, &stored.tags),
+            (&request.stream, &request.kind, &sent.name, &sent.tags)
+        );
+        assert_eq!(stored.payload, sent.payload);
+        assert_eq!(stored.schema_version, u16::MAX);
+        assert_eq!(Some(stored.effective_at), sent.effective_at);
+    }
+    assert_eq!(global.len(), 2);
+    assert_eq!(global[0].payload, payload);
 }
 
 /// Two independent writers (as two nodes) append while a reader tails the global log: every
@@ -777,6 +960,8 @@ macro_rules! conformance {
 conformance! {
     ordering => ordering;
     conflicts => conflicts;
+    mixed_batch => a_batch_refuses_only_its_bad_appends;
+    round_trip => any_bytes_round_trip;
     group_commit => group_commit_keeps_every_stream_in_order;
     fencing => fencing;
     readers_never_skip => readers_never_skip;
