@@ -13,6 +13,9 @@
 //! - if the journal refuses or fails a write, the state in memory is thrown away and the
 //!   entity recovers from its journal before its next command;
 //! - recovery is the latest snapshot plus the journal tail.
+//! - every append and every recovery goes through the region's journal breaker; while it is
+//!   open a command fails fast with `BreakerOpen`, nothing is written, the entity's state is
+//!   untouched and it goes on with its next command.
 
 use std::collections::VecDeque;
 
@@ -24,7 +27,9 @@ use tradefloor_domain::account::{Account, AccountEvent};
 use tradefloor_domain::book::{BookEvent, OrderBook};
 use tradefloor_domain::saga::OrderSaga;
 use tradefloor_domain::{Aggregate, Message, Priority};
-use tradefloor_persistence::{EventCodec, Journal, NewEvent, SnapshotStore, codec};
+use tradefloor_persistence::{
+    Error as JournalError, EventCodec, Journal, NewEvent, SnapshotStore, codec,
+};
 
 use crate::error::Error;
 
@@ -173,22 +178,26 @@ impl<A: Aggregate> Cell<A> {
 }
 
 /// Recovers an entity: the latest snapshot, then every later event of its stream.
+///
+/// Errors are the journal's, typed, so the breaker can tell a database that is down (a
+/// failure) from data it cannot decode (not one).
 pub(crate) async fn recover<A: Persistent>(
     journal: &Journal,
     snapshots: &SnapshotStore,
     entity_id: &str,
     page_events: usize,
-) -> Result<(A, u64), String> {
+) -> Result<(A, u64), JournalError> {
     let stream = stream_of::<A>(entity_id);
-    let (mut state, mut sequence) = match snapshots
-        .load(&stream)
-        .await
-        .map_err(|error| error.to_string())?
-    {
+    let (mut state, mut sequence) = match snapshots.load(&stream).await? {
         Some(snapshot) => {
-            let state: A = codec::decode(&snapshot.payload).map_err(|reason| {
-                format!("snapshot of {stream} at {}: {reason}", snapshot.sequence)
-            })?;
+            let state: A =
+                codec::decode(&snapshot.payload).map_err(|reason| JournalError::Decode {
+                    stream: stream.clone(),
+                    sequence: snapshot.sequence,
+                    name: snapshot.name.clone(),
+                    version: snapshot.schema_version,
+                    reason,
+                })?;
             (state, snapshot.sequence)
         }
         None => (A::default(), 0),
@@ -197,19 +206,36 @@ pub(crate) async fn recover<A: Persistent>(
     loop {
         let page = journal
             .read_stream(&stream, sequence + 1, page_events)
-            .await
-            .map_err(|error| error.to_string())?;
+            .await?;
         let Some(last) = page.last() else { break };
         let last = last.sequence;
         for stored in &page {
             assert_eq!(stored.sequence, sequence + 1, "a stream has no gaps");
-            let event = codec.decode(stored).map_err(|error| error.to_string())?;
+            let event = codec.decode(stored)?;
             state.apply(&event);
             sequence = stored.sequence;
         }
         debug_assert_eq!(sequence, last);
     }
     Ok((state, sequence))
+}
+
+/// Whether a journal error says the journal's infrastructure is failing (the database or
+/// its writer), which is what trips the breaker. A conflict, a fence, a refused request or
+/// undecodable data prove the database answered: they count as successes.
+pub(crate) fn is_infrastructure_failure(error: &JournalError) -> bool {
+    match error {
+        JournalError::Database(_) | JournalError::Migration(_) | JournalError::WriterStopped => {
+            true
+        }
+        JournalError::Conflict { .. }
+        | JournalError::Fenced { .. }
+        | JournalError::Decode { .. }
+        | JournalError::UnknownEvent { .. }
+        | JournalError::Encode { .. }
+        | JournalError::InvalidRequest(_)
+        | JournalError::StaleOffset { .. } => false,
+    }
 }
 
 /// Encodes decided events for the journal.

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tradefloor_persistence::{Fence, Journal};
 
+use crate::breaker::CircuitBreaker;
 use crate::config::EntityConfig;
 use crate::entity::{Envelope, Persistent};
 use crate::error::Error;
@@ -41,6 +42,7 @@ pub struct ShardRegion<A: Persistent> {
     path: String,
     journal: Journal,
     config: EntityConfig,
+    breaker: CircuitBreaker,
     shards: Vec<RwLock<Option<ShardHandle<A>>>>,
 }
 
@@ -52,8 +54,10 @@ impl<A: Persistent> ShardRegion<A> {
         journal: Journal,
         config: EntityConfig,
     ) -> Result<Self, Error> {
+        let path = path.into();
         let region = Self {
-            path: path.into(),
+            breaker: CircuitBreaker::new(format!("{path}/journal"), config.breaker),
+            path,
             journal,
             shards: (0..config.shard_count).map(|_| RwLock::new(None)).collect(),
             config,
@@ -67,6 +71,11 @@ impl<A: Persistent> ShardRegion<A> {
     /// The region's path in the actor tree.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The breaker every journal write and recovery of the region's shards goes through.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
     }
 
     /// Sends a command and waits up to `deadline` for its reply (sent once its events are
@@ -153,6 +162,7 @@ impl<A: Persistent> ShardRegion<A> {
             journal: self.journal.clone(),
             config: self.config.clone(),
             fence,
+            breaker: self.breaker.clone(),
             inbound: inbound.clone(),
         };
         let (actor, join) = Actor::spawn(None, Shard::<A>::new(), arguments)

@@ -19,25 +19,28 @@ use tradefloor_persistence::{
     codec,
 };
 
+use crate::breaker::CircuitBreaker;
 use crate::config::EntityConfig;
-use crate::entity::{self, Cell, Envelope, Persistent, Phase, stream_of};
+use crate::entity::{
+    self, Cell, Envelope, Persistent, Phase, is_infrastructure_failure, stream_of,
+};
 use crate::error::Error;
 
 /// What a shard is asked or told.
 pub(crate) enum ShardMessage<A: Persistent> {
     /// A command for one of its entities.
     Deliver(Envelope<A>),
-    /// A recovery finished.
+    /// A recovery finished, or the breaker refused it (outer `Err`).
     Recovered {
         entity_id: String,
         generation: u64,
-        result: Result<(A, u64), String>,
+        result: Result<Result<(A, u64), JournalError>, Error>,
     },
-    /// A journal write finished.
+    /// A journal write finished, or the breaker refused it or gave up on it (outer `Err`).
     Persisted {
         entity_id: String,
         generation: u64,
-        result: Result<AppendOutcome, JournalError>,
+        result: Result<Result<AppendOutcome, JournalError>, Error>,
     },
     /// Passivate entities idle for longer than the configured time.
     Passivate,
@@ -73,6 +76,8 @@ pub(crate) struct ShardArguments {
     pub(crate) journal: Journal,
     pub(crate) config: EntityConfig,
     pub(crate) fence: Option<Fence>,
+    /// The region's journal breaker, shared by all its shards.
+    pub(crate) breaker: CircuitBreaker,
     /// Deliveries sent to the shard and not yet sorted: the shard's mailbox length.
     pub(crate) inbound: Arc<AtomicUsize>,
 }
@@ -207,10 +212,12 @@ impl<A: Persistent> ShardState<A> {
             }
         }
         let (journal, snapshots) = (self.arguments.journal.clone(), self.snapshots.clone());
+        let breaker = self.arguments.breaker.clone();
         let page = self.arguments.config.recovery_page_events;
         let (myself, entity_id) = (myself.clone(), entity_id.to_owned());
         tokio::spawn(async move {
-            let result = entity::recover::<A>(&journal, &snapshots, &entity_id, page).await;
+            let recovery = entity::recover::<A>(&journal, &snapshots, &entity_id, page);
+            let result = breaker.call_with(recovery, is_infrastructure_failure).await;
             // The shard may have stopped meanwhile; then there is nobody to tell.
             let _ = myself.cast(ShardMessage::Recovered {
                 entity_id,
@@ -259,14 +266,18 @@ impl<A: Persistent> ShardState<A> {
                 events: new_events,
                 fence: self.arguments.fence.clone(),
             };
-            let (journal, myself, generation) = (
+            let (journal, breaker, myself, generation) = (
                 self.arguments.journal.clone(),
+                self.arguments.breaker.clone(),
                 myself.clone(),
                 cell.generation,
             );
             let entity_id = entity_id.to_owned();
             tokio::spawn(async move {
-                let result = journal.append(request).await;
+                // Not polled at all when the breaker is open: nothing is written then.
+                let result = breaker
+                    .call_with(journal.append(request), is_infrastructure_failure)
+                    .await;
                 let _ = myself.cast(ShardMessage::Persisted {
                     entity_id,
                     generation,
@@ -285,7 +296,7 @@ impl<A: Persistent> ShardState<A> {
         myself: &ActorRef<ShardMessage<A>>,
         entity_id: String,
         generation: u64,
-        result: Result<AppendOutcome, JournalError>,
+        result: Result<Result<AppendOutcome, JournalError>, Error>,
     ) {
         let path = self.path_of(&entity_id);
         let Some(cell) = self.entities.get_mut(&entity_id) else {
@@ -300,7 +311,20 @@ impl<A: Persistent> ShardState<A> {
             unreachable!("only a persisting entity gets a write's outcome");
         };
         match result {
-            Ok(outcome) => {
+            Err(open @ Error::BreakerOpen { .. }) => {
+                // Nothing was attempted, so the state in memory is still the journal's: the
+                // command fails fast and the entity goes on with its next one.
+                pending.answer(Err(open));
+                self.drive(myself, &entity_id);
+            }
+            Err(error) => {
+                // The write ran past the breaker's call timeout and was dropped: whether it
+                // reached the database is unknown, so recover from the journal.
+                warn!(entity = %path, %error, "journal write abandoned; recovering the entity");
+                pending.answer(Err(error));
+                self.activate(myself, &entity_id);
+            }
+            Ok(Ok(outcome)) => {
                 assert_eq!(
                     outcome.first_sequence,
                     cell.sequence + 1,
@@ -326,11 +350,11 @@ impl<A: Persistent> ShardState<A> {
                 }
                 self.drive(myself, &entity_id);
             }
-            Err(JournalError::Fenced { .. }) => {
+            Ok(Err(JournalError::Fenced { .. })) => {
                 pending.answer(Err(Error::Fenced { actor: path }));
                 self.fenced(myself);
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 // Whether anything was written is unknown (e.g. a lost commit reply), so the
                 // state in memory cannot be trusted: recover from the journal.
                 warn!(entity = %path, %error, "journal write failed; recovering the entity");
@@ -348,7 +372,7 @@ impl<A: Persistent> ShardState<A> {
         myself: &ActorRef<ShardMessage<A>>,
         entity_id: String,
         generation: u64,
-        result: Result<(A, u64), String>,
+        result: Result<Result<(A, u64), JournalError>, Error>,
     ) {
         let path = self.path_of(&entity_id);
         let Some(cell) = self.entities.get_mut(&entity_id) else {
@@ -357,24 +381,27 @@ impl<A: Persistent> ShardState<A> {
         if cell.generation != generation {
             return;
         }
-        match result {
-            Ok((state, sequence)) => {
+        let refusal = match result {
+            Ok(Ok((state, sequence))) => {
                 cell.state = state;
                 cell.sequence = sequence;
                 cell.events_since_snapshot = 0;
                 cell.phase = Phase::Ready;
                 self.drive(myself, &entity_id);
+                return;
             }
-            Err(reason) => {
-                warn!(entity = %path, %reason, "recovery failed; the entity's commands are refused");
-                let mut cell = self.entities.remove(&entity_id).expect("looked up above");
-                while let Some(envelope) = cell.next() {
-                    envelope.answer(Err(Error::Persistence {
-                        actor: path.clone(),
-                        reason: reason.clone(),
-                    }));
-                }
-            }
+            // The breaker is open (nothing was read) or the read was abandoned.
+            Err(error) => error,
+            Ok(Err(error)) => Error::Persistence {
+                actor: path.clone(),
+                reason: error.to_string(),
+            },
+        };
+        // The entity stays out of memory: its next command activates it again.
+        warn!(entity = %path, %refusal, "recovery failed; the entity's commands are refused");
+        let mut cell = self.entities.remove(&entity_id).expect("looked up above");
+        while let Some(envelope) = cell.next() {
+            envelope.answer(Err(refusal.clone()));
         }
     }
 

@@ -1,0 +1,193 @@
+//! The region's runtime services on a real SQLite journal: the journal circuit breaker, the
+//! actor tree (region, shards, entity counts, breaker state) and dead letters.
+
+use std::time::Duration;
+
+use tradefloor_actors::{BreakerConfig, BreakerState, EntityConfig, Error, ShardRegion};
+use tradefloor_domain::account::{Account, AccountCommand, AccountReply};
+use tradefloor_domain::{Amount, Asset, CommandId, Timestamp};
+use tradefloor_persistence::{Database, Journal, JournalConfig};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+const RESET_TIMEOUT: Duration = Duration::from_millis(200);
+const FAILURE_THRESHOLD: u32 = 3;
+
+struct Fixture {
+    journal: Journal,
+    _directory: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let directory = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", directory.path().join("journal.db").display());
+    let journal_config = JournalConfig::default();
+    let database = Database::connect(&url, &journal_config).await.unwrap();
+    let journal = Journal::open(database, journal_config).await.unwrap();
+    Fixture {
+        journal,
+        _directory: directory,
+    }
+}
+
+fn config() -> EntityConfig {
+    EntityConfig {
+        shard_count: 4,
+        breaker: BreakerConfig {
+            failure_threshold: FAILURE_THRESHOLD,
+            call_timeout: Duration::from_secs(5),
+            reset_timeout: RESET_TIMEOUT,
+            reset_timeout_max: Duration::from_secs(10),
+        },
+        ..EntityConfig::default()
+    }
+}
+
+fn usd() -> Asset {
+    Asset::new("USD").unwrap()
+}
+
+fn deposit(id: &str, amount: u64) -> AccountCommand {
+    AccountCommand::Deposit {
+        command_id: CommandId::new(id).unwrap(),
+        asset: usd(),
+        amount: Amount(amount),
+        effective_at: None,
+        at: Timestamp(1),
+    }
+}
+
+fn total(reply: &AccountReply) -> u64 {
+    reply.balances[&usd()].total.get()
+}
+
+async fn stored_events(journal: &Journal, stream: &str) -> usize {
+    journal.read_stream(stream, 1, 100_000).await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_fails_commands_fast_and_leaves_the_entity_as_it_was() {
+    let fixture = fixture().await;
+    let region = ShardRegion::<Account>::start("/test/accounts", fixture.journal.clone(), config())
+        .await
+        .unwrap();
+    region
+        .ask("alice", deposit("d1", 10), DEADLINE)
+        .await
+        .unwrap();
+    // Given a breaker opened by other failures of the same database.
+    for _ in 0..FAILURE_THRESHOLD {
+        let failed = region
+            .breaker()
+            .call(async { Err::<(), &str>("database down") })
+            .await;
+        assert_eq!(failed, Ok(Err("database down")));
+    }
+    assert_eq!(region.breaker().state().state, BreakerState::Open);
+    // When alice gets a command: refused by the breaker, nothing written.
+    let refused = region
+        .ask("alice", deposit("d2", 1_000), DEADLINE)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::BreakerOpen { .. }), "{refused:?}");
+    assert_eq!(stored_events(&fixture.journal, "account|alice").await, 1);
+    assert_eq!(region.breaker().state().rejected_count, 1);
+    // Then after the reset timeout the next command is the probe; it succeeds, closes the
+    // breaker, and alice's state never held the refused deposit.
+    tokio::time::sleep(RESET_TIMEOUT).await;
+    let reply = region
+        .ask("alice", deposit("d3", 20), DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(total(&reply), 30, "10 + 20, the refused 1 000 not applied");
+    assert_eq!(region.breaker().state().state, BreakerState::Closed);
+    assert_eq!(stored_events(&fixture.journal, "account|alice").await, 2);
+    region.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_do_not_count_as_breaker_failures() {
+    let fixture = fixture().await;
+    let first = ShardRegion::<Account>::start("/test/a", fixture.journal.clone(), config())
+        .await
+        .unwrap();
+    let second = ShardRegion::<Account>::start("/test/b", fixture.journal.clone(), config())
+        .await
+        .unwrap();
+    let mut conflicts = 0;
+    for round in 0..2 * FAILURE_THRESHOLD {
+        // Each region writes behind the other's back: the stale one conflicts, recovers,
+        // and writes again next round.
+        for (region, name) in [(&first, "a"), (&second, "b")] {
+            match region
+                .ask("frank", deposit(&format!("{name}{round}"), 1), DEADLINE)
+                .await
+            {
+                Ok(_) => {}
+                Err(Error::Persistence { .. }) => conflicts += 1,
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert!(conflicts > FAILURE_THRESHOLD, "{conflicts} conflicts");
+    let breaker = first.breaker().state();
+    assert_eq!(breaker.state, BreakerState::Closed);
+    assert_eq!(breaker.consecutive_failures, 0);
+    assert_eq!(breaker.opened_count, 0);
+}
+
+/// On tokio's paused clock: once the database is closed, nothing waits on another thread,
+/// so the reset timeout can be stepped over exactly.
+#[tokio::test]
+async fn a_dead_database_opens_the_breaker_and_a_probe_goes_through_after_the_reset_timeout() {
+    let fixture = fixture().await;
+    let region = ShardRegion::<Account>::start("/test/accounts", fixture.journal.clone(), config())
+        .await
+        .unwrap();
+    region.ask("bob", deposit("d0", 5), DEADLINE).await.unwrap();
+    fixture.journal.database().close().await;
+    tokio::time::pause();
+    // A failed write, then a failed recovery: each is an infrastructure failure.
+    let mut persistence_errors = 0;
+    let mut command = 0;
+    loop {
+        command += 1;
+        match region
+            .ask("bob", deposit(&format!("d{command}"), 1), DEADLINE)
+            .await
+        {
+            Err(Error::Persistence { .. }) => persistence_errors += 1,
+            Err(Error::BreakerOpen { .. }) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(command <= FAILURE_THRESHOLD, "the breaker never opened");
+    }
+    assert!(persistence_errors >= 1);
+    let opened = region.breaker().state();
+    assert_eq!(opened.state, BreakerState::Open);
+    assert_eq!(opened.opened_count, 1);
+    // Open: every further command is refused without touching the database.
+    let rejected_before = opened.rejected_count;
+    for extra in 0..5 {
+        let refused = region
+            .ask("bob", deposit(&format!("x{extra}"), 1), DEADLINE)
+            .await;
+        assert!(
+            matches!(refused, Err(Error::BreakerOpen { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(region.breaker().state().rejected_count, rejected_before + 5);
+    // After the reset timeout one probe goes through; the database is still closed, so it
+    // fails and the breaker opens again with the reset timeout doubled.
+    tokio::time::advance(RESET_TIMEOUT).await;
+    assert_eq!(region.breaker().state().state, BreakerState::HalfOpen);
+    let probe = region.ask("bob", deposit("probe", 1), DEADLINE).await;
+    assert!(matches!(probe, Err(Error::Persistence { .. })), "{probe:?}");
+    let reopened = region.breaker().state();
+    assert_eq!(reopened.state, BreakerState::Open);
+    assert_eq!(reopened.opened_count, 2);
+    assert_eq!(
+        reopened.reset_timeout_ms,
+        2 * RESET_TIMEOUT.as_millis() as u64
+    );
+}
