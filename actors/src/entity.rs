@@ -31,6 +31,7 @@ use tradefloor_persistence::{
     Error as JournalError, EventCodec, Journal, NewEvent, SnapshotStore, codec,
 };
 
+use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::error::Error;
 
 /// An aggregate the runtime can host as a persistent entity.
@@ -93,11 +94,20 @@ pub(crate) struct Envelope<A: Aggregate> {
 }
 
 impl<A: Aggregate> Envelope<A> {
-    /// Answers the caller, if it still waits.
-    pub(crate) fn answer(self, result: Result<A::Reply, Error>) {
-        if let Some(reply) = self.reply {
-            // The caller may have given up (deadline): nothing to do then.
-            let _ = reply.send(result);
+    /// Answers the caller, if it asked; a reply that finds the caller gone (its deadline
+    /// passed) is recorded in `dead_letters` under the entity's path.
+    pub(crate) fn answer(
+        self,
+        result: Result<A::Reply, Error>,
+        dead_letters: &DeadLetters,
+        shard_path: &str,
+    ) {
+        let Some(reply) = self.reply else { return };
+        if reply.send(result).is_err() {
+            dead_letters.record(DeadLetter::of::<Result<A::Reply, Error>>(
+                format!("{shard_path}/{}", self.entity_id),
+                "the caller stopped waiting before the reply",
+            ));
         }
     }
 }

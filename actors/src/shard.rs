@@ -5,8 +5,6 @@
 //! back to the shard as messages, so a slow write blocks only its own entity.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -21,10 +19,13 @@ use tradefloor_persistence::{
 
 use crate::breaker::CircuitBreaker;
 use crate::config::EntityConfig;
+use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::entity::{
     self, Cell, Envelope, Persistent, Phase, is_infrastructure_failure, stream_of,
 };
 use crate::error::Error;
+use crate::mailbox::MailboxReceiver;
+use crate::registry::{ActorStatus, Registration};
 
 /// What a shard is asked or told.
 pub(crate) enum ShardMessage<A: Persistent> {
@@ -78,8 +79,14 @@ pub(crate) struct ShardArguments {
     pub(crate) fence: Option<Fence>,
     /// The region's journal breaker, shared by all its shards.
     pub(crate) breaker: CircuitBreaker,
-    /// Deliveries sent to the shard and not yet sorted: the shard's mailbox length.
-    pub(crate) inbound: Arc<AtomicUsize>,
+    /// The bound on deliveries sent to the shard and not yet sorted: one token per delivery,
+    /// taken by the region before it sends, given back here as the delivery is sorted. Its
+    /// stats are the shard's mailbox in the actor tree.
+    pub(crate) inbound: MailboxReceiver<()>,
+    /// The shard in the registry (deregistered when the shard's state is dropped).
+    pub(crate) registration: Registration,
+    /// Where undeliverable deliveries and replies go.
+    pub(crate) dead_letters: DeadLetters,
 }
 
 pub(crate) struct ShardState<A: Persistent> {
@@ -120,6 +127,11 @@ impl<A: Persistent> Actor for Shard<A> {
             shard: arguments.shard,
             ..ShardStats::default()
         };
+        arguments.registration.info().set_entity_count(0);
+        arguments
+            .registration
+            .info()
+            .set_status(ActorStatus::Running);
         debug!(path = %arguments.path, "shard started");
         Ok(ShardState {
             arguments,
@@ -139,7 +151,8 @@ impl<A: Persistent> Actor for Shard<A> {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ShardMessage::Deliver(envelope) => {
-                state.arguments.inbound.fetch_sub(1, Ordering::AcqRel);
+                let token = state.arguments.inbound.try_recv();
+                debug_assert!(token.is_some(), "the region takes a token per delivery");
                 state.deliver(&myself, envelope);
             }
             ShardMessage::Recovered {
@@ -153,7 +166,14 @@ impl<A: Persistent> Actor for Shard<A> {
                 result,
             } => state.persisted(&myself, entity_id, generation, result),
             ShardMessage::Passivate => state.passivate(),
-            ShardMessage::Stop(reply) => state.stopping = Some(reply),
+            ShardMessage::Stop(reply) => {
+                state
+                    .arguments
+                    .registration
+                    .info()
+                    .set_status(ActorStatus::Stopping);
+                state.stopping = Some(reply);
+            }
             ShardMessage::Stats(reply) => {
                 let _ = reply.send(state.stats());
             }
@@ -171,7 +191,17 @@ impl<A: Persistent> ShardState<A> {
     fn deliver(&mut self, myself: &ActorRef<ShardMessage<A>>, envelope: Envelope<A>) {
         if self.stopping.is_some() {
             let actor = self.path_of(&envelope.entity_id);
-            envelope.answer(Err(Error::Stopped { actor }));
+            self.arguments
+                .dead_letters
+                .record(DeadLetter::of::<A::Command>(
+                    actor.clone(),
+                    "the shard is stopping for hand-off",
+                ));
+            envelope.answer(
+                Err(Error::Stopped { actor }),
+                &self.arguments.dead_letters,
+                &self.arguments.path,
+            );
             return;
         }
         let entity_id = envelope.entity_id.clone();
@@ -187,7 +217,11 @@ impl<A: Persistent> ShardState<A> {
         if let Err((envelope, capacity)) = cell.enqueue(envelope, normal, priority) {
             self.stats.rejected += 1;
             let actor = self.path_of(&entity_id);
-            envelope.answer(Err(Error::Overloaded { actor, capacity }));
+            envelope.answer(
+                Err(Error::Overloaded { actor, capacity }),
+                &self.arguments.dead_letters,
+                &self.arguments.path,
+            );
             return;
         }
         self.drive(myself, &entity_id);
@@ -209,6 +243,7 @@ impl<A: Persistent> ShardState<A> {
                     entity_id.to_owned(),
                     Cell::recovering(generation, Instant::now()),
                 );
+                self.count_entities();
             }
         }
         let (journal, snapshots) = (self.arguments.journal.clone(), self.snapshots.clone());
@@ -238,7 +273,11 @@ impl<A: Persistent> ShardState<A> {
             cell.last_active = Instant::now();
             let events = match cell.state.decide(&envelope.command) {
                 Err(refusal) => {
-                    envelope.answer(Err(Error::Rejected(refusal)));
+                    envelope.answer(
+                        Err(Error::Rejected(refusal)),
+                        &self.arguments.dead_letters,
+                        &self.arguments.path,
+                    );
                     continue;
                 }
                 Ok(events) => events,
@@ -246,16 +285,24 @@ impl<A: Persistent> ShardState<A> {
             if events.is_empty() {
                 // A repeat of an applied command: the first outcome, nothing to write.
                 let reply = cell.state.reply(&envelope.command, &events);
-                envelope.answer(Ok(reply));
+                envelope.answer(
+                    Ok(reply),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
                 continue;
             }
             let new_events = match entity::encode::<A>(&events) {
                 Ok(new_events) => new_events,
                 Err(reason) => {
-                    envelope.answer(Err(Error::Failed {
-                        actor: path.clone(),
-                        reason,
-                    }));
+                    envelope.answer(
+                        Err(Error::Failed {
+                            actor: path.clone(),
+                            reason,
+                        }),
+                        &self.arguments.dead_letters,
+                        &self.arguments.path,
+                    );
                     continue;
                 }
             };
@@ -314,14 +361,22 @@ impl<A: Persistent> ShardState<A> {
             Err(open @ Error::BreakerOpen { .. }) => {
                 // Nothing was attempted, so the state in memory is still the journal's: the
                 // command fails fast and the entity goes on with its next one.
-                pending.answer(Err(open));
+                pending.answer(
+                    Err(open),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
                 self.drive(myself, &entity_id);
             }
             Err(error) => {
                 // The write ran past the breaker's call timeout and was dropped: whether it
                 // reached the database is unknown, so recover from the journal.
                 warn!(entity = %path, %error, "journal write abandoned; recovering the entity");
-                pending.answer(Err(error));
+                pending.answer(
+                    Err(error),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
                 self.activate(myself, &entity_id);
             }
             Ok(Ok(outcome)) => {
@@ -336,7 +391,11 @@ impl<A: Persistent> ShardState<A> {
                 cell.sequence = outcome.last_sequence;
                 // Durable, applied: only now may the caller hear of it.
                 let reply = cell.state.reply(&pending.command, &events);
-                pending.answer(Ok(reply));
+                pending.answer(
+                    Ok(reply),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
                 cell.events_since_snapshot += events.len() as u64;
                 let every = self.arguments.config.snapshot_every_events;
                 if every > 0 && cell.events_since_snapshot >= every {
@@ -351,17 +410,25 @@ impl<A: Persistent> ShardState<A> {
                 self.drive(myself, &entity_id);
             }
             Ok(Err(JournalError::Fenced { .. })) => {
-                pending.answer(Err(Error::Fenced { actor: path }));
+                pending.answer(
+                    Err(Error::Fenced { actor: path }),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
                 self.fenced(myself);
             }
             Ok(Err(error)) => {
                 // Whether anything was written is unknown (e.g. a lost commit reply), so the
                 // state in memory cannot be trusted: recover from the journal.
                 warn!(entity = %path, %error, "journal write failed; recovering the entity");
-                pending.answer(Err(Error::Persistence {
-                    actor: path,
-                    reason: error.to_string(),
-                }));
+                pending.answer(
+                    Err(Error::Persistence {
+                        actor: path,
+                        reason: error.to_string(),
+                    }),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
                 self.activate(myself, &entity_id);
             }
         }
@@ -400,8 +467,13 @@ impl<A: Persistent> ShardState<A> {
         // The entity stays out of memory: its next command activates it again.
         warn!(entity = %path, %refusal, "recovery failed; the entity's commands are refused");
         let mut cell = self.entities.remove(&entity_id).expect("looked up above");
+        self.count_entities();
         while let Some(envelope) = cell.next() {
-            envelope.answer(Err(refusal.clone()));
+            envelope.answer(
+                Err(refusal.clone()),
+                &self.arguments.dead_letters,
+                &self.arguments.path,
+            );
         }
     }
 
@@ -411,11 +483,16 @@ impl<A: Persistent> ShardState<A> {
         for (entity_id, mut cell) in self.entities.drain() {
             let actor = format!("{}/{entity_id}", self.arguments.path);
             while let Some(envelope) = cell.next() {
-                envelope.answer(Err(Error::Fenced {
-                    actor: actor.clone(),
-                }));
+                envelope.answer(
+                    Err(Error::Fenced {
+                        actor: actor.clone(),
+                    }),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
             }
         }
+        self.count_entities();
         myself.stop(Some("fenced".to_owned()));
     }
 
@@ -427,10 +504,17 @@ impl<A: Persistent> ShardState<A> {
             !(cell.is_idle() && now.duration_since(cell.last_active) >= idle_after)
         });
         let passivated = before - self.entities.len();
+        self.count_entities();
         if passivated > 0 {
             self.stats.passivated += passivated as u64;
             debug!(shard = %self.arguments.path, passivated, "passivated idle entities");
         }
+    }
+
+    /// Shows the shard's entity count in the actor tree (one atomic store).
+    fn count_entities(&self) {
+        let info = self.arguments.registration.info();
+        info.set_entity_count(self.entities.len() as u64);
     }
 
     fn stats(&self) -> ShardStats {
@@ -452,7 +536,7 @@ impl<A: Persistent> ShardState<A> {
 
     /// Once stopping and every accepted command is answered, stop.
     fn stop_if_drained(&mut self, myself: &ActorRef<ShardMessage<A>>) {
-        if self.stopping.is_none() || self.arguments.inbound.load(Ordering::Acquire) > 0 {
+        if self.stopping.is_none() || self.arguments.inbound.stats().len > 0 {
             return;
         }
         if self.entities.values().all(Cell::is_idle) {

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use tradefloor_actors::{BreakerConfig, BreakerState, EntityConfig, Error, ShardRegion};
+use tradefloor_actors::{
+    ActorStatus, ActorTree, BreakerConfig, BreakerState, EntityConfig, Error, Registry,
+    ShardRegion, shard_of,
+};
 use tradefloor_domain::account::{Account, AccountCommand, AccountReply};
 use tradefloor_domain::{Amount, Asset, CommandId, Timestamp};
 use tradefloor_persistence::{Database, Journal, JournalConfig};
@@ -190,4 +193,149 @@ async fn a_dead_database_opens_the_breaker_and_a_probe_goes_through_after_the_re
         reopened.reset_timeout_ms,
         2 * RESET_TIMEOUT.as_millis() as u64
     );
+}
+
+fn find<'a>(tree: &'a ActorTree, path: &str) -> Option<&'a ActorTree> {
+    if tree.path == path {
+        return Some(tree);
+    }
+    tree.children.iter().find_map(|child| find(child, path))
+}
+
+fn count_nodes(tree: &ActorTree) -> usize {
+    1 + tree.children.iter().map(count_nodes).sum::<usize>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actor_tree_shows_the_region_its_shards_entity_counts_and_the_breaker() {
+    let fixture = fixture().await;
+    let registry = Registry::default();
+    let region = ShardRegion::<Account>::start_in(
+        registry.clone(),
+        "/guardian/regions/account",
+        fixture.journal.clone(),
+        config(),
+    )
+    .await
+    .unwrap();
+    let accounts: Vec<String> = (0..40).map(|index| format!("acct-{index}")).collect();
+    for account in &accounts {
+        region
+            .ask(account, deposit("d1", 1), DEADLINE)
+            .await
+            .unwrap();
+    }
+    let tree = registry.snapshot("/", None).unwrap();
+    let region_node = find(&tree, "/guardian/regions/account").expect("the region");
+    assert_eq!(region_node.kind.as_deref(), Some("region"));
+    assert_eq!(region_node.status, Some(ActorStatus::Running));
+    let breaker = region_node.breaker.as_ref().expect("the region's breaker");
+    assert_eq!(breaker.state, BreakerState::Closed);
+    assert_eq!(breaker.name, "/guardian/regions/account/journal");
+    // One node per shard holding counts, not a node per entity.
+    assert_eq!(region_node.children.len(), 4);
+    assert_eq!(count_nodes(region_node), 1 + 4);
+    let mut entities = 0;
+    for shard in 0..4u32 {
+        let path = format!("/guardian/regions/account/shard-{shard}");
+        let node = find(region_node, &path).expect("every shard");
+        assert_eq!(node.kind.as_deref(), Some("shard"));
+        assert_eq!(node.status, Some(ActorStatus::Running));
+        let expected = accounts
+            .iter()
+            .filter(|account| shard_of(account, 4) == shard)
+            .count() as u64;
+        assert_eq!(node.entity_count, Some(expected), "{path}");
+        let mailbox = node.mailbox.as_ref().expect("the shard's inbox");
+        assert_eq!(
+            mailbox.capacity,
+            EntityConfig::default().shard_mailbox_capacity
+        );
+        assert_eq!(mailbox.len, 0, "every delivery sorted");
+        entities += expected;
+    }
+    assert_eq!(entities, 40);
+    // Stopping deregisters the shards and the region.
+    region.stop().await.unwrap();
+    assert!(registry.is_empty(), "{:?}", registry.snapshot("/", None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passivated_entities_leave_the_shard_count() {
+    let fixture = fixture().await;
+    let registry = Registry::default();
+    let config = EntityConfig {
+        shard_count: 1,
+        passivate_after: Duration::ZERO,
+        passivation_interval: Duration::from_secs(3_600),
+        ..config()
+    };
+    let region =
+        ShardRegion::<Account>::start_in(registry.clone(), "/r", fixture.journal.clone(), config)
+            .await
+            .unwrap();
+    for account in ["a", "b", "c"] {
+        region
+            .ask(account, deposit("d1", 1), DEADLINE)
+            .await
+            .unwrap();
+    }
+    let shard = registry.get("/r/shard-0").unwrap();
+    assert_eq!(shard.entity_count(), Some(3));
+    region.passivate_idle();
+    // Stats go through the shard's inbox after the passivation request.
+    let stats = region.stats().await;
+    assert_eq!(stats[0].passivated, 3);
+    assert_eq!(shard.entity_count(), Some(0));
+    region.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_to_a_stopped_shard_and_orphaned_replies_are_dead_letters() {
+    let fixture = fixture().await;
+    let registry = Registry::default();
+    let region =
+        ShardRegion::<Account>::start_in(registry.clone(), "/r", fixture.journal.clone(), config())
+            .await
+            .unwrap();
+    let shard = shard_of("carol", 4);
+    region.stop_shard(shard).await.unwrap();
+    assert!(
+        registry.get(&format!("/r/shard-{shard}")).is_none(),
+        "deregistered"
+    );
+    for attempt in 0..3 {
+        let refused = region.tell("carol", deposit(&format!("d{attempt}"), 1));
+        assert!(matches!(refused, Err(Error::Stopped { .. })), "{refused:?}");
+    }
+    let dead_letters = registry.dead_letters();
+    assert_eq!(dead_letters.count(), 3);
+    assert_eq!(
+        dead_letters.recent()[0].recipient,
+        format!("/r/shard-{shard}/carol")
+    );
+    // A caller that gives up before the reply: the reply becomes a dead letter.
+    let other = (0..)
+        .map(|index| format!("dave-{index}"))
+        .find(|account| shard_of(account, 4) != shard)
+        .unwrap();
+    let gave_up = region.ask(&other, deposit("d1", 1), Duration::ZERO).await;
+    assert!(matches!(gave_up, Err(Error::Timeout { .. })), "{gave_up:?}");
+    for _ in 0..1_000 {
+        if dead_letters.count() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(dead_letters.count(), 4);
+    let orphan = dead_letters.recent().pop().unwrap();
+    assert!(orphan.recipient.ends_with(&other), "{orphan:?}");
+    // A restarted shard registers again and takes commands.
+    region.start_shard(shard, None).await.unwrap();
+    assert!(registry.get(&format!("/r/shard-{shard}")).is_some());
+    region
+        .ask("carol", deposit("again", 1), DEADLINE)
+        .await
+        .unwrap();
+    region.stop().await.unwrap();
 }
