@@ -19,7 +19,7 @@ use crate::entity::{Envelope, Persistent};
 use crate::error::Error;
 use crate::mailbox::{Lane, MailboxConfig, MailboxSender, mailbox};
 use crate::registry::{ActorInfo, ActorStatus, Registration, Registry, is_valid_path};
-use crate::shard::{Shard, ShardArguments, ShardMessage, ShardStats};
+use crate::shard::{Activation, Shard, ShardArguments, ShardMessage, ShardStats};
 
 /// The shard of an entity: FNV-1a (64-bit) of its id, modulo the shard count. Stable across
 /// processes, versions and platforms, since every node must agree on it.
@@ -135,8 +135,41 @@ impl<A: Persistent> ShardRegion<A> {
         command: A::Command,
         deadline: Duration,
     ) -> Result<A::Reply, Error> {
+        self.ask_with(entity_id, command, deadline, Activation::Recover)
+            .await
+    }
+
+    /// Like [`ask`](Self::ask) for an entity the caller has just created (a fresh id with
+    /// nothing in its journal): if it is not in memory it starts from the default state
+    /// without reading its journal. If the stream did have events after all, the command's
+    /// write conflicts, the caller gets [`Error::Persistence`] and the entity recovers before
+    /// its next command; a command that writes nothing (a refusal) is answered from the
+    /// default state, so use this only for ids that are new.
+    pub async fn ask_new(
+        &self,
+        entity_id: &str,
+        command: A::Command,
+        deadline: Duration,
+    ) -> Result<A::Reply, Error> {
+        self.ask_with(entity_id, command, deadline, Activation::New)
+            .await
+    }
+
+    /// Like [`tell`](Self::tell) for an entity the caller has just created; see
+    /// [`ask_new`](Self::ask_new).
+    pub fn tell_new(&self, entity_id: &str, command: A::Command) -> Result<(), Error> {
+        self.deliver(entity_id, command, None, Activation::New)
+    }
+
+    async fn ask_with(
+        &self,
+        entity_id: &str,
+        command: A::Command,
+        deadline: Duration,
+        activation: Activation,
+    ) -> Result<A::Reply, Error> {
         let (reply, answer) = oneshot::channel();
-        self.deliver(entity_id, command, Some(reply))?;
+        self.deliver(entity_id, command, Some(reply), activation)?;
         match tokio::time::timeout(deadline, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Stopped {
@@ -152,7 +185,7 @@ impl<A: Persistent> ShardRegion<A> {
     /// Sends a command without waiting for its outcome. `Overloaded` at once if the shard's
     /// queue is full (the entity's own queue is checked on arrival).
     pub fn tell(&self, entity_id: &str, command: A::Command) -> Result<(), Error> {
-        self.deliver(entity_id, command, None)
+        self.deliver(entity_id, command, None, Activation::Recover)
     }
 
     fn entity_path(&self, entity_id: &str) -> String {
@@ -168,6 +201,7 @@ impl<A: Persistent> ShardRegion<A> {
         entity_id: &str,
         command: A::Command,
         reply: Option<oneshot::Sender<Result<A::Reply, Error>>>,
+        activation: Activation,
     ) -> Result<(), Error> {
         let shard = shard_of(entity_id, self.config.shard_count);
         let guard = self.shards[shard as usize]
@@ -186,7 +220,8 @@ impl<A: Persistent> ShardRegion<A> {
             command,
             reply,
         };
-        if handle.actor.cast(ShardMessage::Deliver(envelope)).is_err() {
+        let delivery = ShardMessage::Deliver(envelope, activation);
+        if handle.actor.cast(delivery).is_err() {
             // The shard died with our token: its inbox is gone with it.
             return Err(self.dead_letter(shard, entity_id));
         }

@@ -29,8 +29,9 @@ use crate::registry::{ActorStatus, Registration};
 
 /// What a shard is asked or told.
 pub(crate) enum ShardMessage<A: Persistent> {
-    /// A command for one of its entities.
-    Deliver(Envelope<A>),
+    /// A command for one of its entities, and how to activate the entity if it is not in
+    /// memory.
+    Deliver(Envelope<A>, Activation),
     /// A recovery finished, or the breaker refused it (outer `Err`).
     Recovered {
         entity_id: String,
@@ -49,6 +50,17 @@ pub(crate) enum ShardMessage<A: Persistent> {
     Stop(oneshot::Sender<()>),
     /// Report counts.
     Stats(oneshot::Sender<ShardStats>),
+}
+
+/// How a shard activates an entity that is not in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// Recover it from the latest snapshot and its journal tail (always correct).
+    Recover,
+    /// The sender vouches that its stream is empty (an id it just created): start from the
+    /// default state without reading. If the stream did have events, the first write
+    /// conflicts (optimistic concurrency) and the entity recovers before its next command.
+    New,
 }
 
 /// A shard's counts, for the actor tree and metrics (counts, not a row per entity).
@@ -150,10 +162,10 @@ impl<A: Persistent> Actor for Shard<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ShardMessage::Deliver(envelope) => {
+            ShardMessage::Deliver(envelope, activation) => {
                 let token = state.arguments.inbound.try_recv();
                 debug_assert!(token.is_some(), "the region takes a token per delivery");
-                state.deliver(&myself, envelope);
+                state.deliver(&myself, envelope, activation);
             }
             ShardMessage::Recovered {
                 entity_id,
@@ -188,7 +200,12 @@ impl<A: Persistent> ShardState<A> {
         format!("{}/{entity_id}", self.arguments.path)
     }
 
-    fn deliver(&mut self, myself: &ActorRef<ShardMessage<A>>, envelope: Envelope<A>) {
+    fn deliver(
+        &mut self,
+        myself: &ActorRef<ShardMessage<A>>,
+        envelope: Envelope<A>,
+        activation: Activation,
+    ) {
         if self.stopping.is_some() {
             let actor = self.path_of(&envelope.entity_id);
             self.arguments
@@ -206,7 +223,10 @@ impl<A: Persistent> ShardState<A> {
         }
         let entity_id = envelope.entity_id.clone();
         if !self.entities.contains_key(&entity_id) {
-            self.activate(myself, &entity_id);
+            match activation {
+                Activation::Recover => self.activate(myself, &entity_id),
+                Activation::New => self.activate_new(&entity_id),
+            }
         }
         let config = &self.arguments.config;
         let (normal, priority) = (
@@ -225,6 +245,15 @@ impl<A: Persistent> ShardState<A> {
             return;
         }
         self.drive(myself, &entity_id);
+    }
+
+    /// Starts an entity the sender vouches has no history: ready at once, nothing read.
+    fn activate_new(&mut self, entity_id: &str) {
+        self.next_generation += 1;
+        let mut cell = Cell::recovering(self.next_generation, Instant::now());
+        cell.phase = Phase::Ready;
+        self.entities.insert(entity_id.to_owned(), cell);
+        self.count_entities();
     }
 
     /// Starts (or restarts) an entity: a fresh incarnation that recovers from the journal.

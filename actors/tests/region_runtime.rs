@@ -339,3 +339,35 @@ async fn deliveries_to_a_stopped_shard_and_orphaned_replies_are_dead_letters() {
         .unwrap();
     region.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_entity_starts_without_reading_and_a_wrong_guess_only_costs_a_conflict() {
+    let fixture = fixture().await;
+    let region = ShardRegion::<Account>::start("/r", fixture.journal.clone(), config())
+        .await
+        .unwrap();
+    let reply = region
+        .ask_new("erin", deposit("d1", 10), DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(total(&reply), 10);
+    // A second region (after a restart, say) wrongly believes erin is new: her first write
+    // conflicts, she recovers, and the next command sees the stored 10.
+    let restarted = ShardRegion::<Account>::start("/r2", fixture.journal.clone(), config())
+        .await
+        .unwrap();
+    let conflict = restarted
+        .ask_new("erin", deposit("d2", 5), DEADLINE)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(conflict, Error::Persistence { .. }),
+        "{conflict:?}"
+    );
+    let reply = restarted
+        .ask_new("erin", deposit("d2", 5), DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(total(&reply), 15);
+    assert_eq!(stored_events(&fixture.journal, "account|erin").await, 2);
+}
