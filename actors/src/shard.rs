@@ -21,7 +21,7 @@ use crate::breaker::CircuitBreaker;
 use crate::config::EntityConfig;
 use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::entity::{
-    self, Cell, Envelope, Persistent, Phase, is_infrastructure_failure, stream_of,
+    self, Cell, Envelope, Persistent, Persisting, Phase, is_infrastructure_failure, stream_of,
 };
 use crate::error::Error;
 use crate::mailbox::MailboxReceiver;
@@ -234,6 +234,11 @@ impl<A: Persistent> ShardState<A> {
             config.entity_priority_capacity,
         );
         let cell = self.entities.get_mut(&entity_id).expect("activated above");
+        if matches!(cell.phase, Phase::Ready) && cell.queued() == 0 {
+            // Nothing ahead of it: run it now, without queueing (no allocation).
+            self.drive(myself, &entity_id, Some(envelope));
+            return;
+        }
         if let Err((envelope, capacity)) = cell.enqueue(envelope, normal, priority) {
             self.stats.rejected += 1;
             let actor = self.path_of(&entity_id);
@@ -244,7 +249,7 @@ impl<A: Persistent> ShardState<A> {
             );
             return;
         }
-        self.drive(myself, &entity_id);
+        self.drive(myself, &entity_id, None);
     }
 
     /// Starts an entity the sender vouches has no history: ready at once, nothing read.
@@ -292,13 +297,20 @@ impl<A: Persistent> ShardState<A> {
     }
 
     /// Runs an entity's queued commands until it has to wait (for the journal) or is empty.
-    fn drive(&mut self, myself: &ActorRef<ShardMessage<A>>, entity_id: &str) {
-        let path = self.path_of(entity_id);
+    /// `first`, when given, goes before anything queued (the caller checked none is).
+    fn drive(
+        &mut self,
+        myself: &ActorRef<ShardMessage<A>>,
+        entity_id: &str,
+        mut first: Option<Envelope<A>>,
+    ) {
         let Some(cell) = self.entities.get_mut(entity_id) else {
             return;
         };
         while matches!(cell.phase, Phase::Ready) {
-            let Some(envelope) = cell.next() else { break };
+            let Some(envelope) = first.take().or_else(|| cell.next()) else {
+                break;
+            };
             cell.last_active = Instant::now();
             let events = match cell.state.decide(&envelope.command) {
                 Err(refusal) => {
@@ -326,7 +338,7 @@ impl<A: Persistent> ShardState<A> {
                 Err(reason) => {
                     envelope.answer(
                         Err(Error::Failed {
-                            actor: path.clone(),
+                            actor: format!("{}/{entity_id}", self.arguments.path),
                             reason,
                         }),
                         &self.arguments.dead_letters,
@@ -360,10 +372,10 @@ impl<A: Persistent> ShardState<A> {
                     result,
                 });
             });
-            cell.phase = Phase::Persisting {
+            cell.phase = Phase::Persisting(Box::new(Persisting {
                 pending: envelope,
                 events,
-            };
+            }));
         }
     }
 
@@ -381,11 +393,10 @@ impl<A: Persistent> ShardState<A> {
         if cell.generation != generation {
             return;
         }
-        let Phase::Persisting { pending, events } =
-            std::mem::replace(&mut cell.phase, Phase::Ready)
-        else {
+        let Phase::Persisting(persisting) = std::mem::replace(&mut cell.phase, Phase::Ready) else {
             unreachable!("only a persisting entity gets a write's outcome");
         };
+        let Persisting { pending, events } = *persisting;
         match result {
             Err(open @ Error::BreakerOpen { .. }) => {
                 // Nothing was attempted, so the state in memory is still the journal's: the
@@ -395,7 +406,7 @@ impl<A: Persistent> ShardState<A> {
                     &self.arguments.dead_letters,
                     &self.arguments.path,
                 );
-                self.drive(myself, &entity_id);
+                self.drive(myself, &entity_id, None);
             }
             Err(error) => {
                 // The write ran past the breaker's call timeout and was dropped: whether it
@@ -436,7 +447,7 @@ impl<A: Persistent> ShardState<A> {
                         cell.state.clone(),
                     );
                 }
-                self.drive(myself, &entity_id);
+                self.drive(myself, &entity_id, None);
             }
             Ok(Err(JournalError::Fenced { .. })) => {
                 pending.answer(
@@ -483,7 +494,7 @@ impl<A: Persistent> ShardState<A> {
                 cell.sequence = sequence;
                 cell.events_since_snapshot = 0;
                 cell.phase = Phase::Ready;
-                self.drive(myself, &entity_id);
+                self.drive(myself, &entity_id, None);
                 return;
             }
             // The breaker is open (nothing was read) or the read was abandoned.
@@ -553,7 +564,7 @@ impl<A: Persistent> ShardState<A> {
         stats.persisting = self
             .entities
             .values()
-            .filter(|cell| matches!(cell.phase, Phase::Persisting { .. }))
+            .filter(|cell| matches!(cell.phase, Phase::Persisting(_)))
             .count();
         stats.recovering = self
             .entities
