@@ -15,8 +15,12 @@
 //! - `new`: `ShardRegion::tell_new` a refused command (withdraw from an empty account) to each
 //!   of `ENTITIES` accounts: activation without any I/O (the pure runtime cost: routing, the
 //!   shard's inbox, the entity's cell, one decision, no reply).
-//! - `recover`: `ShardRegion::tell` the same command: each activation first recovers from the
-//!   (empty) SQLite journal (one snapshot read and one stream read), so this includes I/O.
+//! - `recover`: `ShardRegion::ask` the same command from `RECOVERY_CALLERS` concurrent callers,
+//!   each going through its share of `RECOVERED_ENTITIES` accounts one after another: each
+//!   activation first recovers from the (empty) SQLite journal (one snapshot read, one stream
+//!   read), so this includes I/O. The callers bound how many recoveries run at once: with
+//!   unbounded tells, 100 000 simultaneous recoveries (a task each, all waiting for a SQLite
+//!   connection) ran for minutes and held 5 KiB each at the peak.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -130,15 +134,46 @@ async fn entities_part(part: &str, count: usize) {
     let before = resident_bytes();
     let started = Instant::now();
     let mut overloaded = 0u64;
+    if part == "recover" {
+        let region = std::sync::Arc::new(region);
+        let callers = env_count("RECOVERY_CALLERS", 256);
+        let mut tasks = Vec::new();
+        for caller in 0..callers {
+            let region = region.clone();
+            tasks.push(tokio::spawn(async move {
+                for index in (caller..count).step_by(callers) {
+                    let refused = region
+                        .ask(
+                            &format!("acct-{index}"),
+                            refused_withdrawal(),
+                            Duration::from_secs(600),
+                        )
+                        .await;
+                    assert!(matches!(refused, Err(Error::Rejected(_))), "{refused:?}");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        let active: usize = region
+            .stats()
+            .await
+            .iter()
+            .map(|shard| shard.entities)
+            .sum();
+        assert_eq!(active, count);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = resident_bytes();
+        report(part, count, after.saturating_sub(before), elapsed);
+        region.stop().await.unwrap();
+        return;
+    }
     for index in 0..count {
         let entity_id = format!("acct-{index}");
         loop {
-            let sent = if part == "new" {
-                region.tell_new(&entity_id, refused_withdrawal())
-            } else {
-                region.tell(&entity_id, refused_withdrawal())
-            };
-            match sent {
+            match region.tell_new(&entity_id, refused_withdrawal()) {
                 Ok(()) => break,
                 Err(Error::Overloaded { .. }) => {
                     // A shard's inbox is full: let the shards catch up.
@@ -245,7 +280,11 @@ fn main() {
         ractor,
     );
     row("entity, tell_new (no I/O)", entities, new);
-    row("entity, tell with recovery from SQLite", recovered, recover);
+    row(
+        "entity, ask with recovery from SQLite (256 callers)",
+        recovered,
+        recover,
+    );
     println!();
     println!(
         "entity / ractor: memory {:.3}, activation (no I/O) vs spawn {:.3}",

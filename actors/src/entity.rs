@@ -94,6 +94,11 @@ pub(crate) struct Envelope<A: Aggregate> {
 }
 
 impl<A: Aggregate> Envelope<A> {
+    /// Whether a caller waits for the reply (an ask), so it is worth computing (a tell's is not).
+    pub(crate) fn wants_reply(&self) -> bool {
+        self.reply.is_some()
+    }
+
     /// Answers the caller, if it asked; a reply that finds the caller gone (its deadline
     /// passed) is recorded in `dead_letters` under the entity's path.
     pub(crate) fn answer(

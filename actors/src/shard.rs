@@ -325,12 +325,14 @@ impl<A: Persistent> ShardState<A> {
             };
             if events.is_empty() {
                 // A repeat of an applied command: the first outcome, nothing to write.
-                let reply = cell.state.reply(&envelope.command, &events);
-                envelope.answer(
-                    Ok(reply),
-                    &self.arguments.dead_letters,
-                    &self.arguments.path,
-                );
+                if envelope.wants_reply() {
+                    let reply = cell.state.reply(&envelope.command, &events);
+                    envelope.answer(
+                        Ok(reply),
+                        &self.arguments.dead_letters,
+                        &self.arguments.path,
+                    );
+                }
                 continue;
             }
             let new_events = match entity::encode::<A>(&events) {
@@ -430,12 +432,14 @@ impl<A: Persistent> ShardState<A> {
                 }
                 cell.sequence = outcome.last_sequence;
                 // Durable, applied: only now may the caller hear of it.
-                let reply = cell.state.reply(&pending.command, &events);
-                pending.answer(
-                    Ok(reply),
-                    &self.arguments.dead_letters,
-                    &self.arguments.path,
-                );
+                if pending.wants_reply() {
+                    let reply = cell.state.reply(&pending.command, &events);
+                    pending.answer(
+                        Ok(reply),
+                        &self.arguments.dead_letters,
+                        &self.arguments.path,
+                    );
+                }
                 cell.events_since_snapshot += events.len() as u64;
                 let every = self.arguments.config.snapshot_every_events;
                 if every > 0 && cell.events_since_snapshot >= every {
