@@ -4,7 +4,7 @@
 //! a time (see [`crate::entity`]). Journal writes and recoveries run as tasks that report
 //! back to the shard as messages, so a slow write blocks only its own entity.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -106,6 +106,10 @@ pub(crate) struct ShardState<A: Persistent> {
     snapshots: SnapshotStore,
     entities: HashMap<String, Cell<A>>,
     next_generation: u64,
+    /// Recovery tasks running (each reports back with `Recovered`, even a stale one).
+    recoveries_running: usize,
+    /// Entities waiting for a recovery slot, with the generation they were activated as.
+    recoveries_waiting: VecDeque<(String, u64)>,
     stopping: Option<oneshot::Sender<()>>,
     stats: ShardStats,
 }
@@ -150,6 +154,8 @@ impl<A: Persistent> Actor for Shard<A> {
             snapshots,
             entities: HashMap::new(),
             next_generation: 0,
+            recoveries_running: 0,
+            recoveries_waiting: VecDeque::new(),
             stopping: None,
             stats,
         })
@@ -280,10 +286,38 @@ impl<A: Persistent> ShardState<A> {
                 self.count_entities();
             }
         }
+        if self.recoveries_running >= self.arguments.config.recoveries_concurrent_max {
+            self.recoveries_waiting
+                .push_back((entity_id.to_owned(), generation));
+            return;
+        }
+        self.start_recovery(myself, entity_id.to_owned(), generation);
+    }
+
+    /// Starts the next waiting recovery whose entity still waits for it, if any.
+    fn start_waiting_recovery(&mut self, myself: &ActorRef<ShardMessage<A>>) {
+        while let Some((entity_id, generation)) = self.recoveries_waiting.pop_front() {
+            let current = self.entities.get(&entity_id).is_some_and(|cell| {
+                cell.generation == generation && matches!(cell.phase, Phase::Recovering)
+            });
+            if current {
+                self.start_recovery(myself, entity_id, generation);
+                return;
+            }
+        }
+    }
+
+    fn start_recovery(
+        &mut self,
+        myself: &ActorRef<ShardMessage<A>>,
+        entity_id: String,
+        generation: u64,
+    ) {
+        self.recoveries_running += 1;
         let (journal, snapshots) = (self.arguments.journal.clone(), self.snapshots.clone());
         let breaker = self.arguments.breaker.clone();
         let page = self.arguments.config.recovery_page_events;
-        let (myself, entity_id) = (myself.clone(), entity_id.to_owned());
+        let myself = myself.clone();
         tokio::spawn(async move {
             let recovery = entity::recover::<A>(&journal, &snapshots, &entity_id, page);
             let result = breaker.call_with(recovery, is_infrastructure_failure).await;
@@ -485,6 +519,8 @@ impl<A: Persistent> ShardState<A> {
         generation: u64,
         result: Result<Result<(A, u64), JournalError>, Error>,
     ) {
+        self.recoveries_running -= 1;
+        self.start_waiting_recovery(myself);
         let path = self.path_of(&entity_id);
         let Some(cell) = self.entities.get_mut(&entity_id) else {
             return;

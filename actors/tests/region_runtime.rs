@@ -371,3 +371,44 @@ async fn a_new_entity_starts_without_reading_and_a_wrong_guess_only_costs_a_conf
     assert_eq!(total(&reply), 15);
     assert_eq!(stored_events(&fixture.journal, "account|erin").await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_activations_recovers_a_few_at_a_time_and_every_entity_correctly() {
+    let fixture = fixture().await;
+    let accounts: Vec<String> = (0..50).map(|index| format!("acct-{index}")).collect();
+    let before = ShardRegion::<Account>::start("/before", fixture.journal.clone(), config())
+        .await
+        .unwrap();
+    for account in &accounts {
+        before
+            .ask(account, deposit("d1", 1), DEADLINE)
+            .await
+            .unwrap();
+    }
+    before.stop().await.unwrap();
+    // After a restart, one shard recovering one entity at a time gets all 50 at once.
+    let config = EntityConfig {
+        shard_count: 1,
+        recoveries_concurrent_max: 1,
+        ..config()
+    };
+    let region = std::sync::Arc::new(
+        ShardRegion::<Account>::start("/after", fixture.journal.clone(), config)
+            .await
+            .unwrap(),
+    );
+    let mut callers = Vec::new();
+    for account in accounts.clone() {
+        let region = region.clone();
+        callers.push(tokio::spawn(async move {
+            region.ask(&account, deposit("d2", 1), DEADLINE).await
+        }));
+    }
+    for caller in callers {
+        let reply = caller.await.unwrap().unwrap();
+        assert_eq!(total(&reply), 2, "recovered 1, then 1 more");
+    }
+    let stats = region.stats().await;
+    assert_eq!(stats[0].entities, 50);
+    assert_eq!(stats[0].recovering, 0);
+}
