@@ -18,9 +18,11 @@
 //! - `recover`: `ShardRegion::ask` the same command from `RECOVERY_CALLERS` concurrent callers,
 //!   each going through its share of `RECOVERED_ENTITIES` accounts one after another: each
 //!   activation first recovers from the (empty) SQLite journal (one snapshot read, one stream
-//!   read), so this includes I/O. The callers bound how many recoveries run at once: with
-//!   unbounded tells, 100 000 simultaneous recoveries (a task each, all waiting for a SQLite
-//!   connection) ran for minutes and held 5 KiB each at the peak.
+//!   read), so this includes I/O.
+//! - `recover-burst`: `ShardRegion::tell` the same command to the same count of accounts from
+//!   one task, no window: every shard gets its activations at once and runs
+//!   `EntityConfig::recoveries_concurrent_max` recoveries at a time (before that bound existed,
+//!   100 000 such tells started 100 000 recovery tasks and ran for minutes).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -173,7 +175,12 @@ async fn entities_part(part: &str, count: usize) {
     for index in 0..count {
         let entity_id = format!("acct-{index}");
         loop {
-            match region.tell_new(&entity_id, refused_withdrawal()) {
+            let sent = if part == "new" {
+                region.tell_new(&entity_id, refused_withdrawal())
+            } else {
+                region.tell(&entity_id, refused_withdrawal())
+            };
+            match sent {
                 Ok(()) => break,
                 Err(Error::Overloaded { .. }) => {
                     // A shard's inbox is full: let the shards catch up.
@@ -249,7 +256,7 @@ fn main() {
         runtime.block_on(async {
             match part.as_str() {
                 "ractor" => ractor_part(count).await,
-                "new" | "recover" => entities_part(&part, count).await,
+                "new" | "recover" | "recover-burst" => entities_part(&part, count).await,
                 other => panic!("unknown part {other}"),
             }
         });
@@ -262,6 +269,7 @@ fn main() {
     let ractor = run_child("ractor", ractor_actors);
     let new = run_child("new", entities);
     let recover = run_child("recover", recovered);
+    let burst = run_child("recover-burst", recovered);
     println!("load average after: {}", load_average());
     println!();
     println!("| what | count | memory per actor | time per activation (spawn) |");
@@ -284,6 +292,11 @@ fn main() {
         "entity, ask with recovery from SQLite (256 callers)",
         recovered,
         recover,
+    );
+    row(
+        "entity, tell with recovery from SQLite (one burst)",
+        recovered,
+        burst,
     );
     println!();
     println!(
