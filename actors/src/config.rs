@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::breaker::BreakerConfig;
+
 /// How shard regions host entities.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntityConfig {
@@ -21,6 +23,13 @@ pub struct EntityConfig {
     pub passivation_interval: Duration,
     /// Events read per page while recovering.
     pub recovery_page_events: usize,
+    /// Recoveries a shard runs at once; entities activated beyond this wait their turn in
+    /// the shard (an id each, no task), so a burst of first commands after a restart or a
+    /// hand-off does not start a task and a database read for every entity at once.
+    pub recoveries_concurrent_max: usize,
+    /// The region's journal breaker, shared by its shards: every append and every recovery
+    /// goes through it, and only infrastructure failures (the database, the writer) count.
+    pub breaker: BreakerConfig,
 }
 
 impl Default for EntityConfig {
@@ -34,6 +43,8 @@ impl Default for EntityConfig {
             passivate_after: Duration::from_secs(120),
             passivation_interval: Duration::from_secs(30),
             recovery_page_events: 10_000,
+            recoveries_concurrent_max: 4,
+            breaker: BreakerConfig::default(),
         }
     }
 }

@@ -15,7 +15,10 @@
 //! - [`dead_letters`]: undelivered messages, counted, the latest kept.
 //! - [`registry`]: the node's live actors and the actor tree served by `GET /v1/actors`.
 //! - [`entity`], [`region`]: persistent entities hosting `domain` aggregates, inside shard
-//!   actors, routed by a stable hash; the shard stop/start hand-off primitive.
+//!   actors, routed by a stable hash; the shard stop/start hand-off primitive. A region's
+//!   journal writes and recoveries go through one circuit breaker; the region and its shards
+//!   (with entity counts, not a row per entity) are in the registry, and undeliverable
+//!   commands and orphaned replies are dead letters.
 //! - [`config`]: the entity runtime's limits.
 //! - [`saga_host`]: sagas as persistent process managers: their effects carried out, their
 //!   deadlines ticked, resumed after a restart.

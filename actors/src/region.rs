@@ -4,8 +4,7 @@
 //! stop a shard cleanly (everything accepted is persisted and answered) and start it again,
 //! possibly under a new fence epoch: the hand-off primitive the cluster uses.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
@@ -13,10 +12,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tradefloor_persistence::{Fence, Journal};
 
+use crate::breaker::CircuitBreaker;
 use crate::config::EntityConfig;
+use crate::dead_letters::DeadLetter;
 use crate::entity::{Envelope, Persistent};
 use crate::error::Error;
-use crate::shard::{Shard, ShardArguments, ShardMessage, ShardStats};
+use crate::mailbox::{Lane, MailboxConfig, MailboxSender, mailbox};
+use crate::registry::{ActorInfo, ActorStatus, Registration, Registry, is_valid_path};
+use crate::shard::{Activation, Shard, ShardArguments, ShardMessage, ShardStats};
 
 /// The shard of an entity: FNV-1a (64-bit) of its id, modulo the shard count. Stable across
 /// processes, versions and platforms, since every node must agree on it.
@@ -32,7 +35,8 @@ pub fn shard_of(entity_id: &str, shard_count: u32) -> u32 {
 
 struct ShardHandle<A: Persistent> {
     actor: ActorRef<ShardMessage<A>>,
-    inbound: Arc<AtomicUsize>,
+    /// One token per delivery in flight to the shard: the bound on its inbox.
+    inbound: MailboxSender<()>,
     join: JoinHandle<()>,
 }
 
@@ -41,19 +45,52 @@ pub struct ShardRegion<A: Persistent> {
     path: String,
     journal: Journal,
     config: EntityConfig,
+    breaker: CircuitBreaker,
+    registry: Registry,
+    /// The region in the registry until it stops.
+    registration: Mutex<Option<Registration>>,
     shards: Vec<RwLock<Option<ShardHandle<A>>>>,
 }
 
 impl<A: Persistent> ShardRegion<A> {
-    /// Starts a region with every shard running (unfenced). `path` names it in the actor
-    /// tree, e.g. `/guardian/regions/account`.
+    /// Starts a region with every shard running (unfenced), in a registry of its own.
+    /// `path` names it in the actor tree, e.g. `/guardian/regions/account`.
     pub async fn start(
         path: impl Into<String>,
         journal: Journal,
         config: EntityConfig,
     ) -> Result<Self, Error> {
+        Self::start_in(Registry::default(), path, journal, config).await
+    }
+
+    /// Starts a region with every shard running (unfenced), registered in `registry`: the
+    /// region at `path` (kind `region`, with its journal breaker) and each shard at
+    /// `{path}/shard-{n}` (kind `shard`, with its entity count and inbox). Undeliverable
+    /// commands and replies go to the registry's dead letters.
+    ///
+    /// Errors: [`Error::StartFailed`] if `path` is not a valid actor path,
+    /// [`Error::PathTaken`] if something is registered there already.
+    pub async fn start_in(
+        registry: Registry,
+        path: impl Into<String>,
+        journal: Journal,
+        config: EntityConfig,
+    ) -> Result<Self, Error> {
+        let path = path.into();
+        if !is_valid_path(&path) {
+            return Err(Error::StartFailed {
+                actor: path,
+                reason: "not a valid actor path".to_owned(),
+            });
+        }
+        let breaker = CircuitBreaker::new(format!("{path}/journal"), config.breaker);
+        let info = ActorInfo::new(path.clone(), "region").with_breaker(breaker.clone());
+        let registration = registry.register(Arc::new(info))?;
         let region = Self {
-            path: path.into(),
+            breaker,
+            registry,
+            registration: Mutex::new(Some(registration)),
+            path,
             journal,
             shards: (0..config.shard_count).map(|_| RwLock::new(None)).collect(),
             config,
@@ -61,12 +98,33 @@ impl<A: Persistent> ShardRegion<A> {
         for shard in 0..region.config.shard_count {
             region.start_shard(shard, None).await?;
         }
+        region.set_status(ActorStatus::Running);
         Ok(region)
     }
 
     /// The region's path in the actor tree.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The registry the region and its shards are registered in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn set_status(&self, status: ActorStatus) {
+        let registration = self
+            .registration
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(registration) = registration.as_ref() {
+            registration.info().set_status(status);
+        }
+    }
+
+    /// The breaker every journal write and recovery of the region's shards goes through.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
     }
 
     /// Sends a command and waits up to `deadline` for its reply (sent once its events are
@@ -77,8 +135,41 @@ impl<A: Persistent> ShardRegion<A> {
         command: A::Command,
         deadline: Duration,
     ) -> Result<A::Reply, Error> {
+        self.ask_with(entity_id, command, deadline, Activation::Recover)
+            .await
+    }
+
+    /// Like [`ask`](Self::ask) for an entity the caller has just created (a fresh id with
+    /// nothing in its journal): if it is not in memory it starts from the default state
+    /// without reading its journal. If the stream did have events after all, the command's
+    /// write conflicts, the caller gets [`Error::Persistence`] and the entity recovers before
+    /// its next command; a command that writes nothing (a refusal) is answered from the
+    /// default state, so use this only for ids that are new.
+    pub async fn ask_new(
+        &self,
+        entity_id: &str,
+        command: A::Command,
+        deadline: Duration,
+    ) -> Result<A::Reply, Error> {
+        self.ask_with(entity_id, command, deadline, Activation::New)
+            .await
+    }
+
+    /// Like [`tell`](Self::tell) for an entity the caller has just created; see
+    /// [`ask_new`](Self::ask_new).
+    pub fn tell_new(&self, entity_id: &str, command: A::Command) -> Result<(), Error> {
+        self.deliver(entity_id, command, None, Activation::New)
+    }
+
+    async fn ask_with(
+        &self,
+        entity_id: &str,
+        command: A::Command,
+        deadline: Duration,
+        activation: Activation,
+    ) -> Result<A::Reply, Error> {
         let (reply, answer) = oneshot::channel();
-        self.deliver(entity_id, command, Some(reply))?;
+        self.deliver(entity_id, command, Some(reply), activation)?;
         match tokio::time::timeout(deadline, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Stopped {
@@ -94,7 +185,7 @@ impl<A: Persistent> ShardRegion<A> {
     /// Sends a command without waiting for its outcome. `Overloaded` at once if the shard's
     /// queue is full (the entity's own queue is checked on arrival).
     pub fn tell(&self, entity_id: &str, command: A::Command) -> Result<(), Error> {
-        self.deliver(entity_id, command, None)
+        self.deliver(entity_id, command, None, Activation::Recover)
     }
 
     fn entity_path(&self, entity_id: &str) -> String {
@@ -110,50 +201,68 @@ impl<A: Persistent> ShardRegion<A> {
         entity_id: &str,
         command: A::Command,
         reply: Option<oneshot::Sender<Result<A::Reply, Error>>>,
+        activation: Activation,
     ) -> Result<(), Error> {
         let shard = shard_of(entity_id, self.config.shard_count);
         let guard = self.shards[shard as usize]
             .read()
             .expect("no panics while holding the lock");
         let Some(handle) = guard.as_ref() else {
-            return Err(Error::Stopped {
-                actor: format!("{}/shard-{shard}", self.path),
-            });
+            return Err(self.dead_letter(shard, entity_id));
         };
-        let capacity = self.config.shard_mailbox_capacity;
-        if handle.inbound.fetch_add(1, Ordering::AcqRel) >= capacity {
-            handle.inbound.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::Overloaded {
-                actor: format!("{}/shard-{shard}", self.path),
-                capacity,
-            });
+        match handle.inbound.try_send((), Lane::Normal) {
+            Ok(()) => {}
+            Err(Error::Stopped { .. }) => return Err(self.dead_letter(shard, entity_id)),
+            Err(overloaded) => return Err(overloaded),
         }
         let envelope = Envelope {
             entity_id: entity_id.to_owned(),
             command,
             reply,
         };
-        if handle.actor.cast(ShardMessage::Deliver(envelope)).is_err() {
-            handle.inbound.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::Stopped {
-                actor: format!("{}/shard-{shard}", self.path),
-            });
+        let delivery = ShardMessage::Deliver(envelope, activation);
+        if handle.actor.cast(delivery).is_err() {
+            // The shard died with our token: its inbox is gone with it.
+            return Err(self.dead_letter(shard, entity_id));
         }
         Ok(())
+    }
+
+    /// Records a command for a stopped shard in the dead letters; the caller's error.
+    fn dead_letter(&self, shard: u32, entity_id: &str) -> Error {
+        let actor = format!("{}/shard-{shard}", self.path);
+        self.registry
+            .dead_letters()
+            .record(DeadLetter::of::<A::Command>(
+                format!("{actor}/{entity_id}"),
+                "the shard is stopped",
+            ));
+        Error::Stopped { actor }
     }
 
     /// Starts shard `shard`, writing under `fence` if given. Its entities activate (and
     /// recover) on their first command.
     pub async fn start_shard(&self, shard: u32, fence: Option<Fence>) -> Result<(), Error> {
         let path = format!("{}/shard-{shard}", self.path);
-        let inbound = Arc::new(AtomicUsize::new(0));
+        // The shard's inbox bound: deliveries are tokens in a bounded mailbox (the priority
+        // lane is unused), so the tree shows its length, capacity and refusals.
+        let bound = MailboxConfig {
+            capacity: self.config.shard_mailbox_capacity,
+            priority_capacity: 1,
+        };
+        let (inbound, inbound_receiver) = mailbox::<()>(path.clone(), bound);
+        let info = ActorInfo::new(path.clone(), "shard").with_mailbox(inbound.stats_handle());
+        let registration = self.registry.register(Arc::new(info))?;
         let arguments = ShardArguments {
             shard,
             path: path.clone(),
             journal: self.journal.clone(),
             config: self.config.clone(),
             fence,
-            inbound: inbound.clone(),
+            breaker: self.breaker.clone(),
+            inbound: inbound_receiver,
+            registration,
+            dead_letters: self.registry.dead_letters().clone(),
         };
         let (actor, join) = Actor::spawn(None, Shard::<A>::new(), arguments)
             .await
@@ -238,14 +347,21 @@ impl<A: Persistent> ShardRegion<A> {
         }
     }
 
-    /// Stops every shard cleanly.
+    /// Stops every shard cleanly, then deregisters the region.
     pub async fn stop(&self) -> Result<(), Error> {
+        self.set_status(ActorStatus::Stopping);
         for shard in 0..self.config.shard_count {
             match self.stop_shard(shard).await {
                 Ok(()) | Err(Error::Stopped { .. }) => {}
                 Err(error) => return Err(error),
             }
         }
+        let registration = self
+            .registration
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(registration);
         Ok(())
     }
 }

@@ -4,9 +4,7 @@
 //! a time (see [`crate::entity`]). Journal writes and recoveries run as tasks that report
 //! back to the shard as messages, so a slow write blocks only its own entity.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -19,25 +17,32 @@ use tradefloor_persistence::{
     codec,
 };
 
+use crate::breaker::CircuitBreaker;
 use crate::config::EntityConfig;
-use crate::entity::{self, Cell, Envelope, Persistent, Phase, stream_of};
+use crate::dead_letters::{DeadLetter, DeadLetters};
+use crate::entity::{
+    self, Cell, Envelope, Persistent, Persisting, Phase, is_infrastructure_failure, stream_of,
+};
 use crate::error::Error;
+use crate::mailbox::MailboxReceiver;
+use crate::registry::{ActorStatus, Registration};
 
 /// What a shard is asked or told.
 pub(crate) enum ShardMessage<A: Persistent> {
-    /// A command for one of its entities.
-    Deliver(Envelope<A>),
-    /// A recovery finished.
+    /// A command for one of its entities, and how to activate the entity if it is not in
+    /// memory.
+    Deliver(Envelope<A>, Activation),
+    /// A recovery finished, or the breaker refused it (outer `Err`).
     Recovered {
         entity_id: String,
         generation: u64,
-        result: Result<(A, u64), String>,
+        result: Result<Result<(A, u64), JournalError>, Error>,
     },
-    /// A journal write finished.
+    /// A journal write finished, or the breaker refused it or gave up on it (outer `Err`).
     Persisted {
         entity_id: String,
         generation: u64,
-        result: Result<AppendOutcome, JournalError>,
+        result: Result<Result<AppendOutcome, JournalError>, Error>,
     },
     /// Passivate entities idle for longer than the configured time.
     Passivate,
@@ -45,6 +50,17 @@ pub(crate) enum ShardMessage<A: Persistent> {
     Stop(oneshot::Sender<()>),
     /// Report counts.
     Stats(oneshot::Sender<ShardStats>),
+}
+
+/// How a shard activates an entity that is not in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// Recover it from the latest snapshot and its journal tail (always correct).
+    Recover,
+    /// The sender vouches that its stream is empty (an id it just created): start from the
+    /// default state without reading. If the stream did have events, the first write
+    /// conflicts (optimistic concurrency) and the entity recovers before its next command.
+    New,
 }
 
 /// A shard's counts, for the actor tree and metrics (counts, not a row per entity).
@@ -73,8 +89,16 @@ pub(crate) struct ShardArguments {
     pub(crate) journal: Journal,
     pub(crate) config: EntityConfig,
     pub(crate) fence: Option<Fence>,
-    /// Deliveries sent to the shard and not yet sorted: the shard's mailbox length.
-    pub(crate) inbound: Arc<AtomicUsize>,
+    /// The region's journal breaker, shared by all its shards.
+    pub(crate) breaker: CircuitBreaker,
+    /// The bound on deliveries sent to the shard and not yet sorted: one token per delivery,
+    /// taken by the region before it sends, given back here as the delivery is sorted. Its
+    /// stats are the shard's mailbox in the actor tree.
+    pub(crate) inbound: MailboxReceiver<()>,
+    /// The shard in the registry (deregistered when the shard's state is dropped).
+    pub(crate) registration: Registration,
+    /// Where undeliverable deliveries and replies go.
+    pub(crate) dead_letters: DeadLetters,
 }
 
 pub(crate) struct ShardState<A: Persistent> {
@@ -82,6 +106,10 @@ pub(crate) struct ShardState<A: Persistent> {
     snapshots: SnapshotStore,
     entities: HashMap<String, Cell<A>>,
     next_generation: u64,
+    /// Recovery tasks running (each reports back with `Recovered`, even a stale one).
+    recoveries_running: usize,
+    /// Entities waiting for a recovery slot, with the generation they were activated as.
+    recoveries_waiting: VecDeque<(String, u64)>,
     stopping: Option<oneshot::Sender<()>>,
     stats: ShardStats,
 }
@@ -115,12 +143,19 @@ impl<A: Persistent> Actor for Shard<A> {
             shard: arguments.shard,
             ..ShardStats::default()
         };
+        arguments.registration.info().set_entity_count(0);
+        arguments
+            .registration
+            .info()
+            .set_status(ActorStatus::Running);
         debug!(path = %arguments.path, "shard started");
         Ok(ShardState {
             arguments,
             snapshots,
             entities: HashMap::new(),
             next_generation: 0,
+            recoveries_running: 0,
+            recoveries_waiting: VecDeque::new(),
             stopping: None,
             stats,
         })
@@ -133,9 +168,10 @@ impl<A: Persistent> Actor for Shard<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ShardMessage::Deliver(envelope) => {
-                state.arguments.inbound.fetch_sub(1, Ordering::AcqRel);
-                state.deliver(&myself, envelope);
+            ShardMessage::Deliver(envelope, activation) => {
+                let token = state.arguments.inbound.try_recv();
+                debug_assert!(token.is_some(), "the region takes a token per delivery");
+                state.deliver(&myself, envelope, activation);
             }
             ShardMessage::Recovered {
                 entity_id,
@@ -148,7 +184,14 @@ impl<A: Persistent> Actor for Shard<A> {
                 result,
             } => state.persisted(&myself, entity_id, generation, result),
             ShardMessage::Passivate => state.passivate(),
-            ShardMessage::Stop(reply) => state.stopping = Some(reply),
+            ShardMessage::Stop(reply) => {
+                state
+                    .arguments
+                    .registration
+                    .info()
+                    .set_status(ActorStatus::Stopping);
+                state.stopping = Some(reply);
+            }
             ShardMessage::Stats(reply) => {
                 let _ = reply.send(state.stats());
             }
@@ -163,15 +206,33 @@ impl<A: Persistent> ShardState<A> {
         format!("{}/{entity_id}", self.arguments.path)
     }
 
-    fn deliver(&mut self, myself: &ActorRef<ShardMessage<A>>, envelope: Envelope<A>) {
+    fn deliver(
+        &mut self,
+        myself: &ActorRef<ShardMessage<A>>,
+        envelope: Envelope<A>,
+        activation: Activation,
+    ) {
         if self.stopping.is_some() {
             let actor = self.path_of(&envelope.entity_id);
-            envelope.answer(Err(Error::Stopped { actor }));
+            self.arguments
+                .dead_letters
+                .record(DeadLetter::of::<A::Command>(
+                    actor.clone(),
+                    "the shard is stopping for hand-off",
+                ));
+            envelope.answer(
+                Err(Error::Stopped { actor }),
+                &self.arguments.dead_letters,
+                &self.arguments.path,
+            );
             return;
         }
         let entity_id = envelope.entity_id.clone();
         if !self.entities.contains_key(&entity_id) {
-            self.activate(myself, &entity_id);
+            match activation {
+                Activation::Recover => self.activate(myself, &entity_id),
+                Activation::New => self.activate_new(&entity_id),
+            }
         }
         let config = &self.arguments.config;
         let (normal, priority) = (
@@ -179,13 +240,31 @@ impl<A: Persistent> ShardState<A> {
             config.entity_priority_capacity,
         );
         let cell = self.entities.get_mut(&entity_id).expect("activated above");
+        if matches!(cell.phase, Phase::Ready) && cell.queued() == 0 {
+            // Nothing ahead of it: run it now, without queueing (no allocation).
+            self.drive(myself, &entity_id, Some(envelope));
+            return;
+        }
         if let Err((envelope, capacity)) = cell.enqueue(envelope, normal, priority) {
             self.stats.rejected += 1;
             let actor = self.path_of(&entity_id);
-            envelope.answer(Err(Error::Overloaded { actor, capacity }));
+            envelope.answer(
+                Err(Error::Overloaded { actor, capacity }),
+                &self.arguments.dead_letters,
+                &self.arguments.path,
+            );
             return;
         }
-        self.drive(myself, &entity_id);
+        self.drive(myself, &entity_id, None);
+    }
+
+    /// Starts an entity the sender vouches has no history: ready at once, nothing read.
+    fn activate_new(&mut self, entity_id: &str) {
+        self.next_generation += 1;
+        let mut cell = Cell::recovering(self.next_generation, Instant::now());
+        cell.phase = Phase::Ready;
+        self.entities.insert(entity_id.to_owned(), cell);
+        self.count_entities();
     }
 
     /// Starts (or restarts) an entity: a fresh incarnation that recovers from the journal.
@@ -204,13 +283,44 @@ impl<A: Persistent> ShardState<A> {
                     entity_id.to_owned(),
                     Cell::recovering(generation, Instant::now()),
                 );
+                self.count_entities();
             }
         }
+        if self.recoveries_running >= self.arguments.config.recoveries_concurrent_max {
+            self.recoveries_waiting
+                .push_back((entity_id.to_owned(), generation));
+            return;
+        }
+        self.start_recovery(myself, entity_id.to_owned(), generation);
+    }
+
+    /// Starts the next waiting recovery whose entity still waits for it, if any.
+    fn start_waiting_recovery(&mut self, myself: &ActorRef<ShardMessage<A>>) {
+        while let Some((entity_id, generation)) = self.recoveries_waiting.pop_front() {
+            let current = self.entities.get(&entity_id).is_some_and(|cell| {
+                cell.generation == generation && matches!(cell.phase, Phase::Recovering)
+            });
+            if current {
+                self.start_recovery(myself, entity_id, generation);
+                return;
+            }
+        }
+    }
+
+    fn start_recovery(
+        &mut self,
+        myself: &ActorRef<ShardMessage<A>>,
+        entity_id: String,
+        generation: u64,
+    ) {
+        self.recoveries_running += 1;
         let (journal, snapshots) = (self.arguments.journal.clone(), self.snapshots.clone());
+        let breaker = self.arguments.breaker.clone();
         let page = self.arguments.config.recovery_page_events;
-        let (myself, entity_id) = (myself.clone(), entity_id.to_owned());
+        let myself = myself.clone();
         tokio::spawn(async move {
-            let result = entity::recover::<A>(&journal, &snapshots, &entity_id, page).await;
+            let recovery = entity::recover::<A>(&journal, &snapshots, &entity_id, page);
+            let result = breaker.call_with(recovery, is_infrastructure_failure).await;
             // The shard may have stopped meanwhile; then there is nobody to tell.
             let _ = myself.cast(ShardMessage::Recovered {
                 entity_id,
@@ -221,34 +331,55 @@ impl<A: Persistent> ShardState<A> {
     }
 
     /// Runs an entity's queued commands until it has to wait (for the journal) or is empty.
-    fn drive(&mut self, myself: &ActorRef<ShardMessage<A>>, entity_id: &str) {
-        let path = self.path_of(entity_id);
+    /// `first`, when given, goes before anything queued (the caller checked none is).
+    fn drive(
+        &mut self,
+        myself: &ActorRef<ShardMessage<A>>,
+        entity_id: &str,
+        mut first: Option<Envelope<A>>,
+    ) {
         let Some(cell) = self.entities.get_mut(entity_id) else {
             return;
         };
         while matches!(cell.phase, Phase::Ready) {
-            let Some(envelope) = cell.next() else { break };
+            let Some(envelope) = first.take().or_else(|| cell.next()) else {
+                break;
+            };
             cell.last_active = Instant::now();
             let events = match cell.state.decide(&envelope.command) {
                 Err(refusal) => {
-                    envelope.answer(Err(Error::Rejected(refusal)));
+                    envelope.answer(
+                        Err(Error::Rejected(refusal)),
+                        &self.arguments.dead_letters,
+                        &self.arguments.path,
+                    );
                     continue;
                 }
                 Ok(events) => events,
             };
             if events.is_empty() {
                 // A repeat of an applied command: the first outcome, nothing to write.
-                let reply = cell.state.reply(&envelope.command, &events);
-                envelope.answer(Ok(reply));
+                if envelope.wants_reply() {
+                    let reply = cell.state.reply(&envelope.command, &events);
+                    envelope.answer(
+                        Ok(reply),
+                        &self.arguments.dead_letters,
+                        &self.arguments.path,
+                    );
+                }
                 continue;
             }
             let new_events = match entity::encode::<A>(&events) {
                 Ok(new_events) => new_events,
                 Err(reason) => {
-                    envelope.answer(Err(Error::Failed {
-                        actor: path.clone(),
-                        reason,
-                    }));
+                    envelope.answer(
+                        Err(Error::Failed {
+                            actor: format!("{}/{entity_id}", self.arguments.path),
+                            reason,
+                        }),
+                        &self.arguments.dead_letters,
+                        &self.arguments.path,
+                    );
                     continue;
                 }
             };
@@ -259,24 +390,28 @@ impl<A: Persistent> ShardState<A> {
                 events: new_events,
                 fence: self.arguments.fence.clone(),
             };
-            let (journal, myself, generation) = (
+            let (journal, breaker, myself, generation) = (
                 self.arguments.journal.clone(),
+                self.arguments.breaker.clone(),
                 myself.clone(),
                 cell.generation,
             );
             let entity_id = entity_id.to_owned();
             tokio::spawn(async move {
-                let result = journal.append(request).await;
+                // Not polled at all when the breaker is open: nothing is written then.
+                let result = breaker
+                    .call_with(journal.append(request), is_infrastructure_failure)
+                    .await;
                 let _ = myself.cast(ShardMessage::Persisted {
                     entity_id,
                     generation,
                     result,
                 });
             });
-            cell.phase = Phase::Persisting {
+            cell.phase = Phase::Persisting(Box::new(Persisting {
                 pending: envelope,
                 events,
-            };
+            }));
         }
     }
 
@@ -285,7 +420,7 @@ impl<A: Persistent> ShardState<A> {
         myself: &ActorRef<ShardMessage<A>>,
         entity_id: String,
         generation: u64,
-        result: Result<AppendOutcome, JournalError>,
+        result: Result<Result<AppendOutcome, JournalError>, Error>,
     ) {
         let path = self.path_of(&entity_id);
         let Some(cell) = self.entities.get_mut(&entity_id) else {
@@ -294,13 +429,33 @@ impl<A: Persistent> ShardState<A> {
         if cell.generation != generation {
             return;
         }
-        let Phase::Persisting { pending, events } =
-            std::mem::replace(&mut cell.phase, Phase::Ready)
-        else {
+        let Phase::Persisting(persisting) = std::mem::replace(&mut cell.phase, Phase::Ready) else {
             unreachable!("only a persisting entity gets a write's outcome");
         };
+        let Persisting { pending, events } = *persisting;
         match result {
-            Ok(outcome) => {
+            Err(open @ Error::BreakerOpen { .. }) => {
+                // Nothing was attempted, so the state in memory is still the journal's: the
+                // command fails fast and the entity goes on with its next one.
+                pending.answer(
+                    Err(open),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
+                self.drive(myself, &entity_id, None);
+            }
+            Err(error) => {
+                // The write ran past the breaker's call timeout and was dropped: whether it
+                // reached the database is unknown, so recover from the journal.
+                warn!(entity = %path, %error, "journal write abandoned; recovering the entity");
+                pending.answer(
+                    Err(error),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
+                self.activate(myself, &entity_id);
+            }
+            Ok(Ok(outcome)) => {
                 assert_eq!(
                     outcome.first_sequence,
                     cell.sequence + 1,
@@ -311,8 +466,14 @@ impl<A: Persistent> ShardState<A> {
                 }
                 cell.sequence = outcome.last_sequence;
                 // Durable, applied: only now may the caller hear of it.
-                let reply = cell.state.reply(&pending.command, &events);
-                pending.answer(Ok(reply));
+                if pending.wants_reply() {
+                    let reply = cell.state.reply(&pending.command, &events);
+                    pending.answer(
+                        Ok(reply),
+                        &self.arguments.dead_letters,
+                        &self.arguments.path,
+                    );
+                }
                 cell.events_since_snapshot += events.len() as u64;
                 let every = self.arguments.config.snapshot_every_events;
                 if every > 0 && cell.events_since_snapshot >= every {
@@ -324,20 +485,28 @@ impl<A: Persistent> ShardState<A> {
                         cell.state.clone(),
                     );
                 }
-                self.drive(myself, &entity_id);
+                self.drive(myself, &entity_id, None);
             }
-            Err(JournalError::Fenced { .. }) => {
-                pending.answer(Err(Error::Fenced { actor: path }));
+            Ok(Err(JournalError::Fenced { .. })) => {
+                pending.answer(
+                    Err(Error::Fenced { actor: path }),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
                 self.fenced(myself);
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 // Whether anything was written is unknown (e.g. a lost commit reply), so the
                 // state in memory cannot be trusted: recover from the journal.
                 warn!(entity = %path, %error, "journal write failed; recovering the entity");
-                pending.answer(Err(Error::Persistence {
-                    actor: path,
-                    reason: error.to_string(),
-                }));
+                pending.answer(
+                    Err(Error::Persistence {
+                        actor: path,
+                        reason: error.to_string(),
+                    }),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
                 self.activate(myself, &entity_id);
             }
         }
@@ -348,8 +517,10 @@ impl<A: Persistent> ShardState<A> {
         myself: &ActorRef<ShardMessage<A>>,
         entity_id: String,
         generation: u64,
-        result: Result<(A, u64), String>,
+        result: Result<Result<(A, u64), JournalError>, Error>,
     ) {
+        self.recoveries_running -= 1;
+        self.start_waiting_recovery(myself);
         let path = self.path_of(&entity_id);
         let Some(cell) = self.entities.get_mut(&entity_id) else {
             return;
@@ -357,24 +528,32 @@ impl<A: Persistent> ShardState<A> {
         if cell.generation != generation {
             return;
         }
-        match result {
-            Ok((state, sequence)) => {
+        let refusal = match result {
+            Ok(Ok((state, sequence))) => {
                 cell.state = state;
                 cell.sequence = sequence;
                 cell.events_since_snapshot = 0;
                 cell.phase = Phase::Ready;
-                self.drive(myself, &entity_id);
+                self.drive(myself, &entity_id, None);
+                return;
             }
-            Err(reason) => {
-                warn!(entity = %path, %reason, "recovery failed; the entity's commands are refused");
-                let mut cell = self.entities.remove(&entity_id).expect("looked up above");
-                while let Some(envelope) = cell.next() {
-                    envelope.answer(Err(Error::Persistence {
-                        actor: path.clone(),
-                        reason: reason.clone(),
-                    }));
-                }
-            }
+            // The breaker is open (nothing was read) or the read was abandoned.
+            Err(error) => error,
+            Ok(Err(error)) => Error::Persistence {
+                actor: path.clone(),
+                reason: error.to_string(),
+            },
+        };
+        // The entity stays out of memory: its next command activates it again.
+        warn!(entity = %path, %refusal, "recovery failed; the entity's commands are refused");
+        let mut cell = self.entities.remove(&entity_id).expect("looked up above");
+        self.count_entities();
+        while let Some(envelope) = cell.next() {
+            envelope.answer(
+                Err(refusal.clone()),
+                &self.arguments.dead_letters,
+                &self.arguments.path,
+            );
         }
     }
 
@@ -384,11 +563,16 @@ impl<A: Persistent> ShardState<A> {
         for (entity_id, mut cell) in self.entities.drain() {
             let actor = format!("{}/{entity_id}", self.arguments.path);
             while let Some(envelope) = cell.next() {
-                envelope.answer(Err(Error::Fenced {
-                    actor: actor.clone(),
-                }));
+                envelope.answer(
+                    Err(Error::Fenced {
+                        actor: actor.clone(),
+                    }),
+                    &self.arguments.dead_letters,
+                    &self.arguments.path,
+                );
             }
         }
+        self.count_entities();
         myself.stop(Some("fenced".to_owned()));
     }
 
@@ -400,10 +584,17 @@ impl<A: Persistent> ShardState<A> {
             !(cell.is_idle() && now.duration_since(cell.last_active) >= idle_after)
         });
         let passivated = before - self.entities.len();
+        self.count_entities();
         if passivated > 0 {
             self.stats.passivated += passivated as u64;
             debug!(shard = %self.arguments.path, passivated, "passivated idle entities");
         }
+    }
+
+    /// Shows the shard's entity count in the actor tree (one atomic store).
+    fn count_entities(&self) {
+        let info = self.arguments.registration.info();
+        info.set_entity_count(self.entities.len() as u64);
     }
 
     fn stats(&self) -> ShardStats {
@@ -413,7 +604,7 @@ impl<A: Persistent> ShardState<A> {
         stats.persisting = self
             .entities
             .values()
-            .filter(|cell| matches!(cell.phase, Phase::Persisting { .. }))
+            .filter(|cell| matches!(cell.phase, Phase::Persisting(_)))
             .count();
         stats.recovering = self
             .entities
@@ -425,7 +616,7 @@ impl<A: Persistent> ShardState<A> {
 
     /// Once stopping and every accepted command is answered, stop.
     fn stop_if_drained(&mut self, myself: &ActorRef<ShardMessage<A>>) {
-        if self.stopping.is_none() || self.arguments.inbound.load(Ordering::Acquire) > 0 {
+        if self.stopping.is_none() || self.arguments.inbound.stats().len > 0 {
             return;
         }
         if self.entities.values().all(Cell::is_idle) {

@@ -456,7 +456,11 @@ async fn a_failed_write_is_never_acknowledged_and_the_entity_recovers() {
     for caller in callers {
         match caller.await.unwrap() {
             (account, Ok(_)) => *acknowledged.entry(account).or_default() += 1,
-            (_, Err(Error::Persistence { .. } | Error::Timeout { .. })) => failed += 1,
+            // Past the breaker's threshold the rest fail fast, unwritten.
+            (
+                _,
+                Err(Error::Persistence { .. } | Error::Timeout { .. } | Error::BreakerOpen { .. }),
+            ) => failed += 1,
             (_, Err(other)) => panic!("unexpected {other:?}"),
         }
     }
