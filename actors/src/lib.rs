@@ -27,6 +27,8 @@
 //! - [`consumer_group`]: members sharing the log's partitions (by a stable hash of the
 //!   stream), each partition processed by one member in order, reassigned as members come
 //!   and go (at least once).
+//! - [`trading`]: the trading application: account, book and saga regions, the durable book
+//!   feed, SQL read models, and the [`Exchange`](trading::Exchange) facade.
 //! - [`supervisor`], [`backoff`], [`guardian`]: supervisors that start ordered children and
 //!   restart them per strategy (one-for-one, one-for-all, rest-for-one) with exponential
 //!   backoff and jitter, escalating to their own supervisor past the restart intensity; the
@@ -48,6 +50,7 @@ pub mod registry;
 pub mod saga_host;
 mod shard;
 pub mod supervisor;
+pub mod trading;
 
 pub use backoff::{Backoff, Jitter};
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState, CircuitBreaker};

@@ -1,0 +1,51 @@
+//! Every limit of the trading application, named, with its default.
+
+use std::time::Duration;
+
+use tradefloor_domain::saga::SagaConfig;
+
+use super::feed::FeedConfig;
+use crate::config::EntityConfig;
+use crate::projection::ProjectionConfig;
+use crate::saga_host::SagaHostConfig;
+
+/// How an [`Exchange`](super::Exchange) runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TradingConfig {
+    /// Root of the application's actor paths, e.g. `/trading`.
+    pub path: String,
+    /// How the account, book and saga regions host their entities.
+    pub entities: EntityConfig,
+    /// Timeouts and retries of each order's saga (persisted with the saga).
+    pub saga: SagaConfig,
+    /// The saga host's limits.
+    pub saga_host: SagaHostConfig,
+    /// How long a call to an account or a book waits for its reply.
+    pub ask_deadline: Duration,
+    /// How long placing an order waits for the book to accept or reject it before it
+    /// answers with the order still pending.
+    pub placement_wait: Duration,
+    /// The book feed's batch size and poll interval.
+    pub feed: FeedConfig,
+    /// The read models' batch size and poll interval.
+    pub projections: ProjectionConfig,
+    /// How late (behind the latest trade seen) a trade may arrive and still count in its
+    /// candle, in microseconds.
+    pub candle_watermark_micros: i64,
+}
+
+impl Default for TradingConfig {
+    fn default() -> Self {
+        Self {
+            path: "/trading".to_owned(),
+            entities: EntityConfig::default(),
+            saga: SagaConfig::default(),
+            saga_host: SagaHostConfig::default(),
+            ask_deadline: Duration::from_secs(5),
+            placement_wait: Duration::from_secs(5),
+            feed: FeedConfig::default(),
+            projections: ProjectionConfig::default(),
+            candle_watermark_micros: 5_000_000,
+        }
+    }
+}

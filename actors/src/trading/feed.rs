@@ -1,0 +1,330 @@
+//! The book feed: the durable path from the order books' events to the order sagas.
+//!
+//! A maker's fills happen inside another order's submit, so only the book's journal knows
+//! of them for sure: if the node dies right after the book persisted a trade, the maker's
+//! saga must still learn of it, or the trade never settles on the maker's side. The feed is a
+//! consumer of the global log (`Filter::Kind("order_book")`) with its offset in the
+//! [`OffsetStore`]: it reads a batch, delivers each event to the sagas it concerns
+//! ([`SagaInput::Book`], awaiting [`SagaHost::send`], so the saga has persisted what it made
+//! of it), and only then commits the batch's offset. Delivery is therefore at least once
+//! (a crash between delivery and commit repeats the batch), and sagas deduplicate.
+//!
+//! Within a batch, the events of one saga are delivered in log order; different sagas are
+//! served concurrently. A delivery that keeps failing (e.g. the saga region is stopped)
+//! fails the actor without committing; its supervisor restarts it and the batch comes again.
+//! The feed reads when woken (the dispatcher wakes it after each book command) and at least
+//! every poll interval.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
+use tradefloor_domain::Aggregate;
+use tradefloor_domain::book::{BookEvent, OrderBook};
+use tradefloor_domain::saga::{OrderSaga, SagaInput};
+use tradefloor_persistence::{Filter, Journal, OffsetStore, StoredEvent};
+
+use crate::entity::Persistent;
+use crate::error::Error;
+use crate::saga_host::SagaHost;
+use crate::supervisor::{ChildContext, ChildSpec, Progress};
+
+/// The feed's key in the offset store.
+pub const FEED_NAME: &str = "trading.book_feed";
+/// How often one saga input is tried before the batch fails.
+const DELIVERY_ATTEMPTS_MAX: u32 = 5;
+/// The pause before the next attempt, times the attempt number.
+const DELIVERY_RETRY_STEP: Duration = Duration::from_millis(20);
+
+/// How the feed reads the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedConfig {
+    /// Most book events read and delivered per batch (one offset commit per batch).
+    pub batch_events_max: usize,
+    /// The longest a caught-up feed waits before it reads again unwoken.
+    pub poll_interval: Duration,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            batch_events_max: 512,
+            poll_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+/// What the feed has done, for the actor tree and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FeedStats {
+    /// The last offset delivered and committed.
+    pub offset: u64,
+    /// Book events delivered by this incarnation.
+    pub events: u64,
+    /// Saga inputs delivered by this incarnation.
+    pub deliveries: u64,
+}
+
+/// What the feed actor answers to.
+#[derive(Debug)]
+pub enum FeedMessage {
+    /// Report progress.
+    Stats(RpcReplyPort<FeedStats>),
+    /// Internal: read and deliver until caught up.
+    #[doc(hidden)]
+    Poll,
+}
+
+/// What the feed is started with.
+pub struct FeedArgs {
+    /// The sagas' host.
+    pub host: SagaHost<OrderSaga>,
+    /// The journal it reads and whose database holds its offset.
+    pub journal: Journal,
+    /// Batch size and poll interval.
+    pub config: FeedConfig,
+    /// Notified when a book may have written events.
+    pub wake: Arc<Notify>,
+    /// Recorded after every read, for a supervisor's stall watch.
+    pub progress: Option<Progress>,
+}
+
+/// Aborts the wake-up task when the actor's state goes (also on a kill).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The state of a running feed.
+pub struct FeedState {
+    host: SagaHost<OrderSaga>,
+    journal: Journal,
+    config: FeedConfig,
+    wake: Arc<Notify>,
+    progress: Option<Progress>,
+    poll_queued: Arc<AtomicBool>,
+    stats: FeedStats,
+    _driver: Option<AbortOnDrop>,
+}
+
+/// The feed actor.
+#[derive(Debug, Default)]
+pub struct BookFeed;
+
+impl BookFeed {
+    /// A child spec for a supervisor; each start resumes from the committed offset.
+    pub fn spec(
+        host: SagaHost<OrderSaga>,
+        journal: Journal,
+        config: FeedConfig,
+        wake: Arc<Notify>,
+    ) -> ChildSpec {
+        ChildSpec::new("book-feed", "feed", move |context: ChildContext| {
+            let arguments = FeedArgs {
+                host: host.clone(),
+                journal: journal.clone(),
+                config: config.clone(),
+                wake: wake.clone(),
+                progress: Some(context.progress),
+            };
+            async move {
+                let (actor, _join) =
+                    Self::spawn_linked(None, BookFeed, arguments, context.supervisor).await?;
+                Ok(actor.get_cell())
+            }
+        })
+    }
+}
+
+/// The orders a book event concerns: their sagas get it.
+fn concerned(event: &BookEvent) -> Vec<u64> {
+    match event {
+        BookEvent::Accepted { order, .. } => vec![order.order_id.0],
+        BookEvent::Traded(trade) => vec![trade.maker_order_id.0, trade.taker_order_id.0],
+        BookEvent::Rested { order_id, .. }
+        | BookEvent::Ended { order_id, .. }
+        | BookEvent::Blocked { order_id, .. } => vec![order_id.0],
+        BookEvent::Listed { .. } | BookEvent::Halted { .. } | BookEvent::Resumed { .. } => {
+            Vec::new()
+        }
+    }
+}
+
+/// Delivers one saga's inputs in order, retrying transient failures.
+async fn deliver(
+    host: SagaHost<OrderSaga>,
+    saga_id: String,
+    inputs: Vec<SagaInput>,
+) -> Result<usize, Error> {
+    for input in &inputs {
+        let mut attempt = 0;
+        loop {
+            match host.send(&saga_id, input.clone()).await {
+                Ok(_) => break,
+                // The saga refuses the input (e.g. it never started): nothing to deliver.
+                Err(Error::Rejected(reason)) => {
+                    tracing::warn!(saga = %saga_id, %reason, "book event refused by its saga");
+                    break;
+                }
+                Err(error) if attempt + 1 < DELIVERY_ATTEMPTS_MAX => {
+                    attempt += 1;
+                    tracing::debug!(saga = %saga_id, %error, attempt, "book event not delivered");
+                    tokio::time::sleep(DELIVERY_RETRY_STEP * attempt).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(inputs.len())
+}
+
+impl FeedState {
+    fn read_limit(&self) -> usize {
+        self.config
+            .batch_events_max
+            .min(self.journal.config().read_rows_max)
+    }
+
+    fn storage(&self, error: impl std::fmt::Display) -> Error {
+        Error::Persistence {
+            actor: FEED_NAME.to_owned(),
+            reason: error.to_string(),
+        }
+    }
+
+    /// Reads, delivers and commits one batch; returns its size.
+    async fn step(&mut self) -> Result<usize, Error> {
+        let filter = Filter::Kind(<OrderBook as Aggregate>::KIND.to_owned());
+        let events: Vec<StoredEvent> = self
+            .journal
+            .read_all(self.stats.offset, self.read_limit(), &filter)
+            .await
+            .map_err(|error| self.storage(error))?;
+        let Some(last) = events.last().map(|event| event.global_offset) else {
+            return Ok(0);
+        };
+        let codec = <OrderBook as Persistent>::codec();
+        let mut by_saga: BTreeMap<u64, Vec<SagaInput>> = BTreeMap::new();
+        for stored in &events {
+            let event = codec.decode(stored).map_err(|error| self.storage(error))?;
+            for order_id in concerned(&event) {
+                by_saga.entry(order_id).or_default().push(SagaInput::Book {
+                    event: event.clone(),
+                });
+            }
+        }
+        let mut deliveries = JoinSet::new();
+        for (order_id, inputs) in by_saga {
+            deliveries.spawn(deliver(self.host.clone(), order_id.to_string(), inputs));
+        }
+        let mut delivered = 0;
+        let mut failure = None;
+        while let Some(outcome) = deliveries.join_next().await {
+            match outcome {
+                Ok(Ok(count)) => delivered += count,
+                Ok(Err(error)) => failure = Some(error),
+                Err(error) => failure = Some(self.storage(error)),
+            }
+        }
+        if let Some(error) = failure {
+            // Not committed: the whole batch comes again; sagas deduplicate.
+            return Err(error);
+        }
+        OffsetStore::new(self.journal.database().clone())
+            .commit(FEED_NAME, 0, last)
+            .await
+            .map_err(|error| self.storage(error))?;
+        self.stats.offset = last;
+        self.stats.events += events.len() as u64;
+        self.stats.deliveries += delivered as u64;
+        Ok(events.len())
+    }
+}
+
+impl Actor for BookFeed {
+    type Msg = FeedMessage;
+    type State = FeedState;
+    type Arguments = FeedArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<FeedMessage>,
+        arguments: FeedArgs,
+    ) -> Result<FeedState, ActorProcessingErr> {
+        let offset = OffsetStore::new(arguments.journal.database().clone())
+            .load(FEED_NAME, 0)
+            .await?;
+        Ok(FeedState {
+            host: arguments.host,
+            journal: arguments.journal,
+            config: arguments.config,
+            wake: arguments.wake,
+            progress: arguments.progress,
+            poll_queued: Arc::new(AtomicBool::new(false)),
+            stats: FeedStats {
+                offset,
+                ..FeedStats::default()
+            },
+            _driver: None,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<FeedMessage>,
+        state: &mut FeedState,
+    ) -> Result<(), ActorProcessingErr> {
+        let wake = state.wake.clone();
+        let queued = state.poll_queued.clone();
+        let interval = state.config.poll_interval;
+        queued.store(true, Ordering::Release);
+        myself.send_message(FeedMessage::Poll)?;
+        let driver = tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(interval, wake.notified()).await;
+                // One queued poll at a time: wake-ups while one waits add nothing.
+                if !queued.swap(true, Ordering::AcqRel)
+                    && myself.send_message(FeedMessage::Poll).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        state._driver = Some(AbortOnDrop(driver));
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<FeedMessage>,
+        message: FeedMessage,
+        state: &mut FeedState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            FeedMessage::Poll => {
+                state.poll_queued.store(false, Ordering::Release);
+                loop {
+                    let read = state.step().await?;
+                    if let Some(progress) = &state.progress {
+                        progress.record();
+                    }
+                    if read < state.read_limit() {
+                        break;
+                    }
+                }
+            }
+            FeedMessage::Stats(reply) => {
+                let _ = reply.send(state.stats.clone());
+            }
+        }
+        Ok(())
+    }
+}

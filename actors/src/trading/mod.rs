@@ -1,0 +1,672 @@
+//! The trading application: accounts, order books and order sagas as persistent entities,
+//! the book feed, the read models under a supervisor, and [`Exchange`], the one facade the
+//! HTTP layer and the tests call.
+//!
+//! The flow of an order: [`Exchange::place_order`] validates it against its market and
+//! starts its saga; the saga holds funds on the account, submits to the book, settles each
+//! fill on its own account and releases the rest of the hold (see `domain::saga`). The
+//! [`dispatch`] module carries the saga's commands out; the book's events reach every saga
+//! they concern through the durable [`feed`]; [`projections`] keep SQL read models.
+//!
+//! Reads that must reflect every acknowledged write (account, order, book depth) fold the
+//! entity's state from the journal ([`state::load_state`]); market data lists (trades,
+//! candles) come from the read models and trail the log by the projections' lag.
+
+pub mod config;
+pub mod dispatch;
+pub mod feed;
+pub mod projections;
+pub mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tradefloor_domain::account::{Account, AccountCommand, AccountEvent, AccountReply};
+use tradefloor_domain::book::{BookCommand, BookDepth, OrderBook, Trade};
+use tradefloor_domain::history::{HistoricalBalance, RecordedEvent, account_as_of};
+use tradefloor_domain::saga::{OrderSaga, OrderView, SagaInput};
+use tradefloor_domain::{
+    AccountId, Aggregate, Amount, Asset, CommandId, MarketSpec, OrderId, OrderSpec, OrderStatus,
+    OrderType, Price, Quantity, Side, Symbol, TimeInForce, Timestamp,
+};
+use tradefloor_persistence::{Journal, OffsetStore};
+
+pub use config::TradingConfig;
+pub use projections::candles::{Candle, CandleInterval};
+
+use crate::entity::{Persistent, stream_of};
+use crate::error::Error;
+use crate::projection::{PROJECTION_PARTITION, Projection, ProjectionActor};
+use crate::region::ShardRegion;
+use crate::saga_host::{Clock, SagaHost, system_clock};
+use crate::supervisor::{SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage};
+use dispatch::TradingDispatcher;
+use feed::BookFeed;
+use projections::sql;
+
+/// One asset's balance as users see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BalanceView {
+    /// Everything owned.
+    pub total: Amount,
+    /// Reserved for open orders.
+    pub held: Amount,
+    /// `total − held`.
+    pub available: Amount,
+}
+
+/// An account: its balances and its open orders.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AccountView {
+    /// The account.
+    pub account_id: AccountId,
+    /// Balances by asset.
+    pub balances: BTreeMap<Asset, BalanceView>,
+    /// Orders not yet final (pending, open, partially filled), by order id.
+    pub open_orders: Vec<OrderView>,
+}
+
+/// An account as of a valid time, as known at a transaction time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountHistory {
+    /// Signed balances by asset (a backdated correction can make a past balance negative).
+    pub balances: BTreeMap<Asset, HistoricalBalance>,
+    /// The events that make up the view, in valid-time order, with their transaction time.
+    pub events: Vec<(Timestamp, AccountEvent)>,
+}
+
+/// A new order, as the HTTP layer receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    /// The caller's order id, or `None` to have one generated. Repeating an id with the
+    /// same order answers with that order; with another order, `saga_already_started`.
+    pub order_id: Option<OrderId>,
+    /// The owner.
+    pub account_id: AccountId,
+    /// The market.
+    pub symbol: Symbol,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit or market.
+    pub order_type: OrderType,
+    /// Limit price, or a market order's protection price (required to buy).
+    pub price: Option<Price>,
+    /// Base quantity.
+    pub quantity: Quantity,
+    /// GTC, IOC or FOK.
+    pub time_in_force: TimeInForce,
+    /// Refuse the order if it would trade on arrival.
+    pub post_only: bool,
+}
+
+/// The trading application on one node. See the [module docs](self).
+pub struct Exchange {
+    journal: Journal,
+    config: TradingConfig,
+    clock: Clock,
+    accounts: Arc<ShardRegion<Account>>,
+    books: Arc<ShardRegion<OrderBook>>,
+    host: SagaHost<OrderSaga>,
+    supervisor: ActorRef<SupervisorMessage>,
+    supervisor_join: JoinHandle<()>,
+    markets: RwLock<HashMap<Symbol, MarketSpec>>,
+    /// The last generated id (order ids and command ids), from the clock at start.
+    last_id: AtomicU64,
+}
+
+impl Exchange {
+    /// Starts the application on `journal`: the regions, the saga host, the read-model
+    /// tables, the supervisor of the book feed and the projections; then resumes every saga
+    /// left in the journal (each retries, at its deadline, what it still waits on).
+    pub async fn start(journal: Journal, config: TradingConfig) -> Result<Self, Error> {
+        let clock = system_clock();
+        let path = config.path.clone();
+        let accounts = Arc::new(
+            ShardRegion::<Account>::start(
+                format!("{path}/accounts"),
+                journal.clone(),
+                config.entities.clone(),
+            )
+            .await?,
+        );
+        let books = Arc::new(
+            ShardRegion::<OrderBook>::start(
+                format!("{path}/books"),
+                journal.clone(),
+                config.entities.clone(),
+            )
+            .await?,
+        );
+        let sagas = ShardRegion::<OrderSaga>::start(
+            format!("{path}/sagas"),
+            journal.clone(),
+            config.entities.clone(),
+        )
+        .await?;
+        let feed_wake = Arc::new(Notify::new());
+        let dispatcher = TradingDispatcher {
+            accounts: accounts.clone(),
+            books: books.clone(),
+            clock: clock.clone(),
+            ask_deadline: config.ask_deadline,
+            feed_wake: feed_wake.clone(),
+        };
+        let host = SagaHost::new(sagas, dispatcher, clock.clone(), config.saga_host.clone());
+        projections::create_tables(journal.database()).await?;
+        let children = vec![
+            BookFeed::spec(
+                host.clone(),
+                journal.clone(),
+                config.feed.clone(),
+                feed_wake,
+            ),
+            projection_spec(&journal, &config, projections::balances::BalancesProjection),
+            {
+                let journal_for_orders = journal.clone();
+                ProjectionActor::spec(
+                    projections::orders::NAME,
+                    journal.clone(),
+                    config.projections.clone(),
+                    move || projections::orders::OrdersProjection::new(journal_for_orders.clone()),
+                )
+            },
+            projection_spec(&journal, &config, projections::trades::TradesProjection),
+            {
+                let watermark = config.candle_watermark_micros;
+                ProjectionActor::spec(
+                    projections::candles::NAME,
+                    journal.clone(),
+                    config.projections.clone(),
+                    move || projections::candles::CandlesProjection::new(watermark),
+                )
+            },
+            projection_spec(&journal, &config, projections::audit::AuditProjection),
+        ];
+        let arguments = SupervisorArgs::new(
+            format!("{path}/services"),
+            SupervisionConfig::default(),
+            children,
+        );
+        let (supervisor, supervisor_join) = Actor::spawn(None, Supervisor, arguments)
+            .await
+            .map_err(|error| Error::StartFailed {
+                actor: format!("{path}/services"),
+                reason: error.to_string(),
+            })?;
+        let now = u64::try_from(clock().micros()).unwrap_or(0);
+        let exchange = Self {
+            journal,
+            config,
+            clock,
+            accounts,
+            books,
+            host,
+            supervisor,
+            supervisor_join,
+            markets: RwLock::new(HashMap::new()),
+            last_id: AtomicU64::new(now),
+        };
+        let resumed = exchange.host.resume(&exchange.journal).await?;
+        tracing::info!(resumed, "trading application started");
+        Ok(exchange)
+    }
+
+    /// Stops everything cleanly: the feed and projections, then the sagas, books and
+    /// accounts (each finishing and persisting what it accepted).
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.supervisor.stop(None);
+        let _ = self.supervisor_join.await;
+        self.host.region().stop().await?;
+        self.books.stop().await?;
+        self.accounts.stop().await?;
+        Ok(())
+    }
+
+    /// The journal underneath.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &TradingConfig {
+        &self.config
+    }
+
+    /// The application's current time.
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    fn next_id(&self) -> u64 {
+        let now = u64::try_from(self.now().micros()).unwrap_or(0);
+        let previous = self
+            .last_id
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                Some(last.max(now - 1) + 1)
+            })
+            .expect("the update always succeeds");
+        previous.max(now - 1) + 1
+    }
+
+    /// Lists a market (admin). Listing it again is refused (`market_already_listed`).
+    pub async fn list_market(&self, spec: MarketSpec) -> Result<(), Error> {
+        spec.validate().map_err(Error::Rejected)?;
+        let command = BookCommand::List {
+            spec: spec.clone(),
+            at: self.now(),
+        };
+        self.books
+            .ask(spec.symbol.as_str(), command, self.config.ask_deadline)
+            .await?;
+        self.remember_market(spec);
+        Ok(())
+    }
+
+    fn remember_market(&self, spec: MarketSpec) {
+        self.markets
+            .write()
+            .expect("no panics under the lock")
+            .insert(spec.symbol, spec);
+    }
+
+    /// The market's definition: `unknown_market` if it was never listed.
+    pub async fn market(&self, symbol: Symbol) -> Result<MarketSpec, Error> {
+        if let Some(spec) = self
+            .markets
+            .read()
+            .expect("no panics under the lock")
+            .get(&symbol)
+        {
+            return Ok(spec.clone());
+        }
+        let (book, _) = state::load_state::<OrderBook>(&self.journal, symbol.as_str()).await?;
+        let spec = book.spec().cloned().ok_or(Error::Rejected(
+            tradefloor_domain::Error::UnknownMarket { symbol },
+        ))?;
+        self.remember_market(spec.clone());
+        Ok(spec)
+    }
+
+    fn command_id(&self, given: Option<CommandId>, kind: &str) -> Result<CommandId, Error> {
+        match given {
+            Some(command_id) => Ok(command_id),
+            None => CommandId::new(&format!("{kind}-{}", self.next_id())).map_err(Error::Rejected),
+        }
+    }
+
+    /// Credits `amount` of `asset`; answers the touched balance. A repeated `command_id`
+    /// repeats the first answer; `effective_at` in the past records a correction.
+    pub async fn deposit(
+        &self,
+        account_id: AccountId,
+        asset: Asset,
+        amount: Amount,
+        command_id: Option<CommandId>,
+        effective_at: Option<Timestamp>,
+    ) -> Result<BTreeMap<Asset, BalanceView>, Error> {
+        let command = AccountCommand::Deposit {
+            command_id: self.command_id(command_id, "deposit")?,
+            asset,
+            amount,
+            effective_at,
+            at: self.now(),
+        };
+        self.account_command(account_id, command).await
+    }
+
+    /// Debits `amount` of `asset` from what is available; answers the touched balance.
+    pub async fn withdraw(
+        &self,
+        account_id: AccountId,
+        asset: Asset,
+        amount: Amount,
+        command_id: Option<CommandId>,
+        effective_at: Option<Timestamp>,
+    ) -> Result<BTreeMap<Asset, BalanceView>, Error> {
+        let command = AccountCommand::Withdraw {
+            command_id: self.command_id(command_id, "withdraw")?,
+            asset,
+            amount,
+            effective_at,
+            at: self.now(),
+        };
+        self.account_command(account_id, command).await
+    }
+
+    async fn account_command(
+        &self,
+        account_id: AccountId,
+        command: AccountCommand,
+    ) -> Result<BTreeMap<Asset, BalanceView>, Error> {
+        let reply: AccountReply = self
+            .accounts
+            .ask(account_id.as_str(), command, self.config.ask_deadline)
+            .await?;
+        Ok(reply
+            .balances
+            .into_iter()
+            .map(|(asset, balance)| (asset, balance_view(balance)))
+            .collect())
+    }
+
+    /// Places an order: validates it against its market, starts its saga and waits until the
+    /// book accepted or rejected it (or [`TradingConfig::placement_wait`] passed: the order
+    /// is then answered as pending and goes on).
+    pub async fn place_order(&self, order: NewOrder) -> Result<OrderView, Error> {
+        let market = self.market(order.symbol).await?;
+        let order_id = order.order_id.unwrap_or_else(|| OrderId(self.next_id()));
+        let spec = OrderSpec {
+            order_id,
+            account_id: order.account_id,
+            side: order.side,
+            order_type: order.order_type,
+            price: order.price,
+            quantity: order.quantity,
+            time_in_force: order.time_in_force,
+            post_only: order.post_only,
+        };
+        spec.validate(&market).map_err(Error::Rejected)?;
+        let start = SagaInput::Start {
+            request: spec,
+            market,
+            config: self.config.saga,
+            at: self.now(),
+        };
+        let saga_id = order_id.to_string();
+        match self.host.send(&saga_id, start).await {
+            Ok(_) => {}
+            Err(Error::Rejected(reason @ tradefloor_domain::Error::SagaAlreadyStarted { .. })) => {
+                let view = self.order(order_id).await?;
+                let same = view.account_id == spec.account_id
+                    && view.symbol == order.symbol
+                    && view.side == spec.side
+                    && view.order_type == spec.order_type
+                    && view.price == spec.price
+                    && view.quantity == spec.quantity;
+                if !same {
+                    return Err(Error::Rejected(reason));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+        self.wait_placed(&saga_id).await
+    }
+
+    /// Polls the saga until its order left `pending`, or the placement wait passed.
+    async fn wait_placed(&self, saga_id: &str) -> Result<OrderView, Error> {
+        let deadline = tokio::time::Instant::now() + self.config.placement_wait;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let tick = SagaInput::Tick { now: self.now() };
+            let view = self.host.send(saga_id, tick).await?.view;
+            if view.status != OrderStatus::Pending || tokio::time::Instant::now() >= deadline {
+                return Ok(view);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Asks for the order to be cancelled; answers the order as its saga knows it then (the
+    /// cancel completes asynchronously: see [`Exchange::order`]).
+    pub async fn cancel_order(&self, order_id: OrderId) -> Result<OrderView, Error> {
+        let input = SagaInput::CancelRequested { at: self.now() };
+        match self.host.send(&order_id.to_string(), input).await {
+            Ok(reply) => Ok(reply.view),
+            Err(Error::Rejected(tradefloor_domain::Error::SagaNotStarted)) => {
+                Err(Error::Rejected(tradefloor_domain::Error::OrderNotFound {
+                    order_id,
+                }))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The order as its saga knows it: status, filled quantity, fills.
+    pub async fn order(&self, order_id: OrderId) -> Result<OrderView, Error> {
+        let (saga, sequence) =
+            state::load_state::<OrderSaga>(&self.journal, &order_id.to_string()).await?;
+        if sequence == 0 {
+            return Err(Error::Rejected(tradefloor_domain::Error::OrderNotFound {
+                order_id,
+            }));
+        }
+        Ok(saga.view())
+    }
+
+    /// The account's balances and open orders, as of every acknowledged command.
+    pub async fn account(&self, account_id: AccountId) -> Result<AccountView, Error> {
+        let (account, _) = state::load_state::<Account>(&self.journal, account_id.as_str()).await?;
+        let mut open_orders = Vec::new();
+        for order_id in account.holds().keys() {
+            let view = self.order(*order_id).await?;
+            if !view.status.is_final() {
+                open_orders.push(view);
+            }
+        }
+        Ok(AccountView {
+            account_id,
+            balances: account
+                .balances()
+                .iter()
+                .map(|(asset, balance)| (*asset, balance_view(*balance)))
+                .collect(),
+            open_orders,
+        })
+    }
+
+    /// Up to `levels` price levels per side of the market's book, best first.
+    pub async fn book_depth(&self, symbol: Symbol, levels: usize) -> Result<BookDepth, Error> {
+        let (book, _) = state::load_state::<OrderBook>(&self.journal, symbol.as_str()).await?;
+        if book.spec().is_none() {
+            return Err(Error::Rejected(tradefloor_domain::Error::UnknownMarket {
+                symbol,
+            }));
+        }
+        Ok(book.depth(levels))
+    }
+
+    /// Halts trading on a market (admin): submits are refused, cancels served.
+    pub async fn halt(&self, symbol: Symbol) -> Result<(), Error> {
+        let command = BookCommand::Halt { at: self.now() };
+        self.books
+            .ask(symbol.as_str(), command, self.config.ask_deadline)
+            .await?;
+        Ok(())
+    }
+
+    /// Resumes a halted market around `reference_price` (default: the last trade price).
+    pub async fn resume(
+        &self,
+        symbol: Symbol,
+        reference_price: Option<Price>,
+    ) -> Result<(), Error> {
+        let command = BookCommand::Resume {
+            reference_price,
+            at: self.now(),
+        };
+        self.books
+            .ask(symbol.as_str(), command, self.config.ask_deadline)
+            .await?;
+        Ok(())
+    }
+
+    /// The market's latest trades (up to `limit`), newest first, from the trade tape.
+    pub async fn trades(&self, symbol: Symbol, limit: usize) -> Result<Vec<Trade>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sql::fetch(
+            self.journal.database(),
+            &format!(
+                "SELECT {} FROM trading_trades WHERE symbol = $1 ORDER BY trade_id DESC LIMIT $2",
+                projections::trades::COLUMNS
+            ),
+            &[symbol.as_str().into(), limit.into()],
+        )
+        .await
+        .map_err(|error| projections::storage("trades", error))?;
+        rows.iter()
+            .map(|row| projections::trades::trade_from_row(row))
+            .collect::<Result<_, _>>()
+            .map_err(|error| projections::storage("trades", error))
+    }
+
+    /// The market's candles of `interval`, up to `limit`, newest first.
+    pub async fn candles(
+        &self,
+        symbol: Symbol,
+        interval: CandleInterval,
+        limit: usize,
+    ) -> Result<Vec<Candle>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sql::fetch(
+            self.journal.database(),
+            &format!(
+                "SELECT {} FROM trading_candles WHERE symbol = $1 AND interval_seconds = $2 \
+                 ORDER BY bucket_start DESC LIMIT $3",
+                projections::candles::COLUMNS
+            ),
+            &[
+                symbol.as_str().into(),
+                interval.seconds().into(),
+                limit.into(),
+            ],
+        )
+        .await
+        .map_err(|error| projections::storage("candles", error))?;
+        rows.iter()
+            .map(|row| Candle::from_row(row))
+            .collect::<Result<_, _>>()
+            .map_err(|error| projections::storage("candles", error))
+    }
+
+    /// The account as of `valid_at`, as known at `known_at` (bitemporal).
+    pub async fn account_history(
+        &self,
+        account_id: AccountId,
+        valid_at: Timestamp,
+        known_at: Timestamp,
+    ) -> Result<AccountHistory, Error> {
+        let stream = stream_of::<Account>(account_id.as_str());
+        let codec = <Account as Persistent>::codec();
+        let failed = |error: tradefloor_persistence::Error| Error::Persistence {
+            actor: stream.clone(),
+            reason: error.to_string(),
+        };
+        let mut stored = Vec::new();
+        loop {
+            let page = self
+                .journal
+                .read_stream(
+                    &stream,
+                    stored.len() as u64 + 1,
+                    self.journal.config().read_rows_max,
+                )
+                .await
+                .map_err(failed)?;
+            if page.is_empty() {
+                break;
+            }
+            stored.extend(page);
+        }
+        let events = stored
+            .iter()
+            .map(|event| Ok((Timestamp(event.recorded_at), codec.decode(event)?)))
+            .collect::<Result<Vec<(Timestamp, AccountEvent)>, tradefloor_persistence::Error>>()
+            .map_err(failed)?;
+        let view = account_as_of(
+            events.iter().map(|(recorded_at, event)| RecordedEvent {
+                recorded_at: *recorded_at,
+                event,
+            }),
+            valid_at,
+            known_at,
+        );
+        Ok(AccountHistory {
+            balances: view.balances,
+            events: view
+                .events
+                .iter()
+                .map(|recorded| (recorded.recorded_at, recorded.event.clone()))
+                .collect(),
+        })
+    }
+
+    /// Whether every read model and the book feed have handled every event of the log that
+    /// they read (for tests and readiness checks).
+    pub async fn caught_up(&self) -> Result<bool, Error> {
+        let offsets = OffsetStore::new(self.journal.database().clone());
+        let consumers = [
+            (
+                feed::FEED_NAME,
+                tradefloor_persistence::Filter::Kind("order_book".to_owned()),
+            ),
+            (
+                projections::balances::NAME,
+                projections::balances::BalancesProjection.filter(),
+            ),
+            (
+                projections::orders::NAME,
+                tradefloor_persistence::Filter::Kind(OrderSaga::KIND.to_owned()),
+            ),
+            (
+                projections::trades::NAME,
+                projections::trades::TradesProjection.filter(),
+            ),
+            (
+                projections::candles::NAME,
+                projections::trades::TradesProjection.filter(),
+            ),
+            (
+                projections::audit::NAME,
+                projections::audit::AuditProjection.filter(),
+            ),
+        ];
+        for (name, filter) in consumers {
+            let failed = |error: tradefloor_persistence::Error| Error::Persistence {
+                actor: name.to_owned(),
+                reason: error.to_string(),
+            };
+            let offset = offsets
+                .load(name, PROJECTION_PARTITION)
+                .await
+                .map_err(failed)?;
+            let ahead = self
+                .journal
+                .read_all(offset, 1, &filter)
+                .await
+                .map_err(failed)?;
+            if !ahead.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn balance_view(balance: tradefloor_domain::account::Balance) -> BalanceView {
+    BalanceView {
+        total: balance.total,
+        held: balance.held,
+        available: balance.available(),
+    }
+}
+
+fn projection_spec<P: Projection + Default>(
+    journal: &Journal,
+    config: &TradingConfig,
+    projection: P,
+) -> crate::supervisor::ChildSpec {
+    let name = projection.name().to_owned();
+    ProjectionActor::spec(
+        name,
+        journal.clone(),
+        config.projections.clone(),
+        P::default,
+    )
+}

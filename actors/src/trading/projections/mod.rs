@@ -1,0 +1,173 @@
+//! The trading read models: SQL tables in the journal's database, each fed by a
+//! [`Projection`](crate::projection::Projection) that commits its offset in the same
+//! transaction as its writes (exactly once), each creating its own tables.
+//!
+//! - [`balances`]: balances `{total, held}` per account and asset, and positions (base bought
+//!   and sold) per account and market.
+//! - [`orders`]: every order with its status, filled quantity and fills.
+//! - [`trades`]: the trade tape per market.
+//! - [`candles`]: OHLCV and VWAP over 1 s, 1 m and 1 h tumbling windows, late trades
+//!   accepted within a watermark.
+//! - [`audit`]: every event of the log, in order.
+//!
+//! Money is stored as `BIGINT`: an amount above `i64::MAX` fails the batch (nothing of it is
+//! kept) rather than being rounded or wrapped.
+
+pub mod audit;
+pub mod balances;
+pub mod candles;
+pub mod orders;
+pub mod sql;
+pub mod trades;
+
+use std::collections::BTreeMap;
+
+use tradefloor_persistence::{Database, Journal, Transaction};
+
+use crate::error::Error;
+use crate::projection::{ProjectionConfig, rebuild};
+use sql::SqlValue;
+
+/// Why a read model failed a batch. The batch is discarded; the projection's supervisor
+/// restarts it and the batch comes again.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadModelError {
+    /// The database refused a statement.
+    #[error("read model SQL failed: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// The journal could not be read or an event not decoded.
+    #[error("read model input failed: {0}")]
+    Journal(#[from] tradefloor_persistence::Error),
+    /// A value does not fit its column (money above `i64::MAX`): fix the schema.
+    #[error("value out of range: {0}")]
+    OutOfRange(String),
+    /// The tables contradict the events (e.g. a negative balance): rebuild the read model.
+    #[error("read model inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// A `u64` as a `BIGINT`, or [`ReadModelError::OutOfRange`].
+pub(crate) fn to_sql(value: u64, what: &str) -> Result<i64, ReadModelError> {
+    i64::try_from(value).map_err(|_| ReadModelError::OutOfRange(format!("{what} = {value}")))
+}
+
+/// A `BIGINT` column read back as a `u64`, or [`ReadModelError::Corrupt`].
+pub(crate) fn from_sql(value: &SqlValue, what: &str) -> Result<u64, ReadModelError> {
+    value
+        .integer()
+        .and_then(|integer| u64::try_from(integer).ok())
+        .ok_or_else(|| ReadModelError::Corrupt(format!("{what} is {value:?}")))
+}
+
+const BATCHES_TABLE: &str = "CREATE TABLE IF NOT EXISTS trading_read_model_batches (\
+     projection TEXT PRIMARY KEY, batches BIGINT NOT NULL)";
+
+/// The first statement of every batch: a write, so that on SQLite the batch's transaction
+/// holds the write lock before it reads (a deferred transaction that reads first cannot wait
+/// for the lock later). Counts the batches too.
+pub(crate) async fn begin_batch(
+    transaction: &mut Transaction,
+    projection: &str,
+) -> Result<(), ReadModelError> {
+    sql::execute(
+        transaction,
+        "INSERT INTO trading_read_model_batches (projection, batches) VALUES ($1, 1) \
+         ON CONFLICT (projection) DO UPDATE SET batches = trading_read_model_batches.batches + 1",
+        &[projection.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every read-model table, for [`dump`]: `(table, ORDER BY columns)`.
+pub const TABLES: &[(&str, &str)] = &[
+    (balances::BALANCES_TABLE, "account_id, asset"),
+    (balances::POSITIONS_TABLE, "account_id, symbol"),
+    (orders::ORDERS_TABLE, "order_id"),
+    (orders::FILLS_TABLE, "order_id, trade_id"),
+    (trades::TRADES_TABLE, "symbol, trade_id"),
+    (
+        candles::CANDLES_TABLE,
+        "symbol, interval_seconds, bucket_start",
+    ),
+    (candles::CLOCKS_TABLE, "symbol"),
+    (audit::AUDIT_TABLE, "global_offset"),
+];
+
+/// Creates every read-model table that does not exist yet.
+pub async fn create_tables(database: &Database) -> Result<(), Error> {
+    let statements = [BATCHES_TABLE]
+        .into_iter()
+        .chain(balances::CREATE.iter().copied())
+        .chain(orders::CREATE.iter().copied())
+        .chain(trades::CREATE.iter().copied())
+        .chain(candles::CREATE.iter().copied())
+        .chain(audit::CREATE.iter().copied());
+    for statement in statements {
+        sql::execute_on(database, statement)
+            .await
+            .map_err(|error| storage("read models", error))?;
+    }
+    Ok(())
+}
+
+/// Every row of every read-model table, in key order: what a rebuild must reproduce.
+pub async fn dump(database: &Database) -> Result<BTreeMap<String, Vec<Vec<SqlValue>>>, Error> {
+    let mut tables = BTreeMap::new();
+    for (table, order) in TABLES {
+        let rows = sql::fetch(
+            database,
+            &format!("SELECT * FROM {table} ORDER BY {order}"),
+            &[],
+        )
+        .await
+        .map_err(|error| storage(table, error))?;
+        tables.insert((*table).to_owned(), rows);
+    }
+    Ok(tables)
+}
+
+/// Rebuilds every read model from offset 0 (stop the exchange's projections first).
+pub async fn rebuild_all(
+    journal: &Journal,
+    config: &ProjectionConfig,
+    candle_watermark_micros: i64,
+) -> Result<(), Error> {
+    let fail = |error: String| Error::Failed {
+        actor: "read models".to_owned(),
+        reason: error,
+    };
+    create_tables(journal.database()).await?;
+    rebuild(journal, &mut balances::BalancesProjection, config)
+        .await
+        .map_err(|error| fail(error.to_string()))?;
+    rebuild(
+        journal,
+        &mut orders::OrdersProjection::new(journal.clone()),
+        config,
+    )
+    .await
+    .map_err(|error| fail(error.to_string()))?;
+    rebuild(journal, &mut trades::TradesProjection, config)
+        .await
+        .map_err(|error| fail(error.to_string()))?;
+    rebuild(
+        journal,
+        &mut candles::CandlesProjection::new(candle_watermark_micros),
+        config,
+    )
+    .await
+    .map_err(|error| fail(error.to_string()))?;
+    rebuild(journal, &mut audit::AuditProjection, config)
+        .await
+        .map_err(|error| fail(error.to_string()))?;
+    Ok(())
+}
+
+/// A read-model query that failed, as the runtime's error.
+pub(crate) fn storage(what: &str, error: impl std::fmt::Display) -> Error {
+    Error::Persistence {
+        actor: format!("read model {what}"),
+        reason: error.to_string(),
+    }
+}

@@ -1,0 +1,168 @@
+//! One SQL statement on either backend: the read models' only way to the database.
+//!
+//! Read models bind and read three kinds of values (`BIGINT`, `TEXT`, `NULL`), so every
+//! statement can be written once, with `$1`-style placeholders, which SQLite and PostgreSQL
+//! both accept.
+
+use serde::Serialize;
+use tradefloor_persistence::{Database, Transaction};
+
+/// A value bound to or read from a read-model column.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum SqlValue {
+    /// SQL `NULL`.
+    Null,
+    /// A `BIGINT`.
+    Integer(i64),
+    /// A `TEXT`.
+    Text(String),
+}
+
+impl SqlValue {
+    /// The integer, if this is one.
+    pub fn integer(&self) -> Option<i64> {
+        match self {
+            SqlValue::Integer(integer) => Some(*integer),
+            _ => None,
+        }
+    }
+
+    /// The text, if this is some.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            SqlValue::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+impl From<i64> for SqlValue {
+    fn from(integer: i64) -> Self {
+        SqlValue::Integer(integer)
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(text: &str) -> Self {
+        SqlValue::Text(text.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(text: String) -> Self {
+        SqlValue::Text(text)
+    }
+}
+
+impl From<Option<i64>> for SqlValue {
+    fn from(integer: Option<i64>) -> Self {
+        integer.map_or(SqlValue::Null, SqlValue::Integer)
+    }
+}
+
+macro_rules! bind_values {
+    ($query:expr, $values:expr) => {{
+        let mut query = $query;
+        for value in $values {
+            query = match value {
+                SqlValue::Null => query.bind(None::<i64>),
+                SqlValue::Integer(integer) => query.bind(*integer),
+                SqlValue::Text(text) => query.bind(text.clone()),
+            };
+        }
+        query
+    }};
+}
+
+macro_rules! decode_rows {
+    ($rows:expr) => {{
+        use sqlx::Row;
+        $rows
+            .iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|index| {
+                        if let Ok(integer) = row.try_get::<Option<i64>, _>(index) {
+                            return Ok(SqlValue::from(integer));
+                        }
+                        row.try_get::<Option<String>, _>(index)
+                            .map(|text| text.map_or(SqlValue::Null, SqlValue::Text))
+                    })
+                    .collect::<Result<Vec<SqlValue>, sqlx::Error>>()
+            })
+            .collect::<Result<Vec<Vec<SqlValue>>, sqlx::Error>>()
+    }};
+}
+
+/// Runs one statement inside `transaction`.
+pub(crate) async fn execute(
+    transaction: &mut Transaction,
+    sql: &str,
+    values: &[SqlValue],
+) -> Result<(), sqlx::Error> {
+    match transaction {
+        Transaction::Sqlite(transaction) => {
+            bind_values!(sqlx::query(sql), values)
+                .execute(&mut **transaction)
+                .await?;
+        }
+        Transaction::Postgres(transaction) => {
+            bind_values!(sqlx::query(sql), values)
+                .execute(&mut **transaction)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs one query inside `transaction` and returns its rows.
+pub(crate) async fn fetch_in(
+    transaction: &mut Transaction,
+    sql: &str,
+    values: &[SqlValue],
+) -> Result<Vec<Vec<SqlValue>>, sqlx::Error> {
+    match transaction {
+        Transaction::Sqlite(transaction) => {
+            let rows = bind_values!(sqlx::query(sql), values)
+                .fetch_all(&mut **transaction)
+                .await?;
+            decode_rows!(rows)
+        }
+        Transaction::Postgres(transaction) => {
+            let rows = bind_values!(sqlx::query(sql), values)
+                .fetch_all(&mut **transaction)
+                .await?;
+            decode_rows!(rows)
+        }
+    }
+}
+
+/// Runs one query on the pool and returns its rows.
+pub(crate) async fn fetch(
+    database: &Database,
+    sql: &str,
+    values: &[SqlValue],
+) -> Result<Vec<Vec<SqlValue>>, sqlx::Error> {
+    match database {
+        Database::Sqlite(pool) => {
+            let rows = bind_values!(sqlx::query(sql), values)
+                .fetch_all(pool)
+                .await?;
+            decode_rows!(rows)
+        }
+        Database::Postgres(pool) => {
+            let rows = bind_values!(sqlx::query(sql), values)
+                .fetch_all(pool)
+                .await?;
+            decode_rows!(rows)
+        }
+    }
+}
+
+/// Runs one statement on the pool (table creation).
+pub(crate) async fn execute_on(database: &Database, sql: &str) -> Result<(), sqlx::Error> {
+    match database {
+        Database::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        Database::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+    }
+}

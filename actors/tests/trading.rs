@@ -1,0 +1,356 @@
+//! The trading application end to end on a real SQLite journal: orders placed through the
+//! [`Exchange`] facade trade, settle on both accounts and show in the read models.
+
+use std::time::Duration;
+
+use tradefloor_actors::EntityConfig;
+use tradefloor_actors::projection::ProjectionConfig;
+use tradefloor_actors::trading::feed::FeedConfig;
+use tradefloor_actors::trading::projections;
+use tradefloor_actors::trading::{CandleInterval, Exchange, NewOrder, TradingConfig};
+use tradefloor_domain::saga::{OrderView, SagaConfig};
+use tradefloor_domain::{
+    AccountId, Amount, Asset, MarketSpec, OrderId, OrderStatus, OrderType, Price, Quantity, Side,
+    Symbol, TimeInForce, Timestamp,
+};
+use tradefloor_persistence::{Database, Journal, JournalConfig};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn asset(code: &str) -> Asset {
+    Asset::new(code).unwrap()
+}
+
+fn account(id: &str) -> AccountId {
+    AccountId::new(id).unwrap()
+}
+
+fn symbol() -> Symbol {
+    Symbol::new("BTC-USD").unwrap()
+}
+
+fn market() -> MarketSpec {
+    MarketSpec {
+        symbol: symbol(),
+        base: asset("BTC"),
+        quote: asset("USD"),
+        tick_size: Price(1),
+        lot_size: Quantity(1),
+        min_quantity: Quantity(1),
+        max_quantity: Quantity(1_000),
+        band_bps: 5_000,
+        reference_price: Some(Price(100)),
+    }
+}
+
+fn config() -> TradingConfig {
+    TradingConfig {
+        entities: EntityConfig {
+            shard_count: 4,
+            ..EntityConfig::default()
+        },
+        saga: SagaConfig {
+            step_timeout_micros: 200_000,
+            step_timeout_max_micros: 1_000_000,
+            attempts_max: 8,
+        },
+        feed: FeedConfig {
+            batch_events_max: 256,
+            poll_interval: Duration::from_millis(20),
+        },
+        projections: ProjectionConfig {
+            batch_events_max: 256,
+            poll_interval: Duration::from_millis(20),
+        },
+        ..TradingConfig::default()
+    }
+}
+
+async fn journal() -> (Journal, tempfile::TempDir) {
+    let directory = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", directory.path().join("journal.db").display());
+    let config = JournalConfig {
+        sqlite_synchronous_full: false,
+        ..JournalConfig::default()
+    };
+    let journal = Journal::open(Database::connect(&url, &config).await.unwrap(), config)
+        .await
+        .unwrap();
+    (journal, directory)
+}
+
+/// An exchange with BTC-USD listed, alice holding 100 000 USD and bob 100 BTC.
+async fn exchange() -> (Exchange, tempfile::TempDir) {
+    let (journal, directory) = journal().await;
+    let exchange = Exchange::start(journal, config()).await.unwrap();
+    exchange.list_market(market()).await.unwrap();
+    for (owner, code, amount) in [("alice", "USD", 100_000), ("bob", "BTC", 100)] {
+        exchange
+            .deposit(account(owner), asset(code), Amount(amount), None, None)
+            .await
+            .unwrap();
+    }
+    (exchange, directory)
+}
+
+fn limit(owner: &str, side: Side, price: u64, quantity: u64) -> NewOrder {
+    NewOrder {
+        order_id: None,
+        account_id: account(owner),
+        symbol: symbol(),
+        side,
+        order_type: OrderType::Limit,
+        price: Some(Price(price)),
+        quantity: Quantity(quantity),
+        time_in_force: TimeInForce::Gtc,
+        post_only: false,
+    }
+}
+
+/// Waits until the order's saga is finished (final status, hold released, fills settled).
+async fn settled(exchange: &Exchange, order_id: OrderId) -> OrderView {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let view = exchange.order(order_id).await.unwrap();
+        if view.finished {
+            return view;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{view:?} never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the book feed and every read model handled the whole log.
+async fn caught_up(exchange: &Exchange) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !exchange.caught_up().await.unwrap() {
+        assert!(tokio::time::Instant::now() < deadline, "read models lag");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `(total, held)` of an asset on an account.
+async fn balance(exchange: &Exchange, owner: &str, code: &str) -> (u64, u64) {
+    let view = exchange.account(account(owner)).await.unwrap();
+    view.balances
+        .get(&asset(code))
+        .map_or((0, 0), |balance| (balance.total.get(), balance.held.get()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_trade_end_to_end_and_the_read_models_follow() {
+    let (exchange, _directory) = exchange().await;
+    let sell = exchange
+        .place_order(limit("bob", Side::Sell, 100, 10))
+        .await
+        .unwrap();
+    assert_eq!(sell.status, OrderStatus::Open);
+    let buy = exchange
+        .place_order(limit("alice", Side::Buy, 100, 10))
+        .await
+        .unwrap();
+    assert_eq!(buy.status, OrderStatus::Filled);
+    assert_eq!(buy.filled_quantity, Quantity(10));
+    settled(&exchange, buy.order_id).await;
+    let maker = settled(&exchange, sell.order_id).await;
+    assert_eq!(maker.status, OrderStatus::Filled);
+    assert!(maker.fills.iter().all(|fill| fill.settled));
+    assert_eq!(balance(&exchange, "alice", "BTC").await, (10, 0));
+    assert_eq!(balance(&exchange, "alice", "USD").await, (99_000, 0));
+    assert_eq!(balance(&exchange, "bob", "BTC").await, (90, 0));
+    assert_eq!(balance(&exchange, "bob", "USD").await, (1_000, 0));
+
+    caught_up(&exchange).await;
+    let trades = exchange.trades(symbol(), 10).await.unwrap();
+    assert_eq!(trades.len(), 1);
+    assert_eq!(
+        (trades[0].price, trades[0].quantity),
+        (Price(100), Quantity(10))
+    );
+    for interval in CandleInterval::ALL {
+        let candles = exchange.candles(symbol(), interval, 10).await.unwrap();
+        assert_eq!(candles.len(), 1);
+        assert_eq!(candles[0].vwap, Price(100));
+        assert_eq!(candles[0].volume, Quantity(10));
+    }
+    let tables = projections::dump(exchange.journal().database())
+        .await
+        .unwrap();
+    let balances = &tables[projections::balances::BALANCES_TABLE];
+    assert_eq!(balances.len(), 4, "{balances:?}");
+    let orders = &tables[projections::orders::ORDERS_TABLE];
+    assert!(
+        orders.iter().all(|row| row[8].text() == Some("filled")),
+        "{orders:?}"
+    );
+    exchange.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_fills_cancel_and_the_hold_is_released() {
+    let (exchange, _directory) = exchange().await;
+    let sell = exchange
+        .place_order(limit("bob", Side::Sell, 100, 4))
+        .await
+        .unwrap();
+    let buy = exchange
+        .place_order(limit("alice", Side::Buy, 100, 10))
+        .await
+        .unwrap();
+    assert_eq!(buy.status, OrderStatus::PartiallyFilled);
+    assert_eq!(buy.filled_quantity, Quantity(4));
+    settled(&exchange, sell.order_id).await;
+    // 6 still resting at 100: 600 USD held.
+    let open = exchange.account(account("alice")).await.unwrap();
+    assert_eq!(open.open_orders.len(), 1);
+    exchange.cancel_order(buy.order_id).await.unwrap();
+    let cancelled = settled(&exchange, buy.order_id).await;
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(balance(&exchange, "alice", "USD").await, (99_600, 0));
+    assert_eq!(balance(&exchange, "alice", "BTC").await, (4, 0));
+    assert!(
+        exchange
+            .account(account("alice"))
+            .await
+            .unwrap()
+            .open_orders
+            .is_empty()
+    );
+    exchange.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ioc_fok_and_post_only_follow_their_rules() {
+    let (exchange, _directory) = exchange().await;
+    exchange
+        .place_order(limit("bob", Side::Sell, 100, 5))
+        .await
+        .unwrap();
+    let fok = exchange
+        .place_order(NewOrder {
+            time_in_force: TimeInForce::Fok,
+            ..limit("alice", Side::Buy, 100, 6)
+        })
+        .await
+        .unwrap();
+    assert_eq!(fok.status, OrderStatus::Rejected, "{fok:?}");
+    let ioc = exchange
+        .place_order(NewOrder {
+            time_in_force: TimeInForce::Ioc,
+            ..limit("alice", Side::Buy, 100, 6)
+        })
+        .await
+        .unwrap();
+    let ioc = settled(&exchange, ioc.order_id).await;
+    assert_eq!(ioc.status, OrderStatus::Cancelled);
+    assert_eq!(ioc.filled_quantity, Quantity(5));
+    exchange
+        .place_order(limit("bob", Side::Sell, 101, 5))
+        .await
+        .unwrap();
+    let post_only = exchange
+        .place_order(NewOrder {
+            post_only: true,
+            ..limit("alice", Side::Buy, 101, 1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(post_only.status, OrderStatus::Rejected);
+    settled(&exchange, post_only.order_id).await;
+    settled(&exchange, fok.order_id).await;
+    assert_eq!(balance(&exchange, "alice", "USD").await, (99_500, 0));
+    exchange.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_trade_prevention_and_halt_then_resume() {
+    let (exchange, _directory) = exchange().await;
+    exchange
+        .deposit(account("bob"), asset("USD"), Amount(10_000), None, None)
+        .await
+        .unwrap();
+    exchange
+        .place_order(limit("bob", Side::Sell, 100, 5))
+        .await
+        .unwrap();
+    let own = exchange
+        .place_order(limit("bob", Side::Buy, 100, 5))
+        .await
+        .unwrap();
+    let own = settled(&exchange, own.order_id).await;
+    assert_eq!(own.status, OrderStatus::Cancelled);
+    assert_eq!(own.filled_quantity, Quantity(0));
+
+    exchange.halt(symbol()).await.unwrap();
+    let halted = exchange
+        .place_order(limit("alice", Side::Buy, 100, 1))
+        .await
+        .unwrap();
+    assert_eq!(halted.status, OrderStatus::Rejected);
+    exchange.resume(symbol(), None).await.unwrap();
+    let after = exchange
+        .place_order(limit("alice", Side::Buy, 100, 1))
+        .await
+        .unwrap();
+    assert_eq!(after.status, OrderStatus::Filled);
+    exchange.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_read_model_equals_the_live_one_and_history_is_bitemporal() {
+    let (exchange, _directory) = exchange().await;
+    for price in [100, 101, 99] {
+        let sell = exchange
+            .place_order(limit("bob", Side::Sell, price, 2))
+            .await
+            .unwrap();
+        let buy = exchange
+            .place_order(limit("alice", Side::Buy, price, 2))
+            .await
+            .unwrap();
+        settled(&exchange, sell.order_id).await;
+        settled(&exchange, buy.order_id).await;
+    }
+    let before_correction = exchange.now();
+    exchange
+        .deposit(
+            account("alice"),
+            asset("USD"),
+            Amount(7),
+            None,
+            Some(Timestamp(1)),
+        )
+        .await
+        .unwrap();
+    let history = exchange
+        .account_history(account("alice"), Timestamp(1), before_correction)
+        .await
+        .unwrap();
+    assert!(
+        !history.balances.contains_key(&asset("USD")),
+        "not yet known"
+    );
+    let history = exchange
+        .account_history(account("alice"), Timestamp(1), exchange.now())
+        .await
+        .unwrap();
+    assert_eq!(history.balances[&asset("USD")].total, 7);
+
+    caught_up(&exchange).await;
+    let journal = exchange.journal().clone();
+    let live = projections::dump(journal.database()).await.unwrap();
+    exchange.shutdown().await.unwrap();
+    projections::rebuild_all(
+        &journal,
+        &config().projections,
+        config().candle_watermark_micros,
+    )
+    .await
+    .unwrap();
+    let rebuilt = projections::dump(journal.database()).await.unwrap();
+    assert_eq!(live, rebuilt);
+    assert_eq!(live[projections::trades::TRADES_TABLE].len(), 3);
+}
