@@ -33,7 +33,7 @@ use tradefloor_domain::{
 use tradefloor_persistence::{Database, Filter, Journal, JournalConfig, StoredEvent};
 
 const SEED: u64 = 0x5EED_CAFE_F00D_0005;
-const ROUNDS: u64 = 5;
+const ROUNDS: u64 = 8;
 const ACCOUNTS: usize = 10;
 const WORKERS: usize = 4;
 const SETTLE_WAIT: Duration = Duration::from_secs(40);
@@ -274,8 +274,8 @@ fn runtime() -> tokio::runtime::Runtime {
 fn crash_round(url: &str, round: u64, record: &Shared, rng: &mut Rng) {
     let run = Duration::from_millis(rng.range(150, 900));
     let seeds: Vec<u64> = (0..WORKERS).map(|_| rng.next()).collect();
-    let runtime = runtime();
-    runtime.block_on(async {
+    let node = runtime();
+    node.block_on(async {
         let exchange = Exchange::start(open_journal(url).await, config(round))
             .await
             .unwrap();
@@ -312,7 +312,19 @@ fn crash_round(url: &str, round: u64, record: &Shared, rng: &mut Rng) {
         tokio::time::sleep(run).await;
     });
     // The crash: every task of the node (workers, actors, projections) dies mid-flight.
-    drop(runtime);
+    drop(node);
+    // Whatever the crash interrupted, each account's journal folds to a consistent state.
+    runtime().block_on(async {
+        let journal = open_journal(url).await;
+        for index in 0..ACCOUNTS {
+            let (state, _) = load_state::<Account>(&journal, account(index).as_str())
+                .await
+                .unwrap();
+            state
+                .check_invariants()
+                .unwrap_or_else(|error| panic!("after crash {round}, acct{index}: {error}"));
+        }
+    });
 }
 
 /// Every event of the journal, in order.
@@ -561,8 +573,8 @@ fn random_crashes_lose_nothing_and_settle_every_trade_once() {
     for round in 0..ROUNDS {
         crash_round(&url, round, &record, &mut rng);
     }
-    let runtime = runtime();
-    let live = runtime.block_on(settle(&url));
+    let node = runtime();
+    let live = node.block_on(settle(&url));
     let record = record.lock().unwrap();
-    runtime.block_on(check(&url, &record, live));
+    node.block_on(check(&url, &record, live));
 }
