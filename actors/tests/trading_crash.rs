@@ -5,7 +5,9 @@
 //! withdrawals, orders (limit GTC, IOC, market) on two markets and cancels across ten
 //! accounts, and at a random point drops the whole runtime without `shutdown`: every actor
 //! and every in-flight request dies where it stands, as in a process crash. Every
-//! acknowledged reply is recorded.
+//! acknowledged reply is recorded; the next round first retries, with the same command ids,
+//! the deposits and withdrawals the crash left unanswered. The seed (`CRASH_SEED` to
+//! override) fixes the operations and the crash points; the interleaving stays real.
 //!
 //! A last exchange then resumes, settles every saga, cancels what still rests and stops;
 //! the journal must then show conservation of every asset, no hold left, every acknowledged
@@ -303,6 +305,44 @@ fn crash_round(url: &str, round: u64, record: &Shared, rng: &mut Rng) {
                         .unwrap();
                     record.lock().unwrap().deposits_acked.insert(id);
                 }
+            }
+        }
+        // Clients retry what the last crash left unanswered, with the same command ids: a
+        // retry must not apply twice (checked on the journal).
+        let (deposits, withdrawals) = {
+            let record = record.lock().unwrap();
+            let unanswered = |sent: &HashMap<String, Movement>, acked: &BTreeSet<String>| {
+                let mut list: Vec<(String, Movement)> = sent
+                    .iter()
+                    .filter(|(id, _)| !acked.contains(*id))
+                    .map(|(id, movement)| (id.clone(), *movement))
+                    .collect();
+                list.sort_by(|a, b| a.0.cmp(&b.0));
+                list
+            };
+            (
+                unanswered(&record.deposits_sent, &record.deposits_acked),
+                unanswered(&record.withdrawals_sent, &record.withdrawals_acked),
+            )
+        };
+        for (id, (who, asset, amount)) in deposits {
+            let command = Some(CommandId::new(&id).unwrap());
+            if exchange
+                .deposit(who, asset, Amount(amount), command, None)
+                .await
+                .is_ok()
+            {
+                record.lock().unwrap().deposits_acked.insert(id);
+            }
+        }
+        for (id, (who, asset, amount)) in withdrawals {
+            let command = Some(CommandId::new(&id).unwrap());
+            if exchange
+                .withdraw(who, asset, Amount(amount), command, None)
+                .await
+                .is_ok()
+            {
+                record.lock().unwrap().withdrawals_acked.insert(id);
             }
         }
         let exchange = Arc::new(exchange);
