@@ -1,5 +1,7 @@
-//! The trading application end to end on a real SQLite journal: orders placed through the
-//! [`Exchange`] facade trade, settle on both accounts and show in the read models.
+//! The trading application end to end on a real SQLite journal, and on PostgreSQL when
+//! `DATABASE_URL` is set (each test in its own schema; skipped, saying so, otherwise):
+//! orders placed through the [`Exchange`] facade trade, settle on both accounts and show in
+//! the read models.
 
 use std::time::Duration;
 
@@ -80,8 +82,7 @@ async fn journal() -> (Journal, tempfile::TempDir) {
 }
 
 /// An exchange with BTC-USD listed, alice holding 100 000 USD and bob 100 BTC.
-async fn exchange() -> (Exchange, tempfile::TempDir) {
-    let (journal, directory) = journal().await;
+async fn exchange(journal: Journal) -> Exchange {
     let exchange = Exchange::start(journal, config()).await.unwrap();
     exchange.list_market(market()).await.unwrap();
     for (owner, code, amount) in [("alice", "USD", 100_000), ("bob", "BTC", 100)] {
@@ -90,7 +91,65 @@ async fn exchange() -> (Exchange, tempfile::TempDir) {
             .await
             .unwrap();
     }
-    (exchange, directory)
+    exchange
+}
+
+/// A journal in a fresh schema of `DATABASE_URL`, with the URL and the schema (dropped after
+/// the test); `None`, saying so, when the variable is not set.
+async fn postgres_journal(test: &str) -> Option<(Journal, String, String)> {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("skipped: DATABASE_URL is not set, so {test} did not run on PostgreSQL");
+        return None;
+    };
+    let schema = format!(
+        "trading_{}_{}",
+        &test[..test.len().min(30)],
+        std::process::id()
+    );
+    let config = JournalConfig::default();
+    let database = Database::connect_postgres(&url, Some(&schema), &config)
+        .await
+        .unwrap();
+    let journal = Journal::open(database, config).await.unwrap();
+    Some((journal, url, schema))
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    let Database::Postgres(pool) = Database::connect(url, &JournalConfig::default())
+        .await
+        .unwrap()
+    else {
+        unreachable!("DATABASE_URL is a PostgreSQL URL");
+    };
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+/// Runs the test body `$name(journal)` as `$name::sqlite` and `$name::postgres`.
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (journal, _directory) = super::journal().await;
+                super::$name(journal).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let test = stringify!($name);
+                if let Some((journal, url, schema)) = super::postgres_journal(test).await {
+                    let database = journal.database().clone();
+                    super::$name(journal).await;
+                    database.close().await;
+                    super::drop_schema(&url, &schema).await;
+                }
+            }
+        }
+    };
 }
 
 fn limit(owner: &str, side: Side, price: u64, quantity: u64) -> NewOrder {
@@ -140,9 +199,10 @@ async fn balance(exchange: &Exchange, owner: &str, code: &str) -> (u64, u64) {
         .map_or((0, 0), |balance| (balance.total.get(), balance.held.get()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_accounts_trade_end_to_end_and_the_read_models_follow() {
-    let (exchange, _directory) = exchange().await;
+on_both_backends!(two_accounts_trade_end_to_end_and_the_read_models_follow);
+
+async fn two_accounts_trade_end_to_end_and_the_read_models_follow(journal: Journal) {
+    let exchange = exchange(journal).await;
     let sell = exchange
         .place_order(limit("bob", Side::Sell, 100, 10))
         .await
@@ -189,9 +249,10 @@ async fn two_accounts_trade_end_to_end_and_the_read_models_follow() {
     exchange.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partial_fills_cancel_and_the_hold_is_released() {
-    let (exchange, _directory) = exchange().await;
+on_both_backends!(partial_fills_cancel_and_the_hold_is_released);
+
+async fn partial_fills_cancel_and_the_hold_is_released(journal: Journal) {
+    let exchange = exchange(journal).await;
     let sell = exchange
         .place_order(limit("bob", Side::Sell, 100, 4))
         .await
@@ -222,9 +283,10 @@ async fn partial_fills_cancel_and_the_hold_is_released() {
     exchange.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ioc_fok_and_post_only_follow_their_rules() {
-    let (exchange, _directory) = exchange().await;
+on_both_backends!(ioc_fok_and_post_only_follow_their_rules);
+
+async fn ioc_fok_and_post_only_follow_their_rules(journal: Journal) {
+    let exchange = exchange(journal).await;
     exchange
         .place_order(limit("bob", Side::Sell, 100, 5))
         .await
@@ -265,9 +327,10 @@ async fn ioc_fok_and_post_only_follow_their_rules() {
     exchange.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn self_trade_prevention_and_halt_then_resume() {
-    let (exchange, _directory) = exchange().await;
+on_both_backends!(self_trade_prevention_and_halt_then_resume);
+
+async fn self_trade_prevention_and_halt_then_resume(journal: Journal) {
+    let exchange = exchange(journal).await;
     exchange
         .deposit(account("bob"), asset("USD"), Amount(10_000), None, None)
         .await
@@ -299,9 +362,10 @@ async fn self_trade_prevention_and_halt_then_resume() {
     exchange.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuilt_read_model_equals_the_live_one_and_history_is_bitemporal() {
-    let (exchange, _directory) = exchange().await;
+on_both_backends!(a_rebuilt_read_model_equals_the_live_one_and_history_is_bitemporal);
+
+async fn a_rebuilt_read_model_equals_the_live_one_and_history_is_bitemporal(journal: Journal) {
+    let exchange = exchange(journal).await;
     for price in [100, 101, 99] {
         let sell = exchange
             .place_order(limit("bob", Side::Sell, price, 2))

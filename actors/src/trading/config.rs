@@ -5,6 +5,7 @@ use std::time::Duration;
 use tradefloor_domain::saga::SagaConfig;
 
 use super::feed::FeedConfig;
+use super::risk::RiskConfig;
 use crate::config::EntityConfig;
 use crate::projection::ProjectionConfig;
 use crate::saga_host::SagaHostConfig;
@@ -32,6 +33,8 @@ pub struct TradingConfig {
     /// How late (behind the latest trade seen) a trade may arrive and still count in its
     /// candle, in microseconds.
     pub candle_watermark_micros: i64,
+    /// The risk monitor's members, partitions and position limits.
+    pub risk: RiskConfig,
 }
 
 impl Default for TradingConfig {
@@ -46,6 +49,7 @@ impl Default for TradingConfig {
             feed: FeedConfig::default(),
             projections: ProjectionConfig::default(),
             candle_watermark_micros: 5_000_000,
+            risk: RiskConfig::default(),
         }
     }
 }

@@ -16,11 +16,12 @@ pub mod config;
 pub mod dispatch;
 pub mod feed;
 pub mod projections;
+pub mod risk;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
@@ -39,7 +40,11 @@ use tradefloor_persistence::{Journal, OffsetStore};
 
 pub use config::TradingConfig;
 pub use projections::candles::{Candle, CandleInterval};
+pub use risk::{RiskConfig, RiskFlag};
 
+use crate::consumer_group::{
+    ConsumerGroup, ConsumerMember, ConsumerMemberArgs, ConsumerMessage, GroupStats, MemberStats,
+};
 use crate::entity::{Persistent, stream_of};
 use crate::error::Error;
 use crate::projection::{PROJECTION_PARTITION, Projection, ProjectionActor};
@@ -118,6 +123,17 @@ pub struct Exchange {
     markets: RwLock<HashMap<Symbol, MarketSpec>>,
     /// The last generated id (order ids and command ids), from the clock at start.
     last_id: AtomicU64,
+    risk_group: ConsumerGroup,
+    /// The risk monitor's live members by id.
+    risk_members: Mutex<BTreeMap<String, RiskMember>>,
+    /// The number of the last risk member started.
+    risk_member_count: AtomicU64,
+}
+
+/// A running risk monitor member.
+struct RiskMember {
+    actor: ActorRef<ConsumerMessage>,
+    join: JoinHandle<()>,
 }
 
 impl Exchange {
@@ -159,6 +175,9 @@ impl Exchange {
         };
         let host = SagaHost::new(sagas, dispatcher, clock.clone(), config.saga_host.clone());
         projections::create_tables(journal.database()).await?;
+        risk::create_table(journal.database())
+            .await
+            .map_err(|error| projections::storage("risk", error))?;
         let children = vec![
             BookFeed::spec(
                 host.clone(),
@@ -200,6 +219,7 @@ impl Exchange {
                 reason: error.to_string(),
             })?;
         let now = u64::try_from(clock().micros()).unwrap_or(0);
+        let config_partitions = config.risk.partition_count.max(1);
         let exchange = Self {
             journal,
             config,
@@ -211,7 +231,13 @@ impl Exchange {
             supervisor_join,
             markets: RwLock::new(HashMap::new()),
             last_id: AtomicU64::new(now),
+            risk_group: ConsumerGroup::new(risk::GROUP_NAME, config_partitions),
+            risk_members: Mutex::new(BTreeMap::new()),
+            risk_member_count: AtomicU64::new(0),
         };
+        for _ in 0..exchange.config.risk.members {
+            exchange.add_risk_member().await?;
+        }
         let resumed = exchange.host.resume(&exchange.journal).await?;
         tracing::info!(resumed, "trading application started");
         Ok(exchange)
@@ -220,12 +246,123 @@ impl Exchange {
     /// Stops everything cleanly: the feed and projections, then the sagas, books and
     /// accounts (each finishing and persisting what it accepted).
     pub async fn shutdown(self) -> Result<(), Error> {
+        let members: Vec<String> = self.risk_lock().keys().cloned().collect();
+        for member in members {
+            self.remove_risk_member(&member).await?;
+        }
         self.supervisor.stop(None);
         let _ = self.supervisor_join.await;
         self.host.region().stop().await?;
         self.books.stop().await?;
         self.accounts.stop().await?;
         Ok(())
+    }
+
+    fn risk_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, RiskMember>> {
+        self.risk_members
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts one more risk monitor member; answers its id. Partitions move to it as their
+    /// holders finish what they have in hand.
+    pub async fn add_risk_member(&self) -> Result<String, Error> {
+        let number = self.risk_member_count.fetch_add(1, Ordering::AcqRel) + 1;
+        let member = format!("risk-{number:04}");
+        let arguments = ConsumerMemberArgs {
+            group: self.risk_group.clone(),
+            member: member.clone(),
+            journal: self.journal.clone(),
+            config: self.config.risk.consumer(),
+            handler: risk::RiskHandler::new(self.journal.clone(), self.config.risk.clone()),
+            progress: None,
+        };
+        let (actor, join) = Actor::spawn(None, ConsumerMember::new(), arguments)
+            .await
+            .map_err(|error| Error::StartFailed {
+                actor: format!("{}/risk/{member}", self.config.path),
+                reason: error.to_string(),
+            })?;
+        self.risk_lock()
+            .insert(member.clone(), RiskMember { actor, join });
+        Ok(member)
+    }
+
+    /// Stops the risk member `member` (its partitions go to the others); `false` if no such
+    /// member runs.
+    pub async fn remove_risk_member(&self, member: &str) -> Result<bool, Error> {
+        let Some(running) = self.risk_lock().remove(member) else {
+            return Ok(false);
+        };
+        running.actor.stop(None);
+        let _ = running.join.await;
+        Ok(true)
+    }
+
+    /// The risk monitor group's assignment: members, target and current holder of each
+    /// partition.
+    pub fn risk_stats(&self) -> GroupStats {
+        self.risk_group.stats()
+    }
+
+    /// Each live risk member's view (the partitions it holds and how far it read them).
+    pub async fn risk_member_stats(&self) -> Result<Vec<MemberStats>, Error> {
+        let actors: Vec<ActorRef<ConsumerMessage>> = self
+            .risk_lock()
+            .values()
+            .map(|member| member.actor.clone())
+            .collect();
+        let mut stats = Vec::with_capacity(actors.len());
+        for actor in &actors {
+            stats.push(ConsumerMember::<risk::RiskHandler>::stats(actor).await?);
+        }
+        Ok(stats)
+    }
+
+    /// Every account flagged over a position limit, by account then asset.
+    pub async fn risk_flags(&self) -> Result<Vec<RiskFlag>, Error> {
+        risk::flags(self.journal.database())
+            .await
+            .map_err(|error| projections::storage("risk", error))
+    }
+
+    /// Whether the risk monitor committed every account event of every partition (for
+    /// tests and readiness checks).
+    pub async fn risk_caught_up(&self) -> Result<bool, Error> {
+        let failed = |error: tradefloor_persistence::Error| Error::Persistence {
+            actor: risk::GROUP_NAME.to_owned(),
+            reason: error.to_string(),
+        };
+        let offsets = OffsetStore::new(self.journal.database().clone());
+        let partition_count = self.risk_group.partition_count();
+        let mut committed = Vec::with_capacity(partition_count as usize);
+        for partition in 0..partition_count {
+            committed.push(
+                offsets
+                    .load(risk::GROUP_NAME, partition)
+                    .await
+                    .map_err(failed)?,
+            );
+        }
+        let filter = self.config.risk.consumer().filter;
+        let mut from = committed.iter().copied().min().unwrap_or(0);
+        loop {
+            let page = self
+                .journal
+                .read_all(from, self.journal.config().read_rows_max, &filter)
+                .await
+                .map_err(failed)?;
+            let Some(last) = page.last() else {
+                return Ok(true);
+            };
+            from = last.global_offset;
+            for event in &page {
+                let partition = crate::consumer_group::partition_of(&event.stream, partition_count);
+                if event.global_offset > committed[partition as usize] {
+                    return Ok(false);
+                }
+            }
+        }
     }
 
     /// The journal underneath.
