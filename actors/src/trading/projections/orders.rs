@@ -117,9 +117,9 @@ async fn write_view(transaction: &mut Transaction, view: &OrderView) -> Result<(
         status_name(view.status).into(),
         view.reject_reason
             .as_ref()
-            .map_or(SqlValue::Null, |reason| reason.code().into()),
+            .map_or(SqlValue::NullText, |reason| reason.code().into()),
         view.end_reason
-            .map_or(SqlValue::Null, |reason| end_reason_name(reason).into()),
+            .map_or(SqlValue::NullText, |reason| end_reason_name(reason).into()),
         i64::from(view.finished).into(),
     ];
     sql::execute(

@@ -10,8 +10,12 @@ use tradefloor_persistence::{Database, Transaction};
 /// A value bound to or read from a read-model column.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum SqlValue {
-    /// SQL `NULL`.
+    /// SQL `NULL` in a `BIGINT` column (and any `NULL` read back).
     Null,
+    /// SQL `NULL` in a `TEXT` column. A `NULL` must be bound with its column's type:
+    /// PostgreSQL types a prepared statement's parameters by their first binding, and a later
+    /// text sent for a parameter first bound as a `BIGINT` is refused as a malformed message.
+    NullText,
     /// A `BIGINT`.
     Integer(i64),
     /// A `TEXT`.
@@ -66,6 +70,7 @@ macro_rules! bind_values {
         for value in $values {
             query = match value {
                 SqlValue::Null => query.bind(None::<i64>),
+                SqlValue::NullText => query.bind(None::<String>),
                 SqlValue::Integer(integer) => query.bind(*integer),
                 SqlValue::Text(text) => query.bind(text.clone()),
             };
