@@ -226,10 +226,27 @@ impl<P: ProcessManager> SagaHost<P> {
                 }
             }
         }
-        for saga_id in &seen {
-            self.send(saga_id, P::tick(self.now())).await?;
+        // A saga that cannot be ticked now (e.g. its database is briefly locked by what a
+        // crashed node left behind) is tried again a few rounds later before giving up.
+        let mut pending: Vec<&String> = seen.iter().collect();
+        for round in 1..=RESUME_ROUNDS_MAX {
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            for saga_id in pending {
+                if let Err(error) = self.send(saga_id, P::tick(self.now())).await {
+                    warn!(saga = %saga_id, %error, round, "saga not resumed yet");
+                    failed.push(saga_id);
+                    last_error = Some(error);
+                }
+            }
+            match last_error {
+                None => return Ok(seen.len()),
+                Some(error) if round == RESUME_ROUNDS_MAX => return Err(error),
+                Some(_) => tokio::time::sleep(RESUME_ROUND_PAUSE * round).await,
+            }
+            pending = failed;
         }
-        Ok(seen.len())
+        unreachable!("the last round returns")
     }
 }
 
@@ -273,6 +290,12 @@ fn carry_out<P: ProcessManager>(
         }
     })
 }
+
+/// Rounds [`SagaHost::resume`] makes over the sagas it could not tick.
+const RESUME_ROUNDS_MAX: u32 = 4;
+
+/// The pause before resume's next round, times the round number.
+const RESUME_ROUND_PAUSE: Duration = Duration::from_millis(250);
 
 /// The longest the timer task sleeps before looking again (and noticing a dropped host).
 const TIMER_IDLE_WAIT: Duration = Duration::from_secs(1);
