@@ -565,6 +565,13 @@ impl Exchange {
         }
     }
 
+    /// Resumes an order whose saga stalled (a step exhausted its retries): the operator's
+    /// retry. A saga that is not stalled ignores it.
+    pub async fn retry_order(&self, order_id: OrderId) -> Result<OrderView, Error> {
+        let input = SagaInput::Retry { at: self.now() };
+        Ok(self.host.send(&order_id.to_string(), input).await?.view)
+    }
+
     /// The order as its saga knows it: status, filled quantity, fills.
     pub async fn order(&self, order_id: OrderId) -> Result<OrderView, Error> {
         let (saga, sequence) =
