@@ -1,11 +1,11 @@
-//! Tradefloor actors: the actor runtime on ractor, and (later) the trading actors built from
-//! `tradefloor-domain`.
+//! Tradefloor actors: the actor runtime on ractor, and the trading application built on it
+//! from `tradefloor-domain`.
 //!
 //! ractor gives actors, links and supervision events; its mailboxes are unbounded and it
 //! restarts nothing by itself. This crate adds what a serious actor platform needs on top:
 //! bounded mailboxes with a priority lane, supervisors with restart strategies, intensity and
-//! backoff, circuit breakers, dead letters and an inspectable actor tree; persistent entities,
-//! shard regions, sagas, projections and consumer groups follow.
+//! backoff, circuit breakers, dead letters and an inspectable actor tree; then persistent
+//! entities in shard regions, sagas, projections and consumer groups.
 //!
 //! # Modules
 //!

@@ -2,5 +2,5 @@
 //! check the cluster's guarantees (nothing acknowledged is lost, conservation of every
 //! asset, one writer per entity).
 //!
-//! The tests arrive with the node and cluster issues; the domain's own tests live in
-//! `domain/tests`.
+//! The tests arrive with the node and cluster issues; each crate's own tests live in its
+//! `tests/` folder (`domain/tests`, `persistence/tests`, `actors/tests`).
