@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tradefloor_actors::saga_host::{BoxFuture, system_clock};
-use tradefloor_actors::{Dispatcher, EntityConfig, Error, SagaHost, SagaHostConfig, ShardRegion};
+use tradefloor_actors::trading::dispatch::{account_answer, book_refusal};
+use tradefloor_actors::{Dispatcher, EntityConfig, SagaHost, SagaHostConfig, ShardRegion};
 use tradefloor_domain::account::{Account, AccountCommand, AccountEvent};
 use tradefloor_domain::book::{BookCommand, BookEvent, OrderBook};
 use tradefloor_domain::saga::{OrderSaga, SagaCommand, SagaConfig, SagaInput};
@@ -80,31 +81,11 @@ impl Trading {
             .accounts
             .ask(account_id.as_str(), command.clone(), DEADLINE)
             .await;
-        let input = match (command, result) {
-            (AccountCommand::PlaceHold { .. }, Ok(_)) => SagaInput::HoldPlaced { at },
-            (AccountCommand::PlaceHold { .. }, Err(Error::Rejected(reason))) => {
-                SagaInput::HoldRejected { reason, at }
-            }
-            (AccountCommand::SettleTrade { trade_id, .. }, Ok(_)) => {
-                SagaInput::LegSettled { trade_id, at }
-            }
-            (AccountCommand::SettleTrade { trade_id, .. }, Err(Error::Rejected(reason))) => {
-                SagaInput::SettleRejected {
-                    trade_id,
-                    reason,
-                    at,
-                }
-            }
-            (AccountCommand::ReleaseHold { .. }, Ok(_))
-            | (
-                AccountCommand::ReleaseHold { .. },
-                Err(Error::Rejected(tradefloor_domain::Error::HoldNotFound { .. })),
-            ) => SagaInput::HoldReleased { at },
-            // Infrastructure trouble: no answer; the saga's deadline retries.
-            (_, Err(_)) => return Vec::new(),
-            (command, Ok(_)) => panic!("unexpected {command:?}"),
-        };
-        vec![(saga, input)]
+        // Infrastructure trouble gives no input: the saga's deadline retries.
+        account_answer(&command, &result, at)
+            .map(|input| (saga, input))
+            .into_iter()
+            .collect()
     }
 
     async fn book(
@@ -118,18 +99,10 @@ impl Trading {
             .books
             .ask(symbol.as_str(), command.clone(), DEADLINE)
             .await;
-        let mut inputs = match (command, result) {
-            (BookCommand::Submit { .. }, Err(Error::Rejected(reason))) => {
-                vec![(saga, SagaInput::SubmitRejected { reason, at })]
-            }
-            (
-                BookCommand::Cancel { .. } | BookCommand::Abandon { .. },
-                Err(Error::Rejected(reason)),
-            ) => {
-                vec![(saga, SagaInput::CancelRejected { reason, at })]
-            }
-            _ => Vec::new(),
-        };
+        let mut inputs: Vec<(String, SagaInput)> = book_refusal(&command, &result, at)
+            .map(|input| (saga, input))
+            .into_iter()
+            .collect();
         inputs.extend(self.route_book_events(symbol).await);
         inputs
     }

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tradefloor_domain::account::{Account, AccountCommand};
 use tradefloor_domain::book::{BookCommand, OrderBook};
 use tradefloor_domain::saga::{OrderSaga, SagaCommand, SagaInput};
-use tradefloor_domain::{AccountId, Symbol};
+use tradefloor_domain::{AccountId, Symbol, Timestamp};
 
 use crate::error::Error;
 use crate::region::ShardRegion;
@@ -42,41 +42,20 @@ impl TradingDispatcher {
             .accounts
             .ask(account_id.as_str(), command.clone(), self.ask_deadline)
             .await;
-        let input = match (command, result) {
-            (AccountCommand::PlaceHold { .. }, Ok(_)) => SagaInput::HoldPlaced { at },
-            (AccountCommand::PlaceHold { .. }, Err(Error::Rejected(reason))) => {
-                SagaInput::HoldRejected { reason, at }
-            }
-            (AccountCommand::SettleTrade { trade_id, .. }, Ok(_)) => {
-                SagaInput::LegSettled { trade_id, at }
-            }
-            (AccountCommand::SettleTrade { trade_id, .. }, Err(Error::Rejected(reason))) => {
-                SagaInput::SettleRejected {
-                    trade_id,
-                    reason,
-                    at,
+        match account_answer(&command, &result, at) {
+            Some(input) => return vec![(saga_id, input)],
+            None => match result {
+                Err(Error::Rejected(reason)) => {
+                    tracing::warn!(saga = %saga_id, %reason, ?command, "refused; the deadline retries")
                 }
-            }
-            (AccountCommand::ReleaseHold { .. }, Ok(_))
-            | (
-                AccountCommand::ReleaseHold { .. },
-                Err(Error::Rejected(tradefloor_domain::Error::HoldNotFound { .. })),
-            ) => SagaInput::HoldReleased { at },
-            (AccountCommand::ReleaseHold { .. }, Err(Error::Rejected(reason))) => {
-                tracing::warn!(saga = %saga_id, %reason, "release refused; the deadline retries");
-                return Vec::new();
-            }
-            // Infrastructure trouble: no answer; the saga's deadline retries.
-            (_, Err(error)) => {
-                tracing::debug!(saga = %saga_id, %error, "account command failed");
-                return Vec::new();
-            }
-            (command, Ok(_)) => {
-                tracing::error!(saga = %saga_id, ?command, "sagas send no such account command");
-                return Vec::new();
-            }
-        };
-        vec![(saga_id, input)]
+                // Infrastructure trouble: no answer; the saga's deadline retries.
+                Err(error) => tracing::debug!(saga = %saga_id, %error, "account command failed"),
+                Ok(_) => {
+                    tracing::error!(saga = %saga_id, ?command, "sagas send no such account command")
+                }
+            },
+        }
+        Vec::new()
     }
 
     async fn book(
@@ -92,21 +71,71 @@ impl TradingDispatcher {
             .await;
         // Whatever the answer, the book may have written events: let the feed look now.
         self.feed_wake.notify_one();
-        match (command, result) {
-            (BookCommand::Submit { .. }, Err(Error::Rejected(reason))) => {
-                vec![(saga_id, SagaInput::SubmitRejected { reason, at })]
-            }
-            (
-                BookCommand::Cancel { .. } | BookCommand::Abandon { .. },
-                Err(Error::Rejected(reason)),
-            ) => vec![(saga_id, SagaInput::CancelRejected { reason, at })],
-            (_, Err(error)) => {
-                tracing::debug!(saga = %saga_id, %error, "book command failed");
-                Vec::new()
-            }
-            // What the book did reaches the sagas through the feed.
-            (_, Ok(_)) => Vec::new(),
+        if let Some(input) = book_refusal(&command, &result, at) {
+            return vec![(saga_id, input)];
         }
+        if let Err(error) = result {
+            tracing::debug!(saga = %saga_id, %error, "book command failed");
+        }
+        // What the book did reaches the sagas through the feed.
+        Vec::new()
+    }
+}
+
+/// The saga input an account's answer to a saga's command means, if any. `None` leaves the
+/// saga waiting: its deadline retries (an infrastructure failure, or a refused release, which
+/// would mean a broken invariant worth a retry and a log line rather than a guess).
+pub fn account_answer<R>(
+    command: &AccountCommand,
+    result: &Result<R, Error>,
+    at: Timestamp,
+) -> Option<SagaInput> {
+    Some(match (command, result) {
+        (AccountCommand::PlaceHold { .. }, Ok(_)) => SagaInput::HoldPlaced { at },
+        (AccountCommand::PlaceHold { .. }, Err(Error::Rejected(reason))) => {
+            SagaInput::HoldRejected {
+                reason: reason.clone(),
+                at,
+            }
+        }
+        (AccountCommand::SettleTrade { trade_id, .. }, Ok(_)) => SagaInput::LegSettled {
+            trade_id: *trade_id,
+            at,
+        },
+        (AccountCommand::SettleTrade { trade_id, .. }, Err(Error::Rejected(reason))) => {
+            SagaInput::SettleRejected {
+                trade_id: *trade_id,
+                reason: reason.clone(),
+                at,
+            }
+        }
+        // No hold left is what a release wants: an earlier release went through.
+        (AccountCommand::ReleaseHold { .. }, Ok(_))
+        | (
+            AccountCommand::ReleaseHold { .. },
+            Err(Error::Rejected(tradefloor_domain::Error::HoldNotFound { .. })),
+        ) => SagaInput::HoldReleased { at },
+        _ => return None,
+    })
+}
+
+/// The saga input a book's refusal of a saga's command means, if it was refused. What the
+/// book did when it accepted a command reaches the sagas through the feed instead.
+pub fn book_refusal<R>(
+    command: &BookCommand,
+    result: &Result<R, Error>,
+    at: Timestamp,
+) -> Option<SagaInput> {
+    let Err(Error::Rejected(reason)) = result else {
+        return None;
+    };
+    let reason = reason.clone();
+    match command {
+        BookCommand::Submit { .. } => Some(SagaInput::SubmitRejected { reason, at }),
+        BookCommand::Cancel { .. } | BookCommand::Abandon { .. } => {
+            Some(SagaInput::CancelRejected { reason, at })
+        }
+        _ => None,
     }
 }
 
