@@ -386,12 +386,24 @@ async fn cancels_overtake_queued_submits() {
     region.ask("BTC-USD", sell(1, 101), DEADLINE).await.unwrap();
     // While order 2 persists, submits 3 and 4 queue; then a cancel of order 1 arrives.
     let mut pending = Vec::new();
-    for command in [sell(2, 102), sell(3, 103), sell(4, 104)] {
-        let region = region.clone();
+    for (queued, command) in [sell(2, 102), sell(3, 103), sell(4, 104)]
+        .into_iter()
+        .enumerate()
+    {
+        let region_for_ask = region.clone();
         pending.push(tokio::spawn(async move {
-            region.ask("BTC-USD", command, DEADLINE).await
+            region_for_ask.ask("BTC-USD", command, DEADLINE).await
         }));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Order 2 is being persisted and the ones after it wait in the book's queue.
+        loop {
+            let stats = region.stats().await;
+            let persisting: usize = stats.iter().map(|shard| shard.persisting).sum();
+            let waiting: usize = stats.iter().map(|shard| shard.queued).sum();
+            if persisting == 1 && waiting == queued {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     let cancel = BookCommand::Cancel {
         order_id: OrderId(1),
