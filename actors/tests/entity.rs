@@ -6,76 +6,26 @@ use std::time::Duration;
 
 use tradefloor_actors::entity::stream_of;
 use tradefloor_actors::{EntityConfig, Error, ShardRegion, shard_of};
-use tradefloor_domain::account::{Account, AccountCommand, AccountReply};
+use tradefloor_domain::account::Account;
 use tradefloor_domain::book::{BookCommand, BookEvent, OrderBook};
 use tradefloor_domain::{
-    AccountId, Amount, Asset, CommandId, MarketSpec, OrderId, OrderSpec, OrderType, Price,
-    Quantity, Side, Symbol, TimeInForce, Timestamp,
+    AccountId, Amount, Asset, MarketSpec, OrderId, OrderSpec, OrderType, Price, Quantity, Side,
+    Symbol, TimeInForce, Timestamp,
 };
 use tradefloor_persistence::codec::EventCodec;
 use tradefloor_persistence::{Database, Fence, Journal, JournalConfig, SnapshotStore};
 
+mod common;
+
+use common::*;
+
 const DEADLINE: Duration = Duration::from_secs(10);
-
-struct Fixture {
-    journal: Journal,
-    url: String,
-    _directory: tempfile::TempDir,
-}
-
-async fn fixture_with(journal_config: JournalConfig) -> Fixture {
-    let directory = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", directory.path().join("journal.db").display());
-    let database = Database::connect(&url, &journal_config).await.unwrap();
-    let journal = Journal::open(database, journal_config).await.unwrap();
-    Fixture {
-        journal,
-        url,
-        _directory: directory,
-    }
-}
-
-async fn fixture() -> Fixture {
-    fixture_with(JournalConfig::default()).await
-}
 
 fn config() -> EntityConfig {
     EntityConfig {
         shard_count: 8,
         ..EntityConfig::default()
     }
-}
-
-fn usd() -> Asset {
-    Asset::new("USD").unwrap()
-}
-
-fn deposit(id: &str, amount: u64) -> AccountCommand {
-    AccountCommand::Deposit {
-        command_id: CommandId::new(id).unwrap(),
-        asset: usd(),
-        amount: Amount(amount),
-        effective_at: None,
-        at: Timestamp(1),
-    }
-}
-
-fn withdraw(id: &str, amount: u64) -> AccountCommand {
-    AccountCommand::Withdraw {
-        command_id: CommandId::new(id).unwrap(),
-        asset: usd(),
-        amount: Amount(amount),
-        effective_at: None,
-        at: Timestamp(2),
-    }
-}
-
-fn total(reply: &AccountReply) -> u64 {
-    reply.balances[&usd()].total.get()
-}
-
-async fn stored_events(journal: &Journal, stream: &str) -> usize {
-    journal.read_stream(stream, 1, 100_000).await.unwrap().len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

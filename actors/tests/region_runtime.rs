@@ -7,30 +7,15 @@ use tradefloor_actors::{
     ActorStatus, ActorTree, BreakerConfig, BreakerState, EntityConfig, Error, Registry,
     ShardRegion, shard_of,
 };
-use tradefloor_domain::account::{Account, AccountCommand, AccountReply};
-use tradefloor_domain::{Amount, Asset, CommandId, Timestamp};
-use tradefloor_persistence::{Database, Journal, JournalConfig};
+use tradefloor_domain::account::Account;
+
+mod common;
+
+use common::*;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 const RESET_TIMEOUT: Duration = Duration::from_millis(200);
 const FAILURE_THRESHOLD: u32 = 3;
-
-struct Fixture {
-    journal: Journal,
-    _directory: tempfile::TempDir,
-}
-
-async fn fixture() -> Fixture {
-    let directory = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", directory.path().join("journal.db").display());
-    let journal_config = JournalConfig::default();
-    let database = Database::connect(&url, &journal_config).await.unwrap();
-    let journal = Journal::open(database, journal_config).await.unwrap();
-    Fixture {
-        journal,
-        _directory: directory,
-    }
-}
 
 fn config() -> EntityConfig {
     EntityConfig {
@@ -43,28 +28,6 @@ fn config() -> EntityConfig {
         },
         ..EntityConfig::default()
     }
-}
-
-fn usd() -> Asset {
-    Asset::new("USD").unwrap()
-}
-
-fn deposit(id: &str, amount: u64) -> AccountCommand {
-    AccountCommand::Deposit {
-        command_id: CommandId::new(id).unwrap(),
-        asset: usd(),
-        amount: Amount(amount),
-        effective_at: None,
-        at: Timestamp(1),
-    }
-}
-
-fn total(reply: &AccountReply) -> u64 {
-    reply.balances[&usd()].total.get()
-}
-
-async fn stored_events(journal: &Journal, stream: &str) -> usize {
-    journal.read_stream(stream, 1, 100_000).await.unwrap().len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
