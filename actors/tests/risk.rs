@@ -6,65 +6,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use tradefloor_actors::EntityConfig;
-use tradefloor_actors::projection::ProjectionConfig;
-use tradefloor_actors::trading::feed::FeedConfig;
 use tradefloor_actors::trading::{Exchange, NewOrder, RiskConfig, TradingConfig};
-use tradefloor_domain::saga::SagaConfig;
-use tradefloor_domain::{
-    AccountId, Amount, Asset, MarketSpec, OrderType, Price, Quantity, Side, Symbol, TimeInForce,
-};
+use tradefloor_domain::{Amount, OrderType, Price, Quantity, Side, TimeInForce};
 use tradefloor_persistence::{Database, Journal, JournalConfig};
+
+mod common;
+
+use common::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 const PARTITIONS: u32 = 8;
 const BTC_LIMIT: u64 = 150;
 
-fn asset(code: &str) -> Asset {
-    Asset::new(code).unwrap()
-}
-
-fn account(id: &str) -> AccountId {
-    AccountId::new(id).unwrap()
-}
-
-fn symbol() -> Symbol {
-    Symbol::new("BTC-USD").unwrap()
-}
-
-fn market() -> MarketSpec {
-    MarketSpec {
-        symbol: symbol(),
-        base: asset("BTC"),
-        quote: asset("USD"),
-        tick_size: Price(1),
-        lot_size: Quantity(1),
-        min_quantity: Quantity(1),
-        max_quantity: Quantity(1_000),
-        band_bps: 5_000,
-        reference_price: Some(Price(100)),
-    }
-}
-
 fn config() -> TradingConfig {
     TradingConfig {
-        entities: EntityConfig {
-            shard_count: 4,
-            ..EntityConfig::default()
-        },
-        saga: SagaConfig {
-            step_timeout_micros: 200_000,
-            step_timeout_max_micros: 1_000_000,
-            attempts_max: 8,
-        },
-        feed: FeedConfig {
-            batch_events_max: 256,
-            poll_interval: Duration::from_millis(20),
-        },
-        projections: ProjectionConfig {
-            batch_events_max: 256,
-            poll_interval: Duration::from_millis(20),
-        },
         risk: RiskConfig {
             members: 2,
             partition_count: PARTITIONS,
@@ -73,7 +28,7 @@ fn config() -> TradingConfig {
             batch_events_max: 16,
             poll_interval: Duration::from_millis(20),
         },
-        ..TradingConfig::default()
+        ..trading_config()
     }
 }
 

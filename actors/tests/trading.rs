@@ -5,68 +5,19 @@
 
 use std::time::Duration;
 
-use tradefloor_actors::EntityConfig;
-use tradefloor_actors::projection::ProjectionConfig;
-use tradefloor_actors::trading::feed::FeedConfig;
 use tradefloor_actors::trading::projections;
-use tradefloor_actors::trading::{CandleInterval, Exchange, NewOrder, TradingConfig};
-use tradefloor_domain::saga::{OrderView, SagaConfig};
+use tradefloor_actors::trading::{CandleInterval, Exchange, NewOrder};
+use tradefloor_domain::saga::OrderView;
 use tradefloor_domain::{
-    AccountId, Amount, Asset, MarketSpec, OrderId, OrderStatus, OrderType, Price, Quantity, Side,
-    Symbol, TimeInForce, Timestamp,
+    Amount, OrderId, OrderStatus, OrderType, Price, Quantity, Side, TimeInForce, Timestamp,
 };
 use tradefloor_persistence::{Database, Journal, JournalConfig};
 
+mod common;
+
+use common::*;
+
 const WAIT: Duration = Duration::from_secs(20);
-
-fn asset(code: &str) -> Asset {
-    Asset::new(code).unwrap()
-}
-
-fn account(id: &str) -> AccountId {
-    AccountId::new(id).unwrap()
-}
-
-fn symbol() -> Symbol {
-    Symbol::new("BTC-USD").unwrap()
-}
-
-fn market() -> MarketSpec {
-    MarketSpec {
-        symbol: symbol(),
-        base: asset("BTC"),
-        quote: asset("USD"),
-        tick_size: Price(1),
-        lot_size: Quantity(1),
-        min_quantity: Quantity(1),
-        max_quantity: Quantity(1_000),
-        band_bps: 5_000,
-        reference_price: Some(Price(100)),
-    }
-}
-
-fn config() -> TradingConfig {
-    TradingConfig {
-        entities: EntityConfig {
-            shard_count: 4,
-            ..EntityConfig::default()
-        },
-        saga: SagaConfig {
-            step_timeout_micros: 200_000,
-            step_timeout_max_micros: 1_000_000,
-            attempts_max: 8,
-        },
-        feed: FeedConfig {
-            batch_events_max: 256,
-            poll_interval: Duration::from_millis(20),
-        },
-        projections: ProjectionConfig {
-            batch_events_max: 256,
-            poll_interval: Duration::from_millis(20),
-        },
-        ..TradingConfig::default()
-    }
-}
 
 async fn journal() -> (Journal, tempfile::TempDir) {
     let directory = tempfile::tempdir().unwrap();
@@ -83,7 +34,7 @@ async fn journal() -> (Journal, tempfile::TempDir) {
 
 /// An exchange with BTC-USD listed, alice holding 100 000 USD and bob 100 BTC.
 async fn exchange(journal: Journal) -> Exchange {
-    let exchange = Exchange::start(journal, config()).await.unwrap();
+    let exchange = Exchange::start(journal, trading_config()).await.unwrap();
     exchange.list_market(market()).await.unwrap();
     for (owner, code, amount) in [("alice", "USD", 100_000), ("bob", "BTC", 100)] {
         exchange
@@ -409,8 +360,8 @@ async fn a_rebuilt_read_model_equals_the_live_one_and_history_is_bitemporal(jour
     exchange.shutdown().await.unwrap();
     projections::rebuild_all(
         &journal,
-        &config().projections,
-        config().candle_watermark_micros,
+        &trading_config().projections,
+        trading_config().candle_watermark_micros,
     )
     .await
     .unwrap();
