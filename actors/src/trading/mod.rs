@@ -49,6 +49,8 @@ use crate::entity::{Persistent, stream_of};
 use crate::error::Error;
 use crate::projection::{PROJECTION_PARTITION, Projection, ProjectionActor};
 use crate::region::ShardRegion;
+use crate::registry::Registry;
+use crate::shard::ShardStats;
 use crate::saga_host::{Clock, SagaHost, system_clock};
 use crate::supervisor::{SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage};
 use dispatch::TradingDispatcher;
@@ -141,10 +143,21 @@ impl Exchange {
     /// tables, the supervisor of the book feed and the projections; then resumes every saga
     /// left in the journal (each retries, at its deadline, what it still waits on).
     pub async fn start(journal: Journal, config: TradingConfig) -> Result<Self, Error> {
+        Self::start_in(Registry::default(), journal, config).await
+    }
+
+    /// [`Exchange::start`] with the regions and their shards registered in `registry` (the
+    /// node's actor tree) under [`TradingConfig::path`].
+    pub async fn start_in(
+        registry: Registry,
+        journal: Journal,
+        config: TradingConfig,
+    ) -> Result<Self, Error> {
         let clock = system_clock();
         let path = config.path.clone();
         let accounts = Arc::new(
-            ShardRegion::<Account>::start(
+            ShardRegion::<Account>::start_in(
+                registry.clone(),
                 format!("{path}/accounts"),
                 journal.clone(),
                 config.entities.clone(),
@@ -152,14 +165,16 @@ impl Exchange {
             .await?,
         );
         let books = Arc::new(
-            ShardRegion::<OrderBook>::start(
+            ShardRegion::<OrderBook>::start_in(
+                registry.clone(),
                 format!("{path}/books"),
                 journal.clone(),
                 config.entities.clone(),
             )
             .await?,
         );
-        let sagas = ShardRegion::<OrderSaga>::start(
+        let sagas = ShardRegion::<OrderSaga>::start_in(
+            registry,
             format!("{path}/sagas"),
             journal.clone(),
             config.entities.clone(),
@@ -363,6 +378,23 @@ impl Exchange {
                 }
             }
         }
+    }
+
+    /// Every shard of the account, book and saga regions, with its region's path.
+    pub async fn shard_stats(&self) -> Vec<(String, ShardStats)> {
+        let mut all = Vec::new();
+        let regions = [
+            (self.accounts.path().to_owned(), self.accounts.stats().await),
+            (self.books.path().to_owned(), self.books.stats().await),
+            (
+                self.host.region().path().to_owned(),
+                self.host.region().stats().await,
+            ),
+        ];
+        for (path, stats) in regions {
+            all.extend(stats.into_iter().map(|shard| (path.clone(), shard)));
+        }
+        all
     }
 
     /// The journal underneath.
