@@ -1,15 +1,42 @@
-//! The `tradefloor` binary: `node`, `ctl` and `bench`.
-//!
-//! The node, its HTTP endpoint and the terminal client arrive with the node issue. Until
-//! then the binary says so and exits with a non-zero status, rather than pretending to run.
+//! `tradefloor`: `node` runs a node, `ctl` talks to one, `bench` loads one.
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+use clap::Parser;
+use tradefloor::cli::{Cli, Command};
+use tradefloor::config::{LogFormat, NodeConfig};
+
 fn main() -> ExitCode {
-    eprintln!(
-        "tradefloor {}: the node arrives with a later change; today the workspace holds the \
-         trading domain. Run `cargo test --workspace` to exercise it.",
-        env!("CARGO_PKG_VERSION"),
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tradefloor: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    match cli.command {
+        Command::Node(args) => {
+            let config = NodeConfig::load(&args).context("reading the configuration")?;
+            tradefloor::logging::init(config.log_format, &config.log_filter);
+            runtime.block_on(tradefloor::node::run(config))?;
+        }
+        Command::Ctl(args) => {
+            tradefloor::logging::init(LogFormat::Text, "warn");
+            runtime.block_on(tradefloor::ctl::run(args))?;
+        }
+        Command::Bench(args) => {
+            tradefloor::logging::init(LogFormat::Text, "warn");
+            runtime.block_on(tradefloor::bench::run(args))?;
+        }
+    }
+    Ok(())
 }

@@ -99,12 +99,16 @@ async fn commit(database: &Database, batch: Vec<PendingAppend>, events: usize, r
     };
     match result {
         Ok(outcomes) => {
+            let elapsed = started.elapsed();
             debug!(
                 appends = requests.len(),
                 events,
-                elapsed_us = started.elapsed().as_micros() as u64,
+                elapsed_us = elapsed.as_micros() as u64,
                 "batch committed"
             );
+            metrics::histogram!("tradefloor_journal_batch_events").record(events as f64);
+            metrics::histogram!("tradefloor_journal_commit_seconds").record(elapsed.as_secs_f64());
+            metrics::counter!("tradefloor_journal_events_total").increment(events as u64);
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 // A caller that gave up waiting is no reason to fail the others.
                 let _ = reply.send(outcome);
@@ -112,6 +116,7 @@ async fn commit(database: &Database, batch: Vec<PendingAppend>, events: usize, r
         }
         Err(error) => {
             warn!(appends = requests.len(), events, %error, "batch failed; nothing of it was committed");
+            metrics::counter!("tradefloor_journal_batches_failed_total").increment(1);
             for reply in replies {
                 let _ = reply.send(Err(error.clone()));
             }

@@ -50,8 +50,8 @@ use crate::error::Error;
 use crate::projection::{PROJECTION_PARTITION, Projection, ProjectionActor};
 use crate::region::ShardRegion;
 use crate::registry::Registry;
-use crate::shard::ShardStats;
 use crate::saga_host::{Clock, SagaHost, system_clock};
+use crate::shard::ShardStats;
 use crate::supervisor::{SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage};
 use dispatch::TradingDispatcher;
 use feed::BookFeed;
@@ -777,33 +777,7 @@ impl Exchange {
     /// they read (for tests and readiness checks).
     pub async fn caught_up(&self) -> Result<bool, Error> {
         let offsets = OffsetStore::new(self.journal.database().clone());
-        let consumers = [
-            (
-                feed::FEED_NAME,
-                tradefloor_persistence::Filter::Kind("order_book".to_owned()),
-            ),
-            (
-                projections::balances::NAME,
-                projections::balances::BalancesProjection.filter(),
-            ),
-            (
-                projections::orders::NAME,
-                tradefloor_persistence::Filter::Kind(OrderSaga::KIND.to_owned()),
-            ),
-            (
-                projections::trades::NAME,
-                projections::trades::TradesProjection.filter(),
-            ),
-            (
-                projections::candles::NAME,
-                projections::trades::TradesProjection.filter(),
-            ),
-            (
-                projections::audit::NAME,
-                projections::audit::AuditProjection.filter(),
-            ),
-        ];
-        for (name, filter) in consumers {
+        for (name, filter) in consumers() {
             let failed = |error: tradefloor_persistence::Error| Error::Persistence {
                 actor: name.to_owned(),
                 reason: error.to_string(),
@@ -823,6 +797,64 @@ impl Exchange {
         }
         Ok(true)
     }
+
+    /// How many events each read model and the book feed still have to handle, counted up to
+    /// `probe_max` (a consumer further behind shows `probe_max`).
+    pub async fn consumer_lags(
+        &self,
+        probe_max: usize,
+    ) -> Result<Vec<(&'static str, usize)>, Error> {
+        let offsets = OffsetStore::new(self.journal.database().clone());
+        let mut lags = Vec::new();
+        for (name, filter) in consumers() {
+            let failed = |error: tradefloor_persistence::Error| Error::Persistence {
+                actor: name.to_owned(),
+                reason: error.to_string(),
+            };
+            let offset = offsets
+                .load(name, PROJECTION_PARTITION)
+                .await
+                .map_err(failed)?;
+            let ahead = self
+                .journal
+                .read_all(offset, probe_max, &filter)
+                .await
+                .map_err(failed)?;
+            lags.push((name, ahead.len()));
+        }
+        Ok(lags)
+    }
+}
+
+/// Every single-partition consumer of the log (the book feed and the read models), with the
+/// events it reads.
+fn consumers() -> [(&'static str, tradefloor_persistence::Filter); 6] {
+    [
+        (
+            feed::FEED_NAME,
+            tradefloor_persistence::Filter::Kind("order_book".to_owned()),
+        ),
+        (
+            projections::balances::NAME,
+            projections::balances::BalancesProjection.filter(),
+        ),
+        (
+            projections::orders::NAME,
+            tradefloor_persistence::Filter::Kind(OrderSaga::KIND.to_owned()),
+        ),
+        (
+            projections::trades::NAME,
+            projections::trades::TradesProjection.filter(),
+        ),
+        (
+            projections::candles::NAME,
+            projections::trades::TradesProjection.filter(),
+        ),
+        (
+            projections::audit::NAME,
+            projections::audit::AuditProjection.filter(),
+        ),
+    ]
 }
 
 fn balance_view(balance: tradefloor_domain::account::Balance) -> BalanceView {

@@ -1,0 +1,582 @@
+//! The HTTP contract (DESIGN §5): every request and response body, as JSON.
+//!
+//! The server, `ctl` and `bench` share these types, and the OpenAPI document is derived from
+//! them, so the three cannot drift apart. Bodies carry plain integers and strings; the
+//! server parses them into the domain's types, so a bad id or a zero amount gets the
+//! domain's own error code. Request bodies refuse unknown fields.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// The body of every error response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// A stable, machine-readable code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `insufficient_funds`, `invalid_json`, `overloaded`.
+    pub code: String,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// `POST /v1/markets`: list a market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarketRequest {
+    /// `BASE-QUOTE`, e.g. `BTC-USD`.
+    pub symbol: String,
+    /// The asset traded, counted in quantity units.
+    pub base: String,
+    /// The asset prices are quoted in.
+    pub quote: String,
+    /// Every price is a positive multiple of this.
+    pub tick_size: u64,
+    /// Every quantity is a positive multiple of this.
+    pub lot_size: u64,
+    /// The smallest order quantity (default: the lot size).
+    #[serde(default)]
+    pub min_quantity: Option<u64>,
+    /// The largest order quantity (default: no limit).
+    #[serde(default)]
+    pub max_quantity: Option<u64>,
+    /// Half-width of the volatility band, in basis points (default 1 000 = 10 %).
+    #[serde(default)]
+    pub band_bps: Option<u32>,
+    /// The reference price at listing (default: the first trade sets it).
+    #[serde(default)]
+    pub reference_price: Option<u64>,
+}
+
+/// A listed market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Market {
+    /// `BASE-QUOTE`.
+    pub symbol: String,
+    /// The asset traded.
+    pub base: String,
+    /// The quote asset.
+    pub quote: String,
+    /// Price increment.
+    pub tick_size: u64,
+    /// Quantity increment.
+    pub lot_size: u64,
+    /// Smallest order quantity.
+    pub min_quantity: u64,
+    /// Largest order quantity.
+    pub max_quantity: u64,
+    /// Volatility band half-width in basis points.
+    pub band_bps: u32,
+    /// Reference price at listing, if any.
+    pub reference_price: Option<u64>,
+}
+
+/// `POST /v1/markets/{symbol}/resume`: reopen a halted market.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// The new band's centre (default: the last trade price).
+    #[serde(default)]
+    pub reference_price: Option<u64>,
+}
+
+/// `POST /v1/accounts/{id}/deposits` and `/withdrawals`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    /// The asset, e.g. `USD`.
+    pub asset: String,
+    /// Units of the asset, > 0.
+    pub amount: u64,
+    /// Idempotency key: repeating it repeats the first reply.
+    #[serde(default)]
+    pub command_id: Option<String>,
+    /// Valid time in microseconds since the epoch (default: now); a past time records a
+    /// correction.
+    #[serde(default)]
+    pub effective_at: Option<i64>,
+}
+
+/// One asset's balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Balance {
+    /// Everything owned.
+    pub total: u64,
+    /// Reserved for open orders.
+    pub held: u64,
+    /// `total − held`.
+    pub available: u64,
+}
+
+/// The balances a deposit or withdrawal touched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Balances {
+    /// The account.
+    pub account_id: String,
+    /// Balances by asset.
+    pub balances: BTreeMap<String, Balance>,
+}
+
+/// `GET /v1/accounts/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Account {
+    /// The account.
+    pub account_id: String,
+    /// Balances by asset.
+    pub balances: BTreeMap<String, Balance>,
+    /// Orders not yet final.
+    pub open_orders: Vec<Order>,
+}
+
+/// Query of `GET /v1/accounts/{id}/history`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Valid time, microseconds since the epoch (default: now).
+    pub valid_at: Option<i64>,
+    /// Transaction time, microseconds since the epoch (default: now).
+    pub known_at: Option<i64>,
+}
+
+/// A signed balance in the past (a backdated correction can make it negative).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HistoricalBalance {
+    /// Everything owned.
+    pub total: i64,
+    /// Reserved for open orders.
+    pub held: i64,
+}
+
+/// One event of an account's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HistoryEvent {
+    /// When the journal recorded it (transaction time, µs since the epoch).
+    pub recorded_at: i64,
+    /// The event, tagged by its name.
+    #[schema(value_type = Object)]
+    pub event: serde_json::Value,
+}
+
+/// `GET /v1/accounts/{id}/history`: the account as of a valid time, as known at a
+/// transaction time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AccountHistory {
+    /// The account.
+    pub account_id: String,
+    /// The valid time asked for.
+    pub valid_at: i64,
+    /// The transaction time asked for.
+    pub known_at: i64,
+    /// Balances by asset.
+    pub balances: BTreeMap<String, HistoricalBalance>,
+    /// The events making up the view, in valid-time order.
+    pub events: Vec<HistoryEvent>,
+}
+
+/// Buy or sell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Buy the base asset.
+    Buy,
+    /// Sell the base asset.
+    Sell,
+}
+
+/// Limit or market.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderType {
+    /// Trades at its price or better; may rest.
+    Limit,
+    /// Trades at any price up to its protection price; never rests.
+    Market,
+}
+
+/// How long an order may live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeInForce {
+    /// Good till cancelled.
+    #[default]
+    Gtc,
+    /// Immediate or cancel.
+    Ioc,
+    /// Fill or kill.
+    Fok,
+}
+
+/// `POST /v1/orders`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    /// The caller's id for the order (default: generated). Repeating it with the same
+    /// order repeats the answer; with another order it is a conflict.
+    #[serde(default)]
+    pub order_id: Option<u64>,
+    /// The owner.
+    pub account_id: String,
+    /// The market.
+    pub symbol: String,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit or market.
+    #[serde(rename = "type")]
+    pub order_type: OrderType,
+    /// Limit price, or a market order's protection price (required to buy).
+    #[serde(default)]
+    pub price: Option<u64>,
+    /// Base quantity.
+    pub quantity: u64,
+    /// GTC (default), IOC or FOK.
+    #[serde(default)]
+    pub time_in_force: TimeInForce,
+    /// Refuse the order if it would trade on arrival.
+    #[serde(default)]
+    pub post_only: bool,
+}
+
+/// Where an order stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Accepted, not yet on the book.
+    Pending,
+    /// Resting, nothing filled.
+    Open,
+    /// Resting, partly filled.
+    PartiallyFilled,
+    /// Completely filled.
+    Filled,
+    /// Ended before it filled completely.
+    Cancelled,
+    /// Refused by the account or the book.
+    Rejected,
+}
+
+/// One fill of an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Fill {
+    /// The trade, numbered within its market.
+    pub trade_id: u64,
+    /// The trade price.
+    pub price: u64,
+    /// The quantity traded.
+    pub quantity: u64,
+    /// Whether the account settled this order's leg.
+    pub settled: bool,
+}
+
+/// An order as its saga knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Order {
+    /// The order.
+    pub order_id: u64,
+    /// Its owner.
+    pub account_id: String,
+    /// Its market.
+    pub symbol: String,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit or market.
+    #[serde(rename = "type")]
+    pub order_type: OrderType,
+    /// Limit or protection price.
+    pub price: Option<u64>,
+    /// Base quantity ordered.
+    pub quantity: u64,
+    /// Where it stands.
+    pub status: OrderStatus,
+    /// Base quantity filled.
+    pub filled_quantity: u64,
+    /// Its fills.
+    pub fills: Vec<Fill>,
+    /// Why it was rejected, when it was.
+    pub reject_reason: Option<ErrorDetail>,
+    /// Why it left the book (`filled`, `cancelled`, `expired`, `self_trade_prevented`,
+    /// `halted`), when it did.
+    pub end_reason: Option<String>,
+    /// Whether a step exhausted its retries and waits for an operator.
+    pub stalled: bool,
+}
+
+/// One aggregated price level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Level {
+    /// The price.
+    pub price: u64,
+    /// Quantity resting at it.
+    pub quantity: u64,
+    /// Orders resting at it.
+    pub orders: u64,
+}
+
+/// Query of `GET /v1/markets/{symbol}/book`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DepthQuery {
+    /// Levels per side, 1 to 1 000 (default 10).
+    pub depth: Option<u32>,
+}
+
+/// `GET /v1/markets/{symbol}/book`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Book {
+    /// The market.
+    pub symbol: String,
+    /// Buy levels, best (highest) first.
+    pub bids: Vec<Level>,
+    /// Sell levels, best (lowest) first.
+    pub asks: Vec<Level>,
+}
+
+/// Query of `GET /v1/markets/{symbol}/trades`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TradesQuery {
+    /// How many, 1 to 1 000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// One trade of the tape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Trade {
+    /// Numbered from 1 within the market.
+    pub trade_id: u64,
+    /// The resting order.
+    pub maker_order_id: u64,
+    /// The incoming order.
+    pub taker_order_id: u64,
+    /// The incoming order's side.
+    pub taker_side: Side,
+    /// Price (the maker's).
+    pub price: u64,
+    /// Base quantity.
+    pub quantity: u64,
+    /// When, µs since the epoch.
+    pub at: i64,
+}
+
+/// `GET /v1/markets/{symbol}/trades`: newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Trades {
+    /// The market.
+    pub symbol: String,
+    /// The trades.
+    pub trades: Vec<Trade>,
+}
+
+/// Query of `GET /v1/markets/{symbol}/candles`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CandlesQuery {
+    /// `1s`, `1m` (default) or `1h`.
+    pub interval: Option<String>,
+    /// How many, 1 to 1 000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// One OHLCV window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Candle {
+    /// Window start, µs since the epoch.
+    pub start: i64,
+    /// First price.
+    pub open: u64,
+    /// Highest price.
+    pub high: u64,
+    /// Lowest price.
+    pub low: u64,
+    /// Last price.
+    pub close: u64,
+    /// Σ quantity.
+    pub volume: u64,
+    /// Σ price × quantity.
+    pub notional: u64,
+    /// Volume-weighted average price, rounded down.
+    pub vwap: u64,
+    /// Number of trades.
+    pub trades: u64,
+}
+
+/// `GET /v1/markets/{symbol}/candles`: newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Candles {
+    /// The market.
+    pub symbol: String,
+    /// `1s`, `1m` or `1h`.
+    pub interval: String,
+    /// The windows.
+    pub candles: Vec<Candle>,
+}
+
+/// A node's membership state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    /// Announced, not yet serving.
+    Joining,
+    /// Serving.
+    Up,
+    /// Draining its shards.
+    Leaving,
+    /// Gone.
+    Down,
+}
+
+/// One member of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    /// The node's id.
+    pub node_id: String,
+    /// Its HTTP address.
+    pub http_addr: String,
+    /// Its cluster address.
+    pub cluster_addr: String,
+    /// Its state.
+    pub status: MemberStatus,
+    /// Shards it owns.
+    pub shards: u32,
+    /// Whether this is the node that answered.
+    pub this_node: bool,
+}
+
+/// `GET /v1/cluster/members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Members {
+    /// Every member, by node id.
+    pub members: Vec<Member>,
+}
+
+/// One shard and where it lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Shard {
+    /// The shard number.
+    pub shard: u32,
+    /// The owning node.
+    pub owner: String,
+    /// Entities in memory, over every region.
+    pub entities: u64,
+    /// Commands queued.
+    pub queued: u64,
+}
+
+/// `GET /v1/cluster/shards`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Shards {
+    /// Shards per region (fixed at cluster creation).
+    pub shard_count: u32,
+    /// Every shard.
+    pub shards: Vec<Shard>,
+}
+
+/// Query of `POST /v1/cluster/rebalance`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RebalanceQuery {
+    /// Only plan: move nothing.
+    pub dry_run: Option<bool>,
+}
+
+/// One planned or made shard move.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ShardMove {
+    /// The shard.
+    pub shard: u32,
+    /// Its owner before.
+    pub from: String,
+    /// Its owner after.
+    pub to: String,
+}
+
+/// `POST /v1/cluster/rebalance`: the plan, and how far it got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Rebalance {
+    /// Whether this was only a plan.
+    pub dry_run: bool,
+    /// The moves.
+    pub moves: Vec<ShardMove>,
+    /// Moves done so far.
+    pub completed: u32,
+}
+
+/// `POST /v1/cluster/shards/{shard}/move`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// The node to move the shard to.
+    pub to: String,
+}
+
+/// `POST /v1/cluster/members/{node}/leave`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Leave {
+    /// The node leaving.
+    pub node_id: String,
+    /// The shards it hands over.
+    pub moves: Vec<ShardMove>,
+}
+
+/// Query of `GET /v1/actors`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ActorsQuery {
+    /// Only this node (default: every node).
+    pub node: Option<String>,
+    /// Levels below the root to show (default: all).
+    pub depth: Option<u32>,
+}
+
+/// A mailbox's fill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Mailbox {
+    /// Messages queued.
+    pub length: u64,
+    /// Its bound.
+    pub capacity: u64,
+}
+
+/// One actor of the tree and its children.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ActorNode {
+    /// Its path, e.g. `/n1/trading/accounts/shard-3`.
+    pub path: String,
+    /// Its kind (`node`, `region`, `shard`, …), if it is a registered actor.
+    pub kind: Option<String>,
+    /// `starting`, `running`, `stopping`, `stopped` or `failed`.
+    pub status: Option<String>,
+    /// Times it was restarted.
+    pub restarts: Option<u32>,
+    /// Its mailbox.
+    pub mailbox: Option<Mailbox>,
+    /// `closed`, `open` or `half_open`, for actors behind a circuit breaker.
+    pub breaker: Option<String>,
+    /// Entities it hosts (shards).
+    pub entities: Option<u64>,
+    /// Descendants cut off by the depth asked for.
+    pub descendants_hidden: u64,
+    /// Its children.
+    #[schema(no_recursion)]
+    pub children: Vec<ActorNode>,
+}
+
+/// `GET /health/live` and `/health/ready` when healthy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `live` or `ready`.
+    pub status: String,
+    /// The node's id.
+    pub node_id: String,
+}

@@ -1,0 +1,1 @@
+//! A client of the HTTP API for `ctl` and `bench`.

@@ -1,0 +1,371 @@
+//! The node's configuration: defaults, then a TOML file, then `TRADEFLOOR_*` environment
+//! variables, then command-line flags, each overriding the one before (through the `config`
+//! crate). Every limit is a named field with its default here.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tradefloor_actors::trading::TradingConfig;
+use tradefloor_persistence::JournalConfig;
+
+use crate::cli::NodeArgs;
+use crate::error::Error;
+
+/// Variables with the `TRADEFLOOR_` prefix that belong to `ctl` and `bench`, not the node.
+const CLIENT_VARIABLES: [&str; 2] = ["TRADEFLOOR_NODE", "TRADEFLOOR_TOKEN"];
+
+/// Everything a node is told at start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// This node's id, unique in the cluster.
+    pub node_id: String,
+    /// The HTTP address to listen on.
+    pub http: String,
+    /// The cluster address to listen on.
+    pub cluster_addr: String,
+    /// Cluster addresses to join through.
+    pub seeds: Vec<String>,
+    /// `postgres://…` or `sqlite:<file>`; `None`: SQLite in `data_dir`.
+    pub journal: Option<String>,
+    /// Where the embedded SQLite journal lives.
+    pub data_dir: PathBuf,
+    /// `text` for a terminal, `json` for a log collector.
+    pub log_format: LogFormat,
+    /// Which logs to keep, in `tracing_subscriber`'s `EnvFilter` syntax (`RUST_LOG` wins).
+    pub log_filter: String,
+    /// Bearer tokens and their roles. None: the node serves loopback only.
+    pub tokens: Vec<TokenConfig>,
+    /// Limits of the HTTP endpoint.
+    pub http_limits: HttpLimits,
+    /// Limits of the trading application.
+    pub trading: TradingLimits,
+    /// Limits of the journal.
+    pub journal_limits: JournalLimits,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "n1".to_owned(),
+            http: "127.0.0.1:8080".to_owned(),
+            cluster_addr: "127.0.0.1:9080".to_owned(),
+            seeds: Vec::new(),
+            journal: None,
+            data_dir: PathBuf::from("./data"),
+            log_format: LogFormat::Text,
+            log_filter: "info".to_owned(),
+            tokens: Vec::new(),
+            http_limits: HttpLimits::default(),
+            trading: TradingLimits::default(),
+            journal_limits: JournalLimits::default(),
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A role a token grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including market listing and the cluster routes.
+    Admin,
+    /// Only the accounts listed with the token.
+    Trader,
+}
+
+/// One bearer token. Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The secret the client sends as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// What it may do.
+    pub role: Role,
+    /// The accounts a trader acts on (ignored for admins).
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+impl fmt::Debug for TokenConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("TokenConfig")
+            .field("token", &"<redacted>")
+            .field("role", &self.role)
+            .field("accounts", &self.accounts)
+            .finish()
+    }
+}
+
+/// Bounds of the HTTP endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// Largest request body, in bytes (413 above).
+    pub body_bytes_max: usize,
+    /// Requests handled at once; more are shed with 429 at once.
+    pub requests_in_flight_max: usize,
+    /// How long a request may take before it is answered 503 `timeout`, in milliseconds.
+    pub request_deadline_ms: u64,
+    /// How long a client may take to send its request head, in milliseconds (408 after).
+    pub client_request_timeout_ms: u64,
+    /// Open connections per worker.
+    pub connections_per_worker_max: usize,
+    /// Idle keep-alive, in seconds.
+    pub keep_alive_seconds: u64,
+    /// The `Retry-After` sent with 429 and 503, in seconds.
+    pub retry_after_seconds: u64,
+    /// HTTP worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// How long shutdown waits for in-flight requests, in seconds.
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            body_bytes_max: 64 * 1024,
+            requests_in_flight_max: 4_096,
+            request_deadline_ms: 10_000,
+            client_request_timeout_ms: 5_000,
+            connections_per_worker_max: 10_000,
+            keep_alive_seconds: 30,
+            retry_after_seconds: 1,
+            workers: None,
+            shutdown_timeout_seconds: 30,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// The request deadline.
+    pub fn request_deadline(&self) -> Duration {
+        Duration::from_millis(self.request_deadline_ms)
+    }
+}
+
+/// The trading application's limits a node operator tunes (the rest keep their defaults).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TradingLimits {
+    /// Shards per region (fixed at cluster creation).
+    pub shard_count: u32,
+    /// Commands queued per entity before callers get `overloaded`.
+    pub entity_mailbox_capacity: usize,
+    /// Messages queued per shard before callers get `overloaded`.
+    pub shard_mailbox_capacity: usize,
+    /// How long a call to an account or a book waits, in milliseconds.
+    pub ask_deadline_ms: u64,
+    /// How long placing an order waits for the book's answer, in milliseconds.
+    pub placement_wait_ms: u64,
+    /// Idle entities are passivated after this many seconds.
+    pub passivate_after_seconds: u64,
+}
+
+impl Default for TradingLimits {
+    fn default() -> Self {
+        let defaults = TradingConfig::default();
+        Self {
+            shard_count: defaults.entities.shard_count,
+            entity_mailbox_capacity: defaults.entities.entity_mailbox_capacity,
+            shard_mailbox_capacity: defaults.entities.shard_mailbox_capacity,
+            ask_deadline_ms: millis(defaults.ask_deadline),
+            placement_wait_ms: millis(defaults.placement_wait),
+            passivate_after_seconds: defaults.entities.passivate_after.as_secs(),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl TradingLimits {
+    /// The application's configuration with these limits.
+    pub fn trading_config(&self) -> TradingConfig {
+        let mut config = TradingConfig::default();
+        config.entities.shard_count = self.shard_count;
+        config.entities.entity_mailbox_capacity = self.entity_mailbox_capacity;
+        config.entities.shard_mailbox_capacity = self.shard_mailbox_capacity;
+        config.entities.passivate_after = Duration::from_secs(self.passivate_after_seconds);
+        config.ask_deadline = Duration::from_millis(self.ask_deadline_ms);
+        config.placement_wait = Duration::from_millis(self.placement_wait_ms);
+        config
+    }
+}
+
+/// The journal's limits a node operator tunes.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalLimits {
+    /// Most events in one group commit.
+    pub batch_events_max: usize,
+    /// Appends queued for the writer before callers wait.
+    pub queue_appends_max: usize,
+    /// Database connections.
+    pub pool_connections_max: u32,
+    /// SQLite: fsync every commit (survives power loss) rather than only a process crash.
+    pub sqlite_synchronous_full: bool,
+}
+
+impl Default for JournalLimits {
+    fn default() -> Self {
+        let defaults = JournalConfig::default();
+        Self {
+            batch_events_max: defaults.batch_events_max,
+            queue_appends_max: defaults.queue_appends_max,
+            pool_connections_max: defaults.pool_connections_max,
+            sqlite_synchronous_full: defaults.sqlite_synchronous_full,
+        }
+    }
+}
+
+impl JournalLimits {
+    /// The journal's configuration with these limits.
+    pub fn journal_config(&self) -> JournalConfig {
+        JournalConfig {
+            batch_events_max: self.batch_events_max,
+            append_events_max: JournalConfig::default()
+                .append_events_max
+                .min(self.batch_events_max),
+            queue_appends_max: self.queue_appends_max,
+            pool_connections_max: self.pool_connections_max,
+            sqlite_synchronous_full: self.sqlite_synchronous_full,
+            ..JournalConfig::default()
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads the file named by `--config` (if any), the environment and the flags.
+    pub fn load(args: &NodeArgs) -> Result<Self, Error> {
+        let variables = std::env::vars()
+            .filter(|(name, _)| {
+                name.starts_with("TRADEFLOOR_") && !CLIENT_VARIABLES.contains(&name.as_str())
+            })
+            .collect();
+        Self::load_from(args, variables)
+    }
+
+    /// [`NodeConfig::load`] with the environment given (tests).
+    pub fn load_from(
+        args: &NodeArgs,
+        variables: config::Map<String, String>,
+    ) -> Result<Self, Error> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = &args.config {
+            builder = builder.add_source(config::File::from(path.as_path()).required(true));
+        }
+        let environment = config::Environment::with_prefix("TRADEFLOOR")
+            .prefix_separator("_")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("seeds")
+            .try_parsing(true)
+            .source(Some(variables));
+        let data_dir = args
+            .data_dir
+            .as_ref()
+            .map(|path| path.to_string_lossy().into_owned());
+        let built = builder
+            .add_source(environment)
+            .set_override_option("node_id", args.node_id.clone())?
+            .set_override_option("http", args.http.clone())?
+            .set_override_option("cluster_addr", args.cluster_addr.clone())?
+            .set_override_option("seeds", args.seeds.clone())?
+            .set_override_option("journal", args.journal.clone())?
+            .set_override_option("data_dir", data_dir)?
+            .set_override_option("log_format", args.log_format.clone())?
+            .build()?;
+        let config: NodeConfig = built.try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the settings fit together, or says which does not.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: String| Err(Error::Config(reason));
+        if tradefloor_domain::AccountId::new(&self.node_id).is_err() {
+            return invalid(format!(
+                "node_id {:?} must be 1 to 32 letters, digits, '-' or '_'",
+                self.node_id
+            ));
+        }
+        let http = self.http_addr()?;
+        if self.tokens.is_empty() && !http.ip().is_loopback() {
+            return invalid(format!(
+                "refusing to serve {http} without tokens: configure tokens or bind a \
+                 loopback address"
+            ));
+        }
+        for (index, token) in self.tokens.iter().enumerate() {
+            if token.token.len() < 16 {
+                return invalid(format!(
+                    "token #{} is shorter than 16 characters",
+                    index + 1
+                ));
+            }
+            if token.role == Role::Trader && token.accounts.is_empty() {
+                return invalid(format!("trader token #{} lists no accounts", index + 1));
+            }
+        }
+        let limits = &self.http_limits;
+        if limits.body_bytes_max == 0
+            || limits.requests_in_flight_max == 0
+            || limits.request_deadline_ms == 0
+            || limits.connections_per_worker_max == 0
+        {
+            return invalid("http_limits must all be positive".to_owned());
+        }
+        let trading = &self.trading;
+        if trading.shard_count == 0
+            || trading.entity_mailbox_capacity == 0
+            || trading.shard_mailbox_capacity == 0
+            || trading.ask_deadline_ms == 0
+        {
+            return invalid("trading limits must all be positive".to_owned());
+        }
+        self.journal_limits
+            .journal_config()
+            .validate()
+            .map_err(|error| Error::Config(error.to_string()))?;
+        Ok(())
+    }
+
+    /// The HTTP address, parsed.
+    pub fn http_addr(&self) -> Result<SocketAddr, Error> {
+        self.http.parse().map_err(|_| {
+            Error::Config(format!(
+                "http address {:?} is not host:port with an IP host",
+                self.http
+            ))
+        })
+    }
+
+    /// The journal URL: the configured one, or SQLite in the data directory.
+    pub fn journal_url(&self) -> String {
+        match &self.journal {
+            Some(url) => url.clone(),
+            None => format!("sqlite:{}", sqlite_path(&self.data_dir).display()),
+        }
+    }
+}
+
+/// Where the embedded journal lives in `data_dir`.
+pub fn sqlite_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("journal.sqlite")
+}

@@ -1,0 +1,38 @@
+//! The one error type of the node, `ctl` and `bench` (the binary's `main` wraps it in
+//! `anyhow` for its exit message).
+
+/// Why the node, `ctl` or `bench` could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid; the message names the setting. Fix it and start again.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The journal could not be opened or migrated.
+    #[error("journal: {0}")]
+    Journal(#[from] tradefloor_persistence::Error),
+    /// The trading application could not start or stop.
+    #[error("actors: {0}")]
+    Actors(#[from] tradefloor_actors::Error),
+    /// A socket or file could not be used.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The node answered a `ctl` or `bench` request with an error.
+    #[error("{status} {code}: {message}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The error code.
+        code: String,
+        /// The node's message.
+        message: String,
+    },
+    /// The node could not be reached or answered something unreadable.
+    #[error("http: {0}")]
+    Http(String),
+}
+
+impl From<config::ConfigError> for Error {
+    fn from(error: config::ConfigError) -> Self {
+        Error::Config(error.to_string())
+    }
+}

@@ -1,0 +1,159 @@
+//! Bearer tokens and roles: an `admin` does everything; a `trader` acts only on its accounts.
+//!
+//! Tokens are compared in constant time, every configured token is tried (so timing does not
+//! tell which one nearly matched), and no token is ever logged. With no tokens configured the
+//! node serves loopback only (checked at start) and every caller is an admin.
+
+use std::collections::BTreeSet;
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use futures_util::future::{Ready, ready};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::config::{Role, TokenConfig};
+
+/// The configured tokens.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    tokens: Vec<TokenConfig>,
+}
+
+impl Tokens {
+    /// The tokens of the configuration.
+    pub fn new(tokens: Vec<TokenConfig>) -> Self {
+        Self { tokens }
+    }
+
+    /// Whether the node runs open (no tokens: loopback only).
+    pub fn is_open(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Who presents `presented`, if anyone.
+    pub fn principal(&self, presented: Option<&[u8]>) -> Result<Principal, ApiError> {
+        if self.is_open() {
+            return Ok(Principal::Admin);
+        }
+        let presented = presented.ok_or_else(ApiError::unauthorized)?;
+        let mut found = None;
+        for token in &self.tokens {
+            let equal: bool = token.token.as_bytes().ct_eq(presented).into();
+            if equal && found.is_none() {
+                found = Some(token);
+            }
+        }
+        match found {
+            Some(token) if token.role == Role::Admin => Ok(Principal::Admin),
+            Some(token) => Ok(Principal::Trader {
+                accounts: token.accounts.iter().cloned().collect(),
+            }),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// May do everything.
+    Admin,
+    /// May act on these accounts only.
+    Trader {
+        /// The token's accounts.
+        accounts: BTreeSet<String>,
+    },
+}
+
+impl Principal {
+    /// 403 unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin => Ok(()),
+            Principal::Trader { .. } => Err(ApiError::forbidden("this route is for admins")),
+        }
+    }
+
+    /// 403 unless the caller may act on `account_id`.
+    pub fn require_account(&self, account_id: &str) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin => Ok(()),
+            Principal::Trader { accounts } if accounts.contains(account_id) => Ok(()),
+            Principal::Trader { .. } => Err(ApiError::forbidden(
+                "this token may not act on that account",
+            )),
+        }
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(state) = request.app_data::<web::Data<AppState>>() else {
+            return ready(Err(ApiError::unauthorized()));
+        };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
+        ready(state.tokens.principal(presented))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::new(vec![
+            TokenConfig {
+                token: "admin-secret-0123456789".to_owned(),
+                role: Role::Admin,
+                accounts: vec![],
+            },
+            TokenConfig {
+                token: "trader-secret-0123456789".to_owned(),
+                role: Role::Trader,
+                accounts: vec!["alice".to_owned()],
+            },
+        ])
+    }
+
+    #[test]
+    fn tokens_map_to_roles_and_accounts() {
+        let tokens = tokens();
+        assert_eq!(
+            tokens.principal(Some(b"admin-secret-0123456789")),
+            Ok(Principal::Admin)
+        );
+        let trader = tokens.principal(Some(b"trader-secret-0123456789")).unwrap();
+        assert!(trader.require_account("alice").is_ok());
+        assert_eq!(trader.require_account("bob").unwrap_err().code, "forbidden");
+        assert_eq!(trader.require_admin().unwrap_err().code, "forbidden");
+    }
+
+    #[test]
+    fn missing_wrong_and_prefix_tokens_are_unauthorized() {
+        let tokens = tokens();
+        for presented in [
+            None,
+            Some(&b""[..]),
+            Some(b"admin-secret"),
+            Some(b"admin-secret-01234567890"),
+        ] {
+            assert_eq!(
+                tokens.principal(presented).unwrap_err().code,
+                "unauthorized"
+            );
+        }
+    }
+
+    #[test]
+    fn an_open_node_treats_everyone_as_admin() {
+        assert_eq!(Tokens::default().principal(None), Ok(Principal::Admin));
+    }
+}

@@ -1,0 +1,81 @@
+//! The endpoint's outer layer: sheds requests beyond the in-flight bound with 429, answers
+//! 503 `timeout` when a request outlives its deadline, and records each request's route,
+//! status and latency.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{ResponseError, web};
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// Wraps every request: admission, deadline, metrics.
+pub async fn guard(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(request)
+            .await
+            .map(|response| response.map_into_boxed_body());
+    };
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        metrics::counter!("tradefloor_http_shed_total").increment(1);
+        let error = ApiError::retry(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!(
+                "more than {} requests in flight",
+                state.limits.requests_in_flight_max
+            ),
+            state.limits.retry_after_seconds,
+        );
+        record(&method, "shed", error.status, started);
+        return Ok(request.into_response(error.error_response()));
+    };
+    let deadline = state.limits.request_deadline();
+    match tokio::time::timeout(deadline, next.call(request)).await {
+        Ok(Ok(response)) => {
+            let route = response
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned());
+            record(&method, &route, response.status(), started);
+            Ok(response.map_into_boxed_body())
+        }
+        Ok(Err(error)) => {
+            record(
+                &method,
+                "error",
+                error.as_response_error().status_code(),
+                started,
+            );
+            Err(error)
+        }
+        // The handler is dropped; a command it handed to the actors still completes, and
+        // repeating it with the same id tells its outcome.
+        Err(_) => {
+            let error = ApiError::deadline(deadline);
+            record(&method, "timeout", error.status, started);
+            Err(error.into())
+        }
+    }
+}
+
+fn record(method: &str, route: &str, status: StatusCode, started: Instant) {
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("tradefloor_http_requests_total", &labels).increment(1);
+    metrics::histogram!("tradefloor_http_request_duration_seconds", &labels[..2])
+        .record(started.elapsed().as_secs_f64());
+}

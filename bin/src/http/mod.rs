@@ -1,0 +1,149 @@
+//! The HTTP endpoint (DESIGN §5) on actix-web: routes, the JSON error contract, bearer-token
+//! auth, admission control, deadlines and metrics.
+//!
+//! [`serve`] runs the server on a bound listener until [`ServerHandle::stop`] is called,
+//! which stops accepting, lets requests in flight finish, then returns: tests and the node
+//! drive shutdown the same way.
+
+pub mod auth;
+pub mod convert;
+pub mod error;
+pub mod limits;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, web};
+
+use error::ApiError;
+use routes::{accounts, cluster, markets, operations, orders};
+pub use state::{AppState, NodeIdentity};
+
+/// Starts serving `listener`; the returned [`Server`] runs until its handle stops it.
+pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+    let limits = state.limits.clone();
+    let workers = limits
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(|config| configure(config, &state.limits))
+            .wrap(from_fn(limits::guard))
+    })
+    .workers(workers)
+    .max_connections(limits.connections_per_worker_max)
+    .keep_alive(Duration::from_secs(limits.keep_alive_seconds))
+    .client_request_timeout(Duration::from_millis(limits.client_request_timeout_ms))
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .shutdown_timeout(limits.shutdown_timeout_seconds)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// Stops `server` gracefully: no new connections, requests in flight finish.
+pub async fn stop(handle: ServerHandle) {
+    handle.stop(true).await;
+}
+
+/// Registers every route and the extractors' error answers.
+pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLimits) {
+    config
+        .app_data(
+            web::JsonConfig::default()
+                .limit(limits.body_bytes_max)
+                .error_handler(json_error),
+        )
+        .app_data(web::PayloadConfig::default().limit(limits.body_bytes_max))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .service(resource("/v1/markets").route(web::post().to(markets::list_market)))
+        .service(resource("/v1/markets/{symbol}").route(web::get().to(markets::market)))
+        .service(resource("/v1/markets/{symbol}/halt").route(web::post().to(markets::halt)))
+        .service(resource("/v1/markets/{symbol}/resume").route(web::post().to(markets::resume)))
+        .service(resource("/v1/markets/{symbol}/book").route(web::get().to(markets::book)))
+        .service(resource("/v1/markets/{symbol}/trades").route(web::get().to(markets::trades)))
+        .service(resource("/v1/markets/{symbol}/candles").route(web::get().to(markets::candles)))
+        .service(resource("/v1/accounts/{id}/deposits").route(web::post().to(accounts::deposit)))
+        .service(
+            resource("/v1/accounts/{id}/withdrawals").route(web::post().to(accounts::withdraw)),
+        )
+        .service(resource("/v1/accounts/{id}").route(web::get().to(accounts::account)))
+        .service(resource("/v1/accounts/{id}/history").route(web::get().to(accounts::history)))
+        .service(resource("/v1/orders").route(web::post().to(orders::place)))
+        .service(
+            resource("/v1/orders/{id}")
+                .route(web::get().to(orders::order))
+                .route(web::delete().to(orders::cancel)),
+        )
+        .service(resource("/v1/cluster/members").route(web::get().to(cluster::members)))
+        .service(resource("/v1/cluster/shards").route(web::get().to(cluster::shards)))
+        .service(resource("/v1/cluster/rebalance").route(web::post().to(cluster::rebalance)))
+        .service(
+            resource("/v1/cluster/shards/{shard}/move").route(web::post().to(cluster::move_shard)),
+        )
+        .service(resource("/v1/cluster/members/{node}/leave").route(web::post().to(cluster::leave)))
+        .service(resource("/v1/actors").route(web::get().to(operations::actors)))
+        .service(resource("/health/live").route(web::get().to(operations::live)))
+        .service(resource("/health/ready").route(web::get().to(operations::ready)))
+        .service(resource("/metrics").route(web::get().to(operations::metrics)))
+        .service(resource("/openapi.json").route(web::get().to(operations::openapi)))
+        .default_service(web::to(not_found));
+}
+
+/// A resource whose unsupported methods answer 405 with the JSON error body.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(
+        "not_found",
+        format!("no route {}", request.path()),
+    ))
+}
+
+async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", request.method(), request.path()),
+    ))
+}
+
+fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let answer = match &error {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                error.to_string(),
+            )
+        }
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be application/json",
+        ),
+        JsonPayloadError::Deserialize(reason) => ApiError::invalid_json(reason.to_string()),
+        _ => ApiError::invalid_json(error.to_string()),
+    };
+    answer.into()
+}
+
+fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid_query(error.to_string()).into()
+}
+
+fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", error.to_string()).into()
+}

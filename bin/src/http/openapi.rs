@@ -1,0 +1,105 @@
+//! The OpenAPI document (`GET /openapi.json`), derived from the handlers and the bodies in
+//! [`crate::api`]. Every operation also lists the error answers every route can give, so a
+//! schema-driven client or fuzzer can check each response against it.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use super::routes::{accounts, cluster, markets, operations, orders};
+use crate::api;
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tradefloor", description = "An event-sourced trading platform on a \
+        clustered actor system: the HTTP contract (v1)."),
+    paths(
+        markets::list_market, markets::market, markets::halt, markets::resume,
+        markets::book, markets::trades, markets::candles,
+        accounts::deposit, accounts::withdraw, accounts::account, accounts::history,
+        orders::place, orders::order, orders::cancel,
+        cluster::members, cluster::shards, cluster::rebalance, cluster::move_shard,
+        cluster::leave,
+        operations::actors, operations::live, operations::ready, operations::metrics,
+        operations::openapi,
+    ),
+    components(schemas(api::ErrorBody, api::ErrorDetail)),
+    modifiers(&Conventions),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+/// The error answers any route may give, by status.
+const ERRORS: [(&str, &str); 10] = [
+    (
+        "400",
+        "Malformed request: invalid JSON, types, ids or values",
+    ),
+    ("401", "No valid bearer token"),
+    ("403", "The token's role does not allow this"),
+    (
+        "404",
+        "Unknown route, market, account, order, shard or node",
+    ),
+    ("405", "Method not allowed on this route"),
+    ("409", "Conflicts with existing state (a reused id)"),
+    ("413", "Body larger than the node's limit"),
+    ("415", "Body is not application/json"),
+    ("422", "A business rule refused it"),
+    (
+        "503",
+        "Overloaded, circuit open, timed out or not ready; see Retry-After",
+    ),
+];
+
+/// Adds the bearer scheme and the shared error answers to every operation.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                                "ErrorBody",
+                            ))))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in ERRORS {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description));
+                }
+                operation
+                    .responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| error("Too many requests in flight; see Retry-After"));
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The route handlers, one module per resource.
+
+pub mod accounts;
+pub mod cluster;
+pub mod markets;
+pub mod operations;
+pub mod orders;

@@ -1,0 +1,135 @@
+//! Operations: liveness, readiness, metrics, the actor tree, the OpenAPI document.
+
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, web};
+use utoipa::OpenApi;
+
+use crate::api::{self, ActorsQuery};
+use crate::http::auth::Principal;
+use crate::http::convert;
+use crate::http::error::ApiError;
+use crate::http::openapi::ApiDoc;
+use crate::http::routes::cluster::known_node;
+use crate::http::state::AppState;
+
+/// The process is up and answering.
+#[utoipa::path(get, path = "/health/live", tag = "operations", security(),
+    responses((status = 200, description = "Alive", body = api::Health)))]
+pub async fn live(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(api::Health {
+        status: "live".to_owned(),
+        node_id: state.identity.node_id.clone(),
+    })
+}
+
+/// The node has recovered its state and takes commands (503 while recovering or stopping).
+#[utoipa::path(get, path = "/health/ready", tag = "operations", security(),
+    responses((status = 200, description = "Ready", body = api::Health)))]
+pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.exchange()?;
+    Ok(HttpResponse::Ok().json(api::Health {
+        status: "ready".to_owned(),
+        node_id: state.identity.node_id.clone(),
+    }))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(),
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let text = state
+        .metrics
+        .as_ref()
+        .map(|handle| handle.render())
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text)
+}
+
+/// The OpenAPI 3.1 document of every route and body.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(),
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+pub async fn openapi() -> HttpResponse {
+    let document = ApiDoc::openapi()
+        .to_json()
+        .unwrap_or_else(|_| "{}".to_owned());
+    HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(document)
+}
+
+/// The actor tree of every node (or of `node`), `depth` levels below the cluster's root.
+#[utoipa::path(get, path = "/v1/actors", tag = "operations", params(ActorsQuery),
+    responses((status = 200, description = "The tree", body = api::ActorNode)))]
+pub async fn actors(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<ActorsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_admin()?;
+    if let Some(node) = &query.node {
+        known_node(&state, node)?;
+    }
+    let depth = query.depth.map(|depth| depth as usize);
+    Ok(HttpResponse::Ok().json(cluster_tree(&state, depth)))
+}
+
+/// The cluster's root (`/`), with this node (`/{node_id}`) and its actors below it.
+fn cluster_tree(state: &AppState, depth: Option<usize>) -> api::ActorNode {
+    let node_id = &state.identity.node_id;
+    let prefix = format!("/{node_id}");
+    let mut node = match depth {
+        Some(0) => None,
+        _ => state
+            .registry
+            .snapshot("/", depth.map(|depth| depth - 1))
+            .map(|tree| convert::actor_tree(&tree)),
+    }
+    .unwrap_or_else(|| api::ActorNode {
+        path: "/".to_owned(),
+        kind: None,
+        status: None,
+        restarts: None,
+        mailbox: None,
+        breaker: None,
+        entities: None,
+        descendants_hidden: 0,
+        children: Vec::new(),
+    });
+    prefix_paths(&mut node, &prefix);
+    node.path = prefix;
+    node.kind = Some("node".to_owned());
+    node.status = Some(
+        if state.is_ready() {
+            "running"
+        } else {
+            "starting"
+        }
+        .to_owned(),
+    );
+    let hidden = state.registry.len() as u64 + 1;
+    let (children, descendants_hidden) = match depth {
+        Some(0) => (Vec::new(), hidden),
+        _ => (vec![node], 0),
+    };
+    api::ActorNode {
+        path: "/".to_owned(),
+        kind: Some("cluster".to_owned()),
+        status: None,
+        restarts: None,
+        mailbox: None,
+        breaker: None,
+        entities: None,
+        descendants_hidden,
+        children,
+    }
+}
+
+fn prefix_paths(node: &mut api::ActorNode, prefix: &str) {
+    for child in &mut node.children {
+        child.path = format!("{prefix}{}", child.path);
+        prefix_paths(child, prefix);
+    }
+}

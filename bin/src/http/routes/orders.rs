@@ -1,0 +1,99 @@
+//! Orders: place, cancel, look up.
+
+use actix_web::{HttpResponse, web};
+use tradefloor_domain::{OrderId, OrderStatus};
+
+use crate::api::{self, OrderRequest};
+use crate::http::auth::Principal;
+use crate::http::convert;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+
+/// Place an order; answers once the book accepted it (open, partially filled, filled) or it
+/// was refused (422 with the reason's code). An order the node could not place within its
+/// placement wait is answered `pending` with 202 and goes on.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
+    responses(
+        (status = 201, description = "On the book, filled or ended", body = api::Order),
+        (status = 202, description = "Accepted, not yet on the book", body = api::Order)))]
+pub async fn place(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<OrderRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let order = convert::new_order(&body)?;
+    principal.require_account(order.account_id.as_str())?;
+    let view = state
+        .call(move |exchange| async move { Ok(exchange.place_order(order).await?) })
+        .await?;
+    tracing::info!(
+        order_id = view.order_id.0,
+        command_id = %view.order_id,
+        actor = %format!("/trading/sagas/{}", view.order_id),
+        account_id = %view.account_id,
+        symbol = %view.symbol,
+        status = ?view.status,
+        "order placed"
+    );
+    match view.status {
+        OrderStatus::Rejected => Err(view
+            .reject_reason
+            .as_ref()
+            .map(ApiError::domain)
+            .unwrap_or_else(|| {
+                ApiError::new(
+                    actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "rejected",
+                    "the order was rejected",
+                )
+            })),
+        OrderStatus::Pending => Ok(HttpResponse::Accepted().json(convert::order(&view))),
+        _ => Ok(HttpResponse::Created().json(convert::order(&view))),
+    }
+}
+
+/// The order: status, filled quantity, fills.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = u64, Path, description = "The order")),
+    responses((status = 200, description = "The order", body = api::Order)))]
+pub async fn order(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<u64>,
+) -> Result<HttpResponse, ApiError> {
+    let order_id = OrderId(id.into_inner());
+    let view = state
+        .call(move |exchange| async move { Ok(exchange.order(order_id).await?) })
+        .await?;
+    principal.require_account(view.account_id.as_str())?;
+    Ok(HttpResponse::Ok().json(convert::order(&view)))
+}
+
+/// Ask for the order to be cancelled; answers the order as known then (the cancel completes
+/// asynchronously: poll `GET /v1/orders/{id}`).
+#[utoipa::path(delete, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = u64, Path, description = "The order")),
+    responses((status = 202, description = "Cancel requested", body = api::Order)))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<u64>,
+) -> Result<HttpResponse, ApiError> {
+    let order_id = OrderId(id.into_inner());
+    let view = state
+        .call(move |exchange| async move {
+            // Look first: a trader learns nothing of, and cannot touch, others' orders.
+            Ok(exchange.order(order_id).await?)
+        })
+        .await?;
+    principal.require_account(view.account_id.as_str())?;
+    let view = state
+        .call(move |exchange| async move { Ok(exchange.cancel_order(order_id).await?) })
+        .await?;
+    tracing::info!(
+        order_id = order_id.0,
+        actor = %format!("/trading/sagas/{order_id}"),
+        "cancel requested"
+    );
+    Ok(HttpResponse::Accepted().json(convert::order(&view)))
+}

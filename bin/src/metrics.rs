@@ -1,0 +1,122 @@
+//! The node's metrics through the `metrics` facade and its Prometheus exporter.
+//!
+//! Request rates and latencies are recorded by the HTTP layer as they happen, journal batch
+//! sizes and commit latencies by the journal's writer; the [`sample`] loop adds gauges read
+//! off the running actors: mailbox depths, entities per region, breaker states, restarts,
+//! dead letters and the read models' lag.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tradefloor_actors::Registry;
+use tradefloor_actors::registry::ActorTree;
+use tradefloor_actors::trading::Exchange;
+
+use crate::error::Error;
+
+/// The most events the lag gauge counts per consumer (a consumer further behind shows this).
+pub const LAG_PROBE_EVENTS_MAX: usize = 10_000;
+
+/// Installs the process-wide Prometheus recorder.
+pub fn install() -> Result<PrometheusHandle, Error> {
+    PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|error| Error::Config(format!("metrics: {error}")))
+}
+
+/// Samples the actors every `interval` until the task is dropped.
+pub async fn sample(registry: Registry, exchange: Arc<Exchange>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        sample_tree(&registry);
+        sample_regions(&exchange).await;
+        match exchange.consumer_lags(LAG_PROBE_EVENTS_MAX).await {
+            Ok(lags) => {
+                for (consumer, lag) in lags {
+                    metrics::gauge!("tradefloor_projection_lag_events", "consumer" => consumer)
+                        .set(lag as f64);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not read the consumers' offsets"),
+        }
+    }
+}
+
+/// Mailboxes (summed per kind and parent, so 256 shards are one series), breakers, restarts.
+fn sample_tree(registry: &Registry) {
+    metrics::gauge!("tradefloor_dead_letters").set(registry.dead_letters().count() as f64);
+    metrics::gauge!("tradefloor_actors").set(registry.len() as f64);
+    let Some(tree) = registry.snapshot("/", None) else {
+        return;
+    };
+    let mut mailboxes: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    visit(&tree, &mut |node| {
+        let kind = node.kind.clone().unwrap_or_default();
+        if let Some(mailbox) = &node.mailbox {
+            let owner = match kind.as_str() {
+                "shard" => parent(&node.path).to_owned(),
+                _ => node.path.clone(),
+            };
+            let entry = mailboxes.entry((kind.clone(), owner)).or_default();
+            entry.0 += (mailbox.len + mailbox.priority_len) as u64;
+            entry.1 += (mailbox.capacity + mailbox.priority_capacity) as u64;
+        }
+        if let Some(breaker) = &node.breaker {
+            let state = match breaker.state {
+                tradefloor_actors::BreakerState::Closed => 0.0,
+                tradefloor_actors::BreakerState::HalfOpen => 1.0,
+                tradefloor_actors::BreakerState::Open => 2.0,
+            };
+            metrics::gauge!("tradefloor_breaker_state", "breaker" => breaker.name.clone())
+                .set(state);
+            metrics::gauge!("tradefloor_breaker_opened", "breaker" => breaker.name.clone())
+                .set(breaker.opened_count as f64);
+        }
+        if let Some(restarts) = node.restarts.filter(|restarts| *restarts > 0) {
+            metrics::gauge!("tradefloor_actor_restarts", "kind" => kind, "path" => node.path.clone())
+                .set(f64::from(restarts));
+        }
+    });
+    for ((kind, owner), (length, capacity)) in mailboxes {
+        metrics::gauge!("tradefloor_mailbox_length", "kind" => kind.clone(), "actor" => owner.clone())
+            .set(length as f64);
+        metrics::gauge!("tradefloor_mailbox_capacity", "kind" => kind, "actor" => owner)
+            .set(capacity as f64);
+    }
+}
+
+/// Entities in memory, queued, persisting and recovering, per region.
+async fn sample_regions(exchange: &Exchange) {
+    let mut regions: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+    for (region, stats) in exchange.shard_stats().await {
+        let entry = regions.entry(region).or_default();
+        entry[0] += stats.entities as u64;
+        entry[1] += stats.queued as u64;
+        entry[2] += stats.persisting as u64;
+        entry[3] += stats.recovering as u64;
+    }
+    for (region, [entities, queued, persisting, recovering]) in regions {
+        metrics::gauge!("tradefloor_entities", "region" => region.clone()).set(entities as f64);
+        metrics::gauge!("tradefloor_entity_commands_queued", "region" => region.clone())
+            .set(queued as f64);
+        metrics::gauge!("tradefloor_entities_persisting", "region" => region.clone())
+            .set(persisting as f64);
+        metrics::gauge!("tradefloor_entities_recovering", "region" => region)
+            .set(recovering as f64);
+    }
+}
+
+fn visit(tree: &ActorTree, action: &mut impl FnMut(&ActorTree)) {
+    action(tree);
+    for child in &tree.children {
+        visit(child, action);
+    }
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(parent, _)| parent)
+}

@@ -1,0 +1,124 @@
+//! `tradefloor node`: opens the journal, serves HTTP at once (live, not ready), recovers the
+//! trading application, then reports ready; on SIGINT or SIGTERM it stops taking requests,
+//! lets those in flight finish and persist, and stops the actors in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use tokio::signal::unix::{SignalKind, signal};
+use tradefloor_actors::Registry;
+use tradefloor_actors::trading::Exchange;
+use tradefloor_persistence::{Database, Journal};
+
+use crate::config::NodeConfig;
+use crate::error::Error;
+use crate::http::auth::Tokens;
+use crate::http::{self, AppState, NodeIdentity};
+
+/// How often the metrics sampler reads the actors.
+pub const METRICS_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for requests' calls to let go of the application.
+pub const SHUTDOWN_RELEASE_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs a node until it is told to stop.
+pub async fn run(config: NodeConfig) -> Result<(), Error> {
+    if config.tokens.is_empty() {
+        tracing::warn!(
+            http = %config.http,
+            "NO TOKENS CONFIGURED: every caller is an admin; serving loopback only"
+        );
+    }
+    let metrics = match crate::metrics::install() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            tracing::warn!(%error, "metrics disabled");
+            None
+        }
+    };
+    let journal = open_journal(&config).await?;
+    let registry = Registry::default();
+    let listener = std::net::TcpListener::bind(config.http_addr()?)?;
+    let address = listener.local_addr()?;
+    let trading = config.trading.trading_config();
+    let state = web::Data::new(AppState::new(
+        NodeIdentity {
+            node_id: config.node_id.clone(),
+            http_addr: address.to_string(),
+            cluster_addr: config.cluster_addr.clone(),
+            shard_count: trading.entities.shard_count,
+        },
+        Tokens::new(config.tokens.clone()),
+        config.http_limits.clone(),
+        registry.clone(),
+        metrics,
+        tokio::runtime::Handle::current(),
+    ));
+    let server = http::serve(listener, state.clone())?;
+    let handle = server.handle();
+    let serving = tokio::spawn(server);
+    // Tests and scripts read the address from this line (the port may have been 0).
+    println!(
+        "tradefloor node {} listening on http://{address}",
+        config.node_id
+    );
+    tracing::info!(node_id = %config.node_id, %address, "serving; recovering the application");
+
+    let exchange = Arc::new(Exchange::start_in(registry.clone(), journal, trading).await?);
+    state.set_exchange(exchange.clone());
+    let sampler = tokio::spawn(crate::metrics::sample(
+        registry,
+        exchange,
+        METRICS_SAMPLE_INTERVAL,
+    ));
+    tracing::info!(node_id = %config.node_id, "ready");
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+        ended = serving => tracing::error!(?ended, "the HTTP server stopped on its own"),
+    }
+    state.set_unready();
+    http::stop(handle).await;
+    sampler.abort();
+    if let Some(exchange) = state.take_exchange() {
+        let exchange = release(exchange).await?;
+        exchange.shutdown().await?;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Opens (creating if needed) and migrates the journal the configuration names.
+async fn open_journal(config: &NodeConfig) -> Result<Journal, Error> {
+    if config.journal.is_none() {
+        std::fs::create_dir_all(&config.data_dir)?;
+    }
+    let url = config.journal_url();
+    let journal_config = config.journal_limits.journal_config();
+    let database = Database::connect(&url, &journal_config).await?;
+    tracing::info!(backend = database.backend_name(), "journal opened");
+    database.migrate().await?;
+    Ok(Journal::open(database, journal_config).await?)
+}
+
+/// Waits until no request's call holds the application any more, so it can stop.
+async fn release(mut exchange: Arc<Exchange>) -> Result<Exchange, Error> {
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_RELEASE_WAIT;
+    loop {
+        match Arc::try_unwrap(exchange) {
+            Ok(exchange) => return Ok(exchange),
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                exchange = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => {
+                return Err(Error::Config(
+                    "requests still held the application at shutdown".to_owned(),
+                ));
+            }
+        }
+    }
+}
