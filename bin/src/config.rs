@@ -369,3 +369,98 @@ impl NodeConfig {
 pub fn sqlite_path(data_dir: &Path) -> PathBuf {
     data_dir.join("journal.sqlite")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variables(pairs: &[(&str, &str)]) -> config::Map<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    fn file(contents: &str) -> (tempfile::TempDir, NodeArgs) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, contents).unwrap();
+        let args = NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        };
+        (dir, args)
+    }
+
+    #[test]
+    fn defaults_serve_loopback_with_sqlite_in_the_data_directory() {
+        let config = NodeConfig::load_from(&NodeArgs::default(), variables(&[])).unwrap();
+        assert_eq!(config.node_id, "n1");
+        assert!(config.http_addr().unwrap().ip().is_loopback());
+        assert_eq!(config.journal_url(), "sqlite:./data/journal.sqlite");
+    }
+
+    #[test]
+    fn flags_override_the_environment_which_overrides_the_file() {
+        let (_dir, mut args) = file(
+            "node_id = \"from-file\"\nhttp = \"127.0.0.1:1000\"\ncluster_addr = \"127.0.0.1:2000\"\n\
+             [http_limits]\nbody_bytes_max = 1000\n",
+        );
+        let environment = variables(&[
+            ("TRADEFLOOR_HTTP", "127.0.0.1:1001"),
+            ("TRADEFLOOR_CLUSTER_ADDR", "127.0.0.1:2001"),
+            ("TRADEFLOOR_HTTP_LIMITS__BODY_BYTES_MAX", "2000"),
+            ("TRADEFLOOR_SEEDS", "127.0.0.1:1,127.0.0.1:2"),
+        ]);
+        args.http = Some("127.0.0.1:1002".to_owned());
+        let config = NodeConfig::load_from(&args, environment).unwrap();
+        assert_eq!(config.node_id, "from-file");
+        assert_eq!(config.cluster_addr, "127.0.0.1:2001");
+        assert_eq!(config.http, "127.0.0.1:1002");
+        assert_eq!(config.http_limits.body_bytes_max, 2000);
+        assert_eq!(config.seeds, ["127.0.0.1:1", "127.0.0.1:2"]);
+    }
+
+    #[test]
+    fn unknown_settings_are_refused_by_name() {
+        let (_dir, args) = file("node_idd = \"typo\"\n");
+        let error = NodeConfig::load_from(&args, variables(&[])).unwrap_err();
+        assert!(error.to_string().contains("node_idd"), "{error}");
+        let environment = variables(&[("TRADEFLOOR_HTTP_LIMITS__NOPE", "1")]);
+        let error = NodeConfig::load_from(&NodeArgs::default(), environment).unwrap_err();
+        assert!(error.to_string().contains("nope"), "{error}");
+    }
+
+    #[test]
+    fn a_public_address_needs_tokens() {
+        let args = NodeArgs {
+            http: Some("0.0.0.0:8080".to_owned()),
+            ..NodeArgs::default()
+        };
+        let error = NodeConfig::load_from(&args, variables(&[])).unwrap_err();
+        assert!(error.to_string().contains("without tokens"), "{error}");
+        let (_dir, mut args) =
+            file("[[tokens]]\ntoken = \"0123456789abcdef0123\"\nrole = \"admin\"\n");
+        args.http = Some("0.0.0.0:8080".to_owned());
+        let config = NodeConfig::load_from(&args, variables(&[])).unwrap();
+        assert_eq!(config.tokens.len(), 1);
+    }
+
+    #[test]
+    fn weak_and_unbound_tokens_are_refused_and_never_printed() {
+        let (_dir, args) = file("[[tokens]]\ntoken = \"short\"\nrole = \"admin\"\n");
+        let error = NodeConfig::load_from(&args, variables(&[])).unwrap_err();
+        assert!(error.to_string().contains("shorter than 16"), "{error}");
+        assert!(!error.to_string().contains("short\""), "{error}");
+        let (_dir, args) =
+            file("[[tokens]]\ntoken = \"0123456789abcdef0123\"\nrole = \"trader\"\n");
+        let error = NodeConfig::load_from(&args, variables(&[])).unwrap_err();
+        assert!(error.to_string().contains("lists no accounts"), "{error}");
+        let token = TokenConfig {
+            token: "0123456789abcdef0123".to_owned(),
+            role: Role::Admin,
+            accounts: vec![],
+        };
+        assert!(!format!("{token:?}").contains("0123456789abcdef"));
+    }
+}

@@ -8,6 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 use tradefloor_actors::Registry;
 use tradefloor_actors::trading::Exchange;
 
@@ -129,7 +130,9 @@ impl AppState {
         T: Send + 'static,
     {
         let exchange = self.exchange()?;
-        let future = call(exchange);
+        // The request's span (command id, actor path) follows the call onto the actors'
+        // runtime, so every line logged about the command carries them.
+        let future = call(exchange).instrument(tracing::Span::current());
         match self.runtime.spawn(future).await {
             Ok(answer) => answer,
             Err(error) => {
@@ -142,4 +145,10 @@ impl AppState {
             }
         }
     }
+}
+
+/// The span of one command: every line logged while handling it names the command and the
+/// actor it goes to.
+pub fn command_span(command_id: &str, actor: &str) -> tracing::Span {
+    tracing::info_span!("command", command_id, actor)
 }

@@ -1,13 +1,14 @@
 //! Accounts: deposits, withdrawals, balances and open orders, bitemporal history.
 
 use actix_web::{HttpResponse, web};
+use tracing::Instrument;
 use tradefloor_domain::{Amount, CommandId, Timestamp};
 
 use crate::api::{self, HistoryQuery, TransferRequest};
 use crate::http::auth::Principal;
 use crate::http::convert;
 use crate::http::error::ApiError;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, command_span};
 
 /// Which way money moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +58,10 @@ async fn transfer(
     let command_id = body.command_id.as_deref().map(CommandId::new).transpose()?;
     let amount = Amount(body.amount);
     let effective_at = body.effective_at.map(Timestamp);
+    let span = command_span(
+        command_id.as_ref().map_or("generated", |id| id.as_str()),
+        &format!("/trading/accounts/{account_id}"),
+    );
     let balances = state
         .call(move |exchange| async move {
             let balances = match direction {
@@ -73,16 +78,11 @@ async fn transfer(
             };
             Ok(balances)
         })
+        .instrument(span.clone())
         .await?;
-    tracing::info!(
-        account_id = %account_id,
-        command_id = command_id.as_ref().map(|id| id.as_str()),
-        actor = %format!("/trading/accounts/{account_id}"),
-        asset = %asset,
-        amount = amount.get(),
-        direction = ?direction,
-        "transfer applied"
-    );
+    span.in_scope(|| {
+        tracing::info!(asset = %asset, amount = amount.get(), ?direction, "transfer applied");
+    });
     Ok(HttpResponse::Ok().json(api::Balances {
         account_id: account_id.to_string(),
         balances: balances

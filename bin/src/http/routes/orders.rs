@@ -1,13 +1,14 @@
 //! Orders: place, cancel, look up.
 
 use actix_web::{HttpResponse, web};
+use tracing::Instrument;
 use tradefloor_domain::{OrderId, OrderStatus};
 
 use crate::api::{self, OrderRequest};
 use crate::http::auth::Principal;
 use crate::http::convert;
 use crate::http::error::ApiError;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, command_span};
 
 /// Place an order; answers once the book accepted it (open, partially filled, filled) or it
 /// was refused (422 with the reason's code). An order the node could not place within its
@@ -23,18 +24,23 @@ pub async fn place(
 ) -> Result<HttpResponse, ApiError> {
     let order = convert::new_order(&body)?;
     principal.require_account(order.account_id.as_str())?;
+    let command_id = order
+        .order_id
+        .map_or_else(|| "generated".to_owned(), |id| id.to_string());
+    let span = command_span(&command_id, &format!("/trading/sagas/{command_id}"));
     let view = state
         .call(move |exchange| async move { Ok(exchange.place_order(order).await?) })
+        .instrument(span.clone())
         .await?;
-    tracing::info!(
-        order_id = view.order_id.0,
-        command_id = %view.order_id,
-        actor = %format!("/trading/sagas/{}", view.order_id),
-        account_id = %view.account_id,
-        symbol = %view.symbol,
-        status = ?view.status,
-        "order placed"
-    );
+    span.in_scope(|| {
+        tracing::info!(
+            order_id = view.order_id.0,
+            account_id = %view.account_id,
+            symbol = %view.symbol,
+            status = ?view.status,
+            "order placed"
+        );
+    });
     match view.status {
         OrderStatus::Rejected => Err(view
             .reject_reason
@@ -87,13 +93,14 @@ pub async fn cancel(
         })
         .await?;
     principal.require_account(view.account_id.as_str())?;
+    let span = command_span(
+        &format!("cancel-{order_id}"),
+        &format!("/trading/sagas/{order_id}"),
+    );
     let view = state
         .call(move |exchange| async move { Ok(exchange.cancel_order(order_id).await?) })
+        .instrument(span.clone())
         .await?;
-    tracing::info!(
-        order_id = order_id.0,
-        actor = %format!("/trading/sagas/{order_id}"),
-        "cancel requested"
-    );
+    span.in_scope(|| tracing::info!(status = ?view.status, "cancel requested"));
     Ok(HttpResponse::Accepted().json(convert::order(&view)))
 }
