@@ -38,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::backoff::{Backoff, Jitter};
 use crate::error::Error;
+use crate::registry::{ActorInfo, ActorStatus as RegistryStatus, Registration, Registry};
 
 /// Which children restart when one fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +197,8 @@ pub struct ChildContext {
     pub path: String,
     /// This incarnation's progress counter; watched only if the spec has a stall timeout.
     pub progress: Progress,
+    /// The node's actor tree, if the supervisor shows in one.
+    pub registry: Option<Registry>,
 }
 
 /// The future a child factory returns: the started child's cell.
@@ -365,6 +368,9 @@ pub struct SupervisorArgs {
     pub children: Vec<ChildSpec>,
     /// Told when the supervisor escalates; set by the root, whose escalation nobody else sees.
     pub(crate) escalation: Option<oneshot::Sender<Error>>,
+    /// The node's actor tree, where the supervisor and its children show (nested supervisors
+    /// inherit it).
+    pub registry: Option<Registry>,
 }
 
 impl SupervisorArgs {
@@ -379,7 +385,14 @@ impl SupervisorArgs {
             config,
             children,
             escalation: None,
+            registry: None,
         }
+    }
+
+    /// Shows the supervisor and its children (with status and restarts) in `registry`.
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
     }
 }
 
@@ -398,7 +411,8 @@ impl Supervisor {
         children: Vec<ChildSpec>,
     ) -> ChildSpec {
         ChildSpec::new(name, "supervisor", move |context: ChildContext| {
-            let arguments = SupervisorArgs::new(context.path, config.clone(), children.clone());
+            let mut arguments = SupervisorArgs::new(context.path, config.clone(), children.clone());
+            arguments.registry = context.registry;
             async move {
                 let (actor, _join) =
                     Supervisor::spawn_linked(None, Supervisor, arguments, context.supervisor)
@@ -432,9 +446,23 @@ struct Child {
     last_failure: Option<String>,
     /// The restart this child waits for.
     pending: Option<u64>,
+    /// The child in the node's actor tree, when the supervisor was given a registry.
+    registration: Option<Registration>,
 }
 
 impl Child {
+    /// Records where the child is in its life, here and in the actor tree.
+    fn set_status(&mut self, status: ChildStatus) {
+        self.status = status;
+        if let Some(registration) = &self.registration {
+            registration.info().set_status(match status {
+                ChildStatus::Running => RegistryStatus::Running,
+                ChildStatus::Restarting => RegistryStatus::Restarting,
+                ChildStatus::Stopped => RegistryStatus::Stopped,
+            });
+        }
+    }
+
     fn stats(&self) -> ChildStats {
         ChildStats {
             name: self.spec.name.clone(),
@@ -458,6 +486,10 @@ pub struct SupervisorState {
     jitter: Jitter,
     next_ticket: u64,
     escalation: Option<oneshot::Sender<Error>>,
+    /// Passed on to nested supervisors.
+    registry: Option<Registry>,
+    /// The supervisor itself in the actor tree, until it stops.
+    _registration: Option<Registration>,
 }
 
 impl std::fmt::Debug for SupervisorState {
@@ -508,12 +540,14 @@ async fn start_child(
     supervisor: &ActorRef<SupervisorMessage>,
     index: usize,
     child: &mut Child,
+    registry: Option<Registry>,
 ) -> Result<(), SpawnErr> {
     let progress = Progress::default();
     let context = ChildContext {
         supervisor: supervisor.get_cell(),
         path: child.path.clone(),
         progress: progress.clone(),
+        registry,
     };
     let cell = (child.spec.factory)(context).await?;
     let linked_to_us = cell
@@ -526,7 +560,7 @@ async fn start_child(
         cell.link(supervisor.get_cell());
     }
     child.cell = Some(cell);
-    child.status = ChildStatus::Running;
+    child.set_status(ChildStatus::Running);
     child.started_at = Instant::now();
     child.pending = None;
     child.incarnation += 1;
@@ -595,7 +629,7 @@ async fn stop_children(state: &mut SupervisorState, range: Range<usize>, status:
         if child.status == ChildStatus::Stopped {
             continue;
         }
-        child.status = status;
+        child.set_status(status);
         child.pending = None;
         if let Some(cell) = child.cell.take() {
             stop_cell(cell, state.config.stop_timeout).await;
@@ -637,7 +671,7 @@ async fn on_child_failed(
     let within = state.config.within;
     let child = &mut state.children[index];
     child.cell = None;
-    child.status = ChildStatus::Restarting;
+    child.set_status(ChildStatus::Restarting);
     child.last_failure = Some(reason.clone());
     // A child that ran through a whole intensity window was healthy: its next backoff starts
     // from the minimum again.
@@ -680,14 +714,18 @@ async fn on_restart(
     state: &mut SupervisorState,
     ticket: u64,
 ) -> Result<(), ActorProcessingErr> {
+    let registry = state.registry.clone();
     for index in 0..state.children.len() {
         let child = &mut state.children[index];
         if child.pending != Some(ticket) {
             continue;
         }
-        match start_child(myself, index, child).await {
+        match start_child(myself, index, child, registry.clone()).await {
             Ok(()) => {
                 child.restarts += 1;
+                if let Some(registration) = &child.registration {
+                    registration.info().record_restart();
+                }
                 tracing::info!(supervisor = %state.path, child = %child.path, restarts = child.restarts, "child restarted");
             }
             Err(error) => {
@@ -730,6 +768,7 @@ impl Actor for Supervisor {
             config,
             children,
             escalation,
+            registry,
         } = arguments;
         if let Err(reason) = config.validate() {
             return Err(Box::new(Error::StartFailed {
@@ -738,12 +777,37 @@ impl Actor for Supervisor {
             }));
         }
         let now = Instant::now();
+        let register = |path: &str, kind: &str| -> Result<Option<Registration>, Error> {
+            registry
+                .as_ref()
+                .map(|registry| registry.register(Arc::new(ActorInfo::new(path, kind))))
+                .transpose()
+        };
+        // A nested supervisor is already in the tree as its parent's child.
+        let shown_by_parent = registry
+            .as_ref()
+            .is_some_and(|registry| registry.get(&path).is_some());
+        let registration = if shown_by_parent {
+            None
+        } else {
+            register(&path, "supervisor").map_err(Box::new)?
+        };
+        if let Some(registration) = &registration {
+            registration.info().set_status(RegistryStatus::Running);
+        }
+        let mut children_built = Vec::with_capacity(children.len());
+        for spec in children {
+            let child_path = format!("{path}/{}", spec.name);
+            let child_registration = register(&child_path, &spec.kind).map_err(Box::new)?;
+            children_built.push((child_path, spec, child_registration));
+        }
         let mut state = SupervisorState {
-            children: children
+            children: children_built
                 .into_iter()
-                .map(|spec| Child {
-                    path: format!("{path}/{}", spec.name),
+                .map(|(child_path, spec, registration)| Child {
+                    path: child_path,
                     spec,
+                    registration,
                     cell: None,
                     incarnation: 0,
                     progress: Progress::default(),
@@ -755,6 +819,8 @@ impl Actor for Supervisor {
                     pending: None,
                 })
                 .collect(),
+            registry,
+            _registration: registration,
             jitter: Jitter::new(config.jitter_seed),
             path,
             config,
@@ -764,7 +830,14 @@ impl Actor for Supervisor {
             escalation,
         };
         for index in 0..state.children.len() {
-            if let Err(error) = start_child(&myself, index, &mut state.children[index]).await {
+            if let Err(error) = start_child(
+                &myself,
+                index,
+                &mut state.children[index],
+                state.registry.clone(),
+            )
+            .await
+            {
                 // Like OTP's start_link: a tree that cannot start is not half-started.
                 let actor = state.children[index].path.clone();
                 stop_children(&mut state, 0..index, ChildStatus::Stopped).await;

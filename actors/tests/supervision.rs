@@ -756,3 +756,52 @@ async fn a_watched_child_that_stops_making_progress_is_killed_and_restarted() {
     assert!(reason.contains("stalled"), "{reason}");
     assert_eq!(panics(), expected_panics);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_supervisor_given_a_registry_shows_itself_its_children_and_their_restarts() {
+    let expected_panics = count_panics() + 1;
+    let probe = Probe::default();
+    let (a, _) = worker("a", &probe);
+    let (b, _) = worker("b", &probe);
+    let nested = Supervisor::spec("inner", config(Strategy::OneForOne), vec![b]);
+    let registry = tradefloor_actors::Registry::default();
+    let arguments = SupervisorArgs::new("/root", config(Strategy::OneForOne), vec![a, nested])
+        .with_registry(registry.clone());
+    let (supervisor, join) = Supervisor::spawn(None, Supervisor, arguments)
+        .await
+        .expect("supervisor starts");
+
+    probe.worker("a").cast(WorkerMessage::Panic).unwrap();
+    settle().await;
+
+    let tree = registry
+        .snapshot("/root", None)
+        .expect("the root is registered");
+    assert_eq!(tree.kind.as_deref(), Some("supervisor"));
+    let names: Vec<(&str, Option<&str>, Option<u32>)> = tree
+        .children
+        .iter()
+        .map(|child| (child.path.as_str(), child.kind.as_deref(), child.restarts))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("/root/a", Some("worker"), Some(1)),
+            ("/root/inner", Some("supervisor"), Some(0)),
+        ]
+    );
+    let inner = &tree.children[1];
+    assert_eq!(inner.children[0].path, "/root/inner/b");
+    assert_eq!(
+        inner.children[0].status,
+        Some(tradefloor_actors::ActorStatus::Running)
+    );
+    assert_eq!(panics(), expected_panics);
+
+    supervisor.stop(None);
+    join.await.unwrap();
+    assert!(
+        registry.snapshot("/root", None).is_none(),
+        "a stopped supervisor leaves the tree"
+    );
+}

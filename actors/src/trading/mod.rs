@@ -174,7 +174,7 @@ impl Exchange {
             .await?,
         );
         let sagas = ShardRegion::<OrderSaga>::start_in(
-            registry,
+            registry.clone(),
             format!("{path}/sagas"),
             journal.clone(),
             config.entities.clone(),
@@ -226,7 +226,8 @@ impl Exchange {
             format!("{path}/services"),
             SupervisionConfig::default(),
             children,
-        );
+        )
+        .with_registry(registry);
         let (supervisor, supervisor_join) = Actor::spawn(None, Supervisor, arguments)
             .await
             .map_err(|error| Error::StartFailed {
