@@ -217,10 +217,15 @@ pub enum TimeInForce {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
-    /// The caller's id for the order (default: generated). Repeating it with the same
-    /// order repeats the answer; with another order it is a conflict.
+    /// The caller's id for the order (default: derived from `command_id`, else generated).
+    /// Repeating it with the same order repeats the answer; with another order it is a
+    /// conflict (409).
     #[serde(default)]
     pub order_id: Option<u64>,
+    /// Idempotency key: the order id is derived from it (per account), so repeating it
+    /// repeats the first answer. Ignored when `order_id` is given.
+    #[serde(default)]
+    pub command_id: Option<String>,
     /// The owner.
     pub account_id: String,
     /// The market.

@@ -195,9 +195,42 @@ integer_id!(
     TradeId
 );
 
+impl OrderId {
+    /// The lowest id [`OrderId::from_command`] gives; ids a node generates from its clock
+    /// (microseconds since the epoch) stay below it until the year 2112.
+    pub const FROM_COMMAND_MIN: u64 = 1 << 52;
+
+    /// The order id a client's `command_id` stands for on `account`: the same pair always
+    /// gives the same id, so repeating a placement by its command id repeats its answer. Ids
+    /// are in `[2^52, 2^53)`: exact in a JSON number read as a double.
+    pub fn from_command(account: AccountId, command: CommandId) -> Self {
+        let fingerprint = crate::fingerprint::Fingerprint::new("order-command")
+            .text(account.as_str())
+            .text(command.as_str())
+            .finish();
+        Self(Self::FROM_COMMAND_MIN | (fingerprint & (Self::FROM_COMMAND_MIN - 1)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_ids_from_commands_are_stable_scoped_by_account_and_json_exact() {
+        let alice = AccountId::new("alice").unwrap();
+        let bob = AccountId::new("bob").unwrap();
+        let command = CommandId::new("buy-1").unwrap();
+        let id = OrderId::from_command(alice, command);
+        assert_eq!(id, OrderId::from_command(alice, command));
+        assert_ne!(id, OrderId::from_command(bob, command));
+        assert_ne!(
+            id,
+            OrderId::from_command(alice, CommandId::new("buy-2").unwrap())
+        );
+        assert!((OrderId::FROM_COMMAND_MIN..1 << 53).contains(&id.0));
+        assert_eq!(id.0 as f64 as u64, id.0);
+    }
 
     #[test]
     fn ids_round_trip_and_refuse_bad_text() {

@@ -8,8 +8,8 @@ use tradefloor_actors::{BreakerState, trading};
 use tradefloor_domain::book::{BookDepth, Trade};
 use tradefloor_domain::saga::OrderView;
 use tradefloor_domain::{
-    AccountId, Asset, MarketSpec, OrderId, OrderStatus, OrderType, Price, Quantity, Side, Symbol,
-    TimeInForce,
+    AccountId, Asset, CommandId, MarketSpec, OrderId, OrderStatus, OrderType, Price, Quantity,
+    Side, Symbol, TimeInForce,
 };
 
 use crate::api;
@@ -61,9 +61,20 @@ pub fn market(spec: &MarketSpec) -> api::Market {
 
 /// An order request as the application's new order.
 pub fn new_order(request: &api::OrderRequest) -> Result<NewOrder, tradefloor_domain::Error> {
+    let account_id = account_id(&request.account_id)?;
+    let command_id = request
+        .command_id
+        .as_deref()
+        .map(CommandId::new)
+        .transpose()?;
+    let order_id = match (request.order_id, command_id) {
+        (Some(order_id), _) => Some(OrderId(order_id)),
+        (None, Some(command_id)) => Some(OrderId::from_command(account_id, command_id)),
+        (None, None) => None,
+    };
     Ok(NewOrder {
-        order_id: request.order_id.map(OrderId),
-        account_id: account_id(&request.account_id)?,
+        order_id,
+        account_id,
         symbol: symbol(&request.symbol)?,
         side: match request.side {
             api::Side::Buy => Side::Buy,

@@ -24,10 +24,15 @@ pub async fn place(
 ) -> Result<HttpResponse, ApiError> {
     let order = convert::new_order(&body)?;
     principal.require_account(order.account_id.as_str())?;
-    let command_id = order
+    let command_id = body
+        .command_id
+        .clone()
+        .or_else(|| order.order_id.map(|id| id.to_string()))
+        .unwrap_or_else(|| "generated".to_owned());
+    let saga = order
         .order_id
         .map_or_else(|| "generated".to_owned(), |id| id.to_string());
-    let span = command_span(&command_id, &format!("/trading/sagas/{command_id}"));
+    let span = command_span(&command_id, &format!("/trading/sagas/{saga}"));
     let view = state
         .call(move |exchange| async move { Ok(exchange.place_order(order).await?) })
         .instrument(span.clone())
