@@ -65,11 +65,10 @@ pub async fn run(args: BenchArgs) -> Result<(), Error> {
     let report = load(client, flow, &args).await;
     if args.json {
         let text = serde_json::to_string_pretty(&report).expect("a report always serializes");
-        println!("{text}");
+        crate::ctl::print(&text)
     } else {
-        println!("{}", render_report(&report));
+        crate::ctl::print(&render_report(&report))
     }
-    Ok(())
 }
 
 /// The orders of a run: which accounts trade which market, from which seed.
@@ -199,8 +198,8 @@ pub enum Outcome {
     Ok,
     /// A 4xx answer other than 429, by code: the node refused the request.
     Rejected(String),
-    /// 429 or 503: the node shed load (or a breaker was open).
-    Shed,
+    /// 429 or 503, by code: the node shed load, ran out its deadline or had a breaker open.
+    Shed(String),
     /// Another 5xx answer, by code.
     ServerError(String),
     /// No answer: the connection failed or the request timed out.
@@ -212,7 +211,11 @@ impl Outcome {
     pub fn of(result: Result<u16, Error>) -> Self {
         match result {
             Ok(_) => Outcome::Ok,
-            Err(Error::Api { status: 429, .. } | Error::Api { status: 503, .. }) => Outcome::Shed,
+            Err(Error::Api {
+                status: 429 | 503,
+                code,
+                ..
+            }) => Outcome::Shed(code),
             Err(Error::Api { status, code, .. }) if (400..500).contains(&status) => {
                 Outcome::Rejected(code)
             }
@@ -227,7 +230,7 @@ struct Tally {
     latency_micros: Histogram<u64>,
     ok: u64,
     rejected: BTreeMap<String, u64>,
-    shed: u64,
+    shed: BTreeMap<String, u64>,
     server_errors: BTreeMap<String, u64>,
     transport_errors: u64,
     dropped: u64,
@@ -244,7 +247,7 @@ impl Tally {
             .expect("the histogram's bounds are valid"),
             ok: 0,
             rejected: BTreeMap::new(),
-            shed: 0,
+            shed: BTreeMap::new(),
             server_errors: BTreeMap::new(),
             transport_errors: 0,
             dropped: 0,
@@ -261,8 +264,8 @@ impl Tally {
                 *self.rejected.entry(code).or_default() += 1;
                 true
             }
-            Outcome::Shed => {
-                self.shed += 1;
+            Outcome::Shed(code) => {
+                *self.shed.entry(code).or_default() += 1;
                 true
             }
             Outcome::ServerError(code) => {
@@ -473,7 +476,8 @@ pub struct Report {
     pub concurrency: Option<u32>,
     /// Open loop: requests a second offered.
     pub offered_rate: Option<u64>,
-    /// Requests sent a second.
+    /// Requests sent a second, from the first send to the last answer: what the node kept
+    /// up with, to compare with the offered rate.
     pub achieved_rate: f64,
     /// From the first request to the last answer.
     pub elapsed_seconds: f64,
@@ -483,8 +487,8 @@ pub struct Report {
     pub ok: u64,
     /// 4xx answers other than 429, by code.
     pub rejected: BTreeMap<String, u64>,
-    /// 429 and 503 answers.
-    pub shed: u64,
+    /// 429 and 503 answers, by code.
+    pub shed: BTreeMap<String, u64>,
     /// Other 5xx answers, by code.
     pub server_errors: BTreeMap<String, u64>,
     /// Requests without an answer (connection failures, timeouts).
@@ -508,7 +512,7 @@ impl Report {
         let seconds = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
         let sent = tally.ok
             + tally.rejected.values().sum::<u64>()
-            + tally.shed
+            + tally.shed.values().sum::<u64>()
             + tally.server_errors.values().sum::<u64>()
             + tally.transport_errors;
         Self {
@@ -525,7 +529,7 @@ impl Report {
             sent,
             ok: tally.ok,
             rejected: tally.rejected.clone(),
-            shed: tally.shed,
+            shed: tally.shed.clone(),
             server_errors: tally.server_errors.clone(),
             transport_errors: tally.transport_errors,
             dropped: tally.dropped,
@@ -561,7 +565,7 @@ pub fn render_report(report: &Report) -> String {
             report.rejected.values().sum(),
             by_code(&report.rejected),
         ),
-        ("shed", report.shed, "429 or 503".to_owned()),
+        ("shed", report.shed.values().sum(), by_code(&report.shed)),
         (
             "server errors",
             report.server_errors.values().sum(),
@@ -579,7 +583,8 @@ pub fn render_report(report: &Report) -> String {
         ),
     ];
     for (name, count, detail) in lines {
-        write!(text, "\n  {name:<17}{count:>10}  {detail}").expect("writing to a string");
+        let line = format!("\n  {name:<17}{count:>10}  {detail}");
+        text.push_str(line.trim_end());
     }
     write!(
         text,
@@ -593,7 +598,7 @@ pub fn render_report(report: &Report) -> String {
         latency.count
     )
     .expect("writing to a string");
-    text.trim_end().to_owned()
+    text
 }
 
 #[cfg(test)]
@@ -646,8 +651,14 @@ mod tests {
             })
         };
         assert_eq!(Outcome::of(Ok(201)), Outcome::Ok);
-        assert_eq!(Outcome::of(api(429, "too_many_requests")), Outcome::Shed);
-        assert_eq!(Outcome::of(api(503, "timeout")), Outcome::Shed);
+        assert_eq!(
+            Outcome::of(api(429, "too_many_requests")),
+            Outcome::Shed("too_many_requests".to_owned())
+        );
+        assert_eq!(
+            Outcome::of(api(503, "timeout")),
+            Outcome::Shed("timeout".to_owned())
+        );
         assert_eq!(
             Outcome::of(api(422, "insufficient_funds")),
             Outcome::Rejected("insufficient_funds".to_owned())
@@ -682,7 +693,10 @@ mod tests {
             Outcome::Rejected("insufficient_funds".to_owned()),
             Duration::from_millis(1),
         );
-        tally.record(Outcome::Shed, Duration::from_millis(1));
+        tally.record(
+            Outcome::Shed("overloaded".to_owned()),
+            Duration::from_millis(1),
+        );
         tally.record(Outcome::Transport, Duration::from_secs(30));
         tally.dropped = 4;
         let report = Report::new("orders", None, 8, Duration::from_secs(2), &tally);

@@ -92,8 +92,18 @@ pub async fn run(args: CtlArgs) -> Result<(), Error> {
             show(client.book(&symbol, depth), json, render_book).await?
         }
     };
-    println!("{text}");
-    Ok(())
+    print(&text)
+}
+
+/// Prints `text` and a newline. A reader that went away (`ctl tree | head`) ends the output
+/// quietly, as it does for other terminal tools.
+pub(crate) fn print(text: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written?),
+    }
 }
 
 /// The answer to `call`: the node's JSON, pretty, or `render`ed for people.
@@ -283,6 +293,8 @@ pub fn render_tree(root: &api::ActorNode) -> String {
 }
 
 fn draw_children(children: &[api::ActorNode], prefix: &str, text: &mut String) {
+    let mut children: Vec<&api::ActorNode> = children.iter().collect();
+    children.sort_by_cached_key(|child| natural_key(actor_name(child)));
     for (index, child) in children.iter().enumerate() {
         let last = index + 1 == children.len();
         let (branch, indent) = if last {
@@ -298,12 +310,7 @@ fn draw_children(children: &[api::ActorNode], prefix: &str, text: &mut String) {
 /// One actor's line: its name (the last part of its path), kind, status, mailbox, breaker,
 /// entities, restarts when there were any, and the descendants the depth cut off.
 fn describe_actor(actor: &api::ActorNode) -> String {
-    let name = actor
-        .path
-        .rsplit('/')
-        .find(|part| !part.is_empty())
-        .unwrap_or("/");
-    let mut parts = vec![name.to_owned()];
+    let mut parts = vec![actor_name(actor).to_owned()];
     if let Some(kind) = &actor.kind {
         parts.push(format!("[{kind}]"));
     }
@@ -326,6 +333,21 @@ fn describe_actor(actor: &api::ActorNode) -> String {
         parts.push(format!("(+{} hidden)", actor.descendants_hidden));
     }
     parts.join(" ")
+}
+
+/// The last part of an actor's path (`/` for the root).
+fn actor_name(actor: &api::ActorNode) -> &str {
+    actor
+        .path
+        .rsplit('/')
+        .find(|part| !part.is_empty())
+        .unwrap_or("/")
+}
+
+/// Sorts `shard-2` before `shard-10`: the name without its trailing digits, then their value.
+fn natural_key(name: &str) -> (&str, u64) {
+    let stem = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    (stem, name[stem.len()..].parse().unwrap_or(0))
 }
 
 /// A rebalance plan: the moves, or that there is nothing to move.
@@ -565,22 +587,27 @@ mod tests {
         });
         shard.entities = Some(7);
         shard.restarts = Some(1);
-        let mut region = actor("/n1/trading/accounts", "region", vec![shard]);
+        let later_shard = actor("/n1/trading/accounts/shard-10", "shard", Vec::new());
+        // The node lists children by name as text; the drawing puts shard-3 before shard-10.
+        let mut region = actor("/n1/trading/accounts", "region", vec![later_shard, shard]);
         region.descendants_hidden = 12;
         let mut journal = actor("/n1/journal", "journal", Vec::new());
         journal.breaker = Some("closed".to_owned());
         let trading = actor("/n1/trading", "supervisor", vec![region]);
-        let node = actor("/n1", "node", vec![trading, journal]);
-        let mut root = actor("/", "cluster", vec![node]);
+        let first = actor("/n1", "node", vec![trading, journal]);
+        let second = actor("/n2", "node", Vec::new());
+        let mut root = actor("/", "cluster", vec![first, second]);
         root.status = None;
         root.restarts = None;
         let expected = "\
 / [cluster]
-└─ n1 [node] running
-   ├─ trading [supervisor] running
-   │  └─ accounts [region] running (+12 hidden)
-   │     └─ shard-3 [shard] running mailbox 2/1024 entities 7 restarts 1
-   └─ journal [journal] running breaker closed";
+├─ n1 [node] running
+│  ├─ journal [journal] running breaker closed
+│  └─ trading [supervisor] running
+│     └─ accounts [region] running (+12 hidden)
+│        ├─ shard-3 [shard] running mailbox 2/1024 entities 7 restarts 1
+│        └─ shard-10 [shard] running
+└─ n2 [node] running";
         assert_eq!(render_tree(&root), expected);
     }
 
