@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde::de::DeserializeOwned;
+
+use crate::api::{Side, TimeInForce};
 
 /// Tradefloor: an event-sourced trading platform on a clustered actor system.
 #[derive(Debug, Parser)]
@@ -122,7 +125,8 @@ pub enum CtlCommand {
         /// The market, e.g. BTC-USD.
         symbol: String,
         /// `buy` or `sell`.
-        side: String,
+        #[arg(value_parser = wire_name::<Side>)]
+        side: Side,
         /// The quantity.
         quantity: u64,
         /// The limit price (omit for a market order).
@@ -132,8 +136,8 @@ pub enum CtlCommand {
         #[arg(long)]
         market: bool,
         /// `gtc`, `ioc` or `fok`.
-        #[arg(long, default_value = "gtc")]
-        time_in_force: String,
+        #[arg(long, default_value = "gtc", value_parser = wire_name::<TimeInForce>)]
+        time_in_force: TimeInForce,
         /// Refuse the order if it would trade on arrival.
         #[arg(long)]
         post_only: bool,
@@ -166,7 +170,7 @@ pub struct BenchArgs {
     #[arg(long, env = "TRADEFLOOR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Accounts trading.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub accounts: u32,
     /// The market to trade (listed if missing).
     #[arg(long, default_value = "BENCH-USD")]
@@ -178,10 +182,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub duration_seconds: Option<u64>,
     /// Open loop: orders per second to offer, whatever the latency.
-    #[arg(long, conflicts_with = "concurrency")]
+    #[arg(long, conflicts_with = "concurrency", value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
-    /// Closed loop: requests in flight at once.
-    #[arg(long, default_value_t = 64)]
+    /// Closed loop: requests in flight at once (and deposits at once during setup).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
     /// Seed of the order flow.
     #[arg(long, default_value_t = 1)]
@@ -192,4 +196,11 @@ pub struct BenchArgs {
     /// Hit a trivial route (`/health/live`) instead of placing orders: the HTTP ceiling.
     #[arg(long)]
     pub baseline: bool,
+}
+
+/// An API enum from its wire name (`buy`, `gtc`): the words of the HTTP contract on the
+/// command line too.
+fn wire_name<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|error| error.to_string())
 }
