@@ -106,6 +106,7 @@ impl OrderFlow {
         let quantity = 1 + (bits >> 45) % ORDER_QUANTITY_MAX;
         api::OrderRequest {
             order_id: None,
+            command_id: None,
             account_id: self.accounts[account].clone(),
             symbol: self.symbol.clone(),
             side,

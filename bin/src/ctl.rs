@@ -67,9 +67,11 @@ pub async fn run(args: CtlArgs) -> Result<(), Error> {
             time_in_force,
             post_only,
             order_id,
+            command_id,
         } => {
             let order = api::OrderRequest {
                 order_id,
+                command_id,
                 account_id,
                 symbol,
                 side,
