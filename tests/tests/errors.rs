@@ -1,5 +1,5 @@
 //! Bad input, as a new user and an attacker would send it (DESIGN §7): each gets its 4xx with
-//! the right JSON error code, and none changes anything (the accounts and the book are the
+//! the right JSON error code (a 405 also says what is `Allow`ed), and none changes anything (the accounts and the book are the
 //! same after). A client that stalls halfway through its request head is cut off while the
 //! node goes on serving others.
 
@@ -429,6 +429,7 @@ fn cases() -> Vec<Case> {
             "/v1/actors?depth=all",
             INVALID_QUERY,
         ),
+        get("actors too deep", "/v1/actors?depth=65", INVALID_QUERY),
         post(
             "dry run not a boolean",
             "/v1/cluster/rebalance?dry_run=maybe",
@@ -596,6 +597,7 @@ async fn bad_input_gets_its_error_and_changes_nothing() {
             || reply.body["error"]["message"]
                 .as_str()
                 .is_none_or(str::is_empty)
+            || (reply.status == 405) != reply.header("allow").is_some()
         {
             failures.push(format!(
                 "{} ({} {}): expected {} {}, got {} {content_type} {}",
