@@ -7,14 +7,19 @@
 //! starts one on a free port with its own data directory and stops or kills it, and
 //! [`Http`] is a JSON client. The tests are in `tests/tests/`.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+pub use reqwest::Method;
+pub use reqwest::header::HeaderMap;
 
 /// How long a node may take to print its address and then to become ready.
 pub const NODE_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -104,6 +109,26 @@ pub struct NodeOptions {
     pub env: Vec<(String, String)>,
     /// A TOML configuration file's contents.
     pub config: Option<String>,
+    /// Keep the node's stderr (its logs) for [`Node::logs`] instead of passing it through.
+    pub capture_logs: bool,
+}
+
+impl NodeOptions {
+    /// Options with this TOML configuration.
+    pub fn with_config(config: impl Into<String>) -> Self {
+        Self {
+            config: Some(config.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Options journaling to `url` (e.g. from [`postgres_database`]).
+    pub fn with_journal(url: &str) -> Self {
+        Self {
+            args: vec!["--journal".to_owned(), url.to_owned()],
+            ..Self::default()
+        }
+    }
 }
 
 /// A running `tradefloor node` process with its own data directory.
@@ -115,6 +140,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// Its options, to restart it the same way.
     pub options: NodeOptions,
+    /// Its stderr, when [`NodeOptions::capture_logs`] is set (over every restart).
+    logs: Arc<Mutex<Vec<u8>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -129,6 +156,7 @@ impl Node {
             url: String::new(),
             data_dir,
             options,
+            logs: Arc::default(),
             _dir: Some(dir),
         };
         node.spawn().await;
@@ -139,28 +167,19 @@ impl Node {
     /// Starts the process and waits for it to print its address (not for readiness).
     pub async fn spawn(&mut self) {
         assert!(self.child.is_none(), "the node is already running");
-        let mut command = Command::new(binary());
-        command
-            .arg("node")
-            .arg("--http")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(&self.options.args)
-            .env_remove("RUST_LOG")
-            // Warnings only: the node's stderr goes to the test's.
-            .env("TRADEFLOOR_LOG_FILTER", "warn")
-            .envs(self.options.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        if let Some(config) = &self.options.config {
-            let path = self.data_dir.join("node.toml");
-            std::fs::write(&path, config).expect("write the configuration");
-            command.arg("--config").arg(path);
-        }
+        let mut command = node_command(&self.data_dir, &self.options, "127.0.0.1:0");
         let mut child = command.spawn().expect("the tradefloor binary starts");
+        if let Some(mut stderr) = child.stderr.take() {
+            let logs = self.logs.clone();
+            tokio::spawn(async move {
+                let mut buffer = [0_u8; 4096];
+                while let Ok(read @ 1..) = stderr.read(&mut buffer).await {
+                    logs.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .extend_from_slice(&buffer[..read]);
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(NODE_START_TIMEOUT, lines.next_line())
@@ -178,6 +197,26 @@ impl Node {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.url = url;
         self.child = Some(child);
+    }
+
+    /// Everything the node wrote to stderr so far (empty unless
+    /// [`NodeOptions::capture_logs`]).
+    pub fn logs(&self) -> String {
+        let logs = self.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&logs).into_owned()
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the node is running")
+    }
+
+    /// The process's resident set size (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid()).expect("the node's /proc/<pid>/status has VmRSS")
     }
 
     /// Waits until `/health/ready` answers 200.
@@ -227,6 +266,110 @@ impl Node {
     }
 }
 
+/// The resident set size (`VmRSS`) of process `pid` in KiB, if it is still there.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The `tradefloor node` command for `options` in `data_dir`, serving `http`.
+fn node_command(data_dir: &Path, options: &NodeOptions, http: &str) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .arg("node")
+        .arg("--http")
+        .arg(http)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(&options.args)
+        .env_remove("RUST_LOG")
+        // Warnings only unless the options say otherwise: the node's stderr goes to the
+        // test's, or to the node's captured logs.
+        .env("TRADEFLOOR_LOG_FILTER", "warn")
+        .envs(options.env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(if options.capture_logs {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
+        .kill_on_drop(true);
+    if let Some(config) = &options.config {
+        let path = data_dir.join("node.toml");
+        std::fs::write(&path, config).expect("write the configuration");
+        command.arg("--config").arg(path);
+    }
+    command
+}
+
+/// Starts a node that must refuse to start (serving `http` with `options`): its exit code
+/// and stderr.
+pub async fn start_refused(options: &NodeOptions, http: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let options = NodeOptions {
+        capture_logs: true,
+        ..options.clone()
+    };
+    let child = node_command(dir.path(), &options, http)
+        .spawn()
+        .expect("the tradefloor binary starts");
+    let output = tokio::time::timeout(NODE_START_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("a refused node exits at once, not serves")
+        .expect("wait for the node");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Polls `probe` every 100 ms until it gives `Some`, for at most `timeout` (read models trail
+/// the journal); panics with `what` if it never does.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How long a test waits for a read model (trades, candles) to catch up.
+pub const PROJECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A status, the response headers and the body (JSON, or a JSON string if it is not JSON).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        code(&self.body)
+    }
+}
+
 /// A JSON client of one node.
 #[derive(Clone)]
 pub struct Http {
@@ -257,11 +400,60 @@ impl Http {
     }
 
     async fn send(builder: reqwest::RequestBuilder) -> reqwest::Result<(u16, Value)> {
+        let reply = Self::send_reply(builder).await?;
+        Ok((reply.status, reply.body))
+    }
+
+    async fn send_reply(builder: reqwest::RequestBuilder) -> reqwest::Result<Reply> {
         let response = builder.send().await?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let text = response.text().await?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, body))
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `method path` with an optional JSON body: the whole reply, or the transport error.
+    pub async fn try_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Result<Reply> {
+        let builder = self.request(method, path);
+        let builder = match body {
+            Some(body) => builder.json(body),
+            None => builder,
+        };
+        Self::send_reply(builder).await
+    }
+
+    /// `method path` with an optional JSON body: the whole reply.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        self.try_call(method, path, body)
+            .await
+            .expect("the node answers")
+    }
+
+    /// `method path` with a raw body and content type: the whole reply.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        Self::send_reply(
+            self.request(method, path)
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+        .expect("the node answers")
     }
 
     /// `GET path`, or the transport error.
@@ -303,4 +495,94 @@ impl Http {
 /// The error code of an error body.
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// The market the tests trade: `BTC-USD`, tick 1, lot 1, the default band.
+pub const SYMBOL: &str = "BTC-USD";
+
+/// Lists [`SYMBOL`] (as an admin) and checks it was listed.
+pub async fn list_market(http: &Http) {
+    let market = json!({"symbol": SYMBOL, "base": "BTC", "quote": "USD",
+        "tick_size": 1, "lot_size": 1});
+    let (status, body) = http.post("/v1/markets", &market).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Deposits `amount` of `asset` into `account` and checks it was credited.
+pub async fn deposit(http: &Http, account: &str, asset: &str, amount: u64) -> Value {
+    let body = json!({"asset": asset, "amount": amount});
+    let (status, reply) = http
+        .post(&format!("/v1/accounts/{account}/deposits"), &body)
+        .await;
+    assert_eq!(status, 200, "deposit into {account}: {reply}");
+    reply
+}
+
+/// A limit GTC order's body.
+pub fn limit_order(account: &str, side: &str, price: u64, quantity: u64) -> Value {
+    json!({"account_id": account, "symbol": SYMBOL, "side": side, "type": "limit",
+        "price": price, "quantity": quantity})
+}
+
+/// Places `order` and checks the book took it (201); the order as answered.
+pub async fn place(http: &Http, order: &Value) -> Value {
+    let (status, reply) = http.post("/v1/orders", order).await;
+    assert_eq!(status, 201, "place {order}: {reply}");
+    reply
+}
+
+/// `GET /v1/accounts/{account}`, which must answer 200.
+pub async fn account(http: &Http, account: &str) -> Value {
+    let (status, body) = http.get(&format!("/v1/accounts/{account}")).await;
+    assert_eq!(status, 200, "account {account}: {body}");
+    body
+}
+
+/// `GET` of [`SYMBOL`]'s book, which must answer 200.
+pub async fn book(http: &Http) -> Value {
+    let (status, body) = http.get(&format!("/v1/markets/{SYMBOL}/book")).await;
+    assert_eq!(status, 200, "book: {body}");
+    body
+}
+
+/// What the node holds for `accounts` and [`SYMBOL`]: every account (balances and open
+/// orders) and the book, to compare before and after something that must change nothing.
+pub async fn snapshot(http: &Http, accounts: &[&str]) -> Value {
+    let mut state = serde_json::Map::new();
+    for name in accounts {
+        state.insert((*name).to_owned(), account(http, name).await);
+    }
+    state.insert("book".to_owned(), book(http).await);
+    Value::Object(state)
+}
+
+/// Waits until [`snapshot`] of `accounts` equals `before` again (a refused order's saga
+/// releases its hold just after the refusal is answered), then checks it does.
+pub async fn unchanged(http: &Http, accounts: &[&str], before: &Value) {
+    let deadline = Instant::now() + PROJECTION_TIMEOUT;
+    loop {
+        let now = snapshot(http, accounts).await;
+        if now == *before || Instant::now() >= deadline {
+            assert_eq!(&now, before, "nothing changed");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Σ total per asset over `accounts`' balances (the conservation invariant's left side).
+pub async fn totals(http: &Http, accounts: &[&str]) -> BTreeMap<String, u64> {
+    let mut totals = BTreeMap::new();
+    for name in accounts {
+        let body = account(http, name).await;
+        for (asset, balance) in body["balances"].as_object().expect("balances") {
+            let total = balance["total"].as_u64().expect("a total");
+            *totals.entry(asset.clone()).or_insert(0) += total;
+            assert!(
+                balance["held"].as_u64() <= Some(total),
+                "held ≤ total for {name}: {balance}"
+            );
+        }
+    }
+    totals
 }

@@ -1,6 +1,7 @@
 //! The endpoint's outer layer: sheds requests beyond the in-flight bound with 429, answers
 //! 503 `timeout` when a request outlives its deadline, and records each request's route,
-//! status and latency.
+//! status and latency. Health checks and metrics are never shed: an overloaded node is
+//! alive, and a liveness probe shed with 429 would get it restarted just when it is busiest.
 
 use std::time::Instant;
 
@@ -26,7 +27,8 @@ pub async fn guard(
     };
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+    let permit = state.in_flight.clone().try_acquire_owned();
+    if permit.is_err() && !is_probe(request.path()) {
         metrics::counter!("tradefloor_http_shed_total").increment(1);
         let error = ApiError::retry(
             StatusCode::TOO_MANY_REQUESTS,
@@ -39,7 +41,7 @@ pub async fn guard(
         );
         record(&method, "shed", error.status, started);
         return Ok(request.into_response(error.error_response()));
-    };
+    }
     let deadline = state.limits.request_deadline();
     match tokio::time::timeout(deadline, next.call(request)).await {
         Ok(Ok(response)) => {
@@ -67,6 +69,11 @@ pub async fn guard(
             Err(error.into())
         }
     }
+}
+
+/// Routes that answer from memory at once and must answer under overload.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/health/live" | "/health/ready" | "/metrics")
 }
 
 fn record(method: &str, route: &str, status: StatusCode, started: Instant) {

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, ResponseError, web};
 
 use error::ApiError;
 use routes::{accounts, cluster, markets, operations, orders};
@@ -66,43 +66,61 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
         .app_data(web::PayloadConfig::default().limit(limits.body_bytes_max))
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))
-        .service(resource("/v1/markets").route(web::post().to(markets::list_market)))
-        .service(resource("/v1/markets/{symbol}").route(web::get().to(markets::market)))
-        .service(resource("/v1/markets/{symbol}/halt").route(web::post().to(markets::halt)))
-        .service(resource("/v1/markets/{symbol}/resume").route(web::post().to(markets::resume)))
-        .service(resource("/v1/markets/{symbol}/book").route(web::get().to(markets::book)))
-        .service(resource("/v1/markets/{symbol}/trades").route(web::get().to(markets::trades)))
-        .service(resource("/v1/markets/{symbol}/candles").route(web::get().to(markets::candles)))
-        .service(resource("/v1/accounts/{id}/deposits").route(web::post().to(accounts::deposit)))
+        .service(resource("/v1/markets", "POST").route(web::post().to(markets::list_market)))
+        .service(resource("/v1/markets/{symbol}", "GET").route(web::get().to(markets::market)))
+        .service(resource("/v1/markets/{symbol}/halt", "POST").route(web::post().to(markets::halt)))
         .service(
-            resource("/v1/accounts/{id}/withdrawals").route(web::post().to(accounts::withdraw)),
+            resource("/v1/markets/{symbol}/resume", "POST").route(web::post().to(markets::resume)),
         )
-        .service(resource("/v1/accounts/{id}").route(web::get().to(accounts::account)))
-        .service(resource("/v1/accounts/{id}/history").route(web::get().to(accounts::history)))
-        .service(resource("/v1/orders").route(web::post().to(orders::place)))
+        .service(resource("/v1/markets/{symbol}/book", "GET").route(web::get().to(markets::book)))
         .service(
-            resource("/v1/orders/{id}")
+            resource("/v1/markets/{symbol}/trades", "GET").route(web::get().to(markets::trades)),
+        )
+        .service(
+            resource("/v1/markets/{symbol}/candles", "GET").route(web::get().to(markets::candles)),
+        )
+        .service(
+            resource("/v1/accounts/{id}/deposits", "POST").route(web::post().to(accounts::deposit)),
+        )
+        .service(
+            resource("/v1/accounts/{id}/withdrawals", "POST")
+                .route(web::post().to(accounts::withdraw)),
+        )
+        .service(resource("/v1/accounts/{id}", "GET").route(web::get().to(accounts::account)))
+        .service(
+            resource("/v1/accounts/{id}/history", "GET").route(web::get().to(accounts::history)),
+        )
+        .service(resource("/v1/orders", "POST").route(web::post().to(orders::place)))
+        .service(
+            resource("/v1/orders/{id}", "GET, DELETE")
                 .route(web::get().to(orders::order))
                 .route(web::delete().to(orders::cancel)),
         )
-        .service(resource("/v1/cluster/members").route(web::get().to(cluster::members)))
-        .service(resource("/v1/cluster/shards").route(web::get().to(cluster::shards)))
-        .service(resource("/v1/cluster/rebalance").route(web::post().to(cluster::rebalance)))
+        .service(resource("/v1/cluster/members", "GET").route(web::get().to(cluster::members)))
+        .service(resource("/v1/cluster/shards", "GET").route(web::get().to(cluster::shards)))
         .service(
-            resource("/v1/cluster/shards/{shard}/move").route(web::post().to(cluster::move_shard)),
+            resource("/v1/cluster/rebalance", "POST").route(web::post().to(cluster::rebalance)),
         )
-        .service(resource("/v1/cluster/members/{node}/leave").route(web::post().to(cluster::leave)))
-        .service(resource("/v1/actors").route(web::get().to(operations::actors)))
-        .service(resource("/health/live").route(web::get().to(operations::live)))
-        .service(resource("/health/ready").route(web::get().to(operations::ready)))
-        .service(resource("/metrics").route(web::get().to(operations::metrics)))
-        .service(resource("/openapi.json").route(web::get().to(operations::openapi)))
+        .service(
+            resource("/v1/cluster/shards/{shard}/move", "POST")
+                .route(web::post().to(cluster::move_shard)),
+        )
+        .service(
+            resource("/v1/cluster/members/{node}/leave", "POST")
+                .route(web::post().to(cluster::leave)),
+        )
+        .service(resource("/v1/actors", "GET").route(web::get().to(operations::actors)))
+        .service(resource("/health/live", "GET").route(web::get().to(operations::live)))
+        .service(resource("/health/ready", "GET").route(web::get().to(operations::ready)))
+        .service(resource("/metrics", "GET").route(web::get().to(operations::metrics)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(operations::openapi)))
         .default_service(web::to(not_found));
 }
 
-/// A resource whose unsupported methods answer 405 with the JSON error body.
-fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource serving `allow` (e.g. `"GET, DELETE"`) whose other methods answer 405 with the
+/// JSON error body and the `Allow` header (RFC 9110 §15.5.6).
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move |request| method_not_allowed(request, allow)))
 }
 
 async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -112,12 +130,17 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     ))
 }
 
-async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
+async fn method_not_allowed(request: HttpRequest, allow: &'static str) -> HttpResponse {
+    let error = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!("{} is not allowed on {}", request.method(), request.path()),
-    ))
+    );
+    let mut response = error.error_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
 }
 
 fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {

@@ -30,6 +30,61 @@ use crate::api;
 )]
 pub struct ApiDoc;
 
+/// Bounds of query parameters that the handlers check but the query types do not carry:
+/// `(path, parameter, minimum, maximum)`.
+const QUERY_BOUNDS: [(&str, &str, u32, u32); 4] = [
+    ("/v1/markets/{symbol}/book", "depth", 1, markets::DEPTH_MAX),
+    (
+        "/v1/markets/{symbol}/trades",
+        "limit",
+        1,
+        markets::LIST_LIMIT_MAX,
+    ),
+    (
+        "/v1/markets/{symbol}/candles",
+        "limit",
+        1,
+        markets::LIST_LIMIT_MAX,
+    ),
+    ("/v1/actors", "depth", 0, operations::ACTOR_DEPTH_MAX),
+];
+
+/// The candle intervals `GET /v1/markets/{symbol}/candles` takes.
+pub const CANDLE_INTERVALS: [&str; 3] = ["1s", "1m", "1h"];
+
+/// The document served at `/openapi.json`: [`ApiDoc`] with the bounds the handlers check.
+pub fn document() -> serde_json::Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let parameters = |document: &mut serde_json::Value, path: &str| {
+        document["paths"][path]["get"]["parameters"]
+            .as_array_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    };
+    for (path, name, minimum, maximum) in QUERY_BOUNDS {
+        let mut list = parameters(&mut document, path);
+        for parameter in list
+            .iter_mut()
+            .filter(|parameter| parameter["name"] == name)
+        {
+            let schema = &mut parameter["schema"];
+            schema["minimum"] = minimum.into();
+            schema["maximum"] = maximum.into();
+        }
+        document["paths"][path]["get"]["parameters"] = list.into();
+    }
+    let path = "/v1/markets/{symbol}/candles";
+    let mut list = parameters(&mut document, path);
+    for parameter in list
+        .iter_mut()
+        .filter(|parameter| parameter["name"] == "interval")
+    {
+        parameter["schema"]["enum"] = CANDLE_INTERVALS.into();
+    }
+    document["paths"][path]["get"]["parameters"] = list.into();
+    document
+}
+
 /// The error answers any route may give, by status.
 const ERRORS: [(&str, &str); 10] = [
     (

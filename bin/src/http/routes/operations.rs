@@ -2,13 +2,12 @@
 
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
-use utoipa::OpenApi;
 
 use crate::api::{self, ActorsQuery};
 use crate::http::auth::Principal;
 use crate::http::convert;
 use crate::http::error::ApiError;
-use crate::http::openapi::ApiDoc;
+use crate::http::openapi;
 use crate::http::routes::cluster::known_node;
 use crate::http::state::AppState;
 
@@ -52,13 +51,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", security(),
     responses((status = 200, description = "This document", content_type = "application/json")))]
 pub async fn openapi() -> HttpResponse {
-    let document = ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_else(|_| "{}".to_owned());
     HttpResponse::Ok()
         .insert_header(ContentType::json())
-        .body(document)
+        .body(openapi::document().to_string())
 }
+
+/// Deepest actor tree one request may ask for (the tree is far shallower).
+pub const ACTOR_DEPTH_MAX: u32 = 64;
 
 /// The actor tree of every node (or of `node`), `depth` levels below the cluster's root.
 #[utoipa::path(get, path = "/v1/actors", tag = "operations", params(ActorsQuery),
@@ -71,6 +70,11 @@ pub async fn actors(
     principal.require_admin()?;
     if let Some(node) = &query.node {
         known_node(&state, node)?;
+    }
+    if query.depth.is_some_and(|depth| depth > ACTOR_DEPTH_MAX) {
+        return Err(ApiError::invalid_query(format!(
+            "depth must be 0 to {ACTOR_DEPTH_MAX}"
+        )));
     }
     let depth = query.depth.map(|depth| depth as usize);
     Ok(HttpResponse::Ok().json(cluster_tree(&state, depth)))

@@ -1,0 +1,231 @@
+//! Bearer tokens and roles (DESIGN §5): no or a wrong token is 401 with `WWW-Authenticate`, a
+//! trader acts on its own accounts only and never on admin routes (403), health and metrics
+//! are open; without tokens a node refuses a non-loopback address; no token reaches the logs.
+
+use serde_json::{Value, json};
+use tradefloor_tests::{
+    Http, Method, Node, NodeOptions, Reply, SYMBOL, deposit, limit_order, list_market, place,
+    snapshot, start_refused, unchanged,
+};
+
+const ADMIN_TOKEN: &str = "admin-secret-token-7f3a9c2e51";
+const TRADER_TOKEN: &str = "alice-trader-token-b84d06e1f7";
+const WRONG_TOKEN: &str = "alice-trader-token-b84d06e1f8";
+
+fn config() -> String {
+    format!(
+        "[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nrole = \"admin\"\n\n\
+         [[tokens]]\ntoken = \"{TRADER_TOKEN}\"\nrole = \"trader\"\naccounts = [\"alice\"]\n"
+    )
+}
+
+/// Sends `method path` with an optional JSON body.
+async fn send(http: &Http, method: Method, path: &str, body: Option<Value>) -> Reply {
+    http.call(method, path, body.as_ref()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_authenticate_and_roles_authorize() {
+    let options = NodeOptions {
+        capture_logs: true,
+        // Everything the node logs, so a token in any log line would show.
+        env: vec![("TRADEFLOOR_LOG_FILTER".to_owned(), "debug".to_owned())],
+        ..NodeOptions::with_config(config())
+    };
+    let mut node = Node::start(options).await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    let trader = node.http(Some(TRADER_TOKEN));
+    let anonymous = node.http(None);
+    let impostor = node.http(Some(WRONG_TOKEN));
+
+    list_market(&admin).await;
+    deposit(&admin, "bob", "BTC", 10).await;
+    let bob_ask = place(&admin, &limit_order("bob", "sell", 100, 5)).await;
+    let bob_order = format!("/v1/orders/{}", bob_ask["order_id"]);
+
+    // No token, or a wrong one (one character off, or a bare prefix): 401 with a challenge.
+    for (client, what) in [(&anonymous, "no token"), (&impostor, "a wrong token")] {
+        for path in [
+            "/v1/accounts/alice",
+            "/v1/cluster/members",
+            bob_order.as_str(),
+        ] {
+            let reply = send(client, Method::GET, path, None).await;
+            assert_eq!(
+                (reply.status, reply.code()),
+                (401, "unauthorized"),
+                "{what} on {path}"
+            );
+            assert_eq!(
+                reply.header("www-authenticate"),
+                Some("Bearer"),
+                "{what} on {path}"
+            );
+        }
+    }
+    let reply = Http::new(&node.url, Some(&ADMIN_TOKEN[..12]))
+        .call(Method::GET, "/v1/cluster/members", None)
+        .await;
+    assert_eq!(reply.status, 401, "a prefix of a token is no token");
+
+    // The trader on its own account.
+    let transfer = json!({"asset": "USD", "amount": 1_000});
+    let own: Vec<(Method, &str, Option<Value>, u16)> = vec![
+        (
+            Method::POST,
+            "/v1/accounts/alice/deposits",
+            Some(transfer.clone()),
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/accounts/alice/withdrawals",
+            Some(json!({"asset": "USD", "amount": 1})),
+            200,
+        ),
+        (Method::GET, "/v1/accounts/alice", None, 200),
+        (Method::GET, "/v1/accounts/alice/history", None, 200),
+        (Method::GET, &bob_order, None, 403),
+        (Method::GET, "/v1/markets/BTC-USD", None, 200),
+        (Method::GET, "/v1/markets/BTC-USD/book", None, 200),
+        (Method::GET, "/v1/markets/BTC-USD/trades", None, 200),
+        (Method::GET, "/v1/markets/BTC-USD/candles", None, 200),
+    ];
+    for (method, path, body, status) in own {
+        let reply = send(&trader, method.clone(), path, body).await;
+        assert_eq!(
+            reply.status, status,
+            "trader {method} {path}: {}",
+            reply.body
+        );
+    }
+    let alice_bid = place(&trader, &limit_order("alice", "buy", 90, 1)).await;
+    let alice_order = format!("/v1/orders/{}", alice_bid["order_id"]);
+    assert_eq!(
+        send(&trader, Method::GET, &alice_order, None).await.status,
+        200
+    );
+
+    // The trader on bob's account and orders, and on admin routes: 403, and nothing changes.
+    let before = snapshot(&admin, &["alice", "bob"]).await;
+    let bob_bid = json!({"account_id": "bob", "symbol": SYMBOL, "side": "buy", "type": "limit",
+        "price": 90, "quantity": 1});
+    let forbidden: Vec<(Method, &str, Option<Value>)> = vec![
+        (
+            Method::POST,
+            "/v1/accounts/bob/deposits",
+            Some(transfer.clone()),
+        ),
+        (
+            Method::POST,
+            "/v1/accounts/bob/withdrawals",
+            Some(json!({"asset": "BTC", "amount": 1})),
+        ),
+        (Method::GET, "/v1/accounts/bob", None),
+        (Method::GET, "/v1/accounts/bob/history", None),
+        (Method::POST, "/v1/orders", Some(bob_bid)),
+        (Method::GET, &bob_order, None),
+        (Method::DELETE, &bob_order, None),
+        (
+            Method::POST,
+            "/v1/markets",
+            Some(json!({"symbol": "ETH-USD", "base": "ETH",
+            "quote": "USD", "tick_size": 1, "lot_size": 1})),
+        ),
+        (Method::POST, "/v1/markets/BTC-USD/halt", None),
+        (Method::POST, "/v1/markets/BTC-USD/resume", Some(json!({}))),
+        (Method::GET, "/v1/cluster/members", None),
+        (Method::GET, "/v1/cluster/shards", None),
+        (Method::POST, "/v1/cluster/rebalance?dry_run=true", None),
+        (
+            Method::POST,
+            "/v1/cluster/shards/0/move",
+            Some(json!({"to": "n1"})),
+        ),
+        (Method::POST, "/v1/cluster/members/n1/leave", None),
+        (Method::GET, "/v1/actors", None),
+    ];
+    for (method, path, body) in forbidden {
+        let reply = send(&trader, method.clone(), path, body).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (403, "forbidden"),
+            "trader {method} {path}: {}",
+            reply.body
+        );
+    }
+    unchanged(&admin, &["alice", "bob"], &before).await;
+    let (status, _) = admin.get("/v1/markets/ETH-USD").await;
+    assert_eq!(status, 404, "the trader listed no market");
+
+    // The trader cancels its own order; the admin reaches everything.
+    assert_eq!(
+        send(&trader, Method::DELETE, &alice_order, None)
+            .await
+            .status,
+        202
+    );
+    for path in [
+        "/v1/cluster/members",
+        "/v1/cluster/shards",
+        "/v1/actors",
+        "/v1/accounts/bob",
+    ] {
+        assert_eq!(admin.get(path).await.0, 200, "admin GET {path}");
+    }
+
+    // Operations are open to anyone.
+    for path in ["/health/live", "/health/ready", "/metrics", "/openapi.json"] {
+        assert_eq!(anonymous.get(path).await.0, 200, "anonymous GET {path}");
+    }
+
+    assert_eq!(node.stop().await, Some(0));
+    let logs = node.logs();
+    assert!(
+        logs.contains("ready"),
+        "the node's logs were captured: {logs}"
+    );
+    for token in [ADMIN_TOKEN, TRADER_TOKEN, WRONG_TOKEN] {
+        assert!(!logs.contains(token), "a token appears in the logs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_tokens_refuses_a_public_address() {
+    let (code, stderr) = start_refused(&NodeOptions::default(), "0.0.0.0:0").await;
+    assert_ne!(code, Some(0), "refused: {stderr}");
+    assert!(
+        stderr.contains("without tokens") && stderr.contains("0.0.0.0"),
+        "the node says why: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_token_configurations_are_refused_at_start() {
+    let cases = [
+        (
+            "[[tokens]]\ntoken = \"short\"\nrole = \"admin\"\n",
+            "shorter than 16 characters",
+        ),
+        (
+            "[[tokens]]\ntoken = \"a-long-enough-trader-token\"\nrole = \"trader\"\n",
+            "lists no accounts",
+        ),
+        (
+            "[[tokens]]\ntoken = \"a-long-enough-owner-token\"\nrole = \"owner\"\n",
+            "owner",
+        ),
+    ];
+    for (config, reason) in cases {
+        let (code, stderr) = start_refused(&NodeOptions::with_config(config), "127.0.0.1:0").await;
+        assert_ne!(code, Some(0), "{config}: {stderr}");
+        assert!(
+            stderr.contains(reason),
+            "{config}: the node says why: {stderr}"
+        );
+        assert!(
+            !stderr.contains("a-long-enough"),
+            "the refusal does not echo the token: {stderr}"
+        );
+    }
+}
