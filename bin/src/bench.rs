@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,7 +60,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Error> {
         None
     } else {
         let flow = OrderFlow::new(args.seed, args.accounts, &args.symbol);
-        setup(&client, &flow, args.concurrency).await?;
+        setup(&client, &flow, args.concurrency, args.seed).await?;
         Some(flow)
     };
     let report = load(client, flow, &args).await;
@@ -132,7 +133,12 @@ fn mix(value: u64) -> u64 {
 
 /// Lists the market unless it is listed, then funds every account with both assets,
 /// `concurrency` deposits at a time, with a progress bar.
-async fn setup(client: &Client, flow: &OrderFlow, concurrency: u32) -> Result<(), Error> {
+async fn setup(
+    client: &Client,
+    flow: &OrderFlow,
+    concurrency: u32,
+    seed: u64,
+) -> Result<(), Error> {
     let Some((base, quote)) = flow.symbol.split_once('-') else {
         return Err(Error::Config(format!(
             "--symbol {:?} is not BASE-QUOTE",
@@ -150,7 +156,7 @@ async fn setup(client: &Client, flow: &OrderFlow, concurrency: u32) -> Result<()
         band_bps: None,
         reference_price: Some(MID_PRICE),
     };
-    match client.list_market(&market).status().await {
+    match shed_retried(|| client.list_market(&market).status()).await {
         Err(Error::Api { code, .. }) if code == "market_already_listed" => {}
         answer => {
             answer?;
@@ -161,10 +167,11 @@ async fn setup(client: &Client, flow: &OrderFlow, concurrency: u32) -> Result<()
         .iter()
         .flat_map(|account| {
             [(base, BASE_DEPOSIT), (quote, QUOTE_DEPOSIT)].map(|(asset, amount)| {
+                // An id, so a deposit retried after a timeout is not credited twice.
                 let deposit = api::TransferRequest {
                     asset: asset.to_owned(),
                     amount,
-                    command_id: None,
+                    command_id: Some(format!("bench-{seed}-{asset}")),
                     effective_at: None,
                 };
                 (account.as_str(), deposit)
@@ -176,7 +183,9 @@ async fn setup(client: &Client, flow: &OrderFlow, concurrency: u32) -> Result<()
         "depositing {bar:40} {pos}/{len} ({per_sec})",
     );
     futures_util::stream::iter(deposits)
-        .map(|(account, deposit)| async move { client.deposit(account, &deposit).status().await })
+        .map(|(account, deposit)| async move {
+            shed_retried(|| client.deposit(account, &deposit).status()).await
+        })
         .buffer_unordered(concurrency as usize)
         .try_for_each(|_| {
             bar.inc(1);
@@ -185,6 +194,34 @@ async fn setup(client: &Client, flow: &OrderFlow, concurrency: u32) -> Result<()
         .await?;
     bar.finish_and_clear();
     Ok(())
+}
+
+/// Setup calls the node sheds (429, 503) are tried this many times in all.
+const SETUP_ATTEMPTS_MAX: u32 = 30;
+/// The longest pause between two attempts of a setup call.
+const SETUP_RETRY_PAUSE_MAX: Duration = Duration::from_secs(2);
+
+/// `call`, again after a growing pause while the node sheds it: setup must finish before
+/// the measured run, whatever the node's load.
+async fn shed_retried<F, Fut>(mut call: F) -> Result<u16, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u16, Error>>,
+{
+    let mut pause = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(Error::Api {
+                status: 429 | 503, ..
+            }) if attempt < SETUP_ATTEMPTS_MAX => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(SETUP_RETRY_PAUSE_MAX);
+                attempt += 1;
+            }
+            answer => return answer,
+        }
+    }
 }
 
 fn progress_bar(length: Option<u64>, template: &str) -> ProgressBar {
