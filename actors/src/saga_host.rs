@@ -11,14 +11,19 @@
 //! in the journal: each recovers from its events and, at its deadline, re-sends what it still
 //! waits on. Effects are therefore carried out at least once; the sagas' commands are
 //! idempotent, which makes their effect exactly once.
+//!
+//! Every reply of every input the host delivers (from callers, from effects, from the book
+//! feed, from timers) passes through one place, so the host can wake whoever waits for a saga
+//! to reach some state ([`SagaHost::watch`]) with no polling: a caller registers a [`Watch`]
+//! before it sends, and the first reply that satisfies the watch's condition is handed to it.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tracing::warn;
 use tradefloor_domain::Timestamp;
 use tradefloor_domain::saga::{OrderSaga, SagaCommand, SagaInput, SagaReply};
@@ -31,8 +36,9 @@ use crate::region::ShardRegion;
 /// A boxed, sendable future: what a [`Dispatcher`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// A persistent aggregate that also decides commands for others: a saga.
-pub trait ProcessManager: Persistent {
+/// A persistent aggregate that also decides commands for others: a saga. Its replies are
+/// cloneable, so one can be handed to whoever [watches](SagaHost::watch) the saga.
+pub trait ProcessManager: Persistent<Reply: Clone> {
     /// What the saga asks of the rest of the system.
     type Effect: Send + 'static;
 
@@ -92,6 +98,10 @@ pub struct SagaHostConfig {
     pub ask_deadline: Duration,
     /// Saga events read per page by [`SagaHost::resume`].
     pub resume_page_events: usize,
+    /// Most [watches](SagaHost::watch) registered at once (over all sagas); past it a new
+    /// watch is refused with `Overloaded`. Each is one caller waiting, e.g. an HTTP request
+    /// waiting for its order's placement, so this bounds the memory they hold.
+    pub watches_max: usize,
 }
 
 impl Default for SagaHostConfig {
@@ -99,6 +109,7 @@ impl Default for SagaHostConfig {
         Self {
             ask_deadline: Duration::from_secs(10),
             resume_page_events: 10_000,
+            watches_max: 65_536,
         }
     }
 }
@@ -123,6 +134,101 @@ struct Inner<P: ProcessManager> {
     config: SagaHostConfig,
     timers: Mutex<Timers>,
     timers_changed: Notify,
+    watches: Mutex<Watches<P>>,
+}
+
+/// The condition a watch waits for.
+type Condition<P> = Box<dyn Fn(&<P as tradefloor_domain::Aggregate>::Reply) -> bool + Send>;
+
+/// One registered watch: its number, its condition, and where the satisfying reply goes.
+struct Watcher<P: ProcessManager> {
+    number: u64,
+    condition: Condition<P>,
+    wake: oneshot::Sender<P::Reply>,
+}
+
+/// The watches by saga id. Bounded by [`SagaHostConfig::watches_max`]; a watch leaves the map
+/// when it is woken or when its [`Watch`] is dropped (timed out, or its caller gone).
+struct Watches<P: ProcessManager> {
+    by_saga: HashMap<String, Vec<Watcher<P>>>,
+    count: usize,
+    last_number: u64,
+}
+
+impl<P: ProcessManager> Default for Watches<P> {
+    fn default() -> Self {
+        Self {
+            by_saga: HashMap::new(),
+            count: 0,
+            last_number: 0,
+        }
+    }
+}
+
+impl<P: ProcessManager> Watches<P> {
+    /// Hands `reply` to every watch of `saga_id` whose condition it satisfies, and removes them.
+    fn wake(&mut self, saga_id: &str, reply: &P::Reply) {
+        let Some(watchers) = self.by_saga.get_mut(saga_id) else {
+            return;
+        };
+        let before = watchers.len();
+        let mut index = 0;
+        while index < watchers.len() {
+            if (watchers[index].condition)(reply) {
+                // A closed receiver only means the caller stopped waiting just now.
+                let _ = watchers.swap_remove(index).wake.send(reply.clone());
+            } else {
+                index += 1;
+            }
+        }
+        self.count -= before - watchers.len();
+        if watchers.is_empty() {
+            self.by_saga.remove(saga_id);
+        }
+    }
+
+    fn remove(&mut self, saga_id: &str, number: u64) {
+        let Some(watchers) = self.by_saga.get_mut(saga_id) else {
+            return;
+        };
+        let before = watchers.len();
+        watchers.retain(|watcher| watcher.number != number);
+        self.count -= before - watchers.len();
+        if watchers.is_empty() {
+            self.by_saga.remove(saga_id);
+        }
+    }
+}
+
+/// A registered wait for a saga's reply to satisfy a condition (see [`SagaHost::watch`]).
+/// Dropping it (after [`Watch::wait`] returns, or earlier) removes it from the host.
+pub struct Watch<P: ProcessManager> {
+    inner: Arc<Inner<P>>,
+    saga_id: String,
+    number: u64,
+    woken: Option<oneshot::Receiver<P::Reply>>,
+}
+
+impl<P: ProcessManager> Watch<P> {
+    /// Waits up to `timeout` for the first reply satisfying the condition; `None` if none came
+    /// in time. Either way the watch is gone from the host afterwards.
+    pub async fn wait(mut self, timeout: Duration) -> Option<P::Reply> {
+        let woken = self.woken.take()?;
+        match tokio::time::timeout(timeout, woken).await {
+            Ok(Ok(reply)) => Some(reply),
+            _ => None,
+        }
+    }
+}
+
+impl<P: ProcessManager> Drop for Watch<P> {
+    fn drop(&mut self) {
+        self.inner
+            .watches
+            .lock()
+            .expect("no panics under the lock")
+            .remove(&self.saga_id, self.number);
+    }
 }
 
 /// Each saga's next deadline, and the same ordered by time.
@@ -179,6 +285,7 @@ impl<P: ProcessManager> SagaHost<P> {
             config,
             timers: Mutex::new(Timers::default()),
             timers_changed: Notify::new(),
+            watches: Mutex::new(Watches::default()),
         });
         tokio::spawn(run_timers(Arc::downgrade(&inner)));
         Self { inner }
@@ -198,6 +305,52 @@ impl<P: ProcessManager> SagaHost<P> {
     /// the background) and sets its timer. Returns the saga's reply.
     pub async fn send(&self, saga_id: &str, input: P::Command) -> Result<P::Reply, Error> {
         send(&self.inner, saga_id, input).await
+    }
+
+    /// Registers a wait for saga `saga_id`: the first reply the host sees from it (to any
+    /// input, whoever sent it) for which `condition` holds wakes the returned [`Watch`].
+    /// Register before sending the input that may lead there, so no reply is missed.
+    /// `Overloaded` when [`SagaHostConfig::watches_max`] watches are already registered.
+    pub fn watch(
+        &self,
+        saga_id: &str,
+        condition: impl Fn(&P::Reply) -> bool + Send + 'static,
+    ) -> Result<Watch<P>, Error> {
+        let (wake, woken) = oneshot::channel();
+        let mut watches = self.inner.watches.lock().expect("no panics under the lock");
+        if watches.count >= self.inner.config.watches_max {
+            return Err(Error::Overloaded {
+                actor: format!("{}/watches", self.inner.region.path()),
+                capacity: self.inner.config.watches_max,
+            });
+        }
+        watches.last_number += 1;
+        let number = watches.last_number;
+        watches
+            .by_saga
+            .entry(saga_id.to_owned())
+            .or_default()
+            .push(Watcher {
+                number,
+                condition: Box::new(condition),
+                wake,
+            });
+        watches.count += 1;
+        Ok(Watch {
+            inner: self.inner.clone(),
+            saga_id: saga_id.to_owned(),
+            number,
+            woken: Some(woken),
+        })
+    }
+
+    /// How many watches are registered (for tests and the actor tree).
+    pub fn watches(&self) -> usize {
+        self.inner
+            .watches
+            .lock()
+            .expect("no panics under the lock")
+            .count
     }
 
     /// Ticks every saga with events in `journal`: each recovers and, at its deadline, re-sends
@@ -267,6 +420,11 @@ async fn send<P: ProcessManager>(
     if earliest {
         inner.timers_changed.notify_one();
     }
+    inner
+        .watches
+        .lock()
+        .expect("no panics under the lock")
+        .wake(saga_id, &reply);
     for effect in P::effects(&reply) {
         tokio::spawn(carry_out(inner.clone(), saga_id.to_owned(), effect));
     }

@@ -22,7 +22,6 @@ pub mod state;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use serde::Serialize;
@@ -50,8 +49,8 @@ use crate::error::Error;
 use crate::projection::{PROJECTION_PARTITION, Projection, ProjectionActor};
 use crate::region::ShardRegion;
 use crate::registry::Registry;
-use crate::shard::ShardStats;
 use crate::saga_host::{Clock, SagaHost, system_clock};
+use crate::shard::ShardStats;
 use crate::supervisor::{SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage};
 use dispatch::TradingDispatcher;
 use feed::BookFeed;
@@ -548,7 +547,12 @@ impl Exchange {
             at: self.now(),
         };
         let saga_id = order_id.to_string();
+        // Registered before the start, so no reply of the saga can slip past it.
+        let placed = self
+            .host
+            .watch(&saga_id, |reply| reply.view.status != OrderStatus::Pending)?;
         match self.host.send(&saga_id, start).await {
+            Ok(reply) if reply.view.status != OrderStatus::Pending => return Ok(reply.view),
             Ok(_) => {}
             Err(Error::Rejected(reason @ tradefloor_domain::Error::SagaAlreadyStarted { .. })) => {
                 let view = self.order(order_id).await?;
@@ -561,24 +565,29 @@ impl Exchange {
                 if !same {
                     return Err(Error::Rejected(reason));
                 }
+                if view.status != OrderStatus::Pending {
+                    return Ok(view);
+                }
             }
             Err(error) => return Err(error),
         }
-        self.wait_placed(&saga_id).await
+        self.wait_placed(&saga_id, placed).await
     }
 
-    /// Polls the saga until its order left `pending`, or the placement wait passed.
-    async fn wait_placed(&self, saga_id: &str) -> Result<OrderView, Error> {
-        let deadline = tokio::time::Instant::now() + self.config.placement_wait;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let tick = SagaInput::Tick { now: self.now() };
-            let view = self.host.send(saga_id, tick).await?.view;
-            if view.status != OrderStatus::Pending || tokio::time::Instant::now() >= deadline {
-                return Ok(view);
+    /// Waits until the saga's order left `pending` (its host wakes `placed` with the first
+    /// reply that says so, whichever input brought it), or the placement wait passed: then
+    /// answers the order as the saga knows it.
+    async fn wait_placed(
+        &self,
+        saga_id: &str,
+        placed: crate::saga_host::Watch<OrderSaga>,
+    ) -> Result<OrderView, Error> {
+        match placed.wait(self.config.placement_wait).await {
+            Some(reply) => Ok(reply.view),
+            None => {
+                let tick = SagaInput::Tick { now: self.now() };
+                Ok(self.host.send(saga_id, tick).await?.view)
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 
