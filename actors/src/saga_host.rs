@@ -440,13 +440,37 @@ fn carry_out<P: ProcessManager>(
 ) -> BoxFuture<()> {
     Box::pin(async move {
         let inputs = inner.dispatcher.dispatch(saga_id, effect).await;
+        // One task per saga concerned (e.g. a taker and the makers it traded with), each
+        // delivering that saga's inputs in order: the sagas persist concurrently.
+        let mut by_saga: Vec<(String, Vec<P::Command>)> = Vec::new();
         for (target, input) in inputs {
-            if let Err(error) = send(&inner, &target, input).await {
-                // The saga's deadline retries whatever this input would have moved on.
-                warn!(saga = %target, %error, "saga input not delivered");
+            match by_saga.iter_mut().find(|(saga_id, _)| *saga_id == target) {
+                Some((_, inputs)) => inputs.push(input),
+                None => by_saga.push((target, vec![input])),
             }
         }
+        let mut groups = by_saga.into_iter();
+        let own = groups.next();
+        for (target, inputs) in groups {
+            tokio::spawn(deliver_in_order(inner.clone(), target, inputs));
+        }
+        if let Some((target, inputs)) = own {
+            deliver_in_order(inner, target, inputs).await;
+        }
     })
+}
+
+async fn deliver_in_order<P: ProcessManager>(
+    inner: Arc<Inner<P>>,
+    target: String,
+    inputs: Vec<P::Command>,
+) {
+    for input in inputs {
+        if let Err(error) = send(&inner, &target, input).await {
+            // The saga's deadline retries whatever this input would have moved on.
+            warn!(saga = %target, %error, "saga input not delivered");
+        }
+    }
 }
 
 /// Rounds [`SagaHost::resume`] makes over the sagas it could not tick.

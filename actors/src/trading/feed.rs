@@ -145,7 +145,7 @@ impl BookFeed {
 }
 
 /// The orders a book event concerns: their sagas get it.
-fn concerned(event: &BookEvent) -> Vec<u64> {
+pub(crate) fn concerned(event: &BookEvent) -> Vec<u64> {
     match event {
         BookEvent::Accepted { order, .. } => vec![order.order_id.0],
         BookEvent::Traded(trade) => vec![trade.maker_order_id.0, trade.taker_order_id.0],
@@ -238,6 +238,8 @@ impl FeedState {
             // Not committed: the whole batch comes again; sagas deduplicate.
             return Err(error);
         }
+        // On SQLite, queue behind this process's other writers (see `Journal::write_turn`).
+        let _turn = self.journal.write_turn().await;
         OffsetStore::new(self.journal.database().clone())
             .commit(FEED_NAME, 0, last)
             .await
