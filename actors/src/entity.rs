@@ -23,9 +23,9 @@
 //!   next command;
 //! - recovery is the latest snapshot plus the journal tail.
 //! - every append and every recovery goes through the region's journal breaker; while it is
-//!   open a command fails fast with `BreakerOpen` and nothing is written (the entity then
-//!   recovers, as after any failed write, which the open breaker also refuses at once: the
-//!   entity's queued commands get `BreakerOpen` too, and its next command activates it again).
+//!   open a command fails fast with `BreakerOpen` and nothing is written; the entity, whose
+//!   state in memory holds the refused batch, is dropped from memory (no read) and its next
+//!   command recovers it from the journal, as it was.
 
 use std::collections::VecDeque;
 

@@ -50,6 +50,12 @@ pub trait ProcessManager: Persistent<Reply: Clone> {
 
     /// The input that tells a saga the time.
     fn tick(now: Timestamp) -> Self::Command;
+
+    /// Whether the saga is done for good: nothing awaited, nothing to retry, so
+    /// [`SagaHost::resume`] need not tick it. The default (`false`) ticks every saga.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 impl ProcessManager for OrderSaga {
@@ -65,6 +71,10 @@ impl ProcessManager for OrderSaga {
 
     fn tick(now: Timestamp) -> SagaInput {
         SagaInput::Tick { now }
+    }
+
+    fn finished(&self) -> bool {
+        self.is_finished()
     }
 }
 
@@ -307,6 +317,20 @@ impl<P: ProcessManager> SagaHost<P> {
         send(&self.inner, saga_id, input).await
     }
 
+    /// [`SagaHost::send`] to a saga the caller vouches is new (an id it just generated): the
+    /// saga starts from its default state without reading the journal (see
+    /// [`ShardRegion::ask_new`]). Had the id been used, the write conflicts and the input
+    /// fails; the saga recovers before its next input.
+    pub async fn send_new(&self, saga_id: &str, input: P::Command) -> Result<P::Reply, Error> {
+        let reply = self
+            .inner
+            .region
+            .ask_new(saga_id, input, self.inner.config.ask_deadline)
+            .await?;
+        after_reply(&self.inner, saga_id, &reply);
+        Ok(reply)
+    }
+
     /// Registers a wait for saga `saga_id`: the first reply the host sees from it (to any
     /// input, whoever sent it) for which `condition` holds wakes the returned [`Watch`].
     /// Register before sending the input that may lead there, so no reply is missed.
@@ -353,11 +377,20 @@ impl<P: ProcessManager> SagaHost<P> {
             .count
     }
 
-    /// Ticks every saga with events in `journal`: each recovers and, at its deadline, re-sends
-    /// what it still waits on. Run once at start, after a crash. Returns how many were ticked.
+    /// Ticks every unfinished saga with events in `journal`: each recovers and, at its
+    /// deadline, re-sends what it still waits on. Run once at start, after a crash. Returns how
+    /// many were ticked.
+    ///
+    /// The sagas' events are read once, in log order, and folded as they come, so a saga
+    /// that is [finished](ProcessManager::finished) is not ticked (a tick costs its recovery
+    /// from the journal). Only unfinished sagas are held in memory meanwhile; a saga whose
+    /// events cannot be decoded here, or that has events after it finished, is ticked anyway.
     pub async fn resume(&self, journal: &Journal) -> Result<usize, Error> {
         let prefix = format!("{}|", P::KIND);
-        let mut seen = HashSet::new();
+        let codec = P::codec();
+        let mut folding: HashMap<String, P> = HashMap::new();
+        let mut finished: HashSet<String> = HashSet::new();
+        let mut unsure: HashSet<String> = HashSet::new();
         let mut after = 0;
         loop {
             let page = journal
@@ -374,11 +407,30 @@ impl<P: ProcessManager> SagaHost<P> {
             let Some(last) = page.last() else { break };
             after = last.global_offset;
             for stored in &page {
-                if let Some(saga_id) = stored.stream.strip_prefix(&prefix) {
-                    seen.insert(saga_id.to_owned());
+                let Some(saga_id) = stored.stream.strip_prefix(&prefix) else {
+                    continue;
+                };
+                if unsure.contains(saga_id) {
+                    continue;
+                }
+                let event = match codec.decode(stored) {
+                    Ok(event) if !finished.contains(saga_id) => event,
+                    _ => {
+                        finished.remove(saga_id);
+                        folding.remove(saga_id);
+                        unsure.insert(saga_id.to_owned());
+                        continue;
+                    }
+                };
+                let saga = folding.entry(saga_id.to_owned()).or_default();
+                saga.apply(&event);
+                if saga.finished() {
+                    folding.remove(saga_id);
+                    finished.insert(saga_id.to_owned());
                 }
             }
         }
+        let seen: Vec<String> = folding.into_keys().chain(unsure).collect();
         // A saga that cannot be ticked now (e.g. its database is briefly locked by what a
         // crashed node left behind) is tried again a few rounds later before giving up.
         let mut pending: Vec<&String> = seen.iter().collect();
@@ -412,11 +464,18 @@ async fn send<P: ProcessManager>(
         .region
         .ask(saga_id, input, inner.config.ask_deadline)
         .await?;
+    after_reply(inner, saga_id, &reply);
+    Ok(reply)
+}
+
+/// What follows every reply the host gets: the saga's timer set, its watches woken, its
+/// effects carried out in the background.
+fn after_reply<P: ProcessManager>(inner: &Arc<Inner<P>>, saga_id: &str, reply: &P::Reply) {
     let earliest = inner
         .timers
         .lock()
         .expect("no panics under the lock")
-        .set(saga_id, P::deadline(&reply));
+        .set(saga_id, P::deadline(reply));
     if earliest {
         inner.timers_changed.notify_one();
     }
@@ -424,11 +483,10 @@ async fn send<P: ProcessManager>(
         .watches
         .lock()
         .expect("no panics under the lock")
-        .wake(saga_id, &reply);
-    for effect in P::effects(&reply) {
+        .wake(saga_id, reply);
+    for effect in P::effects(reply) {
         tokio::spawn(carry_out(inner.clone(), saga_id.to_owned(), effect));
     }
-    Ok(reply)
 }
 
 /// Carries out one effect and delivers what it produced. Boxed: it sends, and sending

@@ -498,11 +498,21 @@ impl<A: Persistent> ShardState<A> {
         let Persisting { batch } = *persisting;
         match result {
             Err(open @ Error::BreakerOpen { .. }) => {
-                // Nothing was attempted, but the batch's events are applied in memory: the
-                // commands fail fast and the entity recovers (which the open breaker refuses
-                // at once too, so its queued commands fail fast as well).
+                // Nothing was attempted, so the journal still holds the entity as it was, but
+                // the batch is applied in memory: the commands fail fast and the entity is
+                // dropped from memory without a read (which the open breaker would refuse
+                // too). Its waiting commands activate it again, recovering it from the journal
+                // once the breaker lets a read through.
                 self.fail_batch(batch, &open);
-                self.activate(myself, &entity_id);
+                let mut cell = self.entities.remove(&entity_id).expect("looked up above");
+                self.count_entities();
+                let mut waiting = Vec::with_capacity(cell.queued());
+                while let Some(envelope) = cell.next() {
+                    waiting.push(envelope);
+                }
+                for envelope in waiting {
+                    self.deliver(myself, envelope, Activation::Recover);
+                }
             }
             Err(error) => {
                 // The write ran past the breaker's call timeout and was dropped: whether it

@@ -454,3 +454,28 @@ async fn watches_time_out_leave_and_are_bounded() {
     let _third = node.host.watch("2", |_| true).unwrap();
     assert_eq!(node.host.watches(), 2);
 }
+
+/// Resuming ticks only the sagas that are not finished: two orders that filled each other and
+/// settled are folded from the log and left alone; the one still resting is ticked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_ticks_only_unfinished_sagas() {
+    let (journal, _directory) = journal().await;
+    {
+        let node = start_node(&journal, false).await;
+        list_market(&node).await;
+        fund(&node, "alice", "USD", 100_000).await;
+        fund(&node, "bob", "BTC", 100).await;
+        place(&node, order(1, "bob", Side::Sell, 100, 10)).await;
+        wait_for(&node, 1, OrderStatus::Open).await;
+        place(&node, order(2, "alice", Side::Buy, 100, 10)).await;
+        wait_for(&node, 2, OrderStatus::Filled).await;
+        wait_for(&node, 1, OrderStatus::Filled).await;
+        place(&node, order(3, "bob", Side::Sell, 105, 5)).await;
+        wait_for(&node, 3, OrderStatus::Open).await;
+        node.host.region().stop().await.unwrap();
+        node.trading.accounts.stop().await.unwrap();
+        node.trading.books.stop().await.unwrap();
+    }
+    let node = start_node(&journal, false).await;
+    assert_eq!(node.host.resume(&journal).await.unwrap(), 1);
+}

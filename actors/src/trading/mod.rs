@@ -551,7 +551,13 @@ impl Exchange {
         let placed = self
             .host
             .watch(&saga_id, |reply| reply.view.status != OrderStatus::Pending)?;
-        match self.host.send(&saga_id, start).await {
+        // A generated id is new: its saga starts without reading the journal.
+        let started = if order.order_id.is_none() {
+            self.host.send_new(&saga_id, start).await
+        } else {
+            self.host.send(&saga_id, start).await
+        };
+        match started {
             Ok(reply) if reply.view.status != OrderStatus::Pending => return Ok(reply.view),
             Ok(_) => {}
             Err(Error::Rejected(reason @ tradefloor_domain::Error::SagaAlreadyStarted { .. })) => {
