@@ -7,8 +7,8 @@
 //! [`Dispatcher`], which carries it out (e.g. asks an account) and maps the outcome back to
 //! saga inputs, which the host delivers in turn. The reply also names the saga's next
 //! deadline; the host's timer sends a tick then, so lost messages are retried and failed steps
-//! compensated by the saga's own rules. After a restart, [`SagaHost::resume`] ticks every saga
-//! in the journal: each recovers from its events and, at its deadline, re-sends what it still
+//! compensated by the saga's own rules. After a restart, [`SagaHost::resume`] ticks every
+//! unfinished saga in the journal: each recovers from its events and, at its deadline, re-sends what it still
 //! waits on. Effects are therefore carried out at least once; the sagas' commands are
 //! idempotent, which makes their effect exactly once.
 //!

@@ -12,8 +12,9 @@
 //! Within a batch, the events of one saga are delivered in log order; different sagas are
 //! served concurrently. A delivery that keeps failing (e.g. the saga region is stopped)
 //! fails the actor without committing; its supervisor restarts it and the batch comes again.
-//! The feed reads when woken (the dispatcher wakes it after each book command) and at least
-//! every poll interval.
+//! The dispatcher hands the same events to the sagas directly, right after the book's
+//! command, so the feed is the safety net rather than the fast path: it reads every poll
+//! interval, and when woken (the dispatcher wakes it when a book command got no answer).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -5,8 +5,11 @@
 //! The flow of an order: [`Exchange::place_order`] validates it against its market and
 //! starts its saga; the saga holds funds on the account, submits to the book, settles each
 //! fill on its own account and releases the rest of the hold (see `domain::saga`). The
-//! [`dispatch`] module carries the saga's commands out; the book's events reach every saga
-//! they concern through the durable [`feed`]; [`projections`] keep SQL read models.
+//! [`dispatch`] module carries the saga's commands out and hands the book's events to every
+//! saga they concern; the durable [`feed`] delivers them again from the journal (at least
+//! once, across crashes); [`projections`] keep SQL read models. [`Exchange::place_order`]
+//! waits on a [watch](crate::saga_host::SagaHost::watch), woken by the saga's first reply
+//! that leaves `pending`.
 //!
 //! Reads that must reflect every acknowledged write (account, order, book depth) fold the
 //! entity's state from the journal ([`state::load_state`]); market data lists (trades,
