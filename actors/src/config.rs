@@ -27,6 +27,11 @@ pub struct EntityConfig {
     /// the shard (an id each, no task), so a burst of first commands after a restart or a
     /// hand-off does not start a task and a database read for every entity at once.
     pub recoveries_concurrent_max: usize,
+    /// Most commands an entity decides into one journal append when several wait in its
+    /// queue (see [`crate::entity`]): a busy entity such as an order book then costs one
+    /// commit per batch rather than per command. The journal's `append_events_max` also
+    /// bounds a batch. 1 writes every command on its own.
+    pub batch_commands_max: usize,
     /// The region's journal breaker, shared by its shards: every append and every recovery
     /// goes through it, and only infrastructure failures (the database, the writer) count.
     pub breaker: BreakerConfig,
@@ -44,6 +49,7 @@ impl Default for EntityConfig {
             passivation_interval: Duration::from_secs(30),
             recovery_page_events: 10_000,
             recoveries_concurrent_max: 4,
+            batch_commands_max: 256,
             breaker: BreakerConfig::default(),
         }
     }

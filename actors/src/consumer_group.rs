@@ -519,6 +519,8 @@ impl<H: ConsumerHandler> MemberState<H> {
 
     async fn commit(&mut self, pending: &BTreeMap<u32, u64>) -> Result<(), StorageError> {
         let group = self.membership.group.name();
+        // On SQLite, queue behind this process's other writers (see `Journal::write_turn`).
+        let _turn = self.journal.write_turn().await;
         for (partition, offset) in pending {
             self.offsets.commit(group, *partition, *offset).await?;
             self.commits += 1;

@@ -6,16 +6,26 @@
 //! (later ones wait in its queue), so every entity is sequential; many entities of a shard
 //! write at once, which is what lets the journal batch them.
 //!
+//! A busy entity (one that many callers use at once, such as a market's order book) would
+//! otherwise be limited to one command per journal commit. So when it is ready it takes the
+//! commands waiting in its queue as one batch (up to
+//! [`EntityConfig::batch_commands_max`](crate::EntityConfig)): it decides them one after the
+//! other, each against the state the previous ones left, and writes all their events in one
+//! append (one atomic write), then answers each command in order.
+//!
 //! Guarantees (each tested):
-//! - a reply is sent only after the command's events are durable (persist, then apply, then
-//!   reply);
+//! - a reply is sent only after the command's events are durable (decide, apply, persist, then
+//!   reply); the answers of a batch, refusals included, wait for the batch's write, since they
+//!   were decided against state that is durable only then;
 //! - a refused command changes nothing;
-//! - if the journal refuses or fails a write, the state in memory is thrown away and the
-//!   entity recovers from its journal before its next command;
+//! - if the journal refuses or fails a write, the state in memory is thrown away, every
+//!   command of the batch gets the error, and the entity recovers from its journal before its
+//!   next command;
 //! - recovery is the latest snapshot plus the journal tail.
 //! - every append and every recovery goes through the region's journal breaker; while it is
-//!   open a command fails fast with `BreakerOpen`, nothing is written, the entity's state is
-//!   untouched and it goes on with its next command.
+//!   open a command fails fast with `BreakerOpen` and nothing is written; the entity, whose
+//!   state in memory holds the refused batch, is dropped from memory (no read) and its next
+//!   command recovers it from the journal, as it was.
 
 use std::collections::VecDeque;
 
@@ -86,11 +96,22 @@ pub fn stream_of<A: Aggregate>(entity_id: &str) -> String {
     format!("{}|{entity_id}", A::KIND)
 }
 
+/// A reply with the events its command wrote.
+pub(crate) type ReplyWithEvents<A> = (<A as Aggregate>::Reply, Vec<<A as Aggregate>::Event>);
+
+/// Where an ask's answer goes.
+pub(crate) enum ReplyTo<A: Aggregate> {
+    /// The reply only.
+    Reply(oneshot::Sender<Result<A::Reply, Error>>),
+    /// The reply and the events the command wrote (none for a repeated command).
+    WithEvents(oneshot::Sender<Result<ReplyWithEvents<A>, Error>>),
+}
+
 /// A command waiting for its entity, with where its reply goes.
 pub(crate) struct Envelope<A: Aggregate> {
     pub(crate) entity_id: String,
     pub(crate) command: A::Command,
-    pub(crate) reply: Option<oneshot::Sender<Result<A::Reply, Error>>>,
+    pub(crate) reply: Option<ReplyTo<A>>,
 }
 
 impl<A: Aggregate> Envelope<A> {
@@ -99,16 +120,32 @@ impl<A: Aggregate> Envelope<A> {
         self.reply.is_some()
     }
 
-    /// Answers the caller, if it asked; a reply that finds the caller gone (its deadline
-    /// passed) is recorded in `dead_letters` under the entity's path.
+    /// Answers the caller, if it asked (with no events: for refusals, failures and repeated
+    /// commands); a reply that finds the caller gone (its deadline passed) is recorded in
+    /// `dead_letters` under the entity's path.
     pub(crate) fn answer(
         self,
         result: Result<A::Reply, Error>,
         dead_letters: &DeadLetters,
         shard_path: &str,
     ) {
+        self.answer_with_events(result, Vec::new(), dead_letters, shard_path);
+    }
+
+    /// [`Envelope::answer`] with the events the command wrote, for a caller that asked for them.
+    pub(crate) fn answer_with_events(
+        self,
+        result: Result<A::Reply, Error>,
+        events: Vec<A::Event>,
+        dead_letters: &DeadLetters,
+        shard_path: &str,
+    ) {
         let Some(reply) = self.reply else { return };
-        if reply.send(result).is_err() {
+        let delivered = match reply {
+            ReplyTo::Reply(sender) => sender.send(result).is_ok(),
+            ReplyTo::WithEvents(sender) => sender.send(result.map(|reply| (reply, events))).is_ok(),
+        };
+        if !delivered {
             dead_letters.record(DeadLetter::of::<Result<A::Reply, Error>>(
                 format!("{shard_path}/{}", self.entity_id),
                 "the caller stopped waiting before the reply",
@@ -123,14 +160,22 @@ pub(crate) enum Phase<A: Aggregate> {
     Recovering,
     /// Ready for its next command.
     Ready,
-    /// Writing the events of `pending`; commands wait. Boxed: an idle entity should not
-    /// carry room for a command and its events (this keeps `Phase` at 16 bytes, not 224).
+    /// Writing the events of a batch of commands; commands wait. Boxed: an idle entity
+    /// should not carry room for a batch (this keeps `Phase` at 16 bytes).
     Persisting(Box<Persisting<A>>),
 }
 
-/// The command being persisted and the events it decided.
+/// The batch being persisted: its commands in order, each with its decided outcome.
 pub(crate) struct Persisting<A: Aggregate> {
-    pub(crate) pending: Envelope<A>,
+    pub(crate) batch: Vec<Decided<A>>,
+}
+
+/// A command of a batch, decided, waiting for the batch's write before it is answered.
+pub(crate) struct Decided<A: Aggregate> {
+    pub(crate) envelope: Envelope<A>,
+    /// The reply (`None` for a tell), or the refusal.
+    pub(crate) outcome: Result<Option<A::Reply>, Error>,
+    /// The events it decided (already applied to the entity's state in memory).
     pub(crate) events: Vec<A::Event>,
 }
 
@@ -191,6 +236,21 @@ impl<A: Aggregate> Cell<A> {
         }
         lane.push_back(envelope);
         Ok(())
+    }
+
+    /// Puts back a command taken with [`Cell::next`] at the front of its lane (it did not fit
+    /// in the batch being cut): it stays next, whatever the lane's capacity.
+    pub(crate) fn requeue_front(&mut self, envelope: Envelope<A>) {
+        let lanes = self.lanes.get_or_insert_with(|| {
+            Box::new(Lanes {
+                normal: VecDeque::new(),
+                priority: VecDeque::new(),
+            })
+        });
+        match A::priority(&envelope.command) {
+            Priority::High => lanes.priority.push_front(envelope),
+            Priority::Normal => lanes.normal.push_front(envelope),
+        }
     }
 
     /// The next command to process: the priority lane first.

@@ -255,6 +255,9 @@ impl Feed {
         );
         assert!(last >= first, "read_all returns offsets in order");
         let database = self.journal.database();
+        // On SQLite, queue behind this process's other writers rather than poll for the
+        // database's write lock (see `Journal::write_turn`).
+        let _turn = self.journal.write_turn().await;
         let mut transaction = database.begin().await.map_err(|s| self.storage(s))?;
         if let Err(source) = projection.apply(&mut transaction, &events).await {
             // Dropping the transaction would roll it back too; saying so is clearer.

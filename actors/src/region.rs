@@ -15,7 +15,7 @@ use tradefloor_persistence::{Fence, Journal};
 use crate::breaker::CircuitBreaker;
 use crate::config::EntityConfig;
 use crate::dead_letters::DeadLetter;
-use crate::entity::{Envelope, Persistent};
+use crate::entity::{Envelope, Persistent, ReplyTo};
 use crate::error::Error;
 use crate::mailbox::{Lane, MailboxConfig, MailboxSender, mailbox};
 use crate::registry::{ActorInfo, ActorStatus, Registration, Registry, is_valid_path};
@@ -161,6 +161,26 @@ impl<A: Persistent> ShardRegion<A> {
         self.deliver(entity_id, command, None, Activation::New)
     }
 
+    /// [`ShardRegion::ask`], answering also the events the command wrote (none when the
+    /// entity answered a repeated command from its state), in the order they were written.
+    /// For a caller that passes on what the entity did (e.g. a book's trades to the sagas of
+    /// both orders) without reading the journal.
+    pub async fn ask_with_events(
+        &self,
+        entity_id: &str,
+        command: A::Command,
+        deadline: Duration,
+    ) -> Result<(A::Reply, Vec<A::Event>), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.deliver(
+            entity_id,
+            command,
+            Some(ReplyTo::WithEvents(reply)),
+            Activation::Recover,
+        )?;
+        self.await_answer(entity_id, deadline, answer).await
+    }
+
     async fn ask_with(
         &self,
         entity_id: &str,
@@ -169,7 +189,16 @@ impl<A: Persistent> ShardRegion<A> {
         activation: Activation,
     ) -> Result<A::Reply, Error> {
         let (reply, answer) = oneshot::channel();
-        self.deliver(entity_id, command, Some(reply), activation)?;
+        self.deliver(entity_id, command, Some(ReplyTo::Reply(reply)), activation)?;
+        self.await_answer(entity_id, deadline, answer).await
+    }
+
+    async fn await_answer<T>(
+        &self,
+        entity_id: &str,
+        deadline: Duration,
+        answer: oneshot::Receiver<Result<T, Error>>,
+    ) -> Result<T, Error> {
         match tokio::time::timeout(deadline, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Stopped {
@@ -200,7 +229,7 @@ impl<A: Persistent> ShardRegion<A> {
         &self,
         entity_id: &str,
         command: A::Command,
-        reply: Option<oneshot::Sender<Result<A::Reply, Error>>>,
+        reply: Option<ReplyTo<A>>,
         activation: Activation,
     ) -> Result<(), Error> {
         let shard = shard_of(entity_id, self.config.shard_count);

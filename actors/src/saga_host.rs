@@ -7,18 +7,23 @@
 //! [`Dispatcher`], which carries it out (e.g. asks an account) and maps the outcome back to
 //! saga inputs, which the host delivers in turn. The reply also names the saga's next
 //! deadline; the host's timer sends a tick then, so lost messages are retried and failed steps
-//! compensated by the saga's own rules. After a restart, [`SagaHost::resume`] ticks every saga
-//! in the journal: each recovers from its events and, at its deadline, re-sends what it still
+//! compensated by the saga's own rules. After a restart, [`SagaHost::resume`] ticks every
+//! unfinished saga in the journal: each recovers from its events and, at its deadline, re-sends what it still
 //! waits on. Effects are therefore carried out at least once; the sagas' commands are
 //! idempotent, which makes their effect exactly once.
+//!
+//! Every reply of every input the host delivers (from callers, from effects, from the book
+//! feed, from timers) passes through one place, so the host can wake whoever waits for a saga
+//! to reach some state ([`SagaHost::watch`]) with no polling: a caller registers a [`Watch`]
+//! before it sends, and the first reply that satisfies the watch's condition is handed to it.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tracing::warn;
 use tradefloor_domain::Timestamp;
 use tradefloor_domain::saga::{OrderSaga, SagaCommand, SagaInput, SagaReply};
@@ -31,8 +36,9 @@ use crate::region::ShardRegion;
 /// A boxed, sendable future: what a [`Dispatcher`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// A persistent aggregate that also decides commands for others: a saga.
-pub trait ProcessManager: Persistent {
+/// A persistent aggregate that also decides commands for others: a saga. Its replies are
+/// cloneable, so one can be handed to whoever [watches](SagaHost::watch) the saga.
+pub trait ProcessManager: Persistent<Reply: Clone> {
     /// What the saga asks of the rest of the system.
     type Effect: Send + 'static;
 
@@ -44,6 +50,12 @@ pub trait ProcessManager: Persistent {
 
     /// The input that tells a saga the time.
     fn tick(now: Timestamp) -> Self::Command;
+
+    /// Whether the saga is done for good: nothing awaited, nothing to retry, so
+    /// [`SagaHost::resume`] need not tick it. The default (`false`) ticks every saga.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 impl ProcessManager for OrderSaga {
@@ -59,6 +71,10 @@ impl ProcessManager for OrderSaga {
 
     fn tick(now: Timestamp) -> SagaInput {
         SagaInput::Tick { now }
+    }
+
+    fn finished(&self) -> bool {
+        self.is_finished()
     }
 }
 
@@ -92,6 +108,10 @@ pub struct SagaHostConfig {
     pub ask_deadline: Duration,
     /// Saga events read per page by [`SagaHost::resume`].
     pub resume_page_events: usize,
+    /// Most [watches](SagaHost::watch) registered at once (over all sagas); past it a new
+    /// watch is refused with `Overloaded`. Each is one caller waiting, e.g. an HTTP request
+    /// waiting for its order's placement, so this bounds the memory they hold.
+    pub watches_max: usize,
 }
 
 impl Default for SagaHostConfig {
@@ -99,6 +119,7 @@ impl Default for SagaHostConfig {
         Self {
             ask_deadline: Duration::from_secs(10),
             resume_page_events: 10_000,
+            watches_max: 65_536,
         }
     }
 }
@@ -123,6 +144,101 @@ struct Inner<P: ProcessManager> {
     config: SagaHostConfig,
     timers: Mutex<Timers>,
     timers_changed: Notify,
+    watches: Mutex<Watches<P>>,
+}
+
+/// The condition a watch waits for.
+type Condition<P> = Box<dyn Fn(&<P as tradefloor_domain::Aggregate>::Reply) -> bool + Send>;
+
+/// One registered watch: its number, its condition, and where the satisfying reply goes.
+struct Watcher<P: ProcessManager> {
+    number: u64,
+    condition: Condition<P>,
+    wake: oneshot::Sender<P::Reply>,
+}
+
+/// The watches by saga id. Bounded by [`SagaHostConfig::watches_max`]; a watch leaves the map
+/// when it is woken or when its [`Watch`] is dropped (timed out, or its caller gone).
+struct Watches<P: ProcessManager> {
+    by_saga: HashMap<String, Vec<Watcher<P>>>,
+    count: usize,
+    last_number: u64,
+}
+
+impl<P: ProcessManager> Default for Watches<P> {
+    fn default() -> Self {
+        Self {
+            by_saga: HashMap::new(),
+            count: 0,
+            last_number: 0,
+        }
+    }
+}
+
+impl<P: ProcessManager> Watches<P> {
+    /// Hands `reply` to every watch of `saga_id` whose condition it satisfies, and removes them.
+    fn wake(&mut self, saga_id: &str, reply: &P::Reply) {
+        let Some(watchers) = self.by_saga.get_mut(saga_id) else {
+            return;
+        };
+        let before = watchers.len();
+        let mut index = 0;
+        while index < watchers.len() {
+            if (watchers[index].condition)(reply) {
+                // A closed receiver only means the caller stopped waiting just now.
+                let _ = watchers.swap_remove(index).wake.send(reply.clone());
+            } else {
+                index += 1;
+            }
+        }
+        self.count -= before - watchers.len();
+        if watchers.is_empty() {
+            self.by_saga.remove(saga_id);
+        }
+    }
+
+    fn remove(&mut self, saga_id: &str, number: u64) {
+        let Some(watchers) = self.by_saga.get_mut(saga_id) else {
+            return;
+        };
+        let before = watchers.len();
+        watchers.retain(|watcher| watcher.number != number);
+        self.count -= before - watchers.len();
+        if watchers.is_empty() {
+            self.by_saga.remove(saga_id);
+        }
+    }
+}
+
+/// A registered wait for a saga's reply to satisfy a condition (see [`SagaHost::watch`]).
+/// Dropping it (after [`Watch::wait`] returns, or earlier) removes it from the host.
+pub struct Watch<P: ProcessManager> {
+    inner: Arc<Inner<P>>,
+    saga_id: String,
+    number: u64,
+    woken: Option<oneshot::Receiver<P::Reply>>,
+}
+
+impl<P: ProcessManager> Watch<P> {
+    /// Waits up to `timeout` for the first reply satisfying the condition; `None` if none came
+    /// in time. Either way the watch is gone from the host afterwards.
+    pub async fn wait(mut self, timeout: Duration) -> Option<P::Reply> {
+        let woken = self.woken.take()?;
+        match tokio::time::timeout(timeout, woken).await {
+            Ok(Ok(reply)) => Some(reply),
+            _ => None,
+        }
+    }
+}
+
+impl<P: ProcessManager> Drop for Watch<P> {
+    fn drop(&mut self) {
+        self.inner
+            .watches
+            .lock()
+            .expect("no panics under the lock")
+            .remove(&self.saga_id, self.number);
+    }
 }
 
 /// Each saga's next deadline, and the same ordered by time.
@@ -179,6 +295,7 @@ impl<P: ProcessManager> SagaHost<P> {
             config,
             timers: Mutex::new(Timers::default()),
             timers_changed: Notify::new(),
+            watches: Mutex::new(Watches::default()),
         });
         tokio::spawn(run_timers(Arc::downgrade(&inner)));
         Self { inner }
@@ -200,11 +317,80 @@ impl<P: ProcessManager> SagaHost<P> {
         send(&self.inner, saga_id, input).await
     }
 
-    /// Ticks every saga with events in `journal`: each recovers and, at its deadline, re-sends
-    /// what it still waits on. Run once at start, after a crash. Returns how many were ticked.
+    /// [`SagaHost::send`] to a saga the caller vouches is new (an id it just generated): the
+    /// saga starts from its default state without reading the journal (see
+    /// [`ShardRegion::ask_new`]). Had the id been used, the write conflicts and the input
+    /// fails; the saga recovers before its next input.
+    pub async fn send_new(&self, saga_id: &str, input: P::Command) -> Result<P::Reply, Error> {
+        let reply = self
+            .inner
+            .region
+            .ask_new(saga_id, input, self.inner.config.ask_deadline)
+            .await?;
+        after_reply(&self.inner, saga_id, &reply);
+        Ok(reply)
+    }
+
+    /// Registers a wait for saga `saga_id`: the first reply the host sees from it (to any
+    /// input, whoever sent it) for which `condition` holds wakes the returned [`Watch`].
+    /// Register before sending the input that may lead there, so no reply is missed.
+    /// `Overloaded` when [`SagaHostConfig::watches_max`] watches are already registered.
+    pub fn watch(
+        &self,
+        saga_id: &str,
+        condition: impl Fn(&P::Reply) -> bool + Send + 'static,
+    ) -> Result<Watch<P>, Error> {
+        let (wake, woken) = oneshot::channel();
+        let mut watches = self.inner.watches.lock().expect("no panics under the lock");
+        if watches.count >= self.inner.config.watches_max {
+            return Err(Error::Overloaded {
+                actor: format!("{}/watches", self.inner.region.path()),
+                capacity: self.inner.config.watches_max,
+            });
+        }
+        watches.last_number += 1;
+        let number = watches.last_number;
+        watches
+            .by_saga
+            .entry(saga_id.to_owned())
+            .or_default()
+            .push(Watcher {
+                number,
+                condition: Box::new(condition),
+                wake,
+            });
+        watches.count += 1;
+        Ok(Watch {
+            inner: self.inner.clone(),
+            saga_id: saga_id.to_owned(),
+            number,
+            woken: Some(woken),
+        })
+    }
+
+    /// How many watches are registered (for tests and the actor tree).
+    pub fn watches(&self) -> usize {
+        self.inner
+            .watches
+            .lock()
+            .expect("no panics under the lock")
+            .count
+    }
+
+    /// Ticks every unfinished saga with events in `journal`: each recovers and, at its
+    /// deadline, re-sends what it still waits on. Run once at start, after a crash. Returns how
+    /// many were ticked.
+    ///
+    /// The sagas' events are read once, in log order, and folded as they come, so a saga
+    /// that is [finished](ProcessManager::finished) is not ticked (a tick costs its recovery
+    /// from the journal). Only unfinished sagas are held in memory meanwhile; a saga whose
+    /// events cannot be decoded here, or that has events after it finished, is ticked anyway.
     pub async fn resume(&self, journal: &Journal) -> Result<usize, Error> {
         let prefix = format!("{}|", P::KIND);
-        let mut seen = HashSet::new();
+        let codec = P::codec();
+        let mut folding: HashMap<String, P> = HashMap::new();
+        let mut finished: HashSet<String> = HashSet::new();
+        let mut unsure: HashSet<String> = HashSet::new();
         let mut after = 0;
         loop {
             let page = journal
@@ -221,11 +407,30 @@ impl<P: ProcessManager> SagaHost<P> {
             let Some(last) = page.last() else { break };
             after = last.global_offset;
             for stored in &page {
-                if let Some(saga_id) = stored.stream.strip_prefix(&prefix) {
-                    seen.insert(saga_id.to_owned());
+                let Some(saga_id) = stored.stream.strip_prefix(&prefix) else {
+                    continue;
+                };
+                if unsure.contains(saga_id) {
+                    continue;
+                }
+                let event = match codec.decode(stored) {
+                    Ok(event) if !finished.contains(saga_id) => event,
+                    _ => {
+                        finished.remove(saga_id);
+                        folding.remove(saga_id);
+                        unsure.insert(saga_id.to_owned());
+                        continue;
+                    }
+                };
+                let saga = folding.entry(saga_id.to_owned()).or_default();
+                saga.apply(&event);
+                if saga.finished() {
+                    folding.remove(saga_id);
+                    finished.insert(saga_id.to_owned());
                 }
             }
         }
+        let seen: Vec<String> = folding.into_keys().chain(unsure).collect();
         // A saga that cannot be ticked now (e.g. its database is briefly locked by what a
         // crashed node left behind) is tried again a few rounds later before giving up.
         let mut pending: Vec<&String> = seen.iter().collect();
@@ -259,18 +464,29 @@ async fn send<P: ProcessManager>(
         .region
         .ask(saga_id, input, inner.config.ask_deadline)
         .await?;
+    after_reply(inner, saga_id, &reply);
+    Ok(reply)
+}
+
+/// What follows every reply the host gets: the saga's timer set, its watches woken, its
+/// effects carried out in the background.
+fn after_reply<P: ProcessManager>(inner: &Arc<Inner<P>>, saga_id: &str, reply: &P::Reply) {
     let earliest = inner
         .timers
         .lock()
         .expect("no panics under the lock")
-        .set(saga_id, P::deadline(&reply));
+        .set(saga_id, P::deadline(reply));
     if earliest {
         inner.timers_changed.notify_one();
     }
-    for effect in P::effects(&reply) {
+    inner
+        .watches
+        .lock()
+        .expect("no panics under the lock")
+        .wake(saga_id, reply);
+    for effect in P::effects(reply) {
         tokio::spawn(carry_out(inner.clone(), saga_id.to_owned(), effect));
     }
-    Ok(reply)
 }
 
 /// Carries out one effect and delivers what it produced. Boxed: it sends, and sending
@@ -282,13 +498,37 @@ fn carry_out<P: ProcessManager>(
 ) -> BoxFuture<()> {
     Box::pin(async move {
         let inputs = inner.dispatcher.dispatch(saga_id, effect).await;
+        // One task per saga concerned (e.g. a taker and the makers it traded with), each
+        // delivering that saga's inputs in order: the sagas persist concurrently.
+        let mut by_saga: Vec<(String, Vec<P::Command>)> = Vec::new();
         for (target, input) in inputs {
-            if let Err(error) = send(&inner, &target, input).await {
-                // The saga's deadline retries whatever this input would have moved on.
-                warn!(saga = %target, %error, "saga input not delivered");
+            match by_saga.iter_mut().find(|(saga_id, _)| *saga_id == target) {
+                Some((_, inputs)) => inputs.push(input),
+                None => by_saga.push((target, vec![input])),
             }
         }
+        let mut groups = by_saga.into_iter();
+        let own = groups.next();
+        for (target, inputs) in groups {
+            tokio::spawn(deliver_in_order(inner.clone(), target, inputs));
+        }
+        if let Some((target, inputs)) = own {
+            deliver_in_order(inner, target, inputs).await;
+        }
     })
+}
+
+async fn deliver_in_order<P: ProcessManager>(
+    inner: Arc<Inner<P>>,
+    target: String,
+    inputs: Vec<P::Command>,
+) {
+    for input in inputs {
+        if let Err(error) = send(&inner, &target, input).await {
+            // The saga's deadline retries whatever this input would have moved on.
+            warn!(saga = %target, %error, "saga input not delivered");
+        }
+    }
 }
 
 /// Rounds [`SagaHost::resume`] makes over the sagas it could not tick.

@@ -21,7 +21,8 @@ use crate::breaker::CircuitBreaker;
 use crate::config::EntityConfig;
 use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::entity::{
-    self, Cell, Envelope, Persistent, Persisting, Phase, is_infrastructure_failure, stream_of,
+    self, Cell, Decided, Envelope, Persistent, Persisting, Phase, is_infrastructure_failure,
+    stream_of,
 };
 use crate::error::Error;
 use crate::mailbox::MailboxReceiver;
@@ -332,57 +333,111 @@ impl<A: Persistent> ShardState<A> {
 
     /// Runs an entity's queued commands until it has to wait (for the journal) or is empty.
     /// `first`, when given, goes before anything queued (the caller checked none is).
+    ///
+    /// Commands that write nothing (refused, or repeated) are answered at once while no
+    /// write is in the batch. Once one command decided events, the following ones join its
+    /// batch (up to `batch_commands_max` commands and the journal's `append_events_max`
+    /// events), each decided against the state the previous ones left, and all wait for the
+    /// batch's one append.
     fn drive(
         &mut self,
         myself: &ActorRef<ShardMessage<A>>,
         entity_id: &str,
         mut first: Option<Envelope<A>>,
     ) {
+        let commands_max = self.arguments.config.batch_commands_max.max(1);
+        let events_max = self.arguments.journal.config().append_events_max;
         let Some(cell) = self.entities.get_mut(entity_id) else {
             return;
         };
         while matches!(cell.phase, Phase::Ready) {
-            let Some(envelope) = first.take().or_else(|| cell.next()) else {
-                break;
-            };
-            cell.last_active = Instant::now();
-            let events = match cell.state.decide(&envelope.command) {
-                Err(refusal) => {
-                    envelope.answer(
-                        Err(Error::Rejected(refusal)),
-                        &self.arguments.dead_letters,
-                        &self.arguments.path,
-                    );
+            let mut batch: Vec<Decided<A>> = Vec::new();
+            let mut new_events = Vec::new();
+            while batch.len() < commands_max {
+                let Some(envelope) = first.take().or_else(|| cell.next()) else {
+                    break;
+                };
+                cell.last_active = Instant::now();
+                let events = match cell.state.decide(&envelope.command) {
+                    Err(refusal) if batch.is_empty() => {
+                        envelope.answer(
+                            Err(Error::Rejected(refusal)),
+                            &self.arguments.dead_letters,
+                            &self.arguments.path,
+                        );
+                        continue;
+                    }
+                    Err(refusal) => {
+                        batch.push(Decided {
+                            envelope,
+                            outcome: Err(Error::Rejected(refusal)),
+                            events: Vec::new(),
+                        });
+                        continue;
+                    }
+                    Ok(events) => events,
+                };
+                if events.is_empty() {
+                    // A repeat of an applied command: the first outcome, nothing to write.
+                    let reply = envelope
+                        .wants_reply()
+                        .then(|| cell.state.reply(&envelope.command, &events));
+                    if batch.is_empty() {
+                        if let Some(reply) = reply {
+                            envelope.answer(
+                                Ok(reply),
+                                &self.arguments.dead_letters,
+                                &self.arguments.path,
+                            );
+                        }
+                    } else {
+                        batch.push(Decided {
+                            envelope,
+                            outcome: Ok(reply),
+                            events,
+                        });
+                    }
                     continue;
                 }
-                Ok(events) => events,
-            };
-            if events.is_empty() {
-                // A repeat of an applied command: the first outcome, nothing to write.
-                if envelope.wants_reply() {
-                    let reply = cell.state.reply(&envelope.command, &events);
-                    envelope.answer(
-                        Ok(reply),
-                        &self.arguments.dead_letters,
-                        &self.arguments.path,
-                    );
+                if !new_events.is_empty() && new_events.len() + events.len() > events_max {
+                    // Not in this append: it goes first in the next batch.
+                    cell.requeue_front(envelope);
+                    break;
                 }
-                continue;
+                let encoded = match entity::encode::<A>(&events) {
+                    Ok(encoded) => encoded,
+                    Err(reason) => {
+                        // Nothing applied: refused like a decision would be, at once.
+                        envelope.answer(
+                            Err(Error::Failed {
+                                actor: format!("{}/{entity_id}", self.arguments.path),
+                                reason,
+                            }),
+                            &self.arguments.dead_letters,
+                            &self.arguments.path,
+                        );
+                        continue;
+                    }
+                };
+                new_events.extend(encoded);
+                // Applied now so the next command of the batch is decided after it; thrown
+                // away (the entity recovers) if the write fails.
+                for event in &events {
+                    cell.state.apply(event);
+                }
+                let reply = envelope
+                    .wants_reply()
+                    .then(|| cell.state.reply(&envelope.command, &events));
+                batch.push(Decided {
+                    envelope,
+                    outcome: Ok(reply),
+                    events,
+                });
             }
-            let new_events = match entity::encode::<A>(&events) {
-                Ok(new_events) => new_events,
-                Err(reason) => {
-                    envelope.answer(
-                        Err(Error::Failed {
-                            actor: format!("{}/{entity_id}", self.arguments.path),
-                            reason,
-                        }),
-                        &self.arguments.dead_letters,
-                        &self.arguments.path,
-                    );
-                    continue;
-                }
-            };
+            if batch.is_empty() {
+                break;
+            }
+            debug_assert!(!new_events.is_empty(), "a batch starts with a write");
             let request = AppendRequest {
                 stream: stream_of::<A>(entity_id),
                 kind: A::KIND.to_owned(),
@@ -408,10 +463,18 @@ impl<A: Persistent> ShardState<A> {
                     result,
                 });
             });
-            cell.phase = Phase::Persisting(Box::new(Persisting {
-                pending: envelope,
-                events,
-            }));
+            cell.phase = Phase::Persisting(Box::new(Persisting { batch }));
+        }
+    }
+
+    /// Answers every command of a failed batch with `error`.
+    fn fail_batch(&self, batch: Vec<Decided<A>>, error: &Error) {
+        for decided in batch {
+            decided.envelope.answer(
+                Err(error.clone()),
+                &self.arguments.dead_letters,
+                &self.arguments.path,
+            );
         }
     }
 
@@ -432,27 +495,30 @@ impl<A: Persistent> ShardState<A> {
         let Phase::Persisting(persisting) = std::mem::replace(&mut cell.phase, Phase::Ready) else {
             unreachable!("only a persisting entity gets a write's outcome");
         };
-        let Persisting { pending, events } = *persisting;
+        let Persisting { batch } = *persisting;
         match result {
             Err(open @ Error::BreakerOpen { .. }) => {
-                // Nothing was attempted, so the state in memory is still the journal's: the
-                // command fails fast and the entity goes on with its next one.
-                pending.answer(
-                    Err(open),
-                    &self.arguments.dead_letters,
-                    &self.arguments.path,
-                );
-                self.drive(myself, &entity_id, None);
+                // Nothing was attempted, so the journal still holds the entity as it was, but
+                // the batch is applied in memory: the commands fail fast and the entity is
+                // dropped from memory without a read (which the open breaker would refuse
+                // too). Its waiting commands activate it again, recovering it from the journal
+                // once the breaker lets a read through.
+                self.fail_batch(batch, &open);
+                let mut cell = self.entities.remove(&entity_id).expect("looked up above");
+                self.count_entities();
+                let mut waiting = Vec::with_capacity(cell.queued());
+                while let Some(envelope) = cell.next() {
+                    waiting.push(envelope);
+                }
+                for envelope in waiting {
+                    self.deliver(myself, envelope, Activation::Recover);
+                }
             }
             Err(error) => {
                 // The write ran past the breaker's call timeout and was dropped: whether it
                 // reached the database is unknown, so recover from the journal.
                 warn!(entity = %path, %error, "journal write abandoned; recovering the entity");
-                pending.answer(
-                    Err(error),
-                    &self.arguments.dead_letters,
-                    &self.arguments.path,
-                );
+                self.fail_batch(batch, &error);
                 self.activate(myself, &entity_id);
             }
             Ok(Ok(outcome)) => {
@@ -461,24 +527,31 @@ impl<A: Persistent> ShardState<A> {
                     cell.sequence + 1,
                     "the journal appends right after the head"
                 );
-                for event in &events {
-                    cell.state.apply(event);
-                }
                 cell.sequence = outcome.last_sequence;
-                // Durable, applied: only now may the caller hear of it.
-                if pending.wants_reply() {
-                    let reply = cell.state.reply(&pending.command, &events);
-                    pending.answer(
-                        Ok(reply),
-                        &self.arguments.dead_letters,
-                        &self.arguments.path,
-                    );
+                let written = outcome.last_sequence + 1 - outcome.first_sequence;
+                // Durable: only now may the callers hear of it, in order.
+                for decided in batch {
+                    match decided.outcome {
+                        Ok(Some(reply)) => decided.envelope.answer_with_events(
+                            Ok(reply),
+                            decided.events,
+                            &self.arguments.dead_letters,
+                            &self.arguments.path,
+                        ),
+                        Ok(None) => {}
+                        Err(refusal) => decided.envelope.answer(
+                            Err(refusal),
+                            &self.arguments.dead_letters,
+                            &self.arguments.path,
+                        ),
+                    }
                 }
-                cell.events_since_snapshot += events.len() as u64;
+                cell.events_since_snapshot += written;
                 let every = self.arguments.config.snapshot_every_events;
                 if every > 0 && cell.events_since_snapshot >= every {
                     cell.events_since_snapshot = 0;
                     save_snapshot(
+                        self.arguments.journal.clone(),
                         self.snapshots.clone(),
                         stream_of::<A>(&entity_id),
                         cell.sequence,
@@ -488,24 +561,19 @@ impl<A: Persistent> ShardState<A> {
                 self.drive(myself, &entity_id, None);
             }
             Ok(Err(JournalError::Fenced { .. })) => {
-                pending.answer(
-                    Err(Error::Fenced { actor: path }),
-                    &self.arguments.dead_letters,
-                    &self.arguments.path,
-                );
+                self.fail_batch(batch, &Error::Fenced { actor: path });
                 self.fenced(myself);
             }
             Ok(Err(error)) => {
                 // Whether anything was written is unknown (e.g. a lost commit reply), so the
                 // state in memory cannot be trusted: recover from the journal.
                 warn!(entity = %path, %error, "journal write failed; recovering the entity");
-                pending.answer(
-                    Err(Error::Persistence {
+                self.fail_batch(
+                    batch,
+                    &Error::Persistence {
                         actor: path,
                         reason: error.to_string(),
-                    }),
-                    &self.arguments.dead_letters,
-                    &self.arguments.path,
+                    },
                 );
                 self.activate(myself, &entity_id);
             }
@@ -627,7 +695,13 @@ impl<A: Persistent> ShardState<A> {
     }
 }
 
-fn save_snapshot<A: Persistent>(snapshots: SnapshotStore, stream: String, sequence: u64, state: A) {
+fn save_snapshot<A: Persistent>(
+    journal: Journal,
+    snapshots: SnapshotStore,
+    stream: String,
+    sequence: u64,
+    state: A,
+) {
     tokio::spawn(async move {
         let payload = match codec::encode(&state) {
             Ok(payload) => payload,
@@ -644,6 +718,8 @@ fn save_snapshot<A: Persistent>(snapshots: SnapshotStore, stream: String, sequen
             payload,
             recorded_at,
         };
+        // On SQLite, queue behind this process's other writers (see `Journal::write_turn`).
+        let _turn = journal.write_turn().await;
         // A lost snapshot costs only a longer recovery.
         if let Err(error) = snapshots.save(&snapshot).await {
             warn!(stream = %snapshot.stream, %error, "snapshot not saved");

@@ -593,3 +593,129 @@ async fn stopping_a_shard_finishes_what_it_accepted_and_starting_it_recovers() {
         .unwrap();
     assert_eq!(total(&reply), 21);
 }
+
+/// Commands that wait while their entity writes are decided together and written in one
+/// append: each is decided against the state the ones before it left (a refusal included),
+/// and each caller hears its own outcome, after the batch is durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_commands_are_decided_in_order_and_written_in_one_append() {
+    let fixture = fixture().await;
+    let region = ShardRegion::<Account>::start("/test/accounts", fixture.journal.clone(), config())
+        .await
+        .unwrap();
+    // Delivered in this order (join_all polls each future once, in order, before any answer).
+    let mut commands = vec![deposit("d0", 10), withdraw("w0", 10), withdraw("w1", 10)];
+    for index in 1..=40 {
+        commands.push(deposit(&format!("d{index}"), 1));
+    }
+    let asks = commands
+        .into_iter()
+        .map(|command| region.ask("carol", command, DEADLINE));
+    let answers = futures_join_all(asks).await;
+    assert_eq!(total(answers[0].as_ref().unwrap()), 10);
+    assert_eq!(total(answers[1].as_ref().unwrap()), 0);
+    assert!(
+        matches!(answers[2], Err(Error::Rejected(_))),
+        "the second withdrawal sees the first: {:?}",
+        answers[2]
+    );
+    for (index, answer) in answers[3..].iter().enumerate() {
+        assert_eq!(total(answer.as_ref().unwrap()), index as u64 + 1);
+    }
+    // 42 events in far fewer appends: the events of one append share a transaction time,
+    // while an entity writing one command at a time would need one journal batch each.
+    let stored = fixture
+        .journal
+        .read_stream(&stream_of::<Account>("carol"), 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 42);
+    let mut batches: Vec<i64> = stored.iter().map(|event| event.recorded_at).collect();
+    batches.dedup();
+    assert!(
+        batches.len() < 10,
+        "{} appends for 42 commands",
+        batches.len()
+    );
+
+    // With batches of one command, the same traffic takes one append per command.
+    let fixture = common::fixture().await;
+    let region = ShardRegion::<Account>::start(
+        "/test/accounts",
+        fixture.journal.clone(),
+        EntityConfig {
+            batch_commands_max: 1,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let asks = (0..20).map(|index| region.ask("dave", deposit(&format!("d{index}"), 1), DEADLINE));
+    for answer in futures_join_all(asks).await {
+        answer.unwrap();
+    }
+    let stored = fixture
+        .journal
+        .read_stream(&stream_of::<Account>("dave"), 1, 100)
+        .await
+        .unwrap();
+    let mut batches: Vec<i64> = stored.iter().map(|event| event.recorded_at).collect();
+    batches.dedup();
+    assert_eq!(batches.len(), 20);
+}
+
+/// `ask_with_events` answers the events the command wrote, and none for a repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_with_events_answers_the_events_written() {
+    let fixture = fixture().await;
+    let region = ShardRegion::<Account>::start("/test/accounts", fixture.journal.clone(), config())
+        .await
+        .unwrap();
+    let (reply, events) = region
+        .ask_with_events("erin", deposit("d1", 7), DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(total(&reply), 7);
+    assert!(matches!(
+        events.as_slice(),
+        [tradefloor_domain::account::AccountEvent::Deposited {
+            amount: Amount(7),
+            ..
+        }]
+    ));
+    let (reply, events) = region
+        .ask_with_events("erin", deposit("d1", 7), DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(total(&reply), 7);
+    assert!(events.is_empty(), "a repeat writes nothing: {events:?}");
+}
+
+/// Polls every future to completion, starting them in order (no futures crate here).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for future in futures {
+        set.push(Box::pin(future));
+    }
+    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|context| {
+        let mut pending = false;
+        for (future, output) in set.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(context) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}

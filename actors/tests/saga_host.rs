@@ -176,6 +176,10 @@ struct Node {
 }
 
 async fn start_node(journal: &Journal, lose_all: bool) -> Node {
+    start_node_with(journal, lose_all, SagaHostConfig::default()).await
+}
+
+async fn start_node_with(journal: &Journal, lose_all: bool, host_config: SagaHostConfig) -> Node {
     let config = EntityConfig {
         shard_count: 4,
         ..EntityConfig::default()
@@ -201,12 +205,7 @@ async fn start_node(journal: &Journal, lose_all: bool) -> Node {
         lose_next: Arc::new(Mutex::new(HashSet::new())),
         lose_all,
     };
-    let host = SagaHost::new(
-        sagas,
-        trading.clone(),
-        system_clock(),
-        SagaHostConfig::default(),
-    );
+    let host = SagaHost::new(sagas, trading.clone(), system_clock(), host_config);
     Node { host, trading }
 }
 
@@ -397,4 +396,86 @@ async fn sagas_left_mid_flight_resume_on_a_new_node() {
         (100, 10),
         "the hold was placed after resuming"
     );
+}
+
+/// A watch registered before an order's start is woken by the first reply that satisfies it,
+/// whichever input produced it (here the book's answer, routed by the dispatcher): nobody
+/// polls the saga. Woken, it leaves the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_is_woken_by_the_reply_that_satisfies_it() {
+    let (journal, _directory) = journal().await;
+    let node = start_node(&journal, false).await;
+    list_market(&node).await;
+    fund(&node, "bob", "BTC", 100).await;
+    let placed = node
+        .host
+        .watch("7", |reply| reply.view.status != OrderStatus::Pending)
+        .unwrap();
+    let settled = node
+        .host
+        .watch("7", |reply| reply.view.status == OrderStatus::Filled)
+        .unwrap();
+    assert_eq!(node.host.watches(), 2);
+    place(&node, order(7, "bob", Side::Sell, 100, 10)).await;
+    let reply = placed.wait(DEADLINE).await.expect("woken");
+    assert_eq!(reply.view.status, OrderStatus::Open);
+    // The other watch still waits for its own condition.
+    assert_eq!(node.host.watches(), 1);
+    assert!(settled.wait(Duration::from_millis(50)).await.is_none());
+    assert_eq!(node.host.watches(), 0);
+}
+
+/// A watch that times out, or is dropped unwaited, is removed; the number of watches is
+/// bounded, and a watch past the bound is refused with `Overloaded` until one leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_time_out_leave_and_are_bounded() {
+    let (journal, _directory) = journal().await;
+    let host_config = SagaHostConfig {
+        watches_max: 2,
+        ..SagaHostConfig::default()
+    };
+    let node = start_node_with(&journal, false, host_config).await;
+    let never = node.host.watch("404", |_| true).unwrap();
+    assert!(never.wait(Duration::from_millis(20)).await.is_none());
+    assert_eq!(node.host.watches(), 0);
+
+    let first = node.host.watch("1", |_| true).unwrap();
+    let _second = node.host.watch("1", |_| true).unwrap();
+    let refused = node.host.watch("2", |_| true);
+    assert!(
+        matches!(
+            refused,
+            Err(tradefloor_actors::Error::Overloaded { capacity: 2, .. })
+        ),
+        "a third watch is refused"
+    );
+    drop(first);
+    assert_eq!(node.host.watches(), 1);
+    let _third = node.host.watch("2", |_| true).unwrap();
+    assert_eq!(node.host.watches(), 2);
+}
+
+/// Resuming ticks only the sagas that are not finished: two orders that filled each other and
+/// settled are folded from the log and left alone; the one still resting is ticked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_ticks_only_unfinished_sagas() {
+    let (journal, _directory) = journal().await;
+    {
+        let node = start_node(&journal, false).await;
+        list_market(&node).await;
+        fund(&node, "alice", "USD", 100_000).await;
+        fund(&node, "bob", "BTC", 100).await;
+        place(&node, order(1, "bob", Side::Sell, 100, 10)).await;
+        wait_for(&node, 1, OrderStatus::Open).await;
+        place(&node, order(2, "alice", Side::Buy, 100, 10)).await;
+        wait_for(&node, 2, OrderStatus::Filled).await;
+        wait_for(&node, 1, OrderStatus::Filled).await;
+        place(&node, order(3, "bob", Side::Sell, 105, 5)).await;
+        wait_for(&node, 3, OrderStatus::Open).await;
+        node.host.region().stop().await.unwrap();
+        node.trading.accounts.stop().await.unwrap();
+        node.trading.books.stop().await.unwrap();
+    }
+    let node = start_node(&journal, false).await;
+    assert_eq!(node.host.resume(&journal).await.unwrap(), 1);
 }

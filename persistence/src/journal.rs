@@ -23,7 +23,16 @@ struct Inner {
     database: Database,
     config: JournalConfig,
     writer: mpsc::Sender<PendingAppend>,
+    write_gate: Option<WriteGate>,
 }
+
+/// Takes turns among this process's write transactions on one SQLite database (see
+/// [`Journal::write_turn`]).
+pub(crate) type WriteGate = Arc<tokio::sync::Mutex<()>>;
+
+/// A turn to write to an SQLite database (see [`Journal::write_turn`]); the turn ends when it
+/// is dropped.
+pub type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
 
 macro_rules! dispatch {
     ($database:expr, $operation:ident ( $($argument:expr),* )) => {
@@ -42,14 +51,42 @@ impl Journal {
         config.validate()?;
         database.migrate().await?;
         let (sender, receiver) = mpsc::channel(config.queue_appends_max);
-        tokio::spawn(writer::run(database.clone(), config.clone(), receiver));
+        let write_gate = match &database {
+            Database::Sqlite(_) => Some(WriteGate::default()),
+            Database::Postgres(_) => None,
+        };
+        tokio::spawn(writer::run(
+            database.clone(),
+            config.clone(),
+            receiver,
+            write_gate.clone(),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 database,
                 config,
                 writer: sender,
+                write_gate,
             }),
         })
+    }
+
+    /// On SQLite, waits for this process's turn to write to the journal's database and holds
+    /// it until the returned turn is dropped; on PostgreSQL, `None` at once.
+    ///
+    /// SQLite lets one transaction write at a time, and a writer that finds the lock taken
+    /// polls for it with sleeps that grow to tens of milliseconds (the busy handler), even if
+    /// the lock is released a moment later. The journal's group-commit writer takes a turn
+    /// for every batch; read models, offset commits and snapshots that write to the same
+    /// database should take one around their write transaction, so the writers of this
+    /// process queue in order and each starts as soon as the one before commits. Correctness
+    /// never depends on it (SQLite's lock still decides); other processes, and journals
+    /// opened separately on the same file, are not covered.
+    pub async fn write_turn(&self) -> Option<WriteTurn> {
+        match &self.inner.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     /// The database underneath (for snapshot and offset stores and read models).

@@ -63,7 +63,7 @@ pub use codec::EventCodec;
 pub use config::JournalConfig;
 pub use database::{Database, Transaction};
 pub use error::Error;
-pub use journal::Journal;
+pub use journal::{Journal, WriteTurn};
 pub use offset::OffsetStore;
 pub use record::{AppendOutcome, AppendRequest, Fence, Filter, NewEvent, Snapshot, StoredEvent};
 pub use snapshot::SnapshotStore;

@@ -33,6 +33,7 @@ pub(crate) async fn run(
     database: Database,
     config: JournalConfig,
     mut inbox: mpsc::Receiver<PendingAppend>,
+    write_gate: Option<crate::journal::WriteGate>,
 ) {
     let mut carried: Option<PendingAppend> = None;
     let mut last_recorded_at = 0;
@@ -43,6 +44,12 @@ pub(crate) async fn run(
                 Some(pending) => pending,
                 None => return,
             },
+        };
+        // Our turn among this process's SQLite writers (see `Journal::write_turn`), taken
+        // before the batch is cut: what arrives while another writer commits joins it.
+        let turn = match &write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
         };
         let mut events = first.request.events.len();
         let mut batch = vec![first];
@@ -82,6 +89,7 @@ pub(crate) async fn run(
         // clock stalls or steps back, so "as known at" a batch's time excludes later batches.
         last_recorded_at = now_micros().max(last_recorded_at + 1);
         commit(&database, batch, events, last_recorded_at).await;
+        drop(turn);
     }
 }
 

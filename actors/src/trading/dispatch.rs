@@ -1,11 +1,16 @@
 //! The order sagas' dispatcher: carries out each [`SagaCommand`] on the account and book
 //! regions and maps the answer back to a [`SagaInput`].
 //!
-//! Account answers go straight back to the saga. Book answers do not, except refusals: what
-//! the book *did* (accepted, traded, rested, ended) concerns other orders' sagas too (a
-//! resting maker fills inside another order's submit), so it reaches every saga through the
-//! durable [`feed`](super::feed), which reads the books' events from the journal. After a
-//! book command the dispatcher wakes the feed, so that path costs no poll interval.
+//! Account answers go straight back to the saga. What the book *did* (accepted, traded,
+//! rested, ended) concerns other orders' sagas too (a resting maker fills inside another
+//! order's submit): the dispatcher asks the book for the events its command wrote and hands
+//! each to every saga it concerns at once, the way the feed would. The durable
+//! [`feed`](super::feed), which reads the books' events from the journal, delivers them again
+//! (sagas deduplicate): it is what makes delivery survive a crash between the book's write
+//! and this hand-off. The dispatcher wakes the feed only when the hand-off could not happen
+//! (the book gave no answer, though it may have written); otherwise the feed reads at its poll
+//! interval, in larger batches: each feed batch commits its offset, and on SQLite every commit
+//! competes with the journal's writer for the database's one write lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,18 +72,33 @@ impl TradingDispatcher {
         let at = (self.clock)();
         let result = self
             .books
-            .ask(symbol.as_str(), command.clone(), self.ask_deadline)
+            .ask_with_events(symbol.as_str(), command.clone(), self.ask_deadline)
             .await;
-        // Whatever the answer, the book may have written events: let the feed look now.
-        self.feed_wake.notify_one();
         if let Some(input) = book_refusal(&command, &result, at) {
             return vec![(saga_id, input)];
         }
-        if let Err(error) = result {
-            tracing::debug!(saga = %saga_id, %error, "book command failed");
+        match result {
+            // What the book did, to every saga it concerns, in the order it was written.
+            Ok((_, events)) => events
+                .into_iter()
+                .flat_map(|event| {
+                    super::feed::concerned(&event)
+                        .into_iter()
+                        .map(move |order_id| {
+                            let input = SagaInput::Book {
+                                event: event.clone(),
+                            };
+                            (order_id.to_string(), input)
+                        })
+                })
+                .collect(),
+            Err(error) => {
+                // No answer, but the book may have written events: let the feed look now.
+                self.feed_wake.notify_one();
+                tracing::debug!(saga = %saga_id, %error, "book command failed");
+                Vec::new()
+            }
         }
-        // What the book did reaches the sagas through the feed.
-        Vec::new()
     }
 }
 

@@ -12,8 +12,9 @@
 //! Within a batch, the events of one saga are delivered in log order; different sagas are
 //! served concurrently. A delivery that keeps failing (e.g. the saga region is stopped)
 //! fails the actor without committing; its supervisor restarts it and the batch comes again.
-//! The feed reads when woken (the dispatcher wakes it after each book command) and at least
-//! every poll interval.
+//! The dispatcher hands the same events to the sagas directly, right after the book's
+//! command, so the feed is the safety net rather than the fast path: it reads every poll
+//! interval, and when woken (the dispatcher wakes it when a book command got no answer).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -145,7 +146,7 @@ impl BookFeed {
 }
 
 /// The orders a book event concerns: their sagas get it.
-fn concerned(event: &BookEvent) -> Vec<u64> {
+pub(crate) fn concerned(event: &BookEvent) -> Vec<u64> {
     match event {
         BookEvent::Accepted { order, .. } => vec![order.order_id.0],
         BookEvent::Traded(trade) => vec![trade.maker_order_id.0, trade.taker_order_id.0],
@@ -238,6 +239,8 @@ impl FeedState {
             // Not committed: the whole batch comes again; sagas deduplicate.
             return Err(error);
         }
+        // On SQLite, queue behind this process's other writers (see `Journal::write_turn`).
+        let _turn = self.journal.write_turn().await;
         OffsetStore::new(self.journal.database().clone())
             .commit(FEED_NAME, 0, last)
             .await

@@ -5,8 +5,11 @@
 //! The flow of an order: [`Exchange::place_order`] validates it against its market and
 //! starts its saga; the saga holds funds on the account, submits to the book, settles each
 //! fill on its own account and releases the rest of the hold (see `domain::saga`). The
-//! [`dispatch`] module carries the saga's commands out; the book's events reach every saga
-//! they concern through the durable [`feed`]; [`projections`] keep SQL read models.
+//! [`dispatch`] module carries the saga's commands out and hands the book's events to every
+//! saga they concern; the durable [`feed`] delivers them again from the journal (at least
+//! once, across crashes); [`projections`] keep SQL read models. [`Exchange::place_order`]
+//! waits on a [watch](crate::saga_host::SagaHost::watch), woken by the saga's first reply
+//! that leaves `pending`.
 //!
 //! Reads that must reflect every acknowledged write (account, order, book depth) fold the
 //! entity's state from the journal ([`state::load_state`]); market data lists (trades,
@@ -22,7 +25,6 @@ pub mod state;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use serde::Serialize;
@@ -549,7 +551,18 @@ impl Exchange {
             at: self.now(),
         };
         let saga_id = order_id.to_string();
-        match self.host.send(&saga_id, start).await {
+        // Registered before the start, so no reply of the saga can slip past it.
+        let placed = self
+            .host
+            .watch(&saga_id, |reply| reply.view.status != OrderStatus::Pending)?;
+        // A generated id is new: its saga starts without reading the journal.
+        let started = if order.order_id.is_none() {
+            self.host.send_new(&saga_id, start).await
+        } else {
+            self.host.send(&saga_id, start).await
+        };
+        match started {
+            Ok(reply) if reply.view.status != OrderStatus::Pending => return Ok(reply.view),
             Ok(_) => {}
             Err(Error::Rejected(reason @ tradefloor_domain::Error::SagaAlreadyStarted { .. })) => {
                 let view = self.order(order_id).await?;
@@ -562,24 +575,29 @@ impl Exchange {
                 if !same {
                     return Err(Error::Rejected(reason));
                 }
+                if view.status != OrderStatus::Pending {
+                    return Ok(view);
+                }
             }
             Err(error) => return Err(error),
         }
-        self.wait_placed(&saga_id).await
+        self.wait_placed(&saga_id, placed).await
     }
 
-    /// Polls the saga until its order left `pending`, or the placement wait passed.
-    async fn wait_placed(&self, saga_id: &str) -> Result<OrderView, Error> {
-        let deadline = tokio::time::Instant::now() + self.config.placement_wait;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let tick = SagaInput::Tick { now: self.now() };
-            let view = self.host.send(saga_id, tick).await?.view;
-            if view.status != OrderStatus::Pending || tokio::time::Instant::now() >= deadline {
-                return Ok(view);
+    /// Waits until the saga's order left `pending` (its host wakes `placed` with the first
+    /// reply that says so, whichever input brought it), or the placement wait passed: then
+    /// answers the order as the saga knows it.
+    async fn wait_placed(
+        &self,
+        saga_id: &str,
+        placed: crate::saga_host::Watch<OrderSaga>,
+    ) -> Result<OrderView, Error> {
+        match placed.wait(self.config.placement_wait).await {
+            Some(reply) => Ok(reply.view),
+            None => {
+                let tick = SagaInput::Tick { now: self.now() };
+                Ok(self.host.send(saga_id, tick).await?.view)
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 

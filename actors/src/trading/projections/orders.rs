@@ -2,10 +2,15 @@
 //!
 //! An order's row is its saga's [`OrderView`] after the batch's last event of that saga. The
 //! saga's state at a sequence is fixed by its events (the journal never changes them), so the
-//! projection folds the saga's stream from the journal up to that sequence: the domain's own
-//! status rules, no copy of them here, and a replay from offset 0 gives the same rows.
+//! projection folds the saga's events (the domain's own status rules, no copy of them here,
+//! and a replay from offset 0 gives the same rows). It keeps the sagas it folded in memory
+//! and folds each batch's events onto them; only a saga it does not hold at the sequence just
+//! before the batch's first event of it (after a restart, or evicted) is read from the
+//! journal. Every read happens before the batch's first write, so the batch's transaction
+//! holds SQLite's write lock only for its row writes (the journal's writer waits on that
+//! lock).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tradefloor_domain::book::EndReason;
 use tradefloor_domain::saga::{OrderSaga, OrderView};
@@ -57,16 +62,64 @@ fn end_reason_name(reason: EndReason) -> &'static str {
     }
 }
 
+/// Default of [`OrdersProjection::with_cache_max`]: sagas kept in memory.
+pub const CACHE_SAGAS_MAX_DEFAULT: usize = 100_000;
+
 /// Keeps `trading_orders` and `trading_order_fills`.
 #[derive(Debug)]
 pub struct OrdersProjection {
     journal: Journal,
+    /// Unfinished sagas folded so far, by stream, with the last sequence folded in.
+    cache: HashMap<String, (OrderSaga, u64)>,
+    cache_max: usize,
 }
 
 impl OrdersProjection {
-    /// A projection that reads sagas' streams from `journal`.
+    /// A projection that reads sagas' streams from `journal` (when it does not hold them),
+    /// keeping up to [`CACHE_SAGAS_MAX_DEFAULT`] sagas in memory.
     pub fn new(journal: Journal) -> Self {
-        Self { journal }
+        Self::with_cache_max(journal, CACHE_SAGAS_MAX_DEFAULT)
+    }
+
+    /// [`OrdersProjection::new`] keeping up to `cache_max` unfinished sagas in memory (a
+    /// finished saga is dropped at once; past the bound the whole cache is dropped, and each
+    /// saga is read from the journal again at its next event).
+    pub fn with_cache_max(journal: Journal, cache_max: usize) -> Self {
+        Self {
+            journal,
+            cache: HashMap::new(),
+            cache_max,
+        }
+    }
+
+    /// The saga of `stream` folded through `events` (its events in this batch, contiguous
+    /// and in order), from the cache when it holds the saga right before them.
+    async fn fold(
+        &mut self,
+        stream: &str,
+        events: &[&StoredEvent],
+    ) -> Result<OrderSaga, ReadModelError> {
+        let (first, last) = (events[0].sequence, events[events.len() - 1].sequence);
+        let cached = self.cache.remove(stream);
+        let saga = match cached {
+            Some((mut saga, sequence)) if sequence + 1 == first => {
+                let codec = <OrderSaga as Persistent>::codec();
+                for stored in events {
+                    saga.apply(&codec.decode(stored)?);
+                }
+                saga
+            }
+            // A batch applied again after a rollback: the cache is already there.
+            Some((saga, sequence)) if sequence == last => saga,
+            _ => self.saga_at(stream, last).await?,
+        };
+        if !saga.view().finished && self.cache_max > 0 {
+            if self.cache.len() >= self.cache_max {
+                self.cache.clear();
+            }
+            self.cache.insert(stream.to_owned(), (saga.clone(), last));
+        }
+        Ok(saga)
     }
 
     /// The saga `saga_id` as of sequence `through`.
@@ -168,23 +221,28 @@ impl Projection for OrdersProjection {
         transaction: &mut Transaction,
         events: &[StoredEvent],
     ) -> Result<(), ReadModelError> {
-        begin_batch(transaction, NAME).await?;
-        // Each saga's last sequence in the batch: one row write per saga per batch.
-        let mut latest: BTreeMap<&str, u64> = BTreeMap::new();
+        // Each saga's events in the batch, in order; folded (reading the journal only for a
+        // saga not in the cache) before the first write of the transaction.
+        let mut by_stream: BTreeMap<&str, Vec<&StoredEvent>> = BTreeMap::new();
         for event in events {
-            latest.insert(&event.stream, event.sequence);
+            by_stream.entry(&event.stream).or_default().push(event);
         }
-        for (stream, through) in latest {
-            let saga = self.saga_at(stream, through).await?;
-            if saga == OrderSaga::default() {
-                continue;
+        let mut views = Vec::with_capacity(by_stream.len());
+        for (stream, stream_events) in by_stream {
+            let saga = self.fold(stream, &stream_events).await?;
+            if saga != OrderSaga::default() {
+                views.push(saga.view());
             }
-            write_view(transaction, &saga.view()).await?;
+        }
+        begin_batch(transaction, NAME).await?;
+        for view in &views {
+            write_view(transaction, view).await?;
         }
         Ok(())
     }
 
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
+        self.cache.clear();
         sql::execute(transaction, "DELETE FROM trading_orders", &[]).await?;
         sql::execute(transaction, "DELETE FROM trading_order_fills", &[]).await?;
         Ok(())
