@@ -552,9 +552,7 @@ impl Exchange {
         };
         let saga_id = order_id.to_string();
         // Registered before the start, so no reply of the saga can slip past it.
-        let placed = self
-            .host
-            .watch(&saga_id, |reply| reply.view.status != OrderStatus::Pending)?;
+        let placed = self.host.watch(&saga_id, |reply| placed(&reply.view))?;
         // A generated id is new: its saga starts without reading the journal.
         let started = if order.order_id.is_none() {
             self.host.send_new(&saga_id, start).await
@@ -874,6 +872,16 @@ fn consumers() -> [(&'static str, tradefloor_persistence::Filter); 6] {
             projections::audit::AuditProjection.filter(),
         ),
     ]
+}
+
+/// Whether a placement can be answered: the book took the order, or it was refused and its
+/// hold released (so a client retrying at once finds its funds available again).
+fn placed(view: &OrderView) -> bool {
+    match view.status {
+        OrderStatus::Pending => false,
+        OrderStatus::Rejected => view.finished,
+        _ => true,
+    }
 }
 
 fn balance_view(balance: tradefloor_domain::account::Balance) -> BalanceView {
