@@ -174,6 +174,10 @@ pub struct TradingLimits {
     pub placement_wait_ms: u64,
     /// Idle entities are passivated after this many seconds.
     pub passivate_after_seconds: u64,
+    /// Most events a read model applies in one transaction.
+    pub projection_batch_events_max: usize,
+    /// How long a caught-up read model waits before reading the log again, in milliseconds.
+    pub projection_poll_interval_ms: u64,
 }
 
 /// Commands queued per entity on a node. An order book is one hot entity that every order of
@@ -193,6 +197,8 @@ impl Default for TradingLimits {
             ask_deadline_ms: millis(defaults.ask_deadline),
             placement_wait_ms: millis(defaults.placement_wait),
             passivate_after_seconds: defaults.entities.passivate_after.as_secs(),
+            projection_batch_events_max: defaults.projections.batch_events_max,
+            projection_poll_interval_ms: millis(defaults.projections.poll_interval),
         }
     }
 }
@@ -211,6 +217,8 @@ impl TradingLimits {
         config.entities.passivate_after = Duration::from_secs(self.passivate_after_seconds);
         config.ask_deadline = Duration::from_millis(self.ask_deadline_ms);
         config.placement_wait = Duration::from_millis(self.placement_wait_ms);
+        config.projections.batch_events_max = self.projection_batch_events_max;
+        config.projections.poll_interval = Duration::from_millis(self.projection_poll_interval_ms);
         config
     }
 }
@@ -343,6 +351,8 @@ impl NodeConfig {
             || trading.entity_mailbox_capacity == 0
             || trading.shard_mailbox_capacity == 0
             || trading.ask_deadline_ms == 0
+            || trading.projection_batch_events_max == 0
+            || trading.projection_poll_interval_ms == 0
         {
             return invalid("trading limits must all be positive".to_owned());
         }

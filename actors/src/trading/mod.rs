@@ -874,13 +874,16 @@ fn consumers() -> [(&'static str, tradefloor_persistence::Filter); 6] {
     ]
 }
 
-/// Whether a placement can be answered: the book took the order, or it was refused and its
-/// hold released (so a client retrying at once finds its funds available again).
+/// Whether a placement can be answered: the book's whole answer is known (the order rests,
+/// or it ended, with every fill on arrival before that), or it was refused and its hold
+/// released (so a client retrying at once finds its funds available again).
 fn placed(view: &OrderView) -> bool {
     match view.status {
         OrderStatus::Pending => false,
         OrderStatus::Rejected => view.finished,
-        _ => true,
+        OrderStatus::Open | OrderStatus::Filled | OrderStatus::Cancelled => true,
+        // Fills seen, but more may follow until the order rests or ends.
+        OrderStatus::PartiallyFilled => view.resting,
     }
 }
 

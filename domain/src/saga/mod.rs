@@ -925,6 +925,7 @@ impl OrderSaga {
                 _ => None,
             },
             end_reason: self.end.map(|end| end.reason),
+            resting: self.rested && self.end.is_none(),
             step: self.waiting(),
             stalled: self.stalled,
             attempts: self.attempt,

@@ -305,8 +305,13 @@ fn partial_fill_then_rest_then_maker_fills_then_user_cancel() {
         given.when(taker_trade(1, 3, 7, t(2))),
         vec![settle(1, 100, 3, t(2))]
     );
+    assert!(
+        !given.view().resting,
+        "after a fill, more of the book's answer may follow"
+    );
     assert_eq!(given.when(rested(7, t(2))), vec![]);
     assert_eq!(given.view().status, OrderStatus::PartiallyFilled);
+    assert!(given.view().resting, "the book's answer is complete");
     given.when(leg_settled(1, t(3)));
     assert_eq!(
         given.saga.deadline(),

@@ -50,6 +50,10 @@ pub struct OrderView {
     pub reject_reason: Option<Error>,
     /// Why it left the book, when it did.
     pub end_reason: Option<EndReason>,
+    /// Whether its remainder rests on the book: with `end_reason`, the sign that the book's
+    /// whole answer to the submit (every fill on arrival, then rest or end) is known.
+    #[serde(default)]
+    pub resting: bool,
     /// The step waiting for an answer, if any.
     pub step: Option<SagaStep>,
     /// Whether that step exhausted its retries and waits for an operator's `Retry`.
