@@ -317,18 +317,24 @@ async fn list_market(node: &Node) {
         .unwrap();
 }
 
+/// Lists the market, funds alice and bob, and has bob's order 1 (sell 10 @ 100) filled by
+/// alice's order 2.
+async fn bob_sells_ten_to_alice(node: &Node) {
+    list_market(node).await;
+    fund(node, "alice", "USD", 100_000).await;
+    fund(node, "bob", "BTC", 100).await;
+    place(node, order(1, "bob", Side::Sell, 100, 10)).await;
+    wait_for(node, 1, OrderStatus::Open).await;
+    place(node, order(2, "alice", Side::Buy, 100, 10)).await;
+    wait_for(node, 2, OrderStatus::Filled).await;
+    wait_for(node, 1, OrderStatus::Filled).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sagas_trade_and_settle_on_both_accounts() {
     let (journal, _directory) = journal().await;
     let node = start_node(&journal, false).await;
-    list_market(&node).await;
-    fund(&node, "alice", "USD", 100_000).await;
-    fund(&node, "bob", "BTC", 100).await;
-    place(&node, order(1, "bob", Side::Sell, 100, 10)).await;
-    wait_for(&node, 1, OrderStatus::Open).await;
-    place(&node, order(2, "alice", Side::Buy, 100, 10)).await;
-    wait_for(&node, 2, OrderStatus::Filled).await;
-    wait_for(&node, 1, OrderStatus::Filled).await;
+    bob_sells_ten_to_alice(&node).await;
     assert_eq!(balances(&journal, "alice").await["BTC"], (10, 0));
     assert_eq!(
         balances(&journal, "alice").await["USD"],
@@ -462,14 +468,7 @@ async fn resume_ticks_only_unfinished_sagas() {
     let (journal, _directory) = journal().await;
     {
         let node = start_node(&journal, false).await;
-        list_market(&node).await;
-        fund(&node, "alice", "USD", 100_000).await;
-        fund(&node, "bob", "BTC", 100).await;
-        place(&node, order(1, "bob", Side::Sell, 100, 10)).await;
-        wait_for(&node, 1, OrderStatus::Open).await;
-        place(&node, order(2, "alice", Side::Buy, 100, 10)).await;
-        wait_for(&node, 2, OrderStatus::Filled).await;
-        wait_for(&node, 1, OrderStatus::Filled).await;
+        bob_sells_ten_to_alice(&node).await;
         place(&node, order(3, "bob", Side::Sell, 105, 5)).await;
         wait_for(&node, 3, OrderStatus::Open).await;
         node.host.region().stop().await.unwrap();

@@ -793,26 +793,8 @@ impl Exchange {
     /// Whether every read model and the book feed have handled every event of the log that
     /// they read (for tests and readiness checks).
     pub async fn caught_up(&self) -> Result<bool, Error> {
-        let offsets = OffsetStore::new(self.journal.database().clone());
-        for (name, filter) in consumers() {
-            let failed = |error: tradefloor_persistence::Error| Error::Persistence {
-                actor: name.to_owned(),
-                reason: error.to_string(),
-            };
-            let offset = offsets
-                .load(name, PROJECTION_PARTITION)
-                .await
-                .map_err(failed)?;
-            let ahead = self
-                .journal
-                .read_all(offset, 1, &filter)
-                .await
-                .map_err(failed)?;
-            if !ahead.is_empty() {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let lags = self.consumer_lags(1).await?;
+        Ok(lags.iter().all(|(_, lag)| *lag == 0))
     }
 
     /// How many events each read model and the book feed still have to handle, counted up to

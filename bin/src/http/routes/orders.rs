@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use tracing::Instrument;
+use tradefloor_domain::saga::OrderView;
 use tradefloor_domain::{OrderId, OrderStatus};
 
 use crate::api::{self, OrderRequest};
@@ -72,12 +73,21 @@ pub async fn order(
     principal: Principal,
     id: web::Path<u64>,
 ) -> Result<HttpResponse, ApiError> {
-    let order_id = OrderId(id.into_inner());
+    let view = owned_order(&state, &principal, OrderId(id.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(convert::order(&view)))
+}
+
+/// The order, if the caller may see it (a trader learns nothing of others' orders).
+async fn owned_order(
+    state: &AppState,
+    principal: &Principal,
+    order_id: OrderId,
+) -> Result<OrderView, ApiError> {
     let view = state
         .call(move |exchange| async move { Ok(exchange.order(order_id).await?) })
         .await?;
     principal.require_account(view.account_id.as_str())?;
-    Ok(HttpResponse::Ok().json(convert::order(&view)))
+    Ok(view)
 }
 
 /// Ask for the order to be cancelled; answers the order as known then (the cancel completes
@@ -91,13 +101,8 @@ pub async fn cancel(
     id: web::Path<u64>,
 ) -> Result<HttpResponse, ApiError> {
     let order_id = OrderId(id.into_inner());
-    let view = state
-        .call(move |exchange| async move {
-            // Look first: a trader learns nothing of, and cannot touch, others' orders.
-            Ok(exchange.order(order_id).await?)
-        })
-        .await?;
-    principal.require_account(view.account_id.as_str())?;
+    // Look first: a trader cannot touch others' orders.
+    owned_order(&state, &principal, order_id).await?;
     let span = command_span(
         &format!("cancel-{order_id}"),
         &format!("/trading/sagas/{order_id}"),
