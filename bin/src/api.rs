@@ -31,14 +31,19 @@ pub struct ErrorDetail {
 #[serde(deny_unknown_fields)]
 pub struct MarketRequest {
     /// `BASE-QUOTE`, e.g. `BTC-USD`.
+    #[schema(pattern = "^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")]
     pub symbol: String,
     /// The asset traded, counted in quantity units.
+    #[schema(pattern = "^[A-Z0-9]{1,12}$")]
     pub base: String,
     /// The asset prices are quoted in.
+    #[schema(pattern = "^[A-Z0-9]{1,12}$")]
     pub quote: String,
     /// Every price is a positive multiple of this.
+    #[schema(minimum = 1)]
     pub tick_size: u64,
     /// Every quantity is a positive multiple of this.
+    #[schema(minimum = 1)]
     pub lot_size: u64,
     /// The smallest order quantity (default: the lot size).
     #[serde(default)]
@@ -91,11 +96,14 @@ pub struct ResumeRequest {
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// The asset, e.g. `USD`.
+    #[schema(pattern = "^[A-Z0-9]{1,12}$")]
     pub asset: String,
     /// Units of the asset, > 0.
+    #[schema(minimum = 1)]
     pub amount: u64,
     /// Idempotency key: repeating it repeats the first reply.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub command_id: Option<String>,
     /// Valid time in microseconds since the epoch (default: now); a past time records a
     /// correction.
@@ -225,10 +233,13 @@ pub struct OrderRequest {
     /// Idempotency key: the order id is derived from it (per account), so repeating it
     /// repeats the first answer. Ignored when `order_id` is given.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub command_id: Option<String>,
     /// The owner.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,40}$")]
     pub account_id: String,
     /// The market.
+    #[schema(pattern = "^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")]
     pub symbol: String,
     /// Buy or sell.
     pub side: Side,
@@ -237,8 +248,10 @@ pub struct OrderRequest {
     pub order_type: OrderType,
     /// Limit price, or a market order's protection price (required to buy).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub price: Option<u64>,
     /// Base quantity.
+    #[schema(minimum = 1)]
     pub quantity: u64,
     /// GTC (default), IOC or FOK.
     #[serde(default)]

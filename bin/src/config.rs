@@ -317,7 +317,7 @@ impl NodeConfig {
         let invalid = |reason: String| Err(Error::Config(reason));
         if tradefloor_domain::AccountId::new(&self.node_id).is_err() {
             return invalid(format!(
-                "node_id {:?} must be 1 to 32 letters, digits, '-' or '_'",
+                "node_id {:?} must be 1 to 40 letters, digits or '-_.:'",
                 self.node_id
             ));
         }

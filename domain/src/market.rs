@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::ids::{Asset, Symbol};
-use crate::units::{Price, Quantity};
+use crate::units::{Amount, Price, Quantity};
 
 /// Basis points in one whole (100 %).
 pub const BASIS_POINTS_PER_UNIT: u32 = 10_000;
@@ -55,6 +55,13 @@ impl MarketSpec {
                 self.min_quantity, self.max_quantity
             ));
         }
+        if self.max_quantity.get() > Amount::BALANCE_MAX.get() {
+            return invalid(format!(
+                "max quantity {} is above {} (values fit a signed 64-bit integer)",
+                self.max_quantity,
+                Amount::BALANCE_MAX
+            ));
+        }
         if self.min_quantity.get() % self.lot_size.get() != 0
             || self.max_quantity.get() % self.lot_size.get() != 0
         {
@@ -72,10 +79,13 @@ impl MarketSpec {
         Ok(())
     }
 
-    /// Checks a price: positive and on the tick.
+    /// Checks a price: positive, storable as a signed 64-bit integer, and on the tick.
     pub fn validate_price(&self, price: Price) -> Result<(), Error> {
         if price.is_zero() {
             return Err(Error::zero("price"));
+        }
+        if price.get() > Amount::BALANCE_MAX.get() {
+            return Err(Error::Overflow);
         }
         if price.get() % self.tick_size.get() != 0 {
             return Err(Error::BadTick {
@@ -234,5 +244,25 @@ mod tests {
         assert!(!band.contains(Price(899)) && !band.contains(Price(1_101)));
         let top = spec().band_around(Price(u64::MAX));
         assert_eq!(top.high, Price(u64::MAX));
+    }
+
+    #[test]
+    fn prices_and_quantities_fit_a_signed_64_bit_integer() {
+        let storable = Amount::BALANCE_MAX.get();
+        let on_tick = storable - storable % 5;
+        assert_eq!(spec().validate_price(Price(on_tick)), Ok(()));
+        assert_eq!(
+            spec().validate_price(Price(on_tick + 5)),
+            Err(Error::Overflow)
+        );
+        let too_large = MarketSpec {
+            max_quantity: Quantity(storable + 1),
+            lot_size: Quantity(1),
+            ..spec()
+        };
+        assert!(matches!(
+            too_large.validate(),
+            Err(Error::InvalidMarket { .. })
+        ));
     }
 }

@@ -74,6 +74,21 @@ impl Price {
     }
 }
 
+impl Amount {
+    /// The largest balance an account may hold: every balance fits a signed 64-bit integer,
+    /// the type of the SQL read models (and of most clients' integers).
+    pub const BALANCE_MAX: Amount = Amount(i64::MAX as u64);
+
+    /// `self + credit` as a balance: [`Error::Overflow`] above [`Amount::BALANCE_MAX`].
+    pub fn checked_credit(self, credit: Amount) -> Result<Amount, Error> {
+        let total = self.checked_add(credit)?;
+        if total > Self::BALANCE_MAX {
+            return Err(Error::Overflow);
+        }
+        Ok(total)
+    }
+}
+
 impl From<Quantity> for Amount {
     /// A base quantity is an amount of the base asset.
     fn from(quantity: Quantity) -> Self {
@@ -109,5 +124,25 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "{}us", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_balance_credit_stops_at_the_signed_64_bit_maximum() {
+        let almost = Amount(Amount::BALANCE_MAX.get() - 1);
+        assert_eq!(almost.checked_credit(Amount(1)), Ok(Amount::BALANCE_MAX));
+        assert_eq!(
+            Amount::BALANCE_MAX.checked_credit(Amount(1)),
+            Err(Error::Overflow)
+        );
+        assert_eq!(
+            Amount::ZERO.checked_credit(Amount(u64::MAX)),
+            Err(Error::Overflow)
+        );
+        assert_eq!(i64::try_from(Amount::BALANCE_MAX.get()), Ok(i64::MAX));
     }
 }

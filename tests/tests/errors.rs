@@ -153,6 +153,14 @@ fn cases() -> Vec<Case> {
             INVALID_JSON,
         ),
         post(
+            // Balances stay within a signed 64-bit integer, the read models' type: a larger
+            // one once crash-looped the balances projection (found by the schema fuzzer).
+            "a deposit taking a balance past 2^63 - 1",
+            deposits,
+            r#"{"asset": "USD", "amount": 9223372036854775807}"#,
+            (422, "overflow"),
+        ),
+        post(
             "zero amount",
             deposits,
             r#"{"asset": "USD", "amount": 0}"#,
@@ -294,6 +302,11 @@ fn cases() -> Vec<Case> {
             "above the maximum quantity",
             alice_order(COARSE, json!({"quantity": 1_010})),
             (422, "quantity_out_of_range"),
+        ),
+        order(
+            "a price past 2^63 - 1",
+            alice_order(SYMBOL, json!({"price": 9_223_372_036_854_775_808_u64})),
+            (422, "overflow"),
         ),
         order(
             "a notional over 64 bits",

@@ -38,7 +38,11 @@ pub fn market_spec(request: &api::MarketRequest) -> Result<MarketSpec, tradefloo
         tick_size: Price(request.tick_size),
         lot_size: Quantity(request.lot_size),
         min_quantity: Quantity(request.min_quantity.unwrap_or(request.lot_size)),
-        max_quantity: Quantity(request.max_quantity.unwrap_or(u64::MAX)),
+        max_quantity: Quantity(request.max_quantity.unwrap_or_else(|| {
+            // The largest multiple of the lot a signed 64-bit integer holds.
+            let storable = tradefloor_domain::Amount::BALANCE_MAX.get();
+            storable - storable % request.lot_size.max(1)
+        })),
         band_bps: request.band_bps.unwrap_or(1_000),
         reference_price: request.reference_price.map(Price),
     })

@@ -185,7 +185,8 @@ impl Account {
             } => {
                 let effective_at = valid_time(effective_at, at)?;
                 positive(amount, "amount")?;
-                self.balance(asset).total.checked_add(amount)?;
+                // Balances stay storable as signed 64-bit integers (the read models' type).
+                self.balance(asset).total.checked_credit(amount)?;
                 Ok(AccountEvent::Deposited {
                     command: cause,
                     asset,
@@ -247,7 +248,7 @@ impl Account {
                 }
                 self.balance(credit_asset)
                     .total
-                    .checked_add(credit_amount)?;
+                    .checked_credit(credit_amount)?;
                 Ok(AccountEvent::TradeSettled {
                     command: cause,
                     order_id,

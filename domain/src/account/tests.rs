@@ -137,7 +137,7 @@ fn zero_amounts_are_refused() {
 
 #[test]
 fn a_deposit_that_would_overflow_is_refused() {
-    let (account, _) = given(&[deposit("d1", usd(), u64::MAX)]);
+    let (account, _) = given(&[deposit("d1", usd(), Amount::BALANCE_MAX.get())]);
     assert_eq!(
         account.decide(&deposit("d2", usd(), 1)),
         Err(Error::Overflow)
@@ -452,7 +452,7 @@ fn a_settlement_beyond_its_hold_is_refused() {
 #[test]
 fn a_settlement_credit_that_would_overflow_is_refused() {
     let (account, _) = given(&[
-        deposit("d1", usd(), u64::MAX),
+        deposit("d1", usd(), Amount::BALANCE_MAX.get()),
         deposit("d2", btc(), 10),
         hold(1, Side::Sell, None, 10),
     ]);
