@@ -1,8 +1,62 @@
 //! Tradefloor cluster: membership, location-transparent remoting, shard allocation,
-//! hand-off and rebalancing.
+//! hand-off and rebalancing (DESIGN §4).
 //!
-//! This crate will hold the membership table and heartbeats, remoting over ractor_cluster,
-//! the lease-elected shard coordinator and fenced shard ownership, so that one entity never
-//! has two writers.
+//! Today it holds the two pieces every other part of the cluster stands on, both kept in
+//! the journal's database (PostgreSQL for a real cluster, SQLite for a one-node one):
 //!
-//! It arrives with the cluster issue; today it is an empty member of the workspace.
+//! - the **membership table** (the Orleans model): who is in the cluster, at which
+//!   addresses, and whether alive, by heartbeats and a failure timeout; a node declared down
+//!   learns it from a typed error and stops serving;
+//! - **leader leases**: the shard coordinator is whoever holds
+//!   [`SHARD_COORDINATOR_LEASE`]; each term carries a strictly increasing epoch, a fencing
+//!   token for the journal's `claim_fence`.
+//!
+//! Time is always an argument ([`Timestamp`]), never read inside a decision, so tests run on
+//! a clock they control; every change is one conditional statement, so racing nodes cannot
+//! both win.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use tradefloor_cluster::{ClusterConfig, Lease, Membership, Node, SHARD_COORDINATOR_LEASE, Timestamp};
+//! use tradefloor_persistence::{Database, JournalConfig};
+//!
+//! let config = ClusterConfig::default();
+//! let database = Database::connect("sqlite:data/journal.db", &JournalConfig::default()).await?;
+//! let membership = Membership::open(database.clone()).await?;
+//! let node = Node {
+//!     node_id: "n1".into(),
+//!     http_addr: "127.0.0.1:8081".into(),
+//!     cluster_addr: "127.0.0.1:9081".into(),
+//! };
+//! let me = membership.join(&node, Timestamp::now()).await?;
+//! membership.mark_up("n1", me.incarnation, Timestamp::now()).await?;
+//! // Every heartbeat interval: a refusal (`Error::Evicted`) means stop serving.
+//! membership.heartbeat("n1", me.incarnation, Timestamp::now()).await?;
+//! let dead = membership.declare_dead(config.failure_timeout, Timestamp::now()).await?;
+//!
+//! let lease = Lease::open(database, SHARD_COORDINATOR_LEASE).await?;
+//! if let Ok(term) = lease.try_acquire("n1", Timestamp::now(), config.lease_duration).await {
+//!     // This node coordinates; write under `term.epoch` as the fence's epoch.
+//! #   let _ = (term, dead);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Modules: [`membership`] (the table, statuses, heartbeats, failure detection), [`lease`]
+//! (leader election with fencing epochs), [`config`] (every limit), [`time`] (timestamps
+//! passed in), and the [`Error`] type. Remoting, shard allocation, hand-off and rebalancing
+//! are still to come (issue 7).
+
+pub mod config;
+mod error;
+pub mod lease;
+pub mod membership;
+mod schema;
+pub mod time;
+
+pub use config::ClusterConfig;
+pub use error::{Error, Eviction};
+pub use lease::{Lease, SHARD_COORDINATOR_LEASE, Term};
+pub use membership::{Member, Membership, Node, Status};
+pub use time::Timestamp;
