@@ -371,3 +371,30 @@ async fn a_rebuilt_read_model_equals_the_live_one_and_history_is_bitemporal(jour
     assert_eq!(live, rebuilt);
     assert_eq!(live[projections::trades::TRADES_TABLE].len(), 3);
 }
+
+/// The read models' supervisor has no parent: when a read model keeps failing (here its table
+/// is dropped under it) and the supervisor gives up, the application says so, so the node can
+/// stop instead of serving without read models.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_models_supervisor_giving_up_is_reported() {
+    let (journal, _directory) = journal().await;
+    let exchange = exchange(journal).await;
+    caught_up(&exchange).await;
+    assert!(exchange.services_running());
+    let Database::Sqlite(pool) = exchange.journal().database() else {
+        unreachable!("the journal is SQLite")
+    };
+    sqlx::query("DROP TABLE trading_balances")
+        .execute(pool)
+        .await
+        .unwrap();
+    exchange
+        .deposit(account("alice"), asset("USD"), Amount(1), None, None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(120), exchange.services_stopped())
+        .await
+        .expect("the supervisor gives up on a read model that fails at every batch");
+    assert!(!exchange.services_running());
+    exchange.shutdown().await.unwrap();
+}

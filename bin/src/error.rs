@@ -13,6 +13,10 @@ pub enum Error {
     /// The trading application could not start or stop.
     #[error("actors: {0}")]
     Actors(#[from] tradefloor_actors::Error),
+    /// A part of the node failed for good and the node stopped; restart it (it recovers
+    /// from the journal).
+    #[error("node failed: {0}")]
+    NodeFailed(String),
     /// A socket or file could not be used.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

@@ -68,18 +68,29 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     state.set_exchange(exchange.clone());
     let sampler = tokio::spawn(crate::metrics::sample(
         registry,
-        exchange,
+        exchange.clone(),
         METRICS_SAMPLE_INTERVAL,
     ));
     tracing::info!(node_id = %config.node_id, "ready");
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut failure = None;
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
         ended = serving => tracing::error!(?ended, "the HTTP server stopped on its own"),
+        () = exchange.services_stopped() => {
+            // Without its book feed and read models the node would answer stale reads and
+            // leave maker fills unsettled until a restart: stop, and let the orchestrator
+            // restart it (it recovers from the journal).
+            tracing::error!("the book feed and read models gave up: shutting down");
+            failure = Some(Error::NodeFailed(
+                "the book feed and read models exceeded their restart intensity".to_owned(),
+            ));
+        }
     }
+    drop(exchange);
     state.set_unready();
     http::stop(handle).await;
     sampler.abort();
@@ -88,7 +99,7 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
         exchange.shutdown().await?;
     }
     tracing::info!("stopped");
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 /// Opens (creating if needed) and migrates the journal the configuration names.

@@ -248,6 +248,16 @@ impl Node {
         exit.code()
     }
 
+    /// Waits up to `timeout` for the node to exit on its own; returns the exit code.
+    pub async fn exited(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("the node is running");
+        let exit = tokio::time::timeout(timeout, child.wait())
+            .await
+            .expect("the node exits in time")
+            .expect("wait for the node");
+        exit.code()
+    }
+
     /// SIGKILLs the node (a crash).
     pub async fn kill(&mut self) {
         let mut child = self.child.take().expect("the node is running");

@@ -123,7 +123,10 @@ pub struct Exchange {
     books: Arc<ShardRegion<OrderBook>>,
     host: SagaHost<OrderSaga>,
     supervisor: ActorRef<SupervisorMessage>,
+    /// Ends when the services supervisor has stopped (asked to, or having given up).
     supervisor_join: JoinHandle<()>,
+    /// Turns true when the services supervisor has stopped.
+    services_stopped: tokio::sync::watch::Receiver<bool>,
     markets: RwLock<HashMap<Symbol, MarketSpec>>,
     /// The last generated id (order ids and command ids), from the clock at start.
     last_id: AtomicU64,
@@ -230,12 +233,20 @@ impl Exchange {
             children,
         )
         .with_registry(registry);
-        let (supervisor, supervisor_join) = Actor::spawn(None, Supervisor, arguments)
-            .await
-            .map_err(|error| Error::StartFailed {
-                actor: format!("{path}/services"),
-                reason: error.to_string(),
-            })?;
+        let (supervisor, services_join) =
+            Actor::spawn(None, Supervisor, arguments)
+                .await
+                .map_err(|error| Error::StartFailed {
+                    actor: format!("{path}/services"),
+                    reason: error.to_string(),
+                })?;
+        // The supervisor has no parent to escalate to: whoever runs the application learns
+        // that it gave up through `services_stopped`.
+        let (stopped, services_stopped) = tokio::sync::watch::channel(false);
+        let supervisor_join = tokio::spawn(async move {
+            let _ = services_join.await;
+            let _ = stopped.send(true);
+        });
         let now = u64::try_from(clock().micros()).unwrap_or(0);
         let config_partitions = config.risk.partition_count.max(1);
         let exchange = Self {
@@ -247,6 +258,7 @@ impl Exchange {
             host,
             supervisor,
             supervisor_join,
+            services_stopped,
             markets: RwLock::new(HashMap::new()),
             last_id: AtomicU64::new(now),
             risk_group: ConsumerGroup::new(risk::GROUP_NAME, config_partitions),
@@ -381,6 +393,19 @@ impl Exchange {
                 }
             }
         }
+    }
+
+    /// Whether the book feed and the read models run (their supervisor has not stopped).
+    pub fn services_running(&self) -> bool {
+        !*self.services_stopped.borrow()
+    }
+
+    /// Waits until the book feed's and read models' supervisor stops: after
+    /// [`Exchange::shutdown`], or when its children failed more often than its restart
+    /// intensity allows. The node then has no read models and no book feed: stop it.
+    pub async fn services_stopped(&self) {
+        let mut stopped = self.services_stopped.clone();
+        let _ = stopped.wait_for(|stopped| *stopped).await;
     }
 
     /// Every shard of the account, book and saga regions, with its region's path.

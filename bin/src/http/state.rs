@@ -106,12 +106,15 @@ impl AppState {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// The application, or 503 `not_ready`.
+    /// The application, or 503 `not_ready` (recovering, stopping, or its book feed and read
+    /// models stopped).
     pub fn exchange(&self) -> Result<Arc<Exchange>, ApiError> {
         if !self.is_ready() {
             return Err(ApiError::not_ready());
         }
-        self.exchange_if_started().ok_or_else(ApiError::not_ready)
+        self.exchange_if_started()
+            .filter(|exchange| exchange.services_running())
+            .ok_or_else(ApiError::not_ready)
     }
 
     /// The application even while shutting down (for the actor tree and metrics).
