@@ -34,6 +34,8 @@ pub async fn sample(registry: Registry, exchange: Arc<Exchange>, interval: Durat
         ticker.tick().await;
         sample_tree(&registry);
         sample_regions(&exchange).await;
+        sample_risk_group(&exchange).await;
+        metrics::gauge!("tradefloor_placements_waiting").set(exchange.placements_waiting() as f64);
         match exchange.consumer_lags(LAG_PROBE_EVENTS_MAX).await {
             Ok(lags) => {
                 for (consumer, lag) in lags {
@@ -107,6 +109,35 @@ async fn sample_regions(exchange: &Exchange) {
             .set(persisting as f64);
         metrics::gauge!("tradefloor_entities_recovering", "region" => region)
             .set(recovering as f64);
+    }
+}
+
+/// The risk monitor consumer group: members, partitions not held by their target (a hand-off
+/// under way), and what each member handled and committed.
+async fn sample_risk_group(exchange: &Exchange) {
+    let group = exchange.risk_stats();
+    metrics::gauge!("tradefloor_consumer_members", "group" => group.group.clone())
+        .set(group.members.len() as f64);
+    let moving = group
+        .targets
+        .iter()
+        .zip(&group.holders)
+        .filter(|(target, holder)| target != holder)
+        .count();
+    metrics::gauge!("tradefloor_consumer_partitions_moving", "group" => group.group.clone())
+        .set(moving as f64);
+    match exchange.risk_member_stats().await {
+        Ok(members) => {
+            for member in members {
+                let labels = [("group", member.group), ("member", member.member)];
+                metrics::gauge!("tradefloor_consumer_partitions_held", &labels)
+                    .set(member.partitions.len() as f64);
+                metrics::gauge!("tradefloor_consumer_events_handled", &labels)
+                    .set(member.handled as f64);
+                metrics::gauge!("tradefloor_consumer_commits", &labels).set(member.commits as f64);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not read the risk members' stats"),
     }
 }
 

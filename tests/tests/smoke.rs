@@ -1,7 +1,22 @@
 //! The node starts, trades over HTTP, and stops cleanly on SIGTERM.
 
+use std::time::Duration;
+
 use serde_json::json;
-use tradefloor_tests::{Node, NodeOptions};
+use tradefloor_tests::{Node, NodeOptions, eventually};
+
+/// A series of each kind the node exports: requests, the journal, mailboxes, breakers,
+/// entities, read-model lag, the risk consumer group, waiting placements.
+const METRICS: [&str; 8] = [
+    "tradefloor_http_requests_total{method=\"POST\",route=\"/v1/orders\",status=\"201\"}",
+    "tradefloor_journal_commit_seconds",
+    "tradefloor_mailbox_length{kind=\"shard\",actor=\"/trading/books\"}",
+    "tradefloor_breaker_state{breaker=\"/trading/accounts/journal\"}",
+    "tradefloor_entities{region=\"/trading/sagas\"}",
+    "tradefloor_projection_lag_events{consumer=\"trading.balances\"}",
+    "tradefloor_consumer_members{group=\"trading.risk\"}",
+    "tradefloor_placements_waiting",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_trades_over_http_and_stops_cleanly() {
@@ -30,5 +45,15 @@ async fn a_node_trades_over_http_and_stops_cleanly() {
     let (status, order) = http.post("/v1/orders", &buy).await;
     assert_eq!(status, 201, "{order}");
     assert_eq!(order["status"], "filled");
+    // The sampler reads the actors once a second.
+    eventually("every kind of metric", Duration::from_secs(30), || async {
+        let (_, text) = http.get("/metrics").await;
+        let text = text.as_str().unwrap_or_default().to_owned();
+        METRICS
+            .iter()
+            .all(|series| text.contains(series))
+            .then_some(())
+    })
+    .await;
     assert_eq!(node.stop().await, Some(0));
 }

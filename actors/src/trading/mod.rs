@@ -395,6 +395,12 @@ impl Exchange {
         }
     }
 
+    /// Placements waiting for their saga's answer right now (bounded by
+    /// [`SagaHostConfig::watches_max`](crate::saga_host::SagaHostConfig::watches_max)).
+    pub fn placements_waiting(&self) -> usize {
+        self.host.watches()
+    }
+
     /// Whether the book feed and the read models run (their supervisor has not stopped).
     pub fn services_running(&self) -> bool {
         !*self.services_stopped.borrow()
