@@ -16,6 +16,16 @@ pub(crate) const CREATE: &[&str] = &["CREATE TABLE IF NOT EXISTS trading_audit (
      sequence BIGINT NOT NULL, name TEXT NOT NULL, recorded_at BIGINT NOT NULL, \
      effective_at BIGINT NOT NULL)"];
 
+const COLUMNS: [&str; 7] = [
+    "global_offset",
+    "stream",
+    "kind",
+    "sequence",
+    "name",
+    "recorded_at",
+    "effective_at",
+];
+
 /// Writes every event's envelope (not its payload) to `trading_audit`.
 #[derive(Debug, Default)]
 pub struct AuditProjection;
@@ -37,24 +47,21 @@ impl Projection for AuditProjection {
         events: &[StoredEvent],
     ) -> Result<(), ReadModelError> {
         begin_batch(transaction, NAME).await?;
-        for event in events {
-            let values: [SqlValue; 7] = [
-                to_sql(event.global_offset, "global offset")?.into(),
-                event.stream.as_str().into(),
-                event.kind.as_str().into(),
-                to_sql(event.sequence, "sequence")?.into(),
-                event.name.as_str().into(),
-                event.recorded_at.into(),
-                event.effective_at.into(),
-            ];
-            sql::execute(
-                transaction,
-                "INSERT INTO trading_audit (global_offset, stream, kind, sequence, name, \
-                 recorded_at, effective_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &values,
-            )
-            .await?;
-        }
+        let rows = events
+            .iter()
+            .map(|event| {
+                Ok(vec![
+                    to_sql(event.global_offset, "global offset")?.into(),
+                    event.stream.as_str().into(),
+                    event.kind.as_str().into(),
+                    to_sql(event.sequence, "sequence")?.into(),
+                    event.name.as_str().into(),
+                    event.recorded_at.into(),
+                    event.effective_at.into(),
+                ])
+            })
+            .collect::<Result<Vec<Vec<SqlValue>>, ReadModelError>>()?;
+        sql::insert_rows(transaction, AUDIT_TABLE, &COLUMNS, &rows).await?;
         Ok(())
     }
 

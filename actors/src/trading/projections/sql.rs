@@ -120,6 +120,42 @@ pub(crate) async fn execute(
     Ok(())
 }
 
+/// Rows one multi-row `INSERT` carries at most: with a read model's handful of columns the
+/// placeholders stay far below SQLite's (32 766) and PostgreSQL's (65 535) limits.
+pub(crate) const INSERT_ROWS_MAX: usize = 256;
+
+/// Inserts `rows` (each as many values as `columns` names) into `table`, up to
+/// [`INSERT_ROWS_MAX`] rows per statement: one round trip to the database for a batch rather
+/// than one per row (each is a hop to sqlx's SQLite thread).
+pub(crate) async fn insert_rows(
+    transaction: &mut Transaction,
+    table: &str,
+    columns: &[&str],
+    rows: &[Vec<SqlValue>],
+) -> Result<(), sqlx::Error> {
+    assert!(!columns.is_empty(), "an insert names its columns");
+    for chunk in rows.chunks(INSERT_ROWS_MAX) {
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut values = Vec::with_capacity(chunk.len() * columns.len());
+        for (index, row) in chunk.iter().enumerate() {
+            assert_eq!(row.len(), columns.len(), "one value per column");
+            let first = index * columns.len();
+            let placeholders: Vec<String> = (1..=columns.len())
+                .map(|column| format!("${}", first + column))
+                .collect();
+            if index > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(&placeholders.join(", "));
+            sql.push(')');
+            values.extend(row.iter().cloned());
+        }
+        execute(transaction, &sql, &values).await?;
+    }
+    Ok(())
+}
+
 /// Runs one query inside `transaction` and returns its rows.
 pub(crate) async fn fetch_in(
     transaction: &mut Transaction,

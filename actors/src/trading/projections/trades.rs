@@ -50,6 +50,22 @@ fn side_name(side: Side) -> &'static str {
     }
 }
 
+/// The tape's columns, in the order [`TradesProjection`] writes them.
+const INSERT_COLUMNS: [&str; 12] = [
+    "symbol",
+    "trade_id",
+    "price",
+    "quantity",
+    "maker_order_id",
+    "maker_account_id",
+    "taker_order_id",
+    "taker_account_id",
+    "taker_side",
+    "maker_remaining",
+    "taker_remaining",
+    "at",
+];
+
 /// Writes each trade to `trading_trades`.
 #[derive(Debug, Default)]
 pub struct TradesProjection;
@@ -71,12 +87,13 @@ impl Projection for TradesProjection {
         events: &[StoredEvent],
     ) -> Result<(), ReadModelError> {
         begin_batch(transaction, NAME).await?;
+        let mut rows = Vec::with_capacity(events.len());
         for event in events {
             let Some(trade) = decode_trade(event)? else {
                 continue;
             };
             let symbol = symbol_of(&event.stream)?;
-            let values: [SqlValue; 12] = [
+            rows.push(vec![
                 symbol.as_str().into(),
                 to_sql(trade.trade_id.0, "trade id")?.into(),
                 to_sql(trade.price.get(), "price")?.into(),
@@ -89,17 +106,9 @@ impl Projection for TradesProjection {
                 to_sql(trade.maker_remaining.get(), "quantity")?.into(),
                 to_sql(trade.taker_remaining.get(), "quantity")?.into(),
                 trade.at.micros().into(),
-            ];
-            sql::execute(
-                transaction,
-                "INSERT INTO trading_trades (symbol, trade_id, price, quantity, maker_order_id, \
-                 maker_account_id, taker_order_id, taker_account_id, taker_side, \
-                 maker_remaining, taker_remaining, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                &values,
-            )
-            .await?;
+            ]);
         }
+        sql::insert_rows(transaction, "trading_trades", &INSERT_COLUMNS, &rows).await?;
         Ok(())
     }
 
