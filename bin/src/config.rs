@@ -181,19 +181,12 @@ pub struct TradingLimits {
     pub projection_poll_interval_ms: u64,
 }
 
-/// Commands queued per entity on a node. An order book is one hot entity that every order of
-/// its market goes through, and it writes what is queued as one append: a queue shorter than
-/// the callers in flight turns load into refused submits that wait out a saga's step timeout
-/// (measured: p99 5 s at 256 callers with 64, 0.7 s with 2 048). Idle entities cost nothing
-/// for it: queues grow on demand.
-pub const ENTITY_MAILBOX_CAPACITY_DEFAULT: usize = 2_048;
-
 impl Default for TradingLimits {
     fn default() -> Self {
         let defaults = TradingConfig::default();
         Self {
             shard_count: defaults.entities.shard_count,
-            entity_mailbox_capacity: ENTITY_MAILBOX_CAPACITY_DEFAULT,
+            entity_mailbox_capacity: defaults.entities.entity_mailbox_capacity,
             shard_mailbox_capacity: defaults.entities.shard_mailbox_capacity,
             ask_deadline_ms: millis(defaults.ask_deadline),
             placement_wait_ms: millis(defaults.placement_wait),

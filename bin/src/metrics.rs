@@ -16,8 +16,9 @@ use tradefloor_actors::trading::Exchange;
 
 use crate::error::Error;
 
-/// The most events the lag gauge counts per consumer (a consumer further behind shows this).
-pub const LAG_PROBE_EVENTS_MAX: usize = 10_000;
+/// The most events the lag gauge counts per consumer (a consumer further behind shows this):
+/// the probe reads them from the journal every second, beside the load it measures.
+pub const LAG_PROBE_EVENTS_MAX: usize = 1_000;
 
 /// Installs the process-wide Prometheus recorder.
 pub fn install() -> Result<PrometheusHandle, Error> {

@@ -94,6 +94,8 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     state.set_unready();
     http::stop(handle).await;
     sampler.abort();
+    // An aborted task drops its clone of the application when it is joined.
+    let _ = sampler.await;
     if let Some(exchange) = state.take_exchange() {
         let exchange = release(exchange).await?;
         exchange.shutdown().await?;

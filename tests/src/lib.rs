@@ -73,11 +73,13 @@ pub async fn postgres_database(test: &str) -> Option<String> {
         eprintln!("SKIPPED {test}: DATABASE_URL is not set (CI sets it)");
         return None;
     };
+    // Unique per call: the process, then a counter (a test may ask for several databases).
+    static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = format!(
         "tf_{}_{}_{}",
         test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
         std::process::id(),
-        Instant::now().elapsed().as_nanos() % 1_000_000
+        CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
     .to_lowercase();
     let mut connection = sqlx::PgConnection::connect(&url)

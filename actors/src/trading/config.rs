@@ -37,11 +37,21 @@ pub struct TradingConfig {
     pub risk: RiskConfig,
 }
 
+/// Commands queued per trading entity. An order book is one hot entity that every order of
+/// its market goes through, and it writes what is queued as one append: a queue shorter than
+/// the callers in flight turns load into refused submits that wait out a saga's step timeout
+/// (measured through HTTP: p99 5 s at 256 callers with 64, 0.7 s with 2 048). Idle entities
+/// cost nothing for it: queues grow on demand.
+pub const ENTITY_MAILBOX_CAPACITY_DEFAULT: usize = 2_048;
+
 impl Default for TradingConfig {
     fn default() -> Self {
         Self {
             path: "/trading".to_owned(),
-            entities: EntityConfig::default(),
+            entities: EntityConfig {
+                entity_mailbox_capacity: ENTITY_MAILBOX_CAPACITY_DEFAULT,
+                ..EntityConfig::default()
+            },
             saga: SagaConfig::default(),
             saga_host: SagaHostConfig::default(),
             ask_deadline: Duration::from_secs(5),

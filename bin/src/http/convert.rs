@@ -5,7 +5,7 @@
 use tradefloor_actors::registry::{ActorStatus, ActorTree};
 use tradefloor_actors::trading::{BalanceView, Candle, NewOrder};
 use tradefloor_actors::{BreakerState, trading};
-use tradefloor_domain::book::{BookDepth, Trade};
+use tradefloor_domain::book::{BookDepth, EndReason, Trade};
 use tradefloor_domain::saga::OrderView;
 use tradefloor_domain::{
     AccountId, Asset, CommandId, MarketSpec, OrderId, OrderStatus, OrderType, Price, Quantity,
@@ -143,10 +143,14 @@ pub fn order(view: &OrderView) -> api::Order {
             message: reason.to_string(),
         }),
         end_reason: view.end_reason.map(|reason| {
-            serde_json::to_value(reason)
-                .ok()
-                .and_then(|value| value.as_str().map(str::to_owned))
-                .unwrap_or_default()
+            match reason {
+                EndReason::Filled => "filled",
+                EndReason::Cancelled => "cancelled",
+                EndReason::Expired => "expired",
+                EndReason::SelfTradePrevented => "self_trade_prevented",
+                EndReason::Halted => "halted",
+            }
+            .to_owned()
         }),
         stalled: view.stalled,
     }
