@@ -41,6 +41,8 @@ enum CounterMessage {
     Get(RpcReplyPort<u64>),
 }
 
+impl ractor::Message for CounterMessage {}
+
 struct Counter;
 
 impl Actor for Counter {

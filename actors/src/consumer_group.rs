@@ -421,6 +421,9 @@ pub enum ConsumerMessage {
     Rebalance,
 }
 
+// Sent between actors of one node only: never serialized.
+impl ractor::Message for ConsumerMessage {}
+
 /// What a [`ConsumerMember`] is started with.
 #[derive(Debug)]
 pub struct ConsumerMemberArgs<H> {

@@ -46,8 +46,11 @@ use crate::error::Error;
 
 /// An aggregate the runtime can host as a persistent entity.
 pub trait Persistent:
-    Aggregate<Command: Send + 'static, Event: Send + Sync + 'static, Reply: Send + 'static>
-    + Serialize
+    Aggregate<
+        Command: Send + Sync + 'static,
+        Event: Send + Sync + 'static,
+        Reply: Serialize + DeserializeOwned + Send + 'static,
+    > + Serialize
     + DeserializeOwned
     + Send
     + Sync

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Why a message was not delivered or a call did not complete.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Error {
     /// The recipient's mailbox (or the lane asked for) is full: shed load and retry later
     /// (HTTP 503 with Retry-After). Nothing was enqueued.

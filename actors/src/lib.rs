@@ -47,6 +47,7 @@ pub mod mailbox;
 pub mod projection;
 pub mod region;
 pub mod registry;
+pub mod remote;
 pub mod saga_host;
 mod shard;
 pub mod supervisor;

@@ -171,6 +171,9 @@ pub enum ProjectionMessage {
     Poll,
 }
 
+// Sent between actors of one node only: never serialized.
+impl ractor::Message for ProjectionMessage {}
+
 /// What a [`ProjectionActor`] is started with.
 #[derive(Debug)]
 pub struct ProjectionArgs<P> {

@@ -3,6 +3,11 @@
 //! The region bounds each shard's inbox, answers `ask` within the caller's deadline, and can
 //! stop a shard cleanly (everything accepted is persisted and answered) and start it again,
 //! possibly under a new fence epoch: the hand-off primitive the cluster uses.
+//!
+//! In a cluster ([`ShardRegion::start_clustered`]) the region starts no shard by itself: the
+//! cluster starts and stops each under its owner's fence as ownership moves, and every `ask`
+//! goes where the entity's shard lives ([`crate::remote`]), forwarded to the owner node
+//! when it is elsewhere and waiting (bounded) while it moves.
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -19,6 +24,7 @@ use crate::entity::{Envelope, Persistent, ReplyTo};
 use crate::error::Error;
 use crate::mailbox::{Lane, MailboxConfig, MailboxSender, mailbox};
 use crate::registry::{ActorInfo, ActorStatus, Registration, Registry, is_valid_path};
+use crate::remote::{self, Call, Forwarding, Remoting};
 use crate::shard::{Activation, Shard, ShardArguments, ShardMessage, ShardStats};
 
 /// The shard of an entity: FNV-1a (64-bit) of its id, modulo the shard count. Stable across
@@ -50,7 +56,38 @@ pub struct ShardRegion<A: Persistent> {
     /// The region in the registry until it stops.
     registration: Mutex<Option<Registration>>,
     shards: Vec<RwLock<Option<ShardHandle<A>>>>,
+    /// The cluster, when the region is one node's part of it.
+    remoting: Option<Arc<Remoting>>,
 }
+
+/// How a command is asked; also the operation's name in a remote [`Call`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asking {
+    /// [`ShardRegion::ask`].
+    Reply,
+    /// [`ShardRegion::ask_new`].
+    New,
+    /// [`ShardRegion::ask_with_events`].
+    WithEvents,
+}
+
+impl Asking {
+    const ALL: [Self; 3] = [Self::Reply, Self::New, Self::WithEvents];
+
+    fn operation(self) -> &'static str {
+        match self {
+            Self::Reply => "ask",
+            Self::New => "ask_new",
+            Self::WithEvents => "ask_with_events",
+        }
+    }
+}
+
+/// A reply and the events its command wrote.
+type Answer<A> = (
+    <A as tradefloor_domain::Aggregate>::Reply,
+    Vec<<A as tradefloor_domain::Aggregate>::Event>,
+);
 
 impl<A: Persistent> ShardRegion<A> {
     /// Starts a region with every shard running (unfenced), in a registry of its own.
@@ -76,7 +113,35 @@ impl<A: Persistent> ShardRegion<A> {
         journal: Journal,
         config: EntityConfig,
     ) -> Result<Self, Error> {
-        let path = path.into();
+        Self::start_with(registry, path.into(), journal, config, None).await
+    }
+
+    /// A region as one node's part of a cluster: registered like [`start_in`](Self::start_in)
+    /// but with no shard running; the cluster starts each (under its fence) on its owner. An
+    /// `ask` goes to the node `remoting` places the entity's shard on.
+    pub async fn start_clustered(
+        registry: Registry,
+        path: impl Into<String>,
+        journal: Journal,
+        config: EntityConfig,
+        remoting: Arc<Remoting>,
+    ) -> Result<Self, Error> {
+        if remoting.placement().shard_count() != config.shard_count {
+            return Err(Error::StartFailed {
+                actor: path.into(),
+                reason: "the cluster's shard count differs from the region's".to_owned(),
+            });
+        }
+        Self::start_with(registry, path.into(), journal, config, Some(remoting)).await
+    }
+
+    async fn start_with(
+        registry: Registry,
+        path: String,
+        journal: Journal,
+        config: EntityConfig,
+        remoting: Option<Arc<Remoting>>,
+    ) -> Result<Self, Error> {
         if !is_valid_path(&path) {
             return Err(Error::StartFailed {
                 actor: path,
@@ -94,9 +159,12 @@ impl<A: Persistent> ShardRegion<A> {
             journal,
             shards: (0..config.shard_count).map(|_| RwLock::new(None)).collect(),
             config,
+            remoting,
         };
-        for shard in 0..region.config.shard_count {
-            region.start_shard(shard, None).await?;
+        if region.remoting.is_none() {
+            for shard in 0..region.config.shard_count {
+                region.start_shard(shard, None).await?;
+            }
         }
         region.set_status(ActorStatus::Running);
         Ok(region)
@@ -135,8 +203,16 @@ impl<A: Persistent> ShardRegion<A> {
         command: A::Command,
         deadline: Duration,
     ) -> Result<A::Reply, Error> {
-        self.ask_with(entity_id, command, deadline, Activation::Recover)
-            .await
+        let (reply, _) = self
+            .routed(
+                entity_id,
+                command,
+                deadline,
+                Asking::Reply,
+                Forwarding::Allowed,
+            )
+            .await?;
+        Ok(reply)
     }
 
     /// Like [`ask`](Self::ask) for an entity the caller has just created (a fresh id with
@@ -151,8 +227,16 @@ impl<A: Persistent> ShardRegion<A> {
         command: A::Command,
         deadline: Duration,
     ) -> Result<A::Reply, Error> {
-        self.ask_with(entity_id, command, deadline, Activation::New)
-            .await
+        let (reply, _) = self
+            .routed(
+                entity_id,
+                command,
+                deadline,
+                Asking::New,
+                Forwarding::Allowed,
+            )
+            .await?;
+        Ok(reply)
     }
 
     /// Like [`tell`](Self::tell) for an entity the caller has just created; see
@@ -171,26 +255,147 @@ impl<A: Persistent> ShardRegion<A> {
         command: A::Command,
         deadline: Duration,
     ) -> Result<(A::Reply, Vec<A::Event>), Error> {
-        let (reply, answer) = oneshot::channel();
-        self.deliver(
+        self.routed(
             entity_id,
             command,
-            Some(ReplyTo::WithEvents(reply)),
-            Activation::Recover,
-        )?;
-        self.await_answer(entity_id, deadline, answer).await
+            deadline,
+            Asking::WithEvents,
+            Forwarding::Allowed,
+        )
+        .await
     }
 
-    async fn ask_with(
+    /// Asks where the entity's shard lives: here, or (in a cluster, if `forwarding` allows)
+    /// on its owner node.
+    async fn routed(
         &self,
         entity_id: &str,
         command: A::Command,
         deadline: Duration,
-        activation: Activation,
+        asking: Asking,
+        forwarding: Forwarding,
+    ) -> Result<Answer<A>, Error> {
+        let Some(remoting) = &self.remoting else {
+            return self.ask_here(entity_id, command, deadline, asking).await;
+        };
+        let shard = shard_of(entity_id, self.config.shard_count);
+        let what = self.entity_path(entity_id);
+        remoting
+            .route(
+                shard,
+                &what,
+                deadline,
+                forwarding,
+                |left| self.ask_here(entity_id, command.clone(), left, asking),
+                |node, left| {
+                    let command = command.clone();
+                    async move {
+                        remoting
+                            .call(
+                                &node,
+                                &self.path,
+                                asking.operation(),
+                                entity_id,
+                                &command,
+                                left,
+                            )
+                            .await
+                    }
+                },
+            )
+            .await
+    }
+
+    /// Asks a shard running on this node; `Stopped` if it does not run here.
+    async fn ask_here(
+        &self,
+        entity_id: &str,
+        command: A::Command,
+        deadline: Duration,
+        asking: Asking,
+    ) -> Result<Answer<A>, Error> {
+        match asking {
+            Asking::WithEvents => {
+                let (reply, answer) = oneshot::channel();
+                self.deliver(
+                    entity_id,
+                    command,
+                    Some(ReplyTo::WithEvents(reply)),
+                    Activation::Recover,
+                )?;
+                self.await_answer(entity_id, deadline, answer).await
+            }
+            Asking::Reply | Asking::New => {
+                let activation = if asking == Asking::New {
+                    Activation::New
+                } else {
+                    Activation::Recover
+                };
+                let (reply, answer) = oneshot::channel();
+                self.deliver(entity_id, command, Some(ReplyTo::Reply(reply)), activation)?;
+                let reply = self.await_answer(entity_id, deadline, answer).await?;
+                Ok((reply, Vec::new()))
+            }
+        }
+    }
+
+    /// Serves a call another node routed here (see [`crate::remote`]): asked here if the
+    /// entity's shard is here (waiting out a hand-off to this node), else `Fenced`, so the
+    /// caller routes again.
+    pub async fn serve(&self, call: Call) -> remote::Reply {
+        let Some(asking) = Asking::ALL
+            .into_iter()
+            .find(|asking| asking.operation() == call.operation)
+        else {
+            return Err(Error::Failed {
+                actor: self.path.clone(),
+                reason: format!("no operation {:?} on a region", call.operation),
+            });
+        };
+        let command: A::Command = remote::decode(&self.path, call.body.clone())?;
+        let deadline = remote::deadline_of(&call, Duration::MAX);
+        let answer = self
+            .routed(
+                &call.entity_id,
+                command,
+                deadline,
+                asking,
+                Forwarding::Refused,
+            )
+            .await?;
+        remote::encode(&self.path, &answer)
+    }
+
+    /// Asks a shard running on this node only (`Stopped` if it does not run here), for a
+    /// caller that routed the call itself (the saga host).
+    pub(crate) async fn ask_local(
+        &self,
+        entity_id: &str,
+        command: A::Command,
+        deadline: Duration,
+        new: bool,
     ) -> Result<A::Reply, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.deliver(entity_id, command, Some(ReplyTo::Reply(reply)), activation)?;
-        self.await_answer(entity_id, deadline, answer).await
+        let asking = if new { Asking::New } else { Asking::Reply };
+        let (reply, _) = self.ask_here(entity_id, command, deadline, asking).await?;
+        Ok(reply)
+    }
+
+    /// The number of shards (fixed for the cluster's life).
+    pub fn shard_count(&self) -> u32 {
+        self.config.shard_count
+    }
+
+    /// The cluster this region is part of, if any.
+    pub fn remoting(&self) -> Option<&Arc<Remoting>> {
+        self.remoting.as_ref()
+    }
+
+    /// Whether shard `shard` runs on this node.
+    pub fn runs(&self, shard: u32) -> bool {
+        self.shards[shard as usize]
+            .read()
+            .expect("no panics while holding the lock")
+            .is_some()
     }
 
     async fn await_answer<T>(
@@ -212,7 +417,8 @@ impl<A: Persistent> ShardRegion<A> {
     }
 
     /// Sends a command without waiting for its outcome. `Overloaded` at once if the shard's
-    /// queue is full (the entity's own queue is checked on arrival).
+    /// queue is full (the entity's own queue is checked on arrival). In a cluster it reaches
+    /// shards running on this node only (`Stopped` otherwise): use `ask` to route.
     pub fn tell(&self, entity_id: &str, command: A::Command) -> Result<(), Error> {
         self.deliver(entity_id, command, None, Activation::Recover)
     }
@@ -260,6 +466,10 @@ impl<A: Persistent> ShardRegion<A> {
     /// Records a command for a stopped shard in the dead letters; the caller's error.
     fn dead_letter(&self, shard: u32, entity_id: &str) -> Error {
         let actor = format!("{}/shard-{shard}", self.path);
+        if self.remoting.is_some() {
+            // Not here: the call routes again (the shard moved, or is starting).
+            return Error::Stopped { actor };
+        }
         self.registry
             .dead_letters()
             .record(DeadLetter::of::<A::Command>(

@@ -31,7 +31,8 @@ use tradefloor_persistence::{Filter, Journal};
 
 use crate::entity::Persistent;
 use crate::error::Error;
-use crate::region::ShardRegion;
+use crate::region::{ShardRegion, shard_of};
+use crate::remote::{self, Call, Forwarding};
 
 /// A boxed, sendable future: what a [`Dispatcher`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -322,13 +323,46 @@ impl<P: ProcessManager> SagaHost<P> {
     /// [`ShardRegion::ask_new`]). Had the id been used, the write conflicts and the input
     /// fails; the saga recovers before its next input.
     pub async fn send_new(&self, saga_id: &str, input: P::Command) -> Result<P::Reply, Error> {
-        let reply = self
-            .inner
-            .region
-            .ask_new(saga_id, input, self.inner.config.ask_deadline)
-            .await?;
-        after_reply(&self.inner, saga_id, &reply);
-        Ok(reply)
+        send_routed(
+            &self.inner,
+            saga_id,
+            input,
+            Sending::New,
+            Forwarding::Allowed,
+        )
+        .await
+    }
+
+    /// Serves a saga input another node routed here (see [`crate::remote`]): delivered by
+    /// this host if the saga's shard is here, else `Fenced`, so the caller routes again.
+    pub async fn serve(&self, call: Call) -> remote::Reply {
+        let path = self.inner.region.path();
+        let Some(sending) = [Sending::Existing, Sending::New]
+            .into_iter()
+            .find(|sending| sending.operation() == call.operation)
+        else {
+            return Err(Error::Failed {
+                actor: path.to_owned(),
+                reason: format!("no operation {:?} on a saga host", call.operation),
+            });
+        };
+        let input: P::Command = remote::decode(path, call.body.clone())?;
+        let reply = send_routed(
+            &self.inner,
+            &call.entity_id,
+            input,
+            sending,
+            Forwarding::Refused,
+        )
+        .await?;
+        remote::encode(path, &reply)
+    }
+
+    /// Whether `operation` is one [`SagaHost::serve`] serves (the others go to its region).
+    pub fn serves(operation: &str) -> bool {
+        [Sending::Existing, Sending::New]
+            .into_iter()
+            .any(|sending| sending.operation() == operation)
     }
 
     /// Registers a wait for saga `saga_id`: the first reply the host sees from it (to any
@@ -386,6 +420,16 @@ impl<P: ProcessManager> SagaHost<P> {
     /// from the journal). Only unfinished sagas are held in memory meanwhile; a saga whose
     /// events cannot be decoded here, or that has events after it finished, is ticked anyway.
     pub async fn resume(&self, journal: &Journal) -> Result<usize, Error> {
+        self.resume_where(journal, |_| true).await
+    }
+
+    /// [`SagaHost::resume`] for the sagas whose id `select` picks (in a cluster: those of the
+    /// shards this node just took over).
+    pub async fn resume_where(
+        &self,
+        journal: &Journal,
+        select: impl Fn(&str) -> bool,
+    ) -> Result<usize, Error> {
         let prefix = format!("{}|", P::KIND);
         let codec = P::codec();
         let mut folding: HashMap<String, P> = HashMap::new();
@@ -410,6 +454,9 @@ impl<P: ProcessManager> SagaHost<P> {
                 let Some(saga_id) = stored.stream.strip_prefix(&prefix) else {
                     continue;
                 };
+                if !select(saga_id) {
+                    continue;
+                }
                 if unsure.contains(saga_id) {
                     continue;
                 }
@@ -460,9 +507,80 @@ async fn send<P: ProcessManager>(
     saga_id: &str,
     input: P::Command,
 ) -> Result<P::Reply, Error> {
+    send_routed(
+        inner,
+        saga_id,
+        input,
+        Sending::Existing,
+        Forwarding::Allowed,
+    )
+    .await
+}
+
+/// Whether a saga input goes to a saga that may exist, or to one the caller vouches is new;
+/// also the operation's name in a remote [`Call`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sending {
+    Existing,
+    New,
+}
+
+impl Sending {
+    fn operation(self) -> &'static str {
+        match self {
+            Self::Existing => "saga_send",
+            Self::New => "saga_send_new",
+        }
+    }
+}
+
+/// Delivers `input` on the node hosting the saga's shard: there the host sets the saga's
+/// timer, wakes its watches and carries out its effects, so a saga is driven by one node.
+async fn send_routed<P: ProcessManager>(
+    inner: &Arc<Inner<P>>,
+    saga_id: &str,
+    input: P::Command,
+    sending: Sending,
+    forwarding: Forwarding,
+) -> Result<P::Reply, Error> {
+    let deadline = inner.config.ask_deadline;
+    let Some(remoting) = inner.region.remoting() else {
+        return send_here(inner, saga_id, input, sending, deadline).await;
+    };
+    let shard = shard_of(saga_id, inner.region.shard_count());
+    let what = format!("{}/{saga_id}", inner.region.path());
+    remoting
+        .route(
+            shard,
+            &what,
+            deadline,
+            forwarding,
+            |left| send_here(inner, saga_id, input.clone(), sending, left),
+            |node, left| {
+                let input = input.clone();
+                async move {
+                    let path = inner.region.path();
+                    remoting
+                        .call(&node, path, sending.operation(), saga_id, &input, left)
+                        .await
+                }
+            },
+        )
+        .await
+}
+
+/// Delivers `input` to the saga in a shard running on this node (`Stopped` if it does not),
+/// then follows up its reply.
+async fn send_here<P: ProcessManager>(
+    inner: &Arc<Inner<P>>,
+    saga_id: &str,
+    input: P::Command,
+    sending: Sending,
+    deadline: Duration,
+) -> Result<P::Reply, Error> {
     let reply = inner
         .region
-        .ask(saga_id, input, inner.config.ask_deadline)
+        .ask_local(saga_id, input, deadline, sending == Sending::New)
         .await?;
     after_reply(inner, saga_id, &reply);
     Ok(reply)

@@ -53,6 +53,9 @@ pub(crate) enum ShardMessage<A: Persistent> {
     Stats(oneshot::Sender<ShardStats>),
 }
 
+// Sent between actors of one node only: never serialized.
+impl<A: Persistent> ractor::Message for ShardMessage<A> {}
+
 /// How a shard activates an entity that is not in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Activation {

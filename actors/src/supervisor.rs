@@ -348,6 +348,9 @@ pub enum SupervisorMessage {
     CheckProgress(ProgressCheck),
 }
 
+// Sent between actors of one node only: never serialized.
+impl ractor::Message for SupervisorMessage {}
+
 /// Opaque token of a scheduled progress check: which incarnation of which child, and its
 /// progress count when the check was scheduled.
 #[derive(Debug)]

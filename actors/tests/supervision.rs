@@ -101,6 +101,8 @@ enum WorkerMessage {
     Quit,
 }
 
+impl ractor::Message for WorkerMessage {}
+
 struct WorkerState {
     start: usize,
 }
@@ -670,6 +672,8 @@ enum BusyMessage {
     Work,
     Hang,
 }
+
+impl ractor::Message for BusyMessage {}
 
 impl Actor for Busy {
     type Msg = BusyMessage;

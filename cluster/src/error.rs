@@ -51,6 +51,9 @@ pub enum Error {
     /// An argument or a configuration is malformed or out of range; fix the caller.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The cluster endpoint (ractor_cluster server, gateway, a connection) failed.
+    #[error("cluster remoting: {0}")]
+    Remoting(String),
     /// A stored row could not be read back (an unknown status, a negative counter): the
     /// tables were changed by something other than this crate. Do not retry.
     #[error("corrupt cluster table: {0}")]

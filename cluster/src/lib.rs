@@ -52,6 +52,7 @@ pub mod config;
 mod error;
 pub mod lease;
 pub mod membership;
+pub mod remote;
 mod schema;
 pub mod time;
 

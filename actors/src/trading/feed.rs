@@ -81,6 +81,9 @@ pub enum FeedMessage {
     Poll,
 }
 
+// Sent between actors of one node only: never serialized.
+impl ractor::Message for FeedMessage {}
+
 /// What the feed is started with.
 pub struct FeedArgs {
     /// The sagas' host.

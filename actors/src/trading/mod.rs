@@ -15,6 +15,7 @@
 //! entity's state from the journal ([`state::load_state`]); market data lists (trades,
 //! candles) come from the read models and trail the log by the projections' lag.
 
+mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod feed;
@@ -52,6 +53,7 @@ use crate::error::Error;
 use crate::projection::{PROJECTION_PARTITION, Projection, ProjectionActor};
 use crate::region::ShardRegion;
 use crate::registry::Registry;
+use crate::remote::{Forwarding, Remoting};
 use crate::saga_host::{Clock, SagaHost, system_clock};
 use crate::shard::ShardStats;
 use crate::supervisor::{SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage};
@@ -91,7 +93,7 @@ pub struct AccountHistory {
 }
 
 /// A new order, as the HTTP layer receives it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NewOrder {
     /// The caller's order id, or `None` to have one generated. Repeating an id with the
     /// same order answers with that order; with another order, `saga_already_started`.
@@ -122,19 +124,64 @@ pub struct Exchange {
     accounts: Arc<ShardRegion<Account>>,
     books: Arc<ShardRegion<OrderBook>>,
     host: SagaHost<OrderSaga>,
-    supervisor: ActorRef<SupervisorMessage>,
-    /// Ends when the services supervisor has stopped (asked to, or having given up).
-    supervisor_join: JoinHandle<()>,
-    /// Turns true when the services supervisor has stopped.
-    services_stopped: tokio::sync::watch::Receiver<bool>,
+    registry: Registry,
+    feed_wake: Arc<Notify>,
+    /// The book feed, the read models and the risk monitor, while they run on this node.
+    services: tokio::sync::Mutex<Option<Services>>,
+    /// Turns true when the services' supervisor stopped without being asked (it gave up).
+    services_gave_up: tokio::sync::watch::Sender<bool>,
+    /// The cluster, when this node is part of one.
+    remoting: Option<Arc<Remoting>>,
     markets: RwLock<HashMap<Symbol, MarketSpec>>,
     /// The last generated id (order ids and command ids), from the clock at start.
     last_id: AtomicU64,
+    /// Generated ids are `id_slot` modulo `id_stride` (1 and 0 on a node of its own).
+    id_stride: u64,
+    id_slot: u64,
     risk_group: ConsumerGroup,
     /// The risk monitor's live members by id.
     risk_members: Mutex<BTreeMap<String, RiskMember>>,
     /// The number of the last risk member started.
     risk_member_count: AtomicU64,
+}
+
+/// What a region of the application starts with.
+struct RegionStart {
+    registry: Registry,
+    path: String,
+    journal: Journal,
+    config: crate::config::EntityConfig,
+    remoting: Option<Arc<Remoting>>,
+}
+
+impl RegionStart {
+    /// A region on its own, or one node's part of a clustered one.
+    async fn start<A: Persistent>(self) -> Result<ShardRegion<A>, Error> {
+        match self.remoting {
+            None => {
+                ShardRegion::start_in(self.registry, self.path, self.journal, self.config).await
+            }
+            Some(remoting) => {
+                ShardRegion::start_clustered(
+                    self.registry,
+                    self.path,
+                    self.journal,
+                    self.config,
+                    remoting,
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// The services' supervisor while it runs.
+struct Services {
+    supervisor: ActorRef<SupervisorMessage>,
+    /// Ends when the supervisor has stopped (asked to, or having given up).
+    join: JoinHandle<()>,
+    /// Set before the supervisor is asked to stop, so its end is not taken for giving up.
+    asked_to_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A running risk monitor member.
@@ -158,33 +205,33 @@ impl Exchange {
         journal: Journal,
         config: TradingConfig,
     ) -> Result<Self, Error> {
+        let exchange = Self::start_regions(registry, journal, config, None).await?;
+        exchange.start_services().await?;
+        let resumed = exchange.host.resume(&exchange.journal).await?;
+        tracing::info!(resumed, "trading application started");
+        Ok(exchange)
+    }
+
+    /// Starts the regions (clustered if `remoting` is given), the saga host and the tables;
+    /// no shard runs yet in a cluster, and no service.
+    async fn start_regions(
+        registry: Registry,
+        journal: Journal,
+        config: TradingConfig,
+        remoting: Option<Arc<Remoting>>,
+    ) -> Result<Self, Error> {
         let clock = system_clock();
         let path = config.path.clone();
-        let accounts = Arc::new(
-            ShardRegion::<Account>::start_in(
-                registry.clone(),
-                format!("{path}/accounts"),
-                journal.clone(),
-                config.entities.clone(),
-            )
-            .await?,
-        );
-        let books = Arc::new(
-            ShardRegion::<OrderBook>::start_in(
-                registry.clone(),
-                format!("{path}/books"),
-                journal.clone(),
-                config.entities.clone(),
-            )
-            .await?,
-        );
-        let sagas = ShardRegion::<OrderSaga>::start_in(
-            registry.clone(),
-            format!("{path}/sagas"),
-            journal.clone(),
-            config.entities.clone(),
-        )
-        .await?;
+        let start = |kind: &str| RegionStart {
+            registry: registry.clone(),
+            path: format!("{path}/{kind}"),
+            journal: journal.clone(),
+            config: config.entities.clone(),
+            remoting: remoting.clone(),
+        };
+        let accounts = Arc::new(start("accounts").start::<Account>().await?);
+        let books = Arc::new(start("books").start::<OrderBook>().await?);
+        let sagas = start("sagas").start::<OrderSaga>().await?;
         let feed_wake = Arc::new(Notify::new());
         let dispatcher = TradingDispatcher {
             accounts: accounts.clone(),
@@ -198,14 +245,49 @@ impl Exchange {
         risk::create_table(journal.database())
             .await
             .map_err(|error| projections::storage("risk", error))?;
+        let now = u64::try_from(clock().micros()).unwrap_or(0);
+        let config_partitions = config.risk.partition_count.max(1);
+        Ok(Self {
+            journal,
+            config,
+            clock,
+            accounts,
+            books,
+            host,
+            registry,
+            feed_wake,
+            services: tokio::sync::Mutex::new(None),
+            services_gave_up: tokio::sync::watch::Sender::new(false),
+            remoting,
+            markets: RwLock::new(HashMap::new()),
+            last_id: AtomicU64::new(now),
+            id_stride: 1,
+            id_slot: 0,
+            risk_group: ConsumerGroup::new(risk::GROUP_NAME, config_partitions),
+            risk_members: Mutex::new(BTreeMap::new()),
+            risk_member_count: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts the services on this node: the book feed and the read models under their
+    /// supervisor, and the risk monitor's members. Each reads the whole log, so a cluster
+    /// runs them on one node at a time. Nothing happens if they run already.
+    pub async fn start_services(&self) -> Result<(), Error> {
+        let mut services = self.services.lock().await;
+        if services.is_some() {
+            return Ok(());
+        }
+        let journal = &self.journal;
+        let config = &self.config;
+        let path = &config.path;
         let children = vec![
             BookFeed::spec(
-                host.clone(),
+                self.host.clone(),
                 journal.clone(),
                 config.feed.clone(),
-                feed_wake,
+                self.feed_wake.clone(),
             ),
-            projection_spec(&journal, &config, projections::balances::BalancesProjection),
+            projection_spec(journal, config, projections::balances::BalancesProjection),
             {
                 let journal_for_orders = journal.clone();
                 ProjectionActor::spec(
@@ -215,7 +297,7 @@ impl Exchange {
                     move || projections::orders::OrdersProjection::new(journal_for_orders.clone()),
                 )
             },
-            projection_spec(&journal, &config, projections::trades::TradesProjection),
+            projection_spec(journal, config, projections::trades::TradesProjection),
             {
                 let watermark = config.candle_watermark_micros;
                 ProjectionActor::spec(
@@ -225,14 +307,14 @@ impl Exchange {
                     move || projections::candles::CandlesProjection::new(watermark),
                 )
             },
-            projection_spec(&journal, &config, projections::audit::AuditProjection),
+            projection_spec(journal, config, projections::audit::AuditProjection),
         ];
         let arguments = SupervisorArgs::new(
             format!("{path}/services"),
             SupervisionConfig::default(),
             children,
         )
-        .with_registry(registry);
+        .with_registry(self.registry.clone());
         let (supervisor, services_join) =
             Actor::spawn(None, Supervisor, arguments)
                 .await
@@ -242,46 +324,54 @@ impl Exchange {
                 })?;
         // The supervisor has no parent to escalate to: whoever runs the application learns
         // that it gave up through `services_stopped`.
-        let (stopped, services_stopped) = tokio::sync::watch::channel(false);
-        let supervisor_join = tokio::spawn(async move {
+        let asked_to_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let gave_up = self.services_gave_up.clone();
+        let asked = asked_to_stop.clone();
+        let join = tokio::spawn(async move {
             let _ = services_join.await;
-            let _ = stopped.send(true);
+            if !asked.load(Ordering::Acquire) {
+                let _ = gave_up.send(true);
+            }
         });
-        let now = u64::try_from(clock().micros()).unwrap_or(0);
-        let config_partitions = config.risk.partition_count.max(1);
-        let exchange = Self {
-            journal,
-            config,
-            clock,
-            accounts,
-            books,
-            host,
+        *services = Some(Services {
             supervisor,
-            supervisor_join,
-            services_stopped,
-            markets: RwLock::new(HashMap::new()),
-            last_id: AtomicU64::new(now),
-            risk_group: ConsumerGroup::new(risk::GROUP_NAME, config_partitions),
-            risk_members: Mutex::new(BTreeMap::new()),
-            risk_member_count: AtomicU64::new(0),
-        };
-        for _ in 0..exchange.config.risk.members {
-            exchange.add_risk_member().await?;
+            join,
+            asked_to_stop,
+        });
+        drop(services);
+        for _ in 0..self.config.risk.members {
+            self.add_risk_member().await?;
         }
-        let resumed = exchange.host.resume(&exchange.journal).await?;
-        tracing::info!(resumed, "trading application started");
-        Ok(exchange)
+        tracing::info!("services started: book feed, read models, risk monitor");
+        Ok(())
+    }
+
+    /// Stops the services on this node (another node takes them over); nothing happens if
+    /// they do not run here.
+    pub async fn stop_services(&self) -> Result<(), Error> {
+        let members: Vec<String> = self.risk_lock().keys().cloned().collect();
+        for member in members {
+            self.remove_risk_member(&member).await?;
+        }
+        let Some(services) = self.services.lock().await.take() else {
+            return Ok(());
+        };
+        services.asked_to_stop.store(true, Ordering::Release);
+        services.supervisor.stop(None);
+        let _ = services.join.await;
+        tracing::info!("services stopped");
+        Ok(())
+    }
+
+    /// Whether the services run on this node.
+    pub async fn runs_services(&self) -> bool {
+        self.services.lock().await.is_some()
     }
 
     /// Stops everything cleanly: the feed and projections, then the sagas, books and
     /// accounts (each finishing and persisting what it accepted).
     pub async fn shutdown(self) -> Result<(), Error> {
-        let members: Vec<String> = self.risk_lock().keys().cloned().collect();
-        for member in members {
-            self.remove_risk_member(&member).await?;
-        }
-        self.supervisor.stop(None);
-        let _ = self.supervisor_join.await;
+        self.stop_services().await?;
         self.host.region().stop().await?;
         self.books.stop().await?;
         self.accounts.stop().await?;
@@ -403,14 +493,14 @@ impl Exchange {
 
     /// Whether the book feed and the read models run (their supervisor has not stopped).
     pub fn services_running(&self) -> bool {
-        !*self.services_stopped.borrow()
+        !*self.services_gave_up.borrow()
     }
 
     /// Waits until the book feed's and read models' supervisor stops: after
     /// [`Exchange::shutdown`], or when its children failed more often than its restart
     /// intensity allows. The node then has no read models and no book feed: stop it.
     pub async fn services_stopped(&self) {
-        let mut stopped = self.services_stopped.clone();
+        let mut stopped = self.services_gave_up.subscribe();
         let _ = stopped.wait_for(|stopped| *stopped).await;
     }
 
@@ -448,13 +538,22 @@ impl Exchange {
 
     fn next_id(&self) -> u64 {
         let now = u64::try_from(self.now().micros()).unwrap_or(0);
+        let (stride, slot) = (self.id_stride, self.id_slot);
+        // The smallest id in this node's slot above both the last one and the clock.
+        let next = |last: u64| {
+            let floor = last.max(now.saturating_sub(1));
+            let candidate = floor - floor % stride + slot;
+            if candidate > floor {
+                candidate
+            } else {
+                candidate + stride
+            }
+        };
         let previous = self
             .last_id
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
-                Some(last.max(now - 1) + 1)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(next(last)))
             .expect("the update always succeeds");
-        previous.max(now - 1) + 1
+        next(previous)
     }
 
     /// Lists a market (admin). Listing it again is refused (`market_already_listed`).
@@ -562,6 +661,18 @@ impl Exchange {
     /// book accepted or rejected it (or [`TradingConfig::placement_wait`] passed: the order
     /// is then answered as pending and goes on).
     pub async fn place_order(&self, order: NewOrder) -> Result<OrderView, Error> {
+        match &self.remoting {
+            None => self.place_order_here(order, order.order_id.is_none()).await,
+            Some(remoting) => {
+                self.place_order_routed(remoting, order, Forwarding::Allowed)
+                    .await
+            }
+        }
+    }
+
+    /// [`Exchange::place_order`] on this node, which hosts the order's saga; `fresh` if the
+    /// order id was generated (its saga starts without reading the journal).
+    async fn place_order_here(&self, order: NewOrder, fresh: bool) -> Result<OrderView, Error> {
         let market = self.market(order.symbol).await?;
         let order_id = order.order_id.unwrap_or_else(|| OrderId(self.next_id()));
         let spec = OrderSpec {
@@ -585,7 +696,7 @@ impl Exchange {
         // Registered before the start, so no reply of the saga can slip past it.
         let placed = self.host.watch(&saga_id, |reply| placed(&reply.view))?;
         // A generated id is new: its saga starts without reading the journal.
-        let started = if order.order_id.is_none() {
+        let started = if fresh {
             self.host.send_new(&saga_id, start).await
         } else {
             self.host.send(&saga_id, start).await

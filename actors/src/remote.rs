@@ -1,0 +1,346 @@
+//! Location transparency: where each shard lives in a cluster ([`Placement`], kept up to date
+//! by the cluster), how a call reaches a shard on another node (a [`Transport`]), and the one
+//! routing loop every entity call goes through ([`Remoting::route`]).
+//!
+//! A call for shard `s` runs here when the placement says `s` is here, is sent to the owner
+//! when it says another node, and waits (bounded) while `s` is moving. A call that finds the
+//! shard stopped (a hand-off began) or fenced (a newer owner wrote) was not applied: it is
+//! retried, with the same command and so the same command id, until the caller's deadline.
+//! Entities deduplicate by command id, so a retry after a lost reply is applied once.
+//!
+//! A node serving a call for another node never forwards it again: if the shard is not here
+//! it answers [`Error::Fenced`] and the caller routes again with its (by then newer)
+//! placement, so stale tables cannot bounce a call between nodes.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::saga_host::BoxFuture;
+
+/// Where a shard lives, as this node knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// This node owns it and runs it.
+    Here,
+    /// Another node owns it.
+    Node(String),
+    /// Nobody serves it right now: unassigned, or handed from one node to another.
+    Moving,
+}
+
+/// Every shard's [`Location`], replaced by the cluster as ownership changes; callers waiting
+/// out a hand-off are woken by each change.
+pub struct Placement {
+    shards: RwLock<Vec<Location>>,
+    version: watch::Sender<u64>,
+}
+
+impl Placement {
+    /// A placement of `shard_count` shards, all [`Location::Moving`] until the cluster says.
+    pub fn new(shard_count: u32) -> Self {
+        Self {
+            shards: RwLock::new(vec![Location::Moving; shard_count as usize]),
+            version: watch::Sender::new(0),
+        }
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> u32 {
+        let shards = self.shards.read().expect("no panics under the lock");
+        u32::try_from(shards.len()).expect("shard counts fit u32")
+    }
+
+    /// Where `shard` lives.
+    pub fn locate(&self, shard: u32) -> Location {
+        self.shards.read().expect("no panics under the lock")[shard as usize].clone()
+    }
+
+    /// Sets where `shard` lives and wakes the callers waiting on a change.
+    pub fn set(&self, shard: u32, location: Location) {
+        let mut shards = self.shards.write().expect("no panics under the lock");
+        if shards[shard as usize] != location {
+            shards[shard as usize] = location;
+            drop(shards);
+            self.version.send_modify(|version| *version += 1);
+        }
+    }
+
+    /// Every shard's location, in shard order.
+    pub fn snapshot(&self) -> Vec<Location> {
+        self.shards
+            .read()
+            .expect("no panics under the lock")
+            .clone()
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+}
+
+/// Carries a call to another node and brings back its answer. The cluster implements it
+/// (ractor_cluster with a breaker and an in-flight bound per node).
+///
+/// Errors: [`Error::Stopped`] when the call was not delivered (no connection to the node,
+/// the connection broke before the answer); [`Error::Timeout`] when no answer came within
+/// `deadline` (the call may have run); [`Error::BreakerOpen`] / [`Error::Overloaded`] from
+/// the per-node breaker and bound.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `call` to `node` and waits up to `deadline` for its answer.
+    fn call(&self, node: &str, call: Call, deadline: Duration) -> BoxFuture<Result<Reply, Error>>;
+}
+
+/// A call to another node: which region or service, which operation, on which entity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    /// The region's path (e.g. `/trading/accounts`) or the service's name.
+    pub target: String,
+    /// What to do there: one of the `OP_*` names of the target.
+    pub operation: String,
+    /// The entity (or saga, or order) the call is about.
+    pub entity_id: String,
+    /// The operation's argument, e.g. the entity's command.
+    pub body: serde_json::Value,
+    /// How long the caller still waits, in milliseconds.
+    pub deadline_ms: u64,
+}
+
+/// The answer to a [`Call`]: the operation's result, or the error the callee answered.
+pub type Reply = Result<serde_json::Value, Error>;
+
+/// Serves calls from other nodes on this node (the application installs it once started).
+pub type Handler = Arc<dyn Fn(Call) -> BoxFuture<Reply> + Send + Sync>;
+
+/// The limits of routing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemotingConfig {
+    /// Calls waiting at once on this node for a shard in hand-off (or not yet started here);
+    /// past it a call is refused with `Overloaded`. The bounded buffer of a hand-off.
+    pub waiting_max: usize,
+    /// The pause before a call that found its shard stopped or unreachable routes again,
+    /// unless the placement changes sooner.
+    pub retry_pause: Duration,
+}
+
+impl Default for RemotingConfig {
+    fn default() -> Self {
+        Self {
+            waiting_max: 4_096,
+            retry_pause: Duration::from_millis(25),
+        }
+    }
+}
+
+/// A node's part in a cluster: its placement, its transport to the others, and the handler
+/// serving their calls.
+pub struct Remoting {
+    node_id: String,
+    placement: Placement,
+    transport: Arc<dyn Transport>,
+    handler: OnceLock<Handler>,
+    config: RemotingConfig,
+    waiting: AtomicUsize,
+}
+
+impl std::fmt::Debug for Remoting {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Remoting")
+            .field("node_id", &self.node_id)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether [`Remoting::route`] may send the call to another node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Forwarding {
+    /// A call made on this node: forward it to the owner.
+    Allowed,
+    /// A call another node sent here: serve it here or answer `Fenced`.
+    Refused,
+}
+
+impl Remoting {
+    /// Node `node_id` of a cluster of `shard_count` shards, reaching the others by `transport`.
+    pub fn new(
+        node_id: impl Into<String>,
+        shard_count: u32,
+        transport: Arc<dyn Transport>,
+        config: RemotingConfig,
+    ) -> Self {
+        Self {
+            node_id: node_id.into(),
+            placement: Placement::new(shard_count),
+            transport,
+            handler: OnceLock::new(),
+            config,
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Where the shards live, as this node knows it.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Calls waiting right now for a shard in hand-off.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Installs the handler of calls from other nodes; `false` if one is installed already.
+    pub fn set_handler(&self, handler: Handler) -> bool {
+        self.handler.set(handler).is_ok()
+    }
+
+    /// Serves a call from another node: `Stopped` until the application installed its handler.
+    pub fn serve(&self, call: Call) -> BoxFuture<Reply> {
+        match self.handler.get() {
+            Some(handler) => handler(call),
+            None => {
+                let actor = format!("{}/{}", self.node_id, call.target);
+                Box::pin(async move { Err(Error::Stopped { actor }) })
+            }
+        }
+    }
+
+    /// Runs a call for `shard` where the shard lives: `here(time left)` on this node,
+    /// `remote(node, time left)` on another, waiting while it moves; retried on `Stopped` and `Fenced`
+    /// (nothing was applied) until `deadline`. `what` names the call in errors.
+    pub(crate) async fn route<T, H, HF, R, RF>(
+        &self,
+        shard: u32,
+        what: &str,
+        deadline: Duration,
+        forwarding: Forwarding,
+        mut here: H,
+        mut remote: R,
+    ) -> Result<T, Error>
+    where
+        H: FnMut(Duration) -> HF,
+        HF: Future<Output = Result<T, Error>>,
+        R: FnMut(String, Duration) -> RF,
+        RF: Future<Output = Result<T, Error>>,
+    {
+        let until = Instant::now() + deadline;
+        let mut changes = self.placement.changes();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    actor: what.to_owned(),
+                    after: deadline,
+                });
+            }
+            changes.borrow_and_update();
+            let attempt = match self.placement.locate(shard) {
+                Location::Here => Some(here(left).await),
+                Location::Node(node) if node == self.node_id => Some(here(left).await),
+                Location::Node(node) => match forwarding {
+                    Forwarding::Allowed => Some(remote(node, left).await),
+                    Forwarding::Refused => {
+                        return Err(Error::Fenced {
+                            actor: what.to_owned(),
+                        });
+                    }
+                },
+                Location::Moving => None,
+            };
+            match attempt {
+                Some(Err(Error::Stopped { .. } | Error::Fenced { .. })) | None => {}
+                Some(result) => return result,
+            }
+            self.wait_for_change(&mut changes, what, until).await?;
+        }
+    }
+
+    /// Waits for the placement to change, or the retry pause, or `until`; `Overloaded` when
+    /// [`RemotingConfig::waiting_max`] calls wait already.
+    async fn wait_for_change(
+        &self,
+        changes: &mut watch::Receiver<u64>,
+        what: &str,
+        until: Instant,
+    ) -> Result<(), Error> {
+        let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _done = Decrement(&self.waiting);
+        if waiting >= self.config.waiting_max {
+            return Err(Error::Overloaded {
+                actor: format!("{what} (waiting for a hand-off)"),
+                capacity: self.config.waiting_max,
+            });
+        }
+        let pause = (Instant::now() + self.config.retry_pause).min(until);
+        let _ = tokio::time::timeout_at(pause, changes.changed()).await;
+        Ok(())
+    }
+
+    /// Sends `operation` on `entity_id` to `target` on `node`, with `body`, and decodes the
+    /// answer.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        node: &str,
+        target: &str,
+        operation: &str,
+        entity_id: &str,
+        body: &impl Serialize,
+        deadline: Duration,
+    ) -> Result<T, Error> {
+        let call = Call {
+            target: target.to_owned(),
+            operation: operation.to_owned(),
+            entity_id: entity_id.to_owned(),
+            body: encode(target, body)?,
+            deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+        };
+        let value = self.transport.call(node, call, deadline).await??;
+        decode(target, value)
+    }
+}
+
+/// Decrements a counter when dropped.
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Encodes a call's body or answer (the one codec of remote calls: JSON).
+pub(crate) fn encode(what: &str, value: &impl Serialize) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|error| Error::Failed {
+        actor: what.to_owned(),
+        reason: format!("cannot encode for a remote call: {error}"),
+    })
+}
+
+/// Decodes a call's body or answer.
+pub(crate) fn decode<T: DeserializeOwned>(
+    what: &str,
+    value: serde_json::Value,
+) -> Result<T, Error> {
+    serde_json::from_value(value).map_err(|error| Error::Failed {
+        actor: what.to_owned(),
+        reason: format!("cannot decode a remote call: {error}"),
+    })
+}
+
+/// A call's deadline as the callee keeps it: what the caller said, at most `own`.
+pub(crate) fn deadline_of(call: &Call, own: Duration) -> Duration {
+    Duration::from_millis(call.deadline_ms).min(own)
+}
