@@ -52,6 +52,7 @@ pub mod config;
 mod error;
 pub mod lease;
 pub mod membership;
+pub mod plan;
 mod schema;
 pub mod time;
 
@@ -59,4 +60,5 @@ pub use config::ClusterConfig;
 pub use error::{Error, Eviction};
 pub use lease::{Lease, SHARD_COORDINATOR_LEASE, Term};
 pub use membership::{Member, Membership, Node, Status};
+pub use plan::{Assignment, HandOff, Move, Plan, is_balanced, plan};
 pub use time::Timestamp;
