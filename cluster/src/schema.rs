@@ -24,9 +24,10 @@ pub(crate) use on_pool;
 /// An arbitrary constant naming the PostgreSQL advisory lock taken while creating the tables.
 const SCHEMA_LOCK_KEY: i64 = 0x7472_6164_6566_6c72;
 
-/// The membership table (see [`crate::membership`]) and the lease table (see
-/// [`crate::lease`]). Timestamps are milliseconds since the Unix epoch.
-const TABLES: [&str; 2] = [
+/// The membership table (see [`crate::membership`]), the lease table (see
+/// [`crate::lease`]) and the shard table (see [`crate::allocation`]). Timestamps are
+/// milliseconds since the Unix epoch.
+const TABLES: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS cluster_members (
         node_id TEXT PRIMARY KEY,
         http_addr TEXT NOT NULL,
@@ -44,6 +45,17 @@ const TABLES: [&str; 2] = [
         epoch BIGINT NOT NULL,
         acquired_at_ms BIGINT NOT NULL,
         expires_at_ms BIGINT NOT NULL
+    )",
+    // One row per shard, never deleted: its epoch must keep growing across owners.
+    // `target` is set exactly while a hand-off is under way.
+    "CREATE TABLE IF NOT EXISTS cluster_shards (
+        shard INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        handoff TEXT NOT NULL CHECK (handoff IN ('active', 'draining', 'released')),
+        target TEXT,
+        changed_at_ms BIGINT NOT NULL,
+        CHECK ((handoff = 'active') = (target IS NULL))
     )",
 ];
 
