@@ -239,7 +239,7 @@ impl ClusterNode {
             return Err(Error::InvalidRequest(format!("no shard {shard}")));
         };
         let member = self.inner.membership.member(target).await?;
-        if !member.is_some_and(|member| member.status == Status::Up) {
+        if member.is_none_or(|member| member.status != Status::Up) {
             return Err(Error::InvalidRequest(format!(
                 "{target} is not an up member"
             )));
