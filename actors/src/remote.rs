@@ -146,6 +146,8 @@ pub struct Remoting {
     placement: Placement,
     transport: Arc<dyn Transport>,
     handler: OnceLock<Handler>,
+    /// Handlers of other targets than the application's (e.g. the node's actor tree).
+    services: RwLock<std::collections::HashMap<String, Handler>>,
     config: RemotingConfig,
     waiting: AtomicUsize,
 }
@@ -182,6 +184,7 @@ impl Remoting {
             placement: Placement::new(shard_count),
             transport,
             handler: OnceLock::new(),
+            services: RwLock::new(std::collections::HashMap::new()),
             config,
             waiting: AtomicUsize::new(0),
         }
@@ -207,8 +210,27 @@ impl Remoting {
         self.handler.set(handler).is_ok()
     }
 
-    /// Serves a call from another node: `Stopped` until the application installed its handler.
+    /// Installs the handler of calls for `target` (other than the application's), replacing
+    /// any before.
+    pub fn register_service(&self, target: impl Into<String>, handler: Handler) {
+        self.services
+            .write()
+            .expect("no panics under the lock")
+            .insert(target.into(), handler);
+    }
+
+    /// Serves a call from another node: by the service registered for its target, else by
+    /// the application (`Stopped` until it installed its handler).
     pub fn serve(&self, call: Call) -> BoxFuture<Reply> {
+        let service = self
+            .services
+            .read()
+            .expect("no panics under the lock")
+            .get(&call.target)
+            .cloned();
+        if let Some(service) = service {
+            return service(call);
+        }
         match self.handler.get() {
             Some(handler) => handler(call),
             None => {
@@ -290,8 +312,8 @@ impl Remoting {
     }
 
     /// Sends `operation` on `entity_id` to `target` on `node`, with `body`, and decodes the
-    /// answer.
-    pub(crate) async fn call<T: DeserializeOwned>(
+    /// answer (one attempt: no routing, no retry).
+    pub async fn call<T: DeserializeOwned>(
         &self,
         node: &str,
         target: &str,

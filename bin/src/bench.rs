@@ -55,15 +55,40 @@ const _: () = assert!(ORDER_QUANTITY_MAX > 0, "orders have a quantity");
 
 /// Runs the benchmark and prints its report.
 pub async fn run(args: BenchArgs) -> Result<(), Error> {
-    let client = Client::new(&args.node, args.token.as_deref())?;
+    let clients = args
+        .node
+        .iter()
+        .map(|node| Client::new(node, args.token.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = clients.first() else {
+        return Err(Error::Config("--node names no node".to_owned()));
+    };
     let flow = if args.baseline {
         None
     } else {
-        let flow = OrderFlow::new(args.seed, args.accounts, &args.symbol);
-        setup(&client, &flow, args.concurrency, args.seed).await?;
+        let accounts = match &args.owned_by {
+            None => OrderFlow::account_names(args.accounts, |_| true),
+            Some(owner) => {
+                let shards = first.shards().await?;
+                let owners: Vec<&str> = shards
+                    .shards
+                    .iter()
+                    .map(|shard| shard.owner.as_str())
+                    .collect();
+                if !owners.contains(&owner.as_str()) {
+                    return Err(Error::Config(format!("{owner} owns no shard")));
+                }
+                OrderFlow::account_names(args.accounts, |account| {
+                    let shard = tradefloor_actors::shard_of(account, shards.shard_count);
+                    owners.get(shard as usize) == Some(&owner.as_str())
+                })
+            }
+        };
+        let flow = OrderFlow::with_accounts(args.seed, accounts, &args.symbol);
+        setup(first, &flow, args.concurrency, args.seed).await?;
         Some(flow)
     };
-    let report = load(client, flow, &args).await;
+    let report = load(clients, flow, &args).await;
     if args.json {
         let text = serde_json::to_string_pretty(&report).expect("a report always serializes");
         crate::ctl::print(&text)
@@ -82,14 +107,43 @@ pub struct OrderFlow {
 impl OrderFlow {
     /// The flow of `accounts` accounts (`bench-0`, `bench-1`, …) on `symbol`.
     pub fn new(seed: u64, accounts: u32, symbol: &str) -> Self {
-        assert!(accounts > 0, "the flow needs an account");
+        Self::with_accounts(seed, Self::account_names(accounts, |_| true), symbol)
+    }
+
+    /// The flow of these accounts on `symbol`.
+    pub fn with_accounts(seed: u64, accounts: Vec<String>, symbol: &str) -> Self {
+        assert!(!accounts.is_empty(), "the flow needs an account");
         Self {
             seed: mix(seed),
             symbol: symbol.to_owned(),
-            accounts: (0..accounts)
-                .map(|index| format!("bench-{index}"))
-                .collect(),
+            accounts,
         }
+    }
+
+    /// The first `count` of `bench-0`, `bench-1`, … that `keep` keeps.
+    pub fn account_names(count: u32, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        (0..)
+            .map(|index| format!("bench-{index}"))
+            .filter(|account| keep(account))
+            .take(count as usize)
+            .collect()
+    }
+
+    /// Request `index` of a deposits run: 1 unit of the quote asset into an account.
+    pub fn deposit(&self, index: u64) -> (&str, api::TransferRequest) {
+        let bits = mix(self.seed.wrapping_add(index.wrapping_mul(SPLITMIX_GAMMA)));
+        let account = (bits % self.accounts.len() as u64) as usize;
+        let quote = self
+            .symbol
+            .split_once('-')
+            .map_or("USD", |(_, quote)| quote);
+        let deposit = api::TransferRequest {
+            asset: quote.to_owned(),
+            amount: 1,
+            command_id: None,
+            effective_at: None,
+        };
+        (self.accounts[account].as_str(), deposit)
     }
 
     /// Order `index`: a GTC limit order of a random account and side, at a price within
@@ -324,8 +378,11 @@ impl Tally {
 
 /// What the load loops send: an order of the flow, or the liveness probe (`--baseline`).
 struct Work {
-    client: Client,
+    /// Request `i` goes to client `i mod len`.
+    clients: Vec<Client>,
     flow: Option<OrderFlow>,
+    /// Deposits rather than orders.
+    deposits: bool,
     tally: Mutex<Tally>,
     progress: ProgressBar,
 }
@@ -333,9 +390,14 @@ struct Work {
 impl Work {
     /// Sends request `index` and records its outcome with the latency since `due`.
     async fn send(&self, index: u64, due: Instant) {
+        let client = &self.clients[(index % self.clients.len() as u64) as usize];
         let result = match &self.flow {
-            Some(flow) => self.client.place_order(&flow.order(index)).status().await,
-            None => self.client.live().status().await,
+            Some(flow) if self.deposits => {
+                let (account, deposit) = flow.deposit(index);
+                client.deposit(account, &deposit).status().await
+            }
+            Some(flow) => client.place_order(&flow.order(index)).status().await,
+            None => client.live().status().await,
         };
         let outcome = Outcome::of(result);
         self.tally
@@ -366,7 +428,7 @@ impl Stop {
 }
 
 /// Runs the load loop the flags ask for and reports it.
-async fn load(client: Client, flow: Option<OrderFlow>, args: &BenchArgs) -> Report {
+async fn load(clients: Vec<Client>, flow: Option<OrderFlow>, args: &BenchArgs) -> Report {
     let stop = match args.duration_seconds {
         Some(seconds) => Stop::At(Instant::now() + Duration::from_secs(seconds)),
         None => Stop::After(args.orders),
@@ -380,8 +442,9 @@ async fn load(client: Client, flow: Option<OrderFlow>, args: &BenchArgs) -> Repo
     };
     let baseline = flow.is_none();
     let work = Arc::new(Work {
-        client,
+        clients,
         flow,
+        deposits: args.deposits,
         tally: Mutex::new(Tally::new()),
         progress,
     });
@@ -397,7 +460,11 @@ async fn load(client: Client, flow: Option<OrderFlow>, args: &BenchArgs) -> Repo
         .lock()
         .expect("no thread panics holding the tally");
     Report::new(
-        if baseline { "baseline" } else { "orders" },
+        match (baseline, args.deposits) {
+            (true, _) => "baseline",
+            (false, true) => "deposits",
+            (false, false) => "orders",
+        },
         args.rate,
         args.concurrency,
         elapsed,

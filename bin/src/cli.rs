@@ -169,9 +169,10 @@ pub enum CtlCommand {
 /// Flags of `tradefloor bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The node's HTTP address.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub node: String,
+    /// The nodes' HTTP addresses, comma-separated: requests go to them in turn (setup
+    /// through the first).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
+    pub node: Vec<String>,
     /// An admin bearer token (to list the market), if the node has tokens.
     #[arg(long, env = "TRADEFLOOR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -200,8 +201,15 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Hit a trivial route (`/health/live`) instead of placing orders: the HTTP ceiling.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "deposits")]
     pub baseline: bool,
+    /// Deposit 1 unit of the quote asset per request instead of placing orders: one ask
+    /// of one account entity each (with `--owned-by`, a same-node against cross-node ask).
+    #[arg(long)]
+    pub deposits: bool,
+    /// Only accounts whose shard this cluster member owns (per `GET /v1/cluster/shards`).
+    #[arg(long)]
+    pub owned_by: Option<String>,
 }
 
 /// An API enum from its wire name (`buy`, `gtc`): the words of the HTTP contract on the

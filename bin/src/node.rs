@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::web;
 use tokio::signal::unix::{SignalKind, signal};
 use tradefloor_actors::Registry;
-use tradefloor_actors::remote::Remoting;
+use tradefloor_actors::remote::{Call, Remoting};
 use tradefloor_actors::trading::Exchange;
 use tradefloor_cluster::Node;
 use tradefloor_cluster::remote::{ClusterTransport, Endpoint};
@@ -80,6 +80,7 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
                 trading,
             )
             .await?;
+            serve_node_calls(&cluster, state.clone());
             state.set_cluster(cluster.clone());
             (exchange, Some(cluster))
         }
@@ -194,6 +195,31 @@ async fn join_cluster(
     })
     .await?;
     Ok((exchange, Arc::new(cluster)))
+}
+
+/// Serves the other members' calls for this node's own part of cluster-wide views (its
+/// actor tree).
+fn serve_node_calls(cluster: &ClusterNode, state: web::Data<AppState>) {
+    use crate::http::routes::operations::{NODE_SERVICE, OP_ACTORS, node_tree};
+    cluster.remoting().register_service(
+        NODE_SERVICE,
+        Arc::new(move |call: Call| {
+            let state = state.clone();
+            Box::pin(async move {
+                let refused = |reason: String| tradefloor_actors::Error::Failed {
+                    actor: NODE_SERVICE.to_owned(),
+                    reason,
+                };
+                if call.operation != OP_ACTORS {
+                    return Err(refused(format!("no operation {:?}", call.operation)));
+                }
+                let depth: Option<usize> = serde_json::from_value(call.body)
+                    .map_err(|error| refused(error.to_string()))?;
+                serde_json::to_value(node_tree(&state, depth))
+                    .map_err(|error| refused(error.to_string()))
+            })
+        }),
+    );
 }
 
 /// Opens (creating if needed) and migrates the journal the configuration names.

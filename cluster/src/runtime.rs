@@ -187,6 +187,11 @@ impl ClusterNode {
         }
     }
 
+    /// The node's routing and remote calls.
+    pub fn remoting(&self) -> &Arc<Remoting> {
+        &self.inner.remoting
+    }
+
     /// The membership table.
     pub fn membership(&self) -> &Membership {
         &self.inner.membership

@@ -1,5 +1,6 @@
 //! Operations: liveness, readiness, metrics, the actor tree, the OpenAPI document.
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 
@@ -68,20 +69,111 @@ pub async fn actors(
     query: web::Query<ActorsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
-    if let Some(node) = &query.node {
-        known_node(&state, node)?;
-    }
     if query.depth.is_some_and(|depth| depth > ACTOR_DEPTH_MAX) {
         return Err(ApiError::invalid_query(format!(
             "depth must be 0 to {ACTOR_DEPTH_MAX}"
         )));
     }
     let depth = query.depth.map(|depth| depth as usize);
-    Ok(HttpResponse::Ok().json(cluster_tree(&state, depth)))
+    let Some(cluster) = state.cluster() else {
+        if let Some(node) = &query.node {
+            known_node(&state, node)?;
+        }
+        return Ok(HttpResponse::Ok().json(cluster_root(vec![node_tree(&state, depth)], depth)));
+    };
+    let members = cluster.membership().members().await.map_err(|error| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            error.to_string(),
+        )
+    })?;
+    let wanted: Vec<String> = match &query.node {
+        Some(node) => {
+            if !members.iter().any(|member| member.node.node_id == *node) {
+                return Err(ApiError::not_found(
+                    "unknown_node",
+                    format!("no member has the id {node:?}"),
+                ));
+            }
+            vec![node.clone()]
+        }
+        None => members
+            .iter()
+            .filter(|member| member.status != tradefloor_cluster::Status::Down)
+            .map(|member| member.node.node_id.clone())
+            .collect(),
+    };
+    let mut nodes = Vec::with_capacity(wanted.len());
+    for node in wanted {
+        if node == state.identity.node_id {
+            nodes.push(node_tree(&state, depth));
+            continue;
+        }
+        let answer = cluster
+            .remoting()
+            .call::<api::ActorNode>(
+                &node,
+                NODE_SERVICE,
+                OP_ACTORS,
+                &node,
+                &depth,
+                REMOTE_TREE_DEADLINE,
+            )
+            .await;
+        nodes.push(answer.unwrap_or_else(|error| unreachable_node(&node, &error.to_string())));
+    }
+    Ok(HttpResponse::Ok().json(cluster_root(nodes, depth)))
 }
 
-/// The cluster's root (`/`), with this node (`/{node_id}`) and its actors below it.
-fn cluster_tree(state: &AppState, depth: Option<usize>) -> api::ActorNode {
+/// The remoting target of a node's own services (its actor tree).
+pub const NODE_SERVICE: &str = "node";
+/// The operation answering a node's actor tree (its argument: the depth below the root).
+pub const OP_ACTORS: &str = "actors";
+/// How long the tree waits for another node's part.
+const REMOTE_TREE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A member whose tree did not come: shown, with why.
+fn unreachable_node(node: &str, reason: &str) -> api::ActorNode {
+    tracing::warn!(%node, %reason, "actor tree of a member not read");
+    api::ActorNode {
+        path: format!("/{node}"),
+        kind: Some("node".to_owned()),
+        status: Some("unreachable".to_owned()),
+        restarts: None,
+        mailbox: None,
+        breaker: None,
+        entities: None,
+        descendants_hidden: 0,
+        children: Vec::new(),
+    }
+}
+
+/// The cluster's root (`/`) over the nodes' trees (`depth` counts from the root).
+fn cluster_root(nodes: Vec<api::ActorNode>, depth: Option<usize>) -> api::ActorNode {
+    let (children, descendants_hidden) = match depth {
+        Some(0) => {
+            let hidden = nodes.iter().map(|node| node.descendants_hidden + 1).sum();
+            (Vec::new(), hidden)
+        }
+        _ => (nodes, 0),
+    };
+    api::ActorNode {
+        path: "/".to_owned(),
+        kind: Some("cluster".to_owned()),
+        status: None,
+        restarts: None,
+        mailbox: None,
+        breaker: None,
+        entities: None,
+        descendants_hidden,
+        children,
+    }
+}
+
+/// This node (`/{node_id}`) and its actors below it, `depth` counting from the cluster's
+/// root (so 0 and 1 show the node alone).
+pub fn node_tree(state: &AppState, depth: Option<usize>) -> api::ActorNode {
     let node_id = &state.identity.node_id;
     let prefix = format!("/{node_id}");
     let mut node = match depth {
@@ -113,22 +205,11 @@ fn cluster_tree(state: &AppState, depth: Option<usize>) -> api::ActorNode {
         }
         .to_owned(),
     );
-    let hidden = state.registry.len() as u64 + 1;
-    let (children, descendants_hidden) = match depth {
-        Some(0) => (Vec::new(), hidden),
-        _ => (vec![node], 0),
-    };
-    api::ActorNode {
-        path: "/".to_owned(),
-        kind: Some("cluster".to_owned()),
-        status: None,
-        restarts: None,
-        mailbox: None,
-        breaker: None,
-        entities: None,
-        descendants_hidden,
-        children,
+    if depth == Some(0) {
+        node.descendants_hidden = state.registry.len() as u64;
+        node.children.clear();
     }
+    node
 }
 
 fn prefix_paths(node: &mut api::ActorNode, prefix: &str) {
