@@ -4,7 +4,8 @@
 //! [`Cluster::node`]`(1)` is `n1`.
 //!
 //! [`Cluster::settled`] waits until every running node is ready and `up`, no stopped node is
-//! `up`, and every shard is owned by a running node with no hand-off under way.
+//! `up`, every shard is owned by a running node with no hand-off under way, every running
+//! node owns a shard, and all of it stays so for [`SETTLED_WINDOW`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -23,6 +24,8 @@ pub const SECRET: &str = "tradefloor-cluster-tests-secret";
 pub const SHARD_COUNT: u32 = 256;
 /// How long a cluster may take to form, fail over or rebalance (nodes share busy cores).
 pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a layout must stay the same to count as settled.
+pub const SETTLED_WINDOW: Duration = Duration::from_secs(2);
 
 /// The shard of an entity id: FNV-1a 64 of its bytes mod [`SHARD_COUNT`] (as
 /// `tradefloor_actors::region::shard_of`).
@@ -64,6 +67,8 @@ pub struct Layout {
     pub statuses: BTreeMap<String, String>,
     /// The raw `/v1/cluster/shards` body.
     pub shards: Value,
+    /// When it was first seen (a settled layout: the first of the observations that agreed).
+    pub seen_at: Instant,
 }
 
 impl Layout {
@@ -255,9 +260,10 @@ impl Cluster {
         node.wait_ready_within(CLUSTER_TIMEOUT).await;
     }
 
-    /// Waits until the running members are ready and `up`, the others are not `up`, and
-    /// every shard is owned by a running member with no hand-off under way (as every
-    /// running member and the shard table show it); the layout.
+    /// Waits until the running members are ready and `up`, the others are not `up`, every
+    /// shard is owned by a running member with no hand-off under way (as every running
+    /// member and the shard table show it), every running member owns a shard, and all of it
+    /// stays so for [`SETTLED_WINDOW`]; the layout.
     pub async fn settled(&mut self) -> Layout {
         let live = self.running();
         self.settled_among(&live).await
@@ -265,18 +271,37 @@ impl Cluster {
 
     /// As [`Cluster::settled`] with only the members numbered in `live` counted as live and
     /// asked (others, running or not, must not be `up`).
+    ///
+    /// Settled also means every live member owns a shard (a member that just joined is `up`
+    /// before the coordinator gives it any) and the layout stays the same over
+    /// [`SETTLED_WINDOW`] (a rebalance may move shards in several rounds).
     pub async fn settled_among(&self, live: &[usize]) -> Layout {
-        let started = Instant::now();
-        let deadline = started + CLUSTER_TIMEOUT;
+        let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        let mut first: Option<Layout> = None;
         loop {
-            match self.settled_now(live).await {
-                Ok(layout) => return layout,
-                Err(reason) => assert!(
-                    Instant::now() < deadline,
-                    "the cluster did not settle among {live:?} within {CLUSTER_TIMEOUT:?}: \
-                     {reason}"
-                ),
-            }
+            let reason = match self.settled_now(live).await {
+                Ok(layout) => match first.take() {
+                    Some(earlier) if earlier.owners == layout.owners => {
+                        if layout.seen_at >= earlier.seen_at + SETTLED_WINDOW {
+                            return earlier;
+                        }
+                        first = Some(earlier);
+                        "settled, not yet for long".to_owned()
+                    }
+                    _ => {
+                        first = Some(layout);
+                        "settled once".to_owned()
+                    }
+                },
+                Err(reason) => {
+                    first = None;
+                    reason
+                }
+            };
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not settle among {live:?} within {CLUSTER_TIMEOUT:?}: {reason}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -315,6 +340,11 @@ impl Cluster {
                 return Err(format!("{id} sees a hand-off: {shard}"));
             }
             layout = Some(seen);
+        }
+        if let Some(layout) = &layout
+            && let Some(idle) = live_ids.iter().find(|id| layout.owned_by(id) == 0)
+        {
+            return Err(format!("{idle} owns no shard yet"));
         }
         let handoffs = self.handoffs_in_shard_table().await?;
         if handoffs > 0 {
@@ -365,6 +395,7 @@ impl Cluster {
             owners,
             statuses,
             shards,
+            seen_at: Instant::now(),
         })
     }
 

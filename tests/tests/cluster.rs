@@ -165,7 +165,7 @@ async fn a_fourth_node_takes_its_share() {
     eprintln!(
         "rebalance: {} shards moved in {} ms",
         after.moved_since(&before),
-        ready.elapsed().as_millis()
+        after.seen_at.saturating_duration_since(ready).as_millis()
     );
     print_spread("shards", &after, &["n1", "n2", "n3", "n4"]);
     let owned = after.owned_by("n4");
@@ -420,12 +420,42 @@ async fn manual_rebalance_and_move_under_load_lose_nothing() {
         run.status,
         run.body
     );
-    let rebalanced = cluster.settled().await;
+    // The moves the run answered with are all made (its reply may come before they are).
+    let moves: Vec<(u32, String)> = run.body["moves"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|step| {
+            let shard = u32::try_from(step["shard"].as_u64()?).ok()?;
+            Some((shard, step["to"].as_str()?.to_owned()))
+        })
+        .collect();
+    let deadline = Instant::now() + CLUSTER_TIMEOUT;
+    let rebalanced = loop {
+        let layout = cluster.settled().await;
+        let pending = moves
+            .iter()
+            .filter(|(shard, to)| layout.owners[shard] != *to)
+            .count();
+        if pending == 0 {
+            break layout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} of the rebalance's moves {} are not made",
+            run.body["moves"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     eprintln!(
-        "rebalance: {} shards moved in {} ms (planned {})",
+        "rebalance: {} shards moved in {} ms (planned {}, answered {})",
         rebalanced.moved_since(&planned),
-        rebalancing.elapsed().as_millis(),
-        plan.body["moves"].as_array().map_or(0, Vec::len)
+        rebalanced
+            .seen_at
+            .saturating_duration_since(rebalancing)
+            .as_millis(),
+        plan.body["moves"].as_array().map_or(0, Vec::len),
+        moves.len()
     );
     print_spread(
         "shards after the rebalance",
