@@ -487,6 +487,12 @@ pub struct Shard {
     pub entities: u64,
     /// Commands queued.
     pub queued: u64,
+    /// The owner's fence epoch (one more at every change of owner).
+    pub epoch: u64,
+    /// `active`, or `draining` / `released` while handed off to `target`.
+    pub handoff: String,
+    /// The node a hand-off goes to.
+    pub target: Option<String>,
 }
 
 /// `GET /v1/cluster/shards`.

@@ -43,6 +43,9 @@ pub struct NodeArgs {
     /// The cluster address to listen on.
     #[arg(long)]
     pub cluster_addr: Option<String>,
+    /// The cluster address other nodes dial (default: `--cluster-addr`).
+    #[arg(long)]
+    pub cluster_advertise: Option<String>,
     /// Cluster addresses of nodes to join through, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub seeds: Option<Vec<String>>,

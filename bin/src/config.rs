@@ -45,6 +45,92 @@ pub struct NodeConfig {
     pub trading: TradingLimits,
     /// Limits of the journal.
     pub journal_limits: JournalLimits,
+    /// Clustering: on when a secret is set.
+    pub cluster: ClusterSettings,
+}
+
+/// How the node takes part in a cluster (DESIGN §4). Without a secret the node is a cluster
+/// of its own and the other settings are unused.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// The cluster's shared secret (at least 16 characters): nodes with another secret are
+    /// refused at the handshake. Setting it makes the node a cluster member.
+    pub secret: Option<String>,
+    /// The cluster address the other nodes dial (default: `cluster_addr`), e.g. a DNS name
+    /// or a proxy in front of this node.
+    pub advertise: Option<String>,
+    /// How often the node heartbeats (and the leaders renew their leases).
+    pub heartbeat_interval_ms: u64,
+    /// How long a silent node lives on before it is declared down.
+    pub failure_timeout_ms: u64,
+    /// A leader lease's term.
+    pub lease_duration_ms: u64,
+    /// How often the coordinator plans and every node reconciles its shards.
+    pub reconcile_interval_ms: u64,
+    /// Shard hand-offs in flight at once over the cluster.
+    pub moves_max: usize,
+    /// Calls in flight from this node to one other node before `Overloaded`.
+    pub calls_in_flight_max: usize,
+    /// Calls from other nodes served at once before `Overloaded`.
+    pub serving_max: usize,
+    /// Calls waiting on this node for a shard in hand-off before `Overloaded`.
+    pub handoff_waiting_max: usize,
+    /// How long a leaving node waits for its shards to be handed off.
+    pub leave_timeout_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        let cluster = tradefloor_cluster::runtime::RuntimeConfig::default();
+        let remote = tradefloor_cluster::remote::RemoteConfig::default();
+        let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            secret: None,
+            advertise: None,
+            heartbeat_interval_ms: millis(cluster.cluster.heartbeat_interval),
+            failure_timeout_ms: millis(cluster.cluster.failure_timeout),
+            lease_duration_ms: millis(cluster.cluster.lease_duration),
+            reconcile_interval_ms: millis(cluster.reconcile_interval),
+            moves_max: cluster.moves_max,
+            calls_in_flight_max: remote.calls_in_flight_max,
+            serving_max: remote.serving_max,
+            handoff_waiting_max: tradefloor_actors::remote::RemotingConfig::default().waiting_max,
+            leave_timeout_ms: 20_000,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The cluster loops' limits.
+    pub fn runtime_config(&self) -> tradefloor_cluster::runtime::RuntimeConfig {
+        tradefloor_cluster::runtime::RuntimeConfig {
+            cluster: tradefloor_cluster::ClusterConfig {
+                heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+                failure_timeout: Duration::from_millis(self.failure_timeout_ms),
+                lease_duration: Duration::from_millis(self.lease_duration_ms),
+            },
+            reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
+            moves_max: self.moves_max,
+        }
+    }
+
+    /// Remoting's limits.
+    pub fn remote_config(&self) -> tradefloor_cluster::remote::RemoteConfig {
+        tradefloor_cluster::remote::RemoteConfig {
+            calls_in_flight_max: self.calls_in_flight_max,
+            serving_max: self.serving_max,
+            ..tradefloor_cluster::remote::RemoteConfig::default()
+        }
+    }
+
+    /// Routing's limits.
+    pub fn remoting_config(&self) -> tradefloor_actors::remote::RemotingConfig {
+        tradefloor_actors::remote::RemotingConfig {
+            waiting_max: self.handoff_waiting_max,
+            ..tradefloor_actors::remote::RemotingConfig::default()
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -62,6 +148,7 @@ impl Default for NodeConfig {
             http_limits: HttpLimits::default(),
             trading: TradingLimits::default(),
             journal_limits: JournalLimits::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -296,6 +383,7 @@ impl NodeConfig {
             .set_override_option("http", args.http.clone())?
             .set_override_option("cluster_addr", args.cluster_addr.clone())?
             .set_override_option("seeds", args.seeds.clone())?
+            .set_override_option("cluster.advertise", args.cluster_advertise.clone())?
             .set_override_option("journal", args.journal.clone())?
             .set_override_option("data_dir", data_dir)?
             .set_override_option("log_format", args.log_format.clone())?
@@ -313,6 +401,24 @@ impl NodeConfig {
                 "node_id {:?} must be 1 to 40 letters, digits or '-_.:'",
                 self.node_id
             ));
+        }
+        if let Some(secret) = &self.cluster.secret
+            && secret.len() < 16
+        {
+            return invalid("cluster.secret is shorter than 16 characters".to_owned());
+        }
+        if self.cluster.secret.is_some() {
+            self.cluster_listen_addr()?;
+            self.cluster
+                .runtime_config()
+                .cluster
+                .validate()
+                .map_err(|error| Error::Config(format!("cluster: {error}")))?;
+            if self.cluster.moves_max == 0 || self.cluster.calls_in_flight_max == 0 {
+                return invalid(
+                    "cluster.moves_max and calls_in_flight_max must be positive".to_owned(),
+                );
+            }
         }
         let http = self.http_addr()?;
         if self.tokens.is_empty() && !http.ip().is_loopback() {
@@ -365,6 +471,25 @@ impl NodeConfig {
                 self.http
             ))
         })
+    }
+
+    /// The cluster address to listen on (an IP address and port; `0.0.0.0` for every
+    /// interface).
+    pub fn cluster_listen_addr(&self) -> Result<SocketAddr, Error> {
+        self.cluster_addr.parse().map_err(|_| {
+            Error::Config(format!(
+                "cluster address {:?} is not host:port with an IP host",
+                self.cluster_addr
+            ))
+        })
+    }
+
+    /// The cluster address other nodes dial.
+    pub fn cluster_advertised(&self) -> String {
+        self.cluster
+            .advertise
+            .clone()
+            .unwrap_or_else(|| self.cluster_addr.clone())
     }
 
     /// The journal URL: the configured one, or SQLite in the data directory.

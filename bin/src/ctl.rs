@@ -164,9 +164,11 @@ async fn rebalance(client: &Client, dry_run: bool, json: bool) -> Result<String,
 
 /// How many of the plan's moves are done: shards now owned by their destination.
 pub fn moves_completed(plan: &api::Rebalance, shards: &api::Shards) -> u64 {
+    // A shard counts once its new owner serves it (no hand-off under way).
     let owners: BTreeMap<u32, &str> = shards
         .shards
         .iter()
+        .filter(|shard| shard.handoff == "active")
         .map(|shard| (shard.shard, shard.owner.as_str()))
         .collect();
     plan.moves
@@ -720,17 +722,25 @@ n1    up      127.0.0.1:8081  127.0.0.1:9081     256
             moves: vec![planned(0, "n2"), planned(1, "n2")],
             completed: 0,
         };
-        let owned = |shard, owner: &str| api::Shard {
+        let owned = |shard, owner: &str, handoff: &str| api::Shard {
             shard,
             owner: owner.to_owned(),
             entities: 0,
             queued: 0,
+            epoch: 1,
+            handoff: handoff.to_owned(),
+            target: None,
         };
         let shards = api::Shards {
             shard_count: 2,
-            shards: vec![owned(0, "n2"), owned(1, "n1")],
+            shards: vec![owned(0, "n2", "active"), owned(1, "n1", "active")],
         };
         assert_eq!(moves_completed(&plan, &shards), 1);
+        let draining = api::Shards {
+            shard_count: 2,
+            shards: vec![owned(0, "n2", "draining"), owned(1, "n1", "active")],
+        };
+        assert_eq!(moves_completed(&plan, &draining), 0);
         assert!(render_plan(&plan).starts_with("plan moves 2 shard(s), 0 done\nSHARD  FROM  TO"));
         let nothing = api::Rebalance {
             moves: Vec::new(),

@@ -13,6 +13,9 @@ pub enum Error {
     /// The trading application could not start or stop.
     #[error("actors: {0}")]
     Actors(#[from] tradefloor_actors::Error),
+    /// The cluster (membership, shard table, remoting) failed.
+    #[error("cluster: {0}")]
+    Cluster(#[from] tradefloor_cluster::Error),
     /// A part of the node failed for good and the node stopped; restart it (it recovers
     /// from the journal).
     #[error("node failed: {0}")]

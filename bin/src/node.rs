@@ -8,7 +8,11 @@ use std::time::Duration;
 use actix_web::web;
 use tokio::signal::unix::{SignalKind, signal};
 use tradefloor_actors::Registry;
+use tradefloor_actors::remote::Remoting;
 use tradefloor_actors::trading::Exchange;
+use tradefloor_cluster::Node;
+use tradefloor_cluster::remote::{ClusterTransport, Endpoint};
+use tradefloor_cluster::runtime::{ClusterNode, Exit, Joining};
 use tradefloor_persistence::{Database, Journal};
 
 use crate::config::NodeConfig;
@@ -64,7 +68,26 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     );
     tracing::info!(node_id = %config.node_id, %address, "serving; recovering the application");
 
-    let exchange = Arc::new(Exchange::start_in(registry.clone(), journal, trading).await?);
+    let (exchange, cluster) = match &config.cluster.secret {
+        Some(secret) => {
+            let http_addr = address.to_string();
+            let (exchange, cluster) = join_cluster(
+                &config,
+                secret,
+                http_addr,
+                registry.clone(),
+                journal,
+                trading,
+            )
+            .await?;
+            state.set_cluster(cluster.clone());
+            (exchange, Some(cluster))
+        }
+        None => (
+            Arc::new(Exchange::start_in(registry.clone(), journal, trading).await?),
+            None,
+        ),
+    };
     state.set_exchange(exchange.clone());
     let sampler = tokio::spawn(crate::metrics::sample(
         registry,
@@ -76,9 +99,26 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut failure = None;
+    let evicted = async {
+        match &cluster {
+            Some(cluster) => cluster.exited().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut leave = true;
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+        exit = evicted => {
+            leave = false;
+            match exit {
+                Exit::Left => tracing::info!("left the cluster: shutting down"),
+                Exit::Evicted(reason) => {
+                    tracing::error!(%reason, "no longer a cluster member: shutting down");
+                    failure = Some(Error::NodeFailed(reason));
+                }
+            }
+        }
         ended = serving => tracing::error!(?ended, "the HTTP server stopped on its own"),
         () = exchange.services_stopped() => {
             // Without its book feed and read models the node would answer stale reads and
@@ -91,6 +131,18 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
         }
     }
     drop(exchange);
+    if let Some(cluster) = cluster {
+        if leave {
+            // Hand the shards to the others while still serving: calls for them go on to
+            // their new owners.
+            let timeout = Duration::from_millis(config.cluster.leave_timeout_ms);
+            if let Err(error) = cluster.leave(timeout).await {
+                tracing::warn!(%error, "left the cluster without a complete hand-off");
+            }
+        }
+        cluster.stop();
+        drop(state.take_cluster());
+    }
     state.set_unready();
     http::stop(handle).await;
     sampler.abort();
@@ -102,6 +154,46 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     }
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
+}
+
+/// Starts the application as a cluster member: remoting (listening for the other nodes),
+/// the clustered application, then the membership and shard loops.
+async fn join_cluster(
+    config: &NodeConfig,
+    secret: &str,
+    http_addr: String,
+    registry: Registry,
+    journal: Journal,
+    trading: tradefloor_actors::trading::TradingConfig,
+) -> Result<(Arc<Exchange>, Arc<ClusterNode>), Error> {
+    let remote_config = config.cluster.remote_config();
+    let transport = Arc::new(ClusterTransport::new(remote_config.clone()));
+    let remoting = Arc::new(Remoting::new(
+        config.node_id.clone(),
+        trading.entities.shard_count,
+        transport,
+        config.cluster.remoting_config(),
+    ));
+    let listen = config.cluster_listen_addr()?;
+    let endpoint = Endpoint::start(listen, secret, remoting.clone(), &remote_config).await?;
+    tracing::info!(%listen, advertised = %config.cluster_advertised(), "cluster endpoint listening");
+    let exchange =
+        Exchange::start_clustered(registry, journal.clone(), trading, remoting.clone()).await?;
+    let cluster = ClusterNode::join(Joining {
+        node: Node {
+            node_id: config.node_id.clone(),
+            http_addr,
+            cluster_addr: config.cluster_advertised(),
+        },
+        seeds: config.seeds.clone(),
+        config: config.cluster.runtime_config(),
+        journal,
+        exchange: exchange.clone(),
+        remoting,
+        endpoint,
+    })
+    .await?;
+    Ok((exchange, Arc::new(cluster)))
 }
 
 /// Opens (creating if needed) and migrates the journal the configuration names.

@@ -70,6 +70,7 @@ pub mod lease;
 pub mod membership;
 pub mod plan;
 pub mod remote;
+pub mod runtime;
 mod schema;
 pub mod time;
 

@@ -269,7 +269,7 @@ impl NodeEventSubscription for SessionLog {
         } else {
             tracing::warn!(
                 peer = %session.peer_addr,
-                "cluster connection refused: authentication failed (a different cluster secret?)"
+                "cluster connection closed before it authenticated (a different cluster secret, or a duplicate connection)"
             );
         }
     }
@@ -331,8 +331,10 @@ impl Endpoint {
             .map_err(|error| Error::Remoting(error.to_string()))?;
         let mut connected = HashSet::new();
         for session in sessions.values() {
+            // ractor_cluster names a peer `{node name}@{host}`.
             if let Some(name) = &session.peer_name {
-                connected.insert(name.name.clone());
+                let node = name.name.split('@').next().unwrap_or_default();
+                connected.insert(node.to_owned());
             }
         }
         Ok(connected)

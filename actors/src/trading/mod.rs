@@ -241,10 +241,7 @@ impl Exchange {
             feed_wake: feed_wake.clone(),
         };
         let host = SagaHost::new(sagas, dispatcher, clock.clone(), config.saga_host.clone());
-        projections::create_tables(journal.database()).await?;
-        risk::create_table(journal.database())
-            .await
-            .map_err(|error| projections::storage("risk", error))?;
+        create_tables(journal.database()).await?;
         let now = u64::try_from(clock().micros()).unwrap_or(0);
         let config_partitions = config.risk.partition_count.max(1);
         Ok(Self {
@@ -1008,6 +1005,32 @@ fn placed(view: &OrderView) -> bool {
         OrderStatus::Open | OrderStatus::Filled | OrderStatus::Cancelled => true,
         // Fills seen, but more may follow until the order rests or ends.
         OrderStatus::PartiallyFilled => view.resting,
+    }
+}
+
+/// Attempts at creating the read-model tables.
+const CREATE_TABLES_ATTEMPTS: u32 = 5;
+
+/// Creates the read-model tables if missing. Nodes of a cluster start together: two
+/// PostgreSQL sessions creating one table at once can both pass `IF NOT EXISTS` and the
+/// loser fails on the catalog's unique index; the next attempt finds the table.
+async fn create_tables(database: &tradefloor_persistence::Database) -> Result<(), Error> {
+    let mut attempt = 1;
+    loop {
+        let created = match projections::create_tables(database).await {
+            Ok(()) => risk::create_table(database)
+                .await
+                .map_err(|error| projections::storage("risk", error)),
+            Err(error) => Err(error),
+        };
+        match created {
+            Err(error) if attempt < CREATE_TABLES_ATTEMPTS => {
+                tracing::debug!(%error, attempt, "read-model tables not created yet");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 use tradefloor_actors::Registry;
 use tradefloor_actors::trading::Exchange;
+use tradefloor_cluster::runtime::ClusterNode;
 
 use super::auth::Tokens;
 use super::error::ApiError;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// The trading application, set once it has recovered and taken back at shutdown.
     exchange: RwLock<Option<Arc<Exchange>>>,
+    /// This node's cluster membership, when the node is part of a cluster.
+    cluster: RwLock<Option<Arc<ClusterNode>>>,
     /// Whether the node takes commands (recovered and not shutting down).
     ready: AtomicBool,
     /// The runtime the actors run on: handlers run on the HTTP workers' own runtimes and hand
@@ -71,6 +74,7 @@ impl AppState {
             registry,
             metrics,
             exchange: RwLock::new(None),
+            cluster: RwLock::new(None),
             ready: AtomicBool::new(false),
             runtime,
         }
@@ -85,6 +89,28 @@ impl AppState {
         assert!(slot.is_none(), "the application is installed once");
         *slot = Some(exchange);
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// Installs the node's cluster membership (before the application, so a ready node is
+    /// a member).
+    pub fn set_cluster(&self, cluster: Arc<ClusterNode>) {
+        *self.cluster.write().unwrap_or_else(PoisonError::into_inner) = Some(cluster);
+    }
+
+    /// The node's cluster membership, if it is part of a cluster.
+    pub fn cluster(&self) -> Option<Arc<ClusterNode>> {
+        self.cluster
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes the cluster membership back (shutdown).
+    pub fn take_cluster(&self) -> Option<Arc<ClusterNode>> {
+        self.cluster
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Takes the application back (shutdown): the node is no longer ready.

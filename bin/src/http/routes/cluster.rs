@@ -1,7 +1,10 @@
-//! The cluster routes (admin only). Until clustering lands a node is a one-member cluster that
-//! owns every shard: the routes answer truthfully for it, and a rebalance has nothing to move.
+//! The cluster routes (admin only). A clustered node answers from the membership and shard
+//! tables (every node sees the same); a node of its own is a one-member cluster that owns
+//! every shard, and a rebalance has nothing to move.
 
 use actix_web::{HttpResponse, web};
+
+use tradefloor_cluster::Status;
 
 use crate::api::{self, MoveRequest, RebalanceQuery};
 use crate::http::auth::Principal;
@@ -16,6 +19,38 @@ pub async fn members(
     principal: Principal,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
+    if let Some(cluster) = state.cluster() {
+        let members = cluster
+            .membership()
+            .members()
+            .await
+            .map_err(cluster_error)?;
+        let shards = cluster
+            .allocation()
+            .assignments()
+            .await
+            .map_err(cluster_error)?;
+        let members = members
+            .into_iter()
+            .map(|member| api::Member {
+                shards: shards
+                    .iter()
+                    .filter(|row| row.owner == member.node.node_id)
+                    .count() as u32,
+                this_node: member.node.node_id == cluster.node_id(),
+                status: match member.status {
+                    Status::Joining => api::MemberStatus::Joining,
+                    Status::Up => api::MemberStatus::Up,
+                    Status::Leaving => api::MemberStatus::Leaving,
+                    Status::Down => api::MemberStatus::Down,
+                },
+                node_id: member.node.node_id,
+                http_addr: member.node.http_addr,
+                cluster_addr: member.node.cluster_addr,
+            })
+            .collect();
+        return Ok(HttpResponse::Ok().json(api::Members { members }));
+    }
     let identity = &state.identity;
     let status = if state.is_ready() {
         api::MemberStatus::Up
@@ -48,16 +83,38 @@ pub async fn shards(
     let stats = state
         .call(|exchange| async move { Ok(exchange.shard_stats().await) })
         .await?;
-    let mut shards: Vec<api::Shard> = (0..shard_count)
-        .map(|shard| api::Shard {
-            shard,
-            owner: state.identity.node_id.clone(),
-            entities: 0,
-            queued: 0,
-        })
-        .collect();
+    let mut shards: Vec<api::Shard> = match state.cluster() {
+        Some(cluster) => cluster
+            .allocation()
+            .assignments()
+            .await
+            .map_err(cluster_error)?
+            .into_iter()
+            .map(|row| api::Shard {
+                shard: row.shard,
+                target: row.handoff.target().map(str::to_owned),
+                handoff: row.handoff.as_str().to_owned(),
+                owner: row.owner,
+                entities: 0,
+                queued: 0,
+                epoch: row.epoch,
+            })
+            .collect(),
+        None => (0..shard_count)
+            .map(|shard| api::Shard {
+                shard,
+                owner: state.identity.node_id.clone(),
+                entities: 0,
+                queued: 0,
+                epoch: 0,
+                handoff: "active".to_owned(),
+                target: None,
+            })
+            .collect(),
+    };
     for (_, stat) in stats {
-        if let Some(shard) = shards.get_mut(stat.shard as usize) {
+        // Counts are this node's: a shard owned elsewhere shows none here.
+        if let Some(shard) = shards.iter_mut().find(|shard| shard.shard == stat.shard) {
             shard.entities += stat.entities as u64;
             shard.queued += stat.queued as u64;
         }
@@ -68,7 +125,9 @@ pub async fn shards(
     }))
 }
 
-/// Plan (`dry_run=true`) or run a rebalance. One member owns every shard: nothing moves.
+/// Plan (`dry_run=true`) or run a rebalance: the coordinator's next round (unserved shards
+/// placed, leaving nodes drained, loads evened out, at most `moves_max` hand-offs at once).
+/// `ctl rebalance` follows it through `GET /v1/cluster/shards`.
 #[utoipa::path(post, path = "/v1/cluster/rebalance", tag = "cluster", params(RebalanceQuery),
     responses((status = 200, description = "The plan and its progress", body = api::Rebalance)))]
 pub async fn rebalance(
@@ -78,6 +137,36 @@ pub async fn rebalance(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
     state.exchange()?;
+    if let Some(cluster) = state.cluster() {
+        let dry_run = query.dry_run.unwrap_or(false);
+        let plan = if dry_run {
+            cluster.plan().await
+        } else {
+            cluster.rebalance().await
+        }
+        .map_err(cluster_error)?;
+        let moves = plan
+            .reassign
+            .iter()
+            .chain(&plan.complete)
+            .chain(&plan.moves)
+            .map(|step| api::ShardMove {
+                shard: step.shard,
+                from: step.from.clone(),
+                to: step.to.clone(),
+            })
+            .chain(plan.initial.iter().map(|(shard, owner)| api::ShardMove {
+                shard: *shard,
+                from: String::new(),
+                to: owner.clone(),
+            }))
+            .collect();
+        return Ok(HttpResponse::Ok().json(api::Rebalance {
+            dry_run,
+            moves,
+            completed: 0,
+        }));
+    }
     Ok(HttpResponse::Ok().json(api::Rebalance {
         dry_run: query.dry_run.unwrap_or(false),
         moves: Vec::new(),
@@ -107,6 +196,49 @@ pub async fn move_shard(
             ),
         ));
     }
+    if let Some(cluster) = state.cluster() {
+        let rows = cluster
+            .allocation()
+            .assignments()
+            .await
+            .map_err(cluster_error)?;
+        let from = rows
+            .iter()
+            .find(|row| row.shard == shard)
+            .map(|row| row.owner.clone())
+            .unwrap_or_default();
+        let member = cluster
+            .membership()
+            .member(&body.to)
+            .await
+            .map_err(cluster_error)?;
+        if member.is_none() {
+            return Err(unknown_node(&body.to));
+        }
+        if from == body.to {
+            return Ok(HttpResponse::Ok().json(api::ShardMove {
+                shard,
+                from,
+                to: body.to.clone(),
+            }));
+        }
+        if !cluster
+            .move_shard(shard, &body.to)
+            .await
+            .map_err(cluster_error)?
+        {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::CONFLICT,
+                "shard_moving",
+                format!("shard {shard} is being handed off already; try again when it is done"),
+            ));
+        }
+        return Ok(HttpResponse::Ok().json(api::ShardMove {
+            shard,
+            from,
+            to: body.to.clone(),
+        }));
+    }
     known_node(&state, &body.to)?;
     Ok(HttpResponse::Ok().json(api::ShardMove {
         shard,
@@ -125,12 +257,78 @@ pub async fn leave(
     node: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
+    if let Some(cluster) = state.cluster() {
+        let members = cluster
+            .membership()
+            .members()
+            .await
+            .map_err(cluster_error)?;
+        let Some(member) = members.iter().find(|member| member.node.node_id == *node) else {
+            return Err(unknown_node(&node));
+        };
+        let others = members
+            .iter()
+            .filter(|other| other.status == Status::Up && other.node.node_id != *node)
+            .count();
+        if others == 0 {
+            return Err(last_member());
+        }
+        if member.status == Status::Down {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::CONFLICT,
+                "member_down",
+                format!("{node} is down already; its shards were reassigned"),
+            ));
+        }
+        cluster.ask_to_leave(&node).await.map_err(cluster_error)?;
+        let plan = cluster.plan().await.map_err(cluster_error)?;
+        let moves = plan
+            .moves
+            .iter()
+            .filter(|step| step.from == *node)
+            .map(|step| api::ShardMove {
+                shard: step.shard,
+                from: step.from.clone(),
+                to: step.to.clone(),
+            })
+            .collect();
+        return Ok(HttpResponse::Ok().json(api::Leave {
+            node_id: node.into_inner(),
+            moves,
+        }));
+    }
     known_node(&state, &node)?;
-    Err(ApiError::new(
+    Err(last_member())
+}
+
+/// 409 `last_member`: nobody could take the shards.
+fn last_member() -> ApiError {
+    ApiError::new(
         actix_web::http::StatusCode::CONFLICT,
         "last_member",
         "the only member of the cluster cannot hand its shards to anyone",
-    ))
+    )
+}
+
+fn unknown_node(node: &str) -> ApiError {
+    ApiError::not_found("unknown_node", format!("no member has the id {node:?}"))
+}
+
+/// The cluster tables failed: 503 (the database is usually briefly unavailable), or 400 for
+/// a request the tables refused.
+fn cluster_error(error: tradefloor_cluster::Error) -> ApiError {
+    match error {
+        tradefloor_cluster::Error::InvalidRequest(reason) => ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid_request",
+            reason,
+        ),
+        other => ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            other.to_string(),
+        ),
+    }
 }
 
 /// 404 `unknown_node` unless `node` is a member.
@@ -138,8 +336,5 @@ pub fn known_node(state: &AppState, node: &str) -> Result<(), ApiError> {
     if node == state.identity.node_id {
         return Ok(());
     }
-    Err(ApiError::not_found(
-        "unknown_node",
-        format!("no member has the id {node:?}"),
-    ))
+    Err(unknown_node(node))
 }

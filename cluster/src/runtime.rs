@@ -1,0 +1,651 @@
+//! A node's life in the cluster: it joins (seeds dialled, a row in the membership table),
+//! heartbeats, sweeps dead members, watches its connections to the others, competes for the
+//! coordinator's and the services' leases, and makes its shards match the shard table.
+//!
+//! - **Coordinator** (the holder of [`SHARD_COORDINATOR_LEASE`]): every round it plans
+//!   ([`crate::plan`]) from the members and the shard table and applies the plan, each step
+//!   a conditional update, so a deposed coordinator's late write changes nothing.
+//! - **Every node** reconciles: a shard the table gives it is started after its fence is
+//!   claimed at the row's epoch (from then on the journal refuses the previous owner); a
+//!   shard it must hand off is stopped cleanly (commands accepted are persisted and answered)
+//!   and then marked released, so the coordinator gives it to its target; calls meanwhile
+//!   wait in the routing loop (bounded) and go on to the new owner.
+//! - **Partitions**: a node that has reached fewer than a majority of the other live members
+//!   for the failure timeout (an even split keeps the side with the smallest node id) leaves
+//!   the cluster on its own: marked down, it stops serving and the process exits; the others
+//!   take its shards under new epochs, so nothing it still tries to write is accepted.
+//! - **Services** (book feed, read models, risk monitor) run on the holder of
+//!   [`SERVICES_LEASE`], preferably not the coordinator.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tradefloor_actors::remote::{Location, Remoting};
+use tradefloor_actors::trading::Exchange;
+use tradefloor_persistence::{Fence, Journal};
+
+use crate::allocation::{Allocation, fence_key};
+use crate::config::ClusterConfig;
+use crate::error::Error;
+use crate::lease::{Lease, SHARD_COORDINATOR_LEASE};
+use crate::membership::{Member, Membership, Node, Status};
+use crate::plan::{Assignment, HandOff, Plan, plan};
+use crate::remote::Endpoint;
+use crate::time::Timestamp;
+
+/// The lease of the node running the services (book feed, read models, risk monitor).
+pub const SERVICES_LEASE: &str = "trading-services";
+
+/// Limits of the node's cluster loops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Heartbeats, failure timeout, leases.
+    pub cluster: ClusterConfig,
+    /// How often the coordinator plans and every node reconciles its shards.
+    pub reconcile_interval: Duration,
+    /// Hand-offs in flight at once over the cluster (a rebalance moves at most this many
+    /// shards at a time).
+    pub moves_max: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cluster: ClusterConfig::default(),
+            reconcile_interval: Duration::from_millis(100),
+            moves_max: 64,
+        }
+    }
+}
+
+/// Why a node stopped being a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It left on request (drained) and departed.
+    Left,
+    /// The cluster declared it down, or it cut itself off in a partition: stop serving.
+    Evicted(String),
+}
+
+/// A running cluster member. See the [module docs](self).
+pub struct ClusterNode {
+    inner: Arc<Inner>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Inner {
+    node: Node,
+    incarnation: u64,
+    config: RuntimeConfig,
+    membership: Membership,
+    allocation: Allocation,
+    coordinator: Lease,
+    services: Lease,
+    journal: Journal,
+    exchange: Arc<Exchange>,
+    remoting: Arc<Remoting>,
+    endpoint: Endpoint,
+    /// Set once the node is no longer a member.
+    exit: watch::Sender<Option<Exit>>,
+    /// Shards running here, with the epoch they run under.
+    running: Mutex<BTreeMap<u32, u64>>,
+    /// Whether this node holds the coordinator lease right now.
+    leading: AtomicBool,
+    /// When each peer was last connected (or first seen), for partition detection.
+    peers_seen: Mutex<HashMap<String, Timestamp>>,
+    /// Wakes the coordinator and the reconciler before their interval.
+    wake: Notify,
+}
+
+/// What [`ClusterNode::join`] needs.
+pub struct Joining {
+    /// This node's identity and addresses (the advertised cluster address).
+    pub node: Node,
+    /// Cluster addresses dialled first.
+    pub seeds: Vec<String>,
+    /// The loops' limits.
+    pub config: RuntimeConfig,
+    /// The journal (its database holds the cluster's tables).
+    pub journal: Journal,
+    /// The application on this node, started clustered.
+    pub exchange: Arc<Exchange>,
+    /// The node's routing.
+    pub remoting: Arc<Remoting>,
+    /// The node's remoting endpoint, listening already.
+    pub endpoint: Endpoint,
+}
+
+impl ClusterNode {
+    /// Joins the cluster: dials the seeds, registers a new incarnation, marks itself up and
+    /// starts its loops.
+    pub async fn join(joining: Joining) -> Result<Self, Error> {
+        joining.config.cluster.validate()?;
+        let database = joining.journal.database().clone();
+        let membership = Membership::open(database.clone()).await?;
+        let allocation = Allocation::open(database.clone()).await?;
+        let coordinator = Lease::open(database.clone(), SHARD_COORDINATOR_LEASE).await?;
+        let services = Lease::open(database, SERVICES_LEASE).await?;
+        for seed in &joining.seeds {
+            if *seed == joining.node.cluster_addr {
+                continue;
+            }
+            // A seed not up yet is no error: the membership table names the others.
+            if let Err(error) = joining.endpoint.connect(seed).await {
+                tracing::info!(%seed, %error, "seed not reachable yet");
+            }
+        }
+        let member = membership.join(&joining.node, Timestamp::now()).await?;
+        membership
+            .mark_up(&joining.node.node_id, member.incarnation, Timestamp::now())
+            .await?;
+        tracing::info!(
+            node = %joining.node.node_id,
+            incarnation = member.incarnation,
+            "joined the cluster"
+        );
+        let inner = Arc::new(Inner {
+            node: joining.node,
+            incarnation: member.incarnation,
+            config: joining.config,
+            membership,
+            allocation,
+            coordinator,
+            services,
+            journal: joining.journal,
+            exchange: joining.exchange,
+            remoting: joining.remoting,
+            endpoint: joining.endpoint,
+            exit: watch::Sender::new(None),
+            running: Mutex::new(BTreeMap::new()),
+            leading: AtomicBool::new(false),
+            peers_seen: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        });
+        let tasks = vec![
+            tokio::spawn(heartbeats(inner.clone())),
+            tokio::spawn(reconciler(inner.clone())),
+        ];
+        Ok(Self { inner, tasks })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node.node_id
+    }
+
+    /// Completes when the node is no longer a member, saying why.
+    pub async fn exited(&self) -> Exit {
+        let mut exit = self.inner.exit.subscribe();
+        let exited = exit.wait_for(Option::is_some).await;
+        match exited {
+            Ok(exit) => exit.clone().expect("waited for it"),
+            Err(_) => Exit::Evicted("the cluster loops stopped".to_owned()),
+        }
+    }
+
+    /// The membership table.
+    pub fn membership(&self) -> &Membership {
+        &self.inner.membership
+    }
+
+    /// The shard table.
+    pub fn allocation(&self) -> &Allocation {
+        &self.inner.allocation
+    }
+
+    /// The shards running on this node.
+    pub fn running(&self) -> BTreeMap<u32, u64> {
+        self.inner
+            .running
+            .lock()
+            .expect("no panics under the lock")
+            .clone()
+    }
+
+    /// Whether this node coordinates the shards right now.
+    pub fn is_coordinator(&self) -> bool {
+        self.inner.leading.load(Ordering::Acquire)
+    }
+
+    /// Plans a rebalance of the current table (what the coordinator would do next round).
+    pub async fn plan(&self) -> Result<Plan, Error> {
+        let (assignments, up, leaving) = self.inner.view().await?;
+        Ok(plan(
+            &assignments,
+            self.inner.remoting.placement().shard_count(),
+            &up,
+            &leaving,
+            self.inner.config.moves_max,
+        ))
+    }
+
+    /// Asks the coordinator to plan and apply a round now (a manual rebalance); answers the
+    /// plan as this node sees it.
+    pub async fn rebalance(&self) -> Result<Plan, Error> {
+        let planned = self.plan().await?;
+        self.inner.wake.notify_waiters();
+        Ok(planned)
+    }
+
+    /// Begins a graceful hand-off of `shard` to `target` (an up member). `false` if the shard
+    /// is in a hand-off already or `target` owns it.
+    pub async fn move_shard(&self, shard: u32, target: &str) -> Result<bool, Error> {
+        let assignments = self.inner.allocation.assignments().await?;
+        let Some(row) = assignments.iter().find(|row| row.shard == shard) else {
+            return Err(Error::InvalidRequest(format!("no shard {shard}")));
+        };
+        let member = self.inner.membership.member(target).await?;
+        if member.is_none_or(|member| member.status != Status::Up) {
+            return Err(Error::InvalidRequest(format!(
+                "{target} is not an up member"
+            )));
+        }
+        let begun = self
+            .inner
+            .allocation
+            .begin_move(shard, row.epoch, target, Timestamp::now())
+            .await?;
+        self.inner.wake.notify_waiters();
+        Ok(begun)
+    }
+
+    /// Marks `node_id` leaving: the coordinator moves its shards away; the node departs once
+    /// it owns none ([`ClusterNode::leave`] does all of it for this node).
+    pub async fn ask_to_leave(&self, node_id: &str) -> Result<(), Error> {
+        let Some(member) = self.inner.membership.member(node_id).await? else {
+            return Err(Error::InvalidRequest(format!("no member {node_id}")));
+        };
+        self.inner
+            .membership
+            .leave(node_id, member.incarnation, Timestamp::now())
+            .await?;
+        self.inner.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Leaves gracefully: marked leaving, the node's shards are handed off, its services
+    /// stop, then it departs. Waits at most `timeout` for the hand-offs.
+    pub async fn leave(&self, timeout: Duration) -> Result<(), Error> {
+        let node_id = self.inner.node.node_id.clone();
+        self.ask_to_leave(&node_id).await?;
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let owned = self
+                .inner
+                .allocation
+                .assignments()
+                .await?
+                .iter()
+                .filter(|row| row.owner == node_id)
+                .count();
+            let alone = self.inner.view().await?.1.is_empty();
+            if (owned == 0 && self.running().is_empty()) || alone {
+                break;
+            }
+            if tokio::time::Instant::now() >= until {
+                tracing::warn!(owned, "leaving before every shard was handed off");
+                break;
+            }
+            tokio::time::sleep(self.inner.config.reconcile_interval).await;
+        }
+        self.inner.exchange.stop_services().await.map_err(actors)?;
+        if let Some(term) = self.inner.services.current(Timestamp::now()).await?
+            && term.holder == node_id
+        {
+            self.inner.services.release(&term, Timestamp::now()).await?;
+        }
+        self.inner
+            .membership
+            .depart(&node_id, self.inner.incarnation, Timestamp::now())
+            .await?;
+        self.inner.exit.send_replace(Some(Exit::Left));
+        Ok(())
+    }
+
+    /// Stops the loops and the remoting endpoint (after [`leave`](Self::leave), or when
+    /// evicted). Shards still running stop with the application.
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.inner.endpoint.stop();
+    }
+}
+
+fn actors(error: tradefloor_actors::Error) -> Error {
+    Error::Remoting(error.to_string())
+}
+
+impl Inner {
+    /// The shard table, the members that may own shards, and those leaving.
+    async fn view(&self) -> Result<(Vec<Assignment>, Vec<String>, Vec<String>), Error> {
+        let members = self.membership.members().await?;
+        let ids = |status: Status| -> Vec<String> {
+            members
+                .iter()
+                .filter(|member| member.status == status)
+                .map(|member| member.node.node_id.clone())
+                .collect()
+        };
+        Ok((
+            self.allocation.assignments().await?,
+            ids(Status::Up),
+            ids(Status::Leaving),
+        ))
+    }
+
+    /// Whether this node owns no shard and runs none.
+    async fn drained(&self) -> Result<bool, Error> {
+        let me = &self.node.node_id;
+        let owned = self
+            .allocation
+            .assignments()
+            .await?
+            .iter()
+            .any(|row| row.owner == *me);
+        Ok(!owned
+            && self
+                .running
+                .lock()
+                .expect("no panics under the lock")
+                .is_empty())
+    }
+
+    fn evict(&self, reason: String) {
+        tracing::error!(node = %self.node.node_id, %reason, "no longer a cluster member");
+        self.exit.send_replace(Some(Exit::Evicted(reason)));
+    }
+
+    fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// One heartbeat round: liveness, sweep, connections, partition check, leases.
+    async fn heartbeat(&self) -> Result<(), Error> {
+        let now = Timestamp::now();
+        let me = &self.node.node_id;
+        match self.membership.heartbeat(me, self.incarnation, now).await {
+            Ok(_) => {}
+            Err(Error::Evicted { reason, .. }) => {
+                self.evict(format!("refused by the membership table: {reason}"));
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        }
+        for dead in self
+            .membership
+            .declare_dead(self.config.cluster.failure_timeout, now)
+            .await?
+        {
+            tracing::warn!(node = %dead.node.node_id, "declared down: silent past the failure timeout");
+            self.wake.notify_waiters();
+        }
+        let members = self.membership.members().await?;
+        self.watch_peers(&members, now).await?;
+        if self.exited() {
+            return Ok(());
+        }
+        let duration = self.config.cluster.lease_duration;
+        let leading = self
+            .coordinator
+            .try_acquire(me, now, duration)
+            .await
+            .is_ok();
+        if leading != self.leading.swap(leading, Ordering::AcqRel) {
+            tracing::info!(leading, "shard coordinator");
+        }
+        let leaving = members
+            .iter()
+            .any(|member| member.node.node_id == *me && member.status == Status::Leaving);
+        if leaving && self.drained().await? {
+            // Asked to leave (by an operator, through any node): drained, so depart.
+            self.exchange.stop_services().await.map_err(actors)?;
+            self.membership.depart(me, self.incarnation, now).await?;
+            tracing::info!("drained: left the cluster");
+            self.exit.send_replace(Some(Exit::Left));
+            return Ok(());
+        }
+        // The services go to a node other than the coordinator when there is one.
+        let others_up = members
+            .iter()
+            .filter(|member| member.status == Status::Up && member.node.node_id != *me)
+            .count();
+        let current = self.services.current(now).await?;
+        let holds = current.as_ref().is_some_and(|term| term.holder == *me);
+        let want = !leaving && (holds || !leading || others_up == 0);
+        let serving = want && self.services.try_acquire(me, now, duration).await.is_ok();
+        if serving {
+            self.exchange.start_services().await.map_err(actors)?;
+        } else if self.exchange.runs_services().await {
+            self.exchange.stop_services().await.map_err(actors)?;
+            if let Some(term) = current.filter(|term| term.holder == *me) {
+                self.services.release(&term, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Dials the members with a smaller node id (one connection per pair, dialled by the
+    /// larger id), and leaves the cluster if this node has been cut off from most of it.
+    async fn watch_peers(&self, members: &[Member], now: Timestamp) -> Result<(), Error> {
+        let me = &self.node.node_id;
+        let connected = self.endpoint.connected().await?;
+        let live: Vec<&Member> = members
+            .iter()
+            .filter(|member| member.node.node_id != *me)
+            .filter(|member| {
+                matches!(
+                    member.status,
+                    Status::Joining | Status::Up | Status::Leaving
+                )
+            })
+            .collect();
+        for member in &live {
+            if member.node.node_id < *me && !connected.contains(&member.node.node_id) {
+                if let Err(error) = self.endpoint.connect(&member.node.cluster_addr).await {
+                    tracing::debug!(peer = %member.node.node_id, %error, "not connected");
+                }
+            }
+        }
+        let timeout = self.config.cluster.failure_timeout;
+        let cutoff = now.checked_sub(timeout)?;
+        let reachable: BTreeSet<String> = {
+            let mut seen = self.peers_seen.lock().expect("no panics under the lock");
+            seen.retain(|node, _| live.iter().any(|member| member.node.node_id == *node));
+            for member in &live {
+                let id = &member.node.node_id;
+                // A peer first seen now gets a full timeout to connect.
+                let entry = seen.entry(id.clone()).or_insert(now);
+                if connected.contains(id) {
+                    *entry = now;
+                }
+            }
+            seen.iter()
+                .filter(|(_, last)| **last >= cutoff)
+                .map(|(node, _)| node.clone())
+                .collect()
+        };
+        let cluster = live.len() + 1;
+        let reached = reachable.len() + 1;
+        let smallest_here = reachable.iter().all(|node| node > me);
+        let majority = reached * 2 > cluster || (reached * 2 == cluster && smallest_here);
+        if !majority {
+            tracing::error!(
+                reached,
+                cluster,
+                "cut off from most of the cluster for the failure timeout: leaving"
+            );
+            self.membership.depart(me, self.incarnation, now).await?;
+            self.evict("cut off from most of the cluster (partition)".to_owned());
+        }
+        Ok(())
+    }
+
+    /// One coordinator round: plan and apply.
+    async fn coordinate(&self) -> Result<(), Error> {
+        let (assignments, up, leaving) = self.view().await?;
+        let shard_count = self.remoting.placement().shard_count();
+        let round = plan(
+            &assignments,
+            shard_count,
+            &up,
+            &leaving,
+            self.config.moves_max,
+        );
+        if round.is_empty() {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let table = &self.allocation;
+        for (shard, owner) in &round.initial {
+            table.create(*shard, owner, now).await?;
+        }
+        for step in &round.reassign {
+            if table
+                .reassign(step.shard, step.epoch, &step.to, now)
+                .await?
+            {
+                tracing::info!(shard = step.shard, from = %step.from, to = %step.to, "shard reassigned");
+            }
+        }
+        for step in &round.cancel {
+            table.cancel_move(step.shard, step.epoch, now).await?;
+        }
+        for step in &round.complete {
+            table.complete_move(step.shard, step.epoch, now).await?;
+        }
+        for step in &round.moves {
+            table
+                .begin_move(step.shard, step.epoch, &step.to, now)
+                .await?;
+        }
+        tracing::debug!(
+            initial = round.initial.len(),
+            reassigned = round.reassign.len(),
+            completed = round.complete.len(),
+            moves = round.moves.len(),
+            "coordinator round"
+        );
+        Ok(())
+    }
+
+    /// Makes this node's shards match the table, and the placement with them.
+    async fn reconcile(&self) -> Result<(), Error> {
+        let members = self.membership.members().await?;
+        let live: BTreeSet<&str> = members
+            .iter()
+            .filter(|member| member.status != Status::Down)
+            .map(|member| member.node.node_id.as_str())
+            .collect();
+        let assignments = self.allocation.assignments().await?;
+        let me = self.node.node_id.as_str();
+        let placement = self.remoting.placement();
+        let running = self
+            .running
+            .lock()
+            .expect("no panics under the lock")
+            .clone();
+        let mut adopt = Vec::new();
+        let mut release = Vec::new();
+        for row in &assignments {
+            let mine = row.owner == me;
+            let here = running.get(&row.shard).copied();
+            match (&row.handoff, mine) {
+                (HandOff::Active, true) if here == Some(row.epoch) => {
+                    placement.set(row.shard, Location::Here);
+                }
+                (HandOff::Active, true) => {
+                    if here.is_some() {
+                        release.push((row.shard, None));
+                    }
+                    adopt.push((row.shard, row.epoch));
+                }
+                (HandOff::Draining { .. }, true) => {
+                    placement.set(row.shard, Location::Moving);
+                    release.push((row.shard, Some(row.epoch)));
+                }
+                (HandOff::Released { .. }, true) => placement.set(row.shard, Location::Moving),
+                (HandOff::Active, false) => {
+                    if here.is_some() {
+                        release.push((row.shard, None));
+                    }
+                    let location = if live.contains(row.owner.as_str()) {
+                        Location::Node(row.owner.clone())
+                    } else {
+                        Location::Moving
+                    };
+                    placement.set(row.shard, location);
+                }
+                (_, false) => {
+                    if here.is_some() {
+                        release.push((row.shard, None));
+                    }
+                    placement.set(row.shard, Location::Moving);
+                }
+            }
+        }
+        for (shard, report) in release {
+            self.exchange.release_shard(shard).await.map_err(actors)?;
+            self.running
+                .lock()
+                .expect("no panics under the lock")
+                .remove(&shard);
+            if let Some(epoch) = report {
+                self.allocation
+                    .release(shard, me, epoch, Timestamp::now())
+                    .await?;
+                tracing::info!(shard, epoch, "shard handed off");
+                self.wake.notify_waiters();
+            }
+        }
+        if adopt.is_empty() {
+            return Ok(());
+        }
+        let mut fenced = Vec::with_capacity(adopt.len());
+        for (shard, epoch) in adopt {
+            let key = fence_key(shard);
+            match self.journal.claim_fence(&key, epoch).await {
+                Ok(()) => fenced.push((shard, Fence { key, epoch })),
+                Err(error) => tracing::error!(shard, epoch, %error, "fence not claimed"),
+            }
+        }
+        let shards: Vec<(u32, Fence)> = fenced.clone();
+        self.exchange.adopt_shards(&shards).await.map_err(actors)?;
+        let mut running = self.running.lock().expect("no panics under the lock");
+        for (shard, fence) in fenced {
+            running.insert(shard, fence.epoch);
+            placement.set(shard, Location::Here);
+        }
+        tracing::info!(adopted = shards.len(), "shards started here");
+        Ok(())
+    }
+}
+
+async fn heartbeats(inner: Arc<Inner>) {
+    let mut interval = tokio::time::interval(inner.config.cluster.heartbeat_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !inner.exited() {
+        interval.tick().await;
+        if let Err(error) = inner.heartbeat().await {
+            tracing::warn!(%error, "heartbeat round failed");
+        }
+    }
+}
+
+async fn reconciler(inner: Arc<Inner>) {
+    while !inner.exited() {
+        if inner.leading.load(Ordering::Acquire)
+            && let Err(error) = inner.coordinate().await
+        {
+            tracing::warn!(%error, "coordinator round failed");
+        }
+        if let Err(error) = inner.reconcile().await {
+            tracing::warn!(%error, "reconcile round failed");
+        }
+        let _ = tokio::time::timeout(inner.config.reconcile_interval, inner.wake.notified()).await;
+    }
+}
