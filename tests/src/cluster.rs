@@ -118,7 +118,8 @@ impl Cluster {
     }
 
     /// As [`Cluster::start`], with the nodes numbered in `proxied` behind a [`Proxy`] each
-    /// (they advertise the proxy's address as their cluster address).
+    /// (they advertise the proxy's address as their cluster address, and have no seeds so
+    /// that every cluster connection of theirs is one the others dialled through the proxy).
     pub async fn start_with_proxies(
         test: &str,
         nodes: usize,
@@ -143,10 +144,13 @@ impl Cluster {
             planned.push((format!("n{number}"), cluster_addr, advertised, proxy));
         }
         let mut launches = Vec::new();
-        for (id, cluster_addr, advertised, _) in &planned {
+        for (id, cluster_addr, advertised, proxy) in &planned {
+            // A node behind a proxy gets no seeds: it would dial them at its start, a
+            // connection its proxy cannot cut. It joins through the membership table, and the
+            // others dial it (the larger id dials) through its proxy.
             let seeds: Vec<&str> = planned
                 .iter()
-                .filter(|(other, ..)| other != id)
+                .filter(|(other, ..)| other != id && proxy.is_none())
                 .map(|(_, _, advertised, _)| advertised.as_str())
                 .collect();
             let options = member_options(&database, id, cluster_addr, advertised, &seeds);
