@@ -5,7 +5,16 @@
 //! This library is the harness: [`binary`] builds the `tradefloor` executable once per test
 //! process (a package's tests only get the executables of their own package), [`Node`]
 //! starts one on a free port with its own data directory and stops or kills it, and
-//! [`Http`] is a JSON client. The tests are in `tests/tests/`.
+//! [`Http`] is a JSON client. [`cluster::Cluster`] starts several nodes as one cluster on
+//! one PostgreSQL database, [`proxy::Proxy`] cuts a node's cluster traffic, [`load::Load`]
+//! drives deposits whose acknowledgements are kept in a [`load::Ledger`], and
+//! [`journal::assert_one_writer`] checks the journal after the fact. The tests are in
+//! `tests/tests/`.
+
+pub mod cluster;
+pub mod journal;
+pub mod load;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -151,6 +160,14 @@ impl Node {
     /// Starts a node on a free loopback port in a new temporary data directory and waits
     /// until it is ready.
     pub async fn start(options: NodeOptions) -> Node {
+        let node = Node::launch(options).await;
+        node.wait_ready().await;
+        node
+    }
+
+    /// Starts a node on a free loopback port in a new temporary data directory and waits
+    /// only for it to print its address (a cluster member is ready once it joined).
+    pub async fn launch(options: NodeOptions) -> Node {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let data_dir = dir.path().to_path_buf();
         let mut node = Node {
@@ -162,7 +179,6 @@ impl Node {
             _dir: Some(dir),
         };
         node.spawn().await;
-        node.wait_ready().await;
         node
     }
 
@@ -223,14 +239,40 @@ impl Node {
 
     /// Waits until `/health/ready` answers 200.
     pub async fn wait_ready(&self) {
+        self.wait_ready_within(NODE_START_TIMEOUT).await;
+    }
+
+    /// Waits up to `timeout` until `/health/ready` answers 200.
+    pub async fn wait_ready_within(&self, timeout: Duration) {
         let http = Http::new(&self.url, None);
-        let deadline = Instant::now() + NODE_START_TIMEOUT;
+        let deadline = Instant::now() + timeout;
         loop {
             if let Ok((200, _)) = http.try_get("/health/ready").await {
                 return;
             }
-            assert!(Instant::now() < deadline, "the node did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "the node at {} did not become ready within {timeout:?}",
+                self.url
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether the process is running: `false` once it was stopped or killed, or exited on
+    /// its own (then [`Node::restart`] may start it again).
+    pub fn is_running(&mut self) -> bool {
+        let Some(child) = self.child.as_mut() else {
+            return false;
+        };
+        match child.try_wait() {
+            Ok(None) => true,
+            Ok(Some(status)) => {
+                eprintln!("the node at {} exited on its own: {status}", self.url);
+                self.child = None;
+                false
+            }
+            Err(error) => panic!("cannot wait for the node: {error}"),
         }
     }
 
