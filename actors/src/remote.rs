@@ -96,6 +96,9 @@ impl Placement {
 pub trait Transport: Send + Sync + 'static {
     /// Sends `call` to `node` and waits up to `deadline` for its answer.
     fn call(&self, node: &str, call: Call, deadline: Duration) -> BoxFuture<Result<Reply, Error>>;
+
+    /// The breaker in front of each node called so far, by node id (for metrics).
+    fn breakers(&self) -> Vec<(String, crate::breaker::BreakerSnapshot)>;
 }
 
 /// A call to another node: which region or service, which operation, on which entity.
@@ -198,6 +201,11 @@ impl Remoting {
     /// Where the shards live, as this node knows it.
     pub fn placement(&self) -> &Placement {
         &self.placement
+    }
+
+    /// The breaker in front of each other node, by node id.
+    pub fn breakers(&self) -> Vec<(String, crate::breaker::BreakerSnapshot)> {
+        self.transport.breakers()
     }
 
     /// Calls waiting right now for a shard in hand-off.

@@ -13,6 +13,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tradefloor_actors::Registry;
 use tradefloor_actors::registry::ActorTree;
 use tradefloor_actors::trading::Exchange;
+use tradefloor_cluster::Status;
+use tradefloor_cluster::runtime::ClusterNode;
 
 use crate::error::Error;
 
@@ -28,11 +30,19 @@ pub fn install() -> Result<PrometheusHandle, Error> {
 }
 
 /// Samples the actors every `interval` until the task is dropped.
-pub async fn sample(registry: Registry, exchange: Arc<Exchange>, interval: Duration) {
+pub async fn sample(
+    registry: Registry,
+    exchange: Arc<Exchange>,
+    cluster: Option<Arc<ClusterNode>>,
+    interval: Duration,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        if let Some(cluster) = &cluster {
+            sample_cluster(cluster).await;
+        }
         sample_tree(&registry);
         sample_regions(&exchange).await;
         sample_risk_group(&exchange).await;
@@ -46,6 +56,39 @@ pub async fn sample(registry: Registry, exchange: Arc<Exchange>, interval: Durat
             }
             Err(error) => tracing::warn!(%error, "could not read the consumers' offsets"),
         }
+    }
+}
+
+/// This node's part in the cluster: its shards, its roles, calls waiting out a hand-off, the
+/// breaker in front of each other node, and the members by status (as this node reads the
+/// membership table).
+async fn sample_cluster(cluster: &ClusterNode) {
+    metrics::gauge!("tradefloor_cluster_shards_running").set(cluster.running().len() as f64);
+    metrics::gauge!("tradefloor_cluster_coordinator")
+        .set(f64::from(u8::from(cluster.is_coordinator())));
+    metrics::gauge!("tradefloor_cluster_services")
+        .set(f64::from(u8::from(cluster.runs_services().await)));
+    metrics::gauge!("tradefloor_cluster_handoff_waiting").set(cluster.remoting().waiting() as f64);
+    for (node, breaker) in cluster.remoting().breakers() {
+        let state = match breaker.state {
+            tradefloor_actors::BreakerState::Closed => 0.0,
+            tradefloor_actors::BreakerState::HalfOpen => 1.0,
+            tradefloor_actors::BreakerState::Open => 2.0,
+        };
+        metrics::gauge!("tradefloor_cluster_node_breaker_state", "node" => node).set(state);
+    }
+    match cluster.membership().members().await {
+        Ok(members) => {
+            for status in [Status::Joining, Status::Up, Status::Leaving, Status::Down] {
+                let count = members
+                    .iter()
+                    .filter(|member| member.status == status)
+                    .count();
+                metrics::gauge!("tradefloor_cluster_members", "status" => status.as_str())
+                    .set(count as f64);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not read the membership table"),
     }
 }
 

@@ -93,6 +93,7 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     let sampler = tokio::spawn(crate::metrics::sample(
         registry,
         exchange.clone(),
+        cluster.clone(),
         METRICS_SAMPLE_INTERVAL,
     ));
     tracing::info!(node_id = %config.node_id, "ready");

@@ -175,17 +175,6 @@ impl ClusterTransport {
             })
             .clone()
     }
-
-    /// Each remote node's breaker, by node id.
-    pub fn breakers(&self) -> Vec<(String, BreakerSnapshot)> {
-        let peers = self.peers.lock().expect("no panics under the lock");
-        let mut breakers: Vec<_> = peers
-            .iter()
-            .map(|(node, peer)| (node.clone(), peer.breaker.state()))
-            .collect();
-        breakers.sort_by(|a, b| a.0.cmp(&b.0));
-        breakers
-    }
 }
 
 /// The gateway of `node`, if this node is connected to it.
@@ -244,6 +233,16 @@ impl Transport for ClusterTransport {
                 reason: format!("undecodable answer: {error}"),
             })
         })
+    }
+
+    fn breakers(&self) -> Vec<(String, BreakerSnapshot)> {
+        let peers = self.peers.lock().expect("no panics under the lock");
+        let mut breakers: Vec<_> = peers
+            .iter()
+            .map(|(node, peer)| (node.clone(), peer.breaker.state()))
+            .collect();
+        breakers.sort_by(|a, b| a.0.cmp(&b.0));
+        breakers
     }
 }
 

@@ -211,6 +211,11 @@ impl ClusterNode {
             .clone()
     }
 
+    /// Whether the services (book feed, read models, risk monitor) run on this node.
+    pub async fn runs_services(&self) -> bool {
+        self.inner.exchange.runs_services().await
+    }
+
     /// Whether this node coordinates the shards right now.
     pub fn is_coordinator(&self) -> bool {
         self.inner.leading.load(Ordering::Acquire)
@@ -490,8 +495,15 @@ impl Inner {
         Ok(())
     }
 
-    /// One coordinator round: plan and apply.
+    /// One coordinator round: plan and apply, if this node still holds the lease (a
+    /// deposed coordinator's plan may stand on a stale view; each step is conditional on the
+    /// row's epoch besides).
     async fn coordinate(&self) -> Result<(), Error> {
+        let term = self.coordinator.current(Timestamp::now()).await?;
+        if !term.is_some_and(|term| term.holder == self.node.node_id) {
+            self.leading.store(false, Ordering::Release);
+            return Ok(());
+        }
         let (assignments, up, leaving) = self.view().await?;
         let shard_count = self.remoting.placement().shard_count();
         let round = plan(

@@ -14,7 +14,9 @@ use serde_json::json;
 use tradefloor_tests::cluster::{CLUSTER_TIMEOUT, Cluster, Layout, shard_of};
 use tradefloor_tests::journal::{assert_conservation, assert_one_writer};
 use tradefloor_tests::load::{Ledger, Load};
-use tradefloor_tests::{Http, Method, account, deposit, limit_order, list_market, place};
+use tradefloor_tests::{
+    Http, Method, account, deposit, eventually, limit_order, list_market, place,
+};
 
 /// USD and BTC each trading account gets.
 const USD_EACH: u64 = 10_000;
@@ -146,6 +148,54 @@ async fn commands_through_every_node_reach_their_entity() {
         assert_conservation(http, &names(&accounts), &deposited).await;
     }
     assert_one_writer(&cluster.database).await;
+    cluster_wide_views(&cluster).await;
+}
+
+/// The actor tree through any node shows every member's actors; each node's metrics show
+/// its part in the cluster.
+async fn cluster_wide_views(cluster: &Cluster) {
+    let (status, tree) = cluster.http(2).get("/v1/actors?depth=2").await;
+    assert_eq!(status, 200, "{tree}");
+    let nodes: Vec<&str> = tree["children"]
+        .as_array()
+        .expect("the root lists the nodes")
+        .iter()
+        .map(|node| node["path"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(nodes, ["/n1", "/n2", "/n3"], "{tree}");
+    for node in tree["children"].as_array().unwrap() {
+        assert_eq!(node["status"], "running", "{node}");
+        assert!(
+            !node["children"].as_array().unwrap().is_empty(),
+            "{node} shows its actors"
+        );
+    }
+    let (status, one) = cluster.http(1).get("/v1/actors?node=n3&depth=1").await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["children"][0]["path"], "/n3", "{one}");
+    let (status, unknown) = cluster.http(1).get("/v1/actors?node=n9").await;
+    assert_eq!(status, 404, "{unknown}");
+
+    for number in 1..=3 {
+        let url = format!("{}/metrics", cluster.node(number).url);
+        let text = eventually("cluster metrics sampled", Duration::from_secs(30), || {
+            let url = url.clone();
+            async move {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                text.contains("tradefloor_cluster_members{status=\"up\"} 3")
+                    .then_some(text)
+            }
+        })
+        .await;
+        for series in [
+            "tradefloor_cluster_shards_running",
+            "tradefloor_cluster_coordinator",
+            "tradefloor_cluster_services",
+            "tradefloor_cluster_handoff_waiting",
+        ] {
+            assert!(text.contains(series), "{series} missing from {url}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
