@@ -50,11 +50,17 @@ pub fn partition_of(stream: &str, partition_count: u32) -> u32 {
     shard_of(stream, partition_count)
 }
 
-/// The target owner of each partition: round-robin over `members` in their sorted order.
-fn targets(members: &BTreeSet<String>, partition_count: u32) -> Vec<Option<&String>> {
-    let sorted: Vec<&String> = members.iter().collect();
-    (0..partition_count as usize)
-        .map(|partition| (!sorted.is_empty()).then(|| sorted[partition % sorted.len()]))
+/// The target owner of each partition: round-robin over the members in their sorted order;
+/// none for a partition this node does not serve.
+fn targets(state: &GroupState) -> Vec<Option<&String>> {
+    let sorted: Vec<&String> = state.members.iter().collect();
+    state
+        .serving
+        .iter()
+        .enumerate()
+        .map(|(partition, serving)| {
+            (*serving && !sorted.is_empty()).then(|| sorted[partition % sorted.len()])
+        })
         .collect()
 }
 
@@ -64,6 +70,8 @@ struct GroupState {
     /// Who processes each partition now; `None` while it is free (between a release and a
     /// claim, or with no members).
     holders: Vec<Option<String>>,
+    /// The partitions this node serves (all, unless a cluster spreads them over nodes).
+    serving: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -127,6 +135,7 @@ impl ConsumerGroup {
                 state: Mutex::new(GroupState {
                     members: BTreeSet::new(),
                     holders: vec![None; partition_count as usize],
+                    serving: vec![true; partition_count as usize],
                 }),
                 generation,
             }),
@@ -198,12 +207,33 @@ impl ConsumerGroup {
             partition_count: self.inner.partition_count,
             generation: *self.inner.generation.borrow(),
             members: state.members.iter().cloned().collect(),
-            targets: targets(&state.members, self.inner.partition_count)
+            targets: targets(&state)
                 .into_iter()
                 .map(|target| target.cloned())
                 .collect(),
             holders: state.holders.clone(),
         }
+    }
+
+    /// Serves only `partitions` on this node (a cluster spreads a group's partitions over
+    /// its nodes): the others are finished, committed and released by their holders, then
+    /// no member here claims them.
+    pub fn serve_only(&self, partitions: &BTreeSet<u32>) {
+        {
+            let mut state = self.lock();
+            for (partition, serving) in state.serving.iter_mut().enumerate() {
+                *serving = partitions.contains(&(partition as u32));
+            }
+        }
+        self.bump();
+    }
+
+    /// The partitions some member here holds right now.
+    pub fn held(&self) -> BTreeSet<u32> {
+        let state = self.lock();
+        (0..self.inner.partition_count)
+            .filter(|partition| state.holders[*partition as usize].is_some())
+            .collect()
     }
 
     /// A receiver that sees every change of the group's generation.
@@ -248,7 +278,7 @@ impl Membership {
     /// [`release`](Self::release) them.
     pub fn revoked(&self) -> Vec<u32> {
         let state = self.group.lock();
-        let targets = targets(&state.members, self.group.inner.partition_count);
+        let targets = targets(&state);
         (0..self.group.inner.partition_count)
             .filter(|partition| {
                 let index = *partition as usize;
@@ -278,10 +308,13 @@ impl Membership {
     pub fn claim(&self) -> Vec<u32> {
         let mut state = self.group.lock();
         let state = &mut *state;
-        let targets = targets(&state.members, self.group.inner.partition_count);
+        let mine: Vec<bool> = targets(state)
+            .into_iter()
+            .map(|target| target.map(String::as_str) == Some(self.member.as_str()))
+            .collect();
         let mut claimed = Vec::new();
         for (index, holder) in state.holders.iter_mut().enumerate() {
-            if holder.is_none() && targets[index].map(String::as_str) == Some(&self.member) {
+            if holder.is_none() && mine[index] {
                 *holder = Some(self.member.clone());
                 claimed.push(index as u32);
             }

@@ -59,15 +59,14 @@ pub async fn sample(
     }
 }
 
-/// This node's part in the cluster: its shards, its roles, calls waiting out a hand-off, the
+/// This node's part in the cluster: its shards, the log's consumers it runs, its role, calls waiting out a hand-off, the
 /// breaker in front of each other node, and the members by status (as this node reads the
 /// membership table).
 async fn sample_cluster(cluster: &ClusterNode) {
     metrics::gauge!("tradefloor_cluster_shards_running").set(cluster.running().len() as f64);
     metrics::gauge!("tradefloor_cluster_coordinator")
         .set(f64::from(u8::from(cluster.is_coordinator())));
-    metrics::gauge!("tradefloor_cluster_services")
-        .set(f64::from(u8::from(cluster.runs_services().await)));
+    metrics::gauge!("tradefloor_cluster_units_running").set(cluster.units_running().await as f64);
     metrics::gauge!("tradefloor_cluster_handoff_waiting").set(cluster.remoting().waiting() as f64);
     for (node, breaker) in cluster.remoting().breakers() {
         let state = match breaker.state {

@@ -217,6 +217,36 @@ impl Lease {
         Ok(self.stored().await?.map_or(0, |stored| stored.epoch))
     }
 
+    /// The terms in force at `now` of every lease whose name starts with `prefix`, by lease
+    /// name (one read, for a node balancing many leases).
+    pub async fn terms_with_prefix(
+        database: &Database,
+        prefix: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Term)>, Error> {
+        let statement = format!(
+            "SELECT lease, {LEASE_COLUMNS} FROM cluster_leases \
+             WHERE substr(lease, 1, $1) = $2 ORDER BY lease"
+        );
+        let length = i32::try_from(prefix.len())
+            .map_err(|_| Error::InvalidRequest("lease prefix too long".to_owned()))?;
+        let rows: Vec<(String, Option<String>, i64, i64, i64)> = on_pool!(database, pool => {
+            sqlx::query_as(&statement)
+                .bind(length)
+                .bind(prefix)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut terms = Vec::new();
+        for (name, holder, epoch, acquired_at, expires_at) in rows {
+            let stored = Stored::decode((holder, epoch, acquired_at, expires_at))?;
+            if let Some(term) = stored.term().filter(|term| term.expires_at > now) {
+                terms.push((name, term));
+            }
+        }
+        Ok(terms)
+    }
+
     /// The stored row, if the lease was ever taken.
     async fn stored(&self) -> Result<Option<Stored>, Error> {
         let statement = format!("SELECT {LEASE_COLUMNS} FROM cluster_leases WHERE lease = $1");

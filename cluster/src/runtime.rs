@@ -1,6 +1,7 @@
 //! A node's life in the cluster: it joins (seeds dialled, a row in the membership table),
 //! heartbeats, sweeps dead members, watches its connections to the others, competes for the
-//! coordinator's and the services' leases, and makes its shards match the shard table.
+//! coordinator's lease, balances the log's consumers over the nodes, and makes its shards
+//! match the shard table.
 //!
 //! - **Coordinator** (the holder of [`SHARD_COORDINATOR_LEASE`]): every round it plans
 //!   ([`crate::plan`]) from the members and the shard table and applies the plan, each step
@@ -14,8 +15,13 @@
 //!   for the failure timeout (an even split keeps the side with the smallest node id) leaves
 //!   the cluster on its own: marked down, it stops serving and the process exits; the others
 //!   take its shards under new epochs, so nothing it still tries to write is accepted.
-//! - **Services** (book feed, read models, risk monitor) run on the holder of
-//!   [`SERVICES_LEASE`], preferably not the coordinator.
+//! - **Consumers of the log** are units spread over the nodes like shards: each service (the
+//!   book feed, every read model) and each partition of the risk monitor's consumer group has
+//!   a lease (`unit:{name}`); a node holds at most its share (units ÷ up members, rounded up),
+//!   takes free or expired units up to it and hands extras back (a service stopped, a
+//!   partition finished, committed and released by its member) before releasing their
+//!   leases, so a joining node gets its share and a dead node's units are taken over once
+//!   their leases expire.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,20 +31,20 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tradefloor_actors::remote::{Location, Remoting};
-use tradefloor_actors::trading::Exchange;
+use tradefloor_actors::trading::{Exchange, SERVICES};
 use tradefloor_persistence::{Fence, Journal};
 
 use crate::allocation::{Allocation, fence_key};
 use crate::config::ClusterConfig;
 use crate::error::Error;
-use crate::lease::{Lease, SHARD_COORDINATOR_LEASE};
+use crate::lease::{Lease, SHARD_COORDINATOR_LEASE, Term};
 use crate::membership::{Member, Membership, Node, Status};
 use crate::plan::{Assignment, HandOff, Plan, plan};
 use crate::remote::Endpoint;
 use crate::time::Timestamp;
 
-/// The lease of the node running the services (book feed, read models, risk monitor).
-pub const SERVICES_LEASE: &str = "trading-services";
+/// The prefix of the leases of the log's consumers spread over the nodes.
+pub const UNIT_LEASE_PREFIX: &str = "unit:";
 
 /// Limits of the node's cluster loops.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,13 +90,16 @@ struct Inner {
     membership: Membership,
     allocation: Allocation,
     coordinator: Lease,
-    services: Lease,
+    /// The risk-monitor partitions this node serves.
+    risk_partitions: Mutex<BTreeSet<u32>>,
     journal: Journal,
     exchange: Arc<Exchange>,
     remoting: Arc<Remoting>,
     endpoint: Endpoint,
     /// Set once the node is no longer a member.
     exit: watch::Sender<Option<Exit>>,
+    /// The up members the coordinator last finished evening the shards out for.
+    balanced_for: Mutex<Option<BTreeSet<String>>>,
     /// Shards running here, with the epoch they run under.
     running: Mutex<BTreeMap<u32, u64>>,
     /// Whether this node holds the coordinator lease right now.
@@ -128,7 +137,6 @@ impl ClusterNode {
         let membership = Membership::open(database.clone()).await?;
         let allocation = Allocation::open(database.clone()).await?;
         let coordinator = Lease::open(database.clone(), SHARD_COORDINATOR_LEASE).await?;
-        let services = Lease::open(database, SERVICES_LEASE).await?;
         for seed in &joining.seeds {
             if *seed == joining.node.cluster_addr {
                 continue;
@@ -154,13 +162,14 @@ impl ClusterNode {
             membership,
             allocation,
             coordinator,
-            services,
+            risk_partitions: Mutex::new(BTreeSet::new()),
             journal: joining.journal,
             exchange: joining.exchange,
             remoting: joining.remoting,
             endpoint: joining.endpoint,
             exit: watch::Sender::new(None),
             running: Mutex::new(BTreeMap::new()),
+            balanced_for: Mutex::new(None),
             leading: AtomicBool::new(false),
             peers_seen: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -211,9 +220,10 @@ impl ClusterNode {
             .clone()
     }
 
-    /// Whether the services (book feed, read models, risk monitor) run on this node.
-    pub async fn runs_services(&self) -> bool {
-        self.inner.exchange.runs_services().await
+    /// How many of the log's consumers (services, risk partitions) run on this node.
+    pub async fn units_running(&self) -> usize {
+        let services = self.inner.exchange.running_services().await.len();
+        services + self.inner.exchange.risk_partitions_held().len()
     }
 
     /// Whether this node coordinates the shards right now.
@@ -233,10 +243,18 @@ impl ClusterNode {
         ))
     }
 
-    /// Asks the coordinator to plan and apply a round now (a manual rebalance); answers the
-    /// plan as this node sees it.
+    /// A manual rebalance: plans a round and begins its hand-offs (at most `moves_max` in
+    /// flight; ask again for the rest), each conditional on the shard's epoch, so it races
+    /// safely with the coordinator, which completes them. Answers the plan.
     pub async fn rebalance(&self) -> Result<Plan, Error> {
         let planned = self.plan().await?;
+        let now = Timestamp::now();
+        for step in &planned.moves {
+            self.inner
+                .allocation
+                .begin_move(step.shard, step.epoch, &step.to, now)
+                .await?;
+        }
         self.inner.wake.notify_waiters();
         Ok(planned)
     }
@@ -302,12 +320,7 @@ impl ClusterNode {
             }
             tokio::time::sleep(self.inner.config.reconcile_interval).await;
         }
-        self.inner.exchange.stop_services().await.map_err(actors)?;
-        if let Some(term) = self.inner.services.current(Timestamp::now()).await?
-            && term.holder == node_id
-        {
-            self.inner.services.release(&term, Timestamp::now()).await?;
-        }
+        self.inner.hand_back_units().await?;
         self.inner
             .membership
             .depart(&node_id, self.inner.incarnation, Timestamp::now())
@@ -413,27 +426,151 @@ impl Inner {
             .any(|member| member.node.node_id == *me && member.status == Status::Leaving);
         if leaving && self.drained().await? {
             // Asked to leave (by an operator, through any node): drained, so depart.
-            self.exchange.stop_services().await.map_err(actors)?;
+            self.hand_back_units().await?;
             self.membership.depart(me, self.incarnation, now).await?;
             tracing::info!("drained: left the cluster");
             self.exit.send_replace(Some(Exit::Left));
             return Ok(());
         }
-        // The services go to a node other than the coordinator when there is one.
-        let others_up = members
+        let up = members
             .iter()
-            .filter(|member| member.status == Status::Up && member.node.node_id != *me)
+            .filter(|member| member.status == Status::Up)
             .count();
-        let current = self.services.current(now).await?;
-        let holds = current.as_ref().is_some_and(|term| term.holder == *me);
-        let want = !leaving && (holds || !leading || others_up == 0);
-        let serving = want && self.services.try_acquire(me, now, duration).await.is_ok();
-        if serving {
-            self.exchange.start_services().await.map_err(actors)?;
-        } else if self.exchange.runs_services().await {
-            self.exchange.stop_services().await.map_err(actors)?;
-            if let Some(term) = current.filter(|term| term.holder == *me) {
-                self.services.release(&term, now).await?;
+        self.balance_units(up, leaving, now).await
+    }
+
+    /// The log's consumers spread over the nodes: every service, every risk partition.
+    fn units(&self) -> Vec<String> {
+        SERVICES
+            .iter()
+            .map(|service| (*service).to_owned())
+            .chain(
+                (0..self.exchange.risk_partition_count())
+                    .map(|partition| format!("risk-{partition}")),
+            )
+            .collect()
+    }
+
+    async fn unit_lease(&self, unit: &str) -> Result<Lease, Error> {
+        Lease::open(
+            self.journal.database().clone(),
+            &format!("{UNIT_LEASE_PREFIX}{unit}"),
+        )
+        .await
+    }
+
+    /// Holds this node's share of the units (none when leaving): renews what it keeps, takes
+    /// free units up to the share, runs exactly the units it keeps, and releases the lease of
+    /// a unit handed back once it stopped here.
+    async fn balance_units(&self, up: usize, leaving: bool, now: Timestamp) -> Result<(), Error> {
+        let me = &self.node.node_id;
+        let duration = self.config.cluster.lease_duration;
+        let units = self.units();
+        let share = if leaving {
+            0
+        } else {
+            units.len().div_ceil(up.max(1))
+        };
+        let terms: BTreeMap<String, Term> =
+            Lease::terms_with_prefix(self.journal.database(), UNIT_LEASE_PREFIX, now)
+                .await?
+                .into_iter()
+                .map(|(name, term)| (name[UNIT_LEASE_PREFIX.len()..].to_owned(), term))
+                .collect();
+        let mut kept = BTreeSet::new();
+        let mut handing_back = Vec::new();
+        for unit in units
+            .iter()
+            .filter(|unit| terms.get(*unit).is_some_and(|term| term.holder == *me))
+        {
+            if kept.len() < share {
+                if self
+                    .unit_lease(unit)
+                    .await?
+                    .try_acquire(me, now, duration)
+                    .await
+                    .is_ok()
+                {
+                    kept.insert(unit.clone());
+                }
+            } else {
+                handing_back.push((unit.clone(), terms[unit].clone()));
+            }
+        }
+        for unit in units.iter().filter(|unit| !terms.contains_key(*unit)) {
+            if kept.len() >= share {
+                break;
+            }
+            if self
+                .unit_lease(unit)
+                .await?
+                .try_acquire(me, now, duration)
+                .await
+                .is_ok()
+            {
+                tracing::info!(%unit, "consumer taken over");
+                kept.insert(unit.clone());
+            }
+        }
+        self.run_units(&kept).await?;
+        let held = self.exchange.risk_partitions_held();
+        for (unit, term) in handing_back {
+            let lease = self.unit_lease(&unit).await?;
+            let still_held = unit
+                .strip_prefix("risk-")
+                .and_then(|partition| partition.parse::<u32>().ok())
+                .is_some_and(|partition| held.contains(&partition));
+            if still_held {
+                // Its member finishes and commits first: the lease fences the partition until then.
+                let _ = lease.try_acquire(me, now, duration).await;
+            } else {
+                lease.release(&term, now).await?;
+                tracing::info!(%unit, "consumer handed back");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs exactly `kept` of the units on this node.
+    async fn run_units(&self, kept: &BTreeSet<String>) -> Result<(), Error> {
+        for service in SERVICES {
+            if kept.contains(service) {
+                self.exchange.start_service(service).await.map_err(actors)?;
+            }
+        }
+        for service in self.exchange.running_services().await {
+            if !kept.contains(&service) {
+                self.exchange.stop_service(&service).await.map_err(actors)?;
+            }
+        }
+        let partitions: BTreeSet<u32> = kept
+            .iter()
+            .filter_map(|unit| unit.strip_prefix("risk-")?.parse().ok())
+            .collect();
+        let mut serving = self
+            .risk_partitions
+            .lock()
+            .expect("no panics under the lock");
+        if *serving != partitions {
+            self.exchange.serve_risk_partitions(&partitions);
+            *serving = partitions;
+        }
+        Ok(())
+    }
+
+    /// Stops every unit here and releases their leases (leaving the cluster).
+    async fn hand_back_units(&self) -> Result<(), Error> {
+        self.run_units(&BTreeSet::new()).await?;
+        self.exchange.stop_services().await.map_err(actors)?;
+        let now = Timestamp::now();
+        for (name, term) in
+            Lease::terms_with_prefix(self.journal.database(), UNIT_LEASE_PREFIX, now).await?
+        {
+            if term.holder == self.node.node_id {
+                Lease::open(self.journal.database().clone(), &name)
+                    .await?
+                    .release(&term, now)
+                    .await?;
             }
         }
         Ok(())
@@ -506,13 +643,28 @@ impl Inner {
         }
         let (assignments, up, leaving) = self.view().await?;
         let shard_count = self.remoting.placement().shard_count();
-        let round = plan(
+        let mut round = plan(
             &assignments,
             shard_count,
             &up,
             &leaving,
             self.config.moves_max,
         );
+        // Shards are evened out when the up members change (a join, a leave, a death), until
+        // balanced, and on request; otherwise an operator's shard moves stand. Draining a
+        // leaving node always goes on.
+        let members: BTreeSet<String> = up.iter().cloned().collect();
+        let balancing_moves = round.moves.iter().any(|step| !leaving.contains(&step.from));
+        {
+            let mut balanced_for = self.balanced_for.lock().expect("no panics under the lock");
+            if balanced_for.as_ref() == Some(&members) {
+                round.moves.retain(|step| leaving.contains(&step.from));
+            } else if !balancing_moves
+                && assignments.iter().all(|row| row.handoff == HandOff::Active)
+            {
+                *balanced_for = Some(members);
+            }
+        }
         if round.is_empty() {
             return Ok(());
         }

@@ -154,6 +154,23 @@ async fn commands_through_every_node_reach_their_entity() {
 /// The actor tree through any node shows every member's actors; each node's metrics show
 /// its part in the cluster.
 async fn cluster_wide_views(cluster: &Cluster) {
+    // The trade tape is a read model running on some node: every node serves it.
+    for number in 1..=3 {
+        let http = cluster.http(number);
+        eventually(
+            "the trade tape through every node",
+            Duration::from_secs(60),
+            || {
+                let http = http.clone();
+                async move {
+                    let (status, trades) = http.get("/v1/markets/BTC-USD/trades").await;
+                    (status == 200 && trades["trades"].as_array().is_some_and(|t| !t.is_empty()))
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+    }
     let (status, tree) = cluster.http(2).get("/v1/actors?depth=2").await;
     assert_eq!(status, 200, "{tree}");
     let nodes: Vec<&str> = tree["children"]
@@ -187,10 +204,17 @@ async fn cluster_wide_views(cluster: &Cluster) {
             }
         })
         .await;
+        // Every node runs its share of the log's consumers (read models, feed, risk).
+        let units: f64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix("tradefloor_cluster_units_running "))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(units >= 1.0, "{url} runs no consumer of the log");
         for series in [
             "tradefloor_cluster_shards_running",
             "tradefloor_cluster_coordinator",
-            "tradefloor_cluster_services",
+            "tradefloor_cluster_units_running",
             "tradefloor_cluster_handoff_waiting",
         ] {
             assert!(text.contains(series), "{series} missing from {url}");

@@ -55,6 +55,12 @@ impl Exchange {
             Self::start_regions(registry, journal, config, Some(remoting.clone())).await?;
         exchange.id_stride = ID_STRIDE;
         exchange.id_slot = u64::from(shard_of(&node_id, ID_STRIDE as u32));
+        // Risk partitions are spread over the nodes: none is served here until the cluster
+        // gives this node some; its members wait for them.
+        exchange.risk_group.serve_only(&BTreeSet::new());
+        for _ in 0..exchange.config.risk.members {
+            exchange.add_risk_member().await?;
+        }
         let exchange = Arc::new(exchange);
         let serving = Arc::downgrade(&exchange);
         remoting.set_handler(Arc::new(move |call: Call| {

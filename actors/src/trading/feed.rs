@@ -35,6 +35,9 @@ use crate::error::Error;
 use crate::saga_host::SagaHost;
 use crate::supervisor::{ChildContext, ChildSpec, Progress};
 
+/// The feed's name as a service (and its child's name under its supervisor).
+pub const SERVICE_NAME: &str = "book-feed";
+
 /// The feed's key in the offset store.
 pub const FEED_NAME: &str = "trading.book_feed";
 /// How often one saga input is tried before the batch fails.
@@ -131,7 +134,7 @@ impl BookFeed {
         config: FeedConfig,
         wake: Arc<Notify>,
     ) -> ChildSpec {
-        ChildSpec::new("book-feed", "feed", move |context: ChildContext| {
+        ChildSpec::new(SERVICE_NAME, "feed", move |context: ChildContext| {
             let arguments = FeedArgs {
                 host: host.clone(),
                 journal: journal.clone(),

@@ -126,8 +126,8 @@ pub struct Exchange {
     host: SagaHost<OrderSaga>,
     registry: Registry,
     feed_wake: Arc<Notify>,
-    /// The book feed, the read models and the risk monitor, while they run on this node.
-    services: tokio::sync::Mutex<Option<Services>>,
+    /// The book feed and the read models running on this node, by service name.
+    services: tokio::sync::Mutex<BTreeMap<String, Services>>,
     /// Turns true when the services' supervisor stopped without being asked (it gave up).
     services_gave_up: tokio::sync::watch::Sender<bool>,
     /// The cluster, when this node is part of one.
@@ -175,7 +175,18 @@ impl RegionStart {
     }
 }
 
-/// The services' supervisor while it runs.
+/// The services a node runs besides its shards, each a consumer of the whole log: the book
+/// feed and every read model (the risk monitor is a consumer group, spread by partition).
+pub const SERVICES: [&str; 6] = [
+    feed::SERVICE_NAME,
+    projections::balances::NAME,
+    projections::orders::NAME,
+    projections::trades::NAME,
+    projections::candles::NAME,
+    projections::audit::NAME,
+];
+
+/// A service's supervisor while it runs.
 struct Services {
     supervisor: ActorRef<SupervisorMessage>,
     /// Ends when the supervisor has stopped (asked to, or having given up).
@@ -253,7 +264,7 @@ impl Exchange {
             host,
             registry,
             feed_wake,
-            services: tokio::sync::Mutex::new(None),
+            services: tokio::sync::Mutex::new(BTreeMap::new()),
             services_gave_up: tokio::sync::watch::Sender::new(false),
             remoting,
             markets: RwLock::new(HashMap::new()),
@@ -266,26 +277,49 @@ impl Exchange {
         })
     }
 
-    /// Starts the services on this node: the book feed and the read models under their
-    /// supervisor, and the risk monitor's members. Each reads the whole log, so a cluster
-    /// runs them on one node at a time. Nothing happens if they run already.
+    /// Starts every service on this node: the book feed and the read models, each under its
+    /// own supervisor, and the risk monitor's members. Each reads the whole log, so a cluster
+    /// spreads them over its nodes instead ([`Exchange::start_service`],
+    /// [`Exchange::serve_risk_partitions`]).
     pub async fn start_services(&self) -> Result<(), Error> {
-        let mut services = self.services.lock().await;
-        if services.is_some() {
-            return Ok(());
+        for service in SERVICES {
+            self.start_service(service).await?;
         }
+        if self.risk_lock().is_empty() {
+            for _ in 0..self.config.risk.members {
+                self.add_risk_member().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every service on this node and the risk monitor's members.
+    pub async fn stop_services(&self) -> Result<(), Error> {
+        let members: Vec<String> = self.risk_lock().keys().cloned().collect();
+        for member in members {
+            self.remove_risk_member(&member).await?;
+        }
+        for service in SERVICES {
+            self.stop_service(service).await?;
+        }
+        Ok(())
+    }
+
+    /// The child spec of service `name` (one of [`SERVICES`]).
+    fn service_spec(&self, name: &str) -> Option<crate::supervisor::ChildSpec> {
         let journal = &self.journal;
         let config = &self.config;
-        let path = &config.path;
-        let children = vec![
-            BookFeed::spec(
+        let spec = match name {
+            feed::SERVICE_NAME => BookFeed::spec(
                 self.host.clone(),
                 journal.clone(),
                 config.feed.clone(),
                 self.feed_wake.clone(),
             ),
-            projection_spec(journal, config, projections::balances::BalancesProjection),
-            {
+            projections::balances::NAME => {
+                projection_spec(journal, config, projections::balances::BalancesProjection)
+            }
+            projections::orders::NAME => {
                 let journal_for_orders = journal.clone();
                 ProjectionActor::spec(
                     projections::orders::NAME,
@@ -293,9 +327,11 @@ impl Exchange {
                     config.projections.clone(),
                     move || projections::orders::OrdersProjection::new(journal_for_orders.clone()),
                 )
-            },
-            projection_spec(journal, config, projections::trades::TradesProjection),
-            {
+            }
+            projections::trades::NAME => {
+                projection_spec(journal, config, projections::trades::TradesProjection)
+            }
+            projections::candles::NAME => {
                 let watermark = config.candle_watermark_micros;
                 ProjectionActor::spec(
                     projections::candles::NAME,
@@ -303,66 +339,95 @@ impl Exchange {
                     config.projections.clone(),
                     move || projections::candles::CandlesProjection::new(watermark),
                 )
-            },
-            projection_spec(journal, config, projections::audit::AuditProjection),
-        ];
-        let arguments = SupervisorArgs::new(
-            format!("{path}/services"),
-            SupervisionConfig::default(),
-            children,
-        )
-        .with_registry(self.registry.clone());
-        let (supervisor, services_join) =
-            Actor::spawn(None, Supervisor, arguments)
-                .await
-                .map_err(|error| Error::StartFailed {
-                    actor: format!("{path}/services"),
-                    reason: error.to_string(),
-                })?;
+            }
+            projections::audit::NAME => {
+                projection_spec(journal, config, projections::audit::AuditProjection)
+            }
+            _ => return None,
+        };
+        Some(spec)
+    }
+
+    /// Starts service `name` (one of [`SERVICES`]) on this node under its own supervisor, at
+    /// `{path}/services/{name}`; nothing happens if it runs already.
+    pub async fn start_service(&self, name: &str) -> Result<(), Error> {
+        let mut services = self.services.lock().await;
+        if services.contains_key(name) {
+            return Ok(());
+        }
+        let path = format!("{}/services/{name}", self.config.path);
+        let spec = self.service_spec(name).ok_or_else(|| Error::StartFailed {
+            actor: path.clone(),
+            reason: "no such service".to_owned(),
+        })?;
+        let arguments = SupervisorArgs::new(path.clone(), SupervisionConfig::default(), vec![spec])
+            .with_registry(self.registry.clone());
+        let (supervisor, supervisor_join) = Actor::spawn(None, Supervisor, arguments)
+            .await
+            .map_err(|error| Error::StartFailed {
+                actor: path.clone(),
+                reason: error.to_string(),
+            })?;
         // The supervisor has no parent to escalate to: whoever runs the application learns
         // that it gave up through `services_stopped`.
         let asked_to_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let gave_up = self.services_gave_up.clone();
         let asked = asked_to_stop.clone();
         let join = tokio::spawn(async move {
-            let _ = services_join.await;
+            let _ = supervisor_join.await;
             if !asked.load(Ordering::Acquire) {
                 let _ = gave_up.send(true);
             }
         });
-        *services = Some(Services {
-            supervisor,
-            join,
-            asked_to_stop,
-        });
-        drop(services);
-        for _ in 0..self.config.risk.members {
-            self.add_risk_member().await?;
-        }
-        tracing::info!("services started: book feed, read models, risk monitor");
+        services.insert(
+            name.to_owned(),
+            Services {
+                supervisor,
+                join,
+                asked_to_stop,
+            },
+        );
+        tracing::info!(service = %name, "service started");
         Ok(())
     }
 
-    /// Stops the services on this node (another node takes them over); nothing happens if
-    /// they do not run here.
-    pub async fn stop_services(&self) -> Result<(), Error> {
-        let members: Vec<String> = self.risk_lock().keys().cloned().collect();
-        for member in members {
-            self.remove_risk_member(&member).await?;
-        }
-        let Some(services) = self.services.lock().await.take() else {
+    /// Stops service `name` on this node (another node takes it over); nothing happens if it
+    /// does not run here.
+    pub async fn stop_service(&self, name: &str) -> Result<(), Error> {
+        let Some(service) = self.services.lock().await.remove(name) else {
             return Ok(());
         };
-        services.asked_to_stop.store(true, Ordering::Release);
-        services.supervisor.stop(None);
-        let _ = services.join.await;
-        tracing::info!("services stopped");
+        service.asked_to_stop.store(true, Ordering::Release);
+        service.supervisor.stop(None);
+        let _ = service.join.await;
+        tracing::info!(service = %name, "service stopped");
         Ok(())
     }
 
-    /// Whether the services run on this node.
+    /// The services running on this node.
+    pub async fn running_services(&self) -> Vec<String> {
+        self.services.lock().await.keys().cloned().collect()
+    }
+
+    /// Whether any service runs on this node.
     pub async fn runs_services(&self) -> bool {
-        self.services.lock().await.is_some()
+        !self.services.lock().await.is_empty()
+    }
+
+    /// Serves only these risk-monitor partitions on this node (a cluster spreads them):
+    /// partitions taken away are finished, committed and released by their members.
+    pub fn serve_risk_partitions(&self, partitions: &std::collections::BTreeSet<u32>) {
+        self.risk_group.serve_only(partitions);
+    }
+
+    /// The risk-monitor partitions a member on this node holds right now.
+    pub fn risk_partitions_held(&self) -> std::collections::BTreeSet<u32> {
+        self.risk_group.held()
+    }
+
+    /// How many partitions the risk monitor's log is split into.
+    pub fn risk_partition_count(&self) -> u32 {
+        self.risk_group.partition_count()
     }
 
     /// Stops everything cleanly: the feed and projections, then the sagas, books and
