@@ -59,7 +59,17 @@ sys.exit(0 if ok else 1)' "$2"
 wait_settled() { until settled "$1" "$2"; do sleep 0.05; done; }
 now_ms() { date +%s%3N; }
 bench() { "$bin" bench --accounts "$accounts" --json --concurrency "$concurrency" --duration-seconds "$seconds" "$@"; }
-ok_rate() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"{r[\"ok_per_second\"]:.0f}/s p50 {r[\"latency_micros\"][\"p50\"]} µs p99 {r[\"latency_micros\"][\"p99\"]} µs (errors {r[\"server_errors\"]+r[\"transport_errors\"]}, shed {r[\"shed\"]})")' "$1"; }
+ok_rate() { # report.json → "N/s, p50 …, p99 … (errors, shed, rejected)"
+    python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+lat = r["latency_micros"]
+count = lambda v: sum(v.values()) if isinstance(v, dict) else v
+errors = count(r["server_errors"]) + count(r["transport_errors"])
+print("%.0f/s, p50 %s us, p99 %s us (errors %d, shed %d, rejected %d)" % (
+    r["ok_per_second"], lat["p50"], lat["p99"], errors, count(r["shed"]), count(r["rejected"])))
+PY
+}
 
 start_node n1
 wait_settled "${urls[n1]}" 1

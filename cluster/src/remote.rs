@@ -249,7 +249,8 @@ impl Transport for ClusterTransport {
 /// Logs sessions that closed before they authenticated: a peer with another secret (or
 /// not a Tradefloor node at all).
 struct SessionLog {
-    authenticated: Mutex<HashSet<u64>>,
+    /// The sessions that authenticated, shared with the [`Endpoint`].
+    authenticated: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl NodeEventSubscription for SessionLog {
@@ -286,6 +287,8 @@ impl NodeEventSubscription for SessionLog {
 pub struct Endpoint {
     server: ActorRef<NodeServerMessage>,
     gateway: ActorRef<GatewayMessage>,
+    /// The ractor_cluster sessions that authenticated (by session id).
+    authenticated: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl Endpoint {
@@ -310,26 +313,39 @@ impl Endpoint {
         let (server, _) = Actor::spawn(None, server, ())
             .await
             .map_err(|error| Error::Remoting(format!("cluster server: {error}")))?;
+        let authenticated = Arc::new(Mutex::new(HashSet::new()));
         server
             .cast(NodeServerMessage::SubscribeToEvents {
                 id: "tradefloor-session-log".to_owned(),
                 subscription: Box::new(SessionLog {
-                    authenticated: Mutex::new(HashSet::new()),
+                    authenticated: authenticated.clone(),
                 }),
             })
             .map_err(|error| Error::Remoting(error.to_string()))?;
         let (gateway, _) = Actor::spawn(None, Gateway, (remoting, config.serving_max))
             .await
             .map_err(|error| Error::Remoting(format!("gateway: {error}")))?;
-        Ok(Self { server, gateway })
+        Ok(Self {
+            server,
+            gateway,
+            authenticated,
+        })
     }
 
     /// The peer names (node ids) this node has an authenticated connection to.
     pub async fn connected(&self) -> Result<HashSet<String>, Error> {
         let sessions = ractor::call!(self.server, NodeServerMessage::GetSessions)
             .map_err(|error| Error::Remoting(error.to_string()))?;
+        let authenticated = self
+            .authenticated
+            .lock()
+            .expect("no panics under the lock")
+            .clone();
         let mut connected = HashSet::new();
-        for session in sessions.values() {
+        for session in sessions
+            .values()
+            .filter(|session| authenticated.contains(&session.node_id))
+        {
             // ractor_cluster names a peer `{node name}@{host}`.
             if let Some(name) = &session.peer_name {
                 let node = name.name.split('@').next().unwrap_or_default();

@@ -137,15 +137,7 @@ impl ClusterNode {
         let membership = Membership::open(database.clone()).await?;
         let allocation = Allocation::open(database.clone()).await?;
         let coordinator = Lease::open(database.clone(), SHARD_COORDINATOR_LEASE).await?;
-        for seed in &joining.seeds {
-            if *seed == joining.node.cluster_addr {
-                continue;
-            }
-            // A seed not up yet is no error: the membership table names the others.
-            if let Err(error) = joining.endpoint.connect(seed).await {
-                tracing::info!(%seed, %error, "seed not reachable yet");
-            }
-        }
+        authenticate(&joining, &membership).await?;
         let member = membership.join(&joining.node, Timestamp::now()).await?;
         membership
             .mark_up(&joining.node.node_id, member.incarnation, Timestamp::now())
@@ -337,6 +329,48 @@ impl ClusterNode {
         }
         self.inner.endpoint.stop();
     }
+}
+
+/// Dials the seeds and the members up already, and, if there are any, waits (up to the
+/// failure timeout) until one connection authenticated: a node with another cluster secret
+/// must not join the table and be given shards nobody can reach.
+async fn authenticate(joining: &Joining, membership: &Membership) -> Result<(), Error> {
+    let me = &joining.node.node_id;
+    let others: Vec<Member> = membership
+        .members()
+        .await?
+        .into_iter()
+        .filter(|member| member.status == Status::Up && member.node.node_id != *me)
+        .collect();
+    let addresses: BTreeSet<&str> = joining
+        .seeds
+        .iter()
+        .map(String::as_str)
+        .chain(others.iter().map(|member| member.node.cluster_addr.as_str()))
+        .filter(|address| *address != joining.node.cluster_addr)
+        .collect();
+    for address in &addresses {
+        // An address not up yet is no error: the membership table names the others.
+        if let Err(error) = joining.endpoint.connect(address).await {
+            tracing::info!(%address, %error, "not reachable yet");
+        }
+    }
+    if others.is_empty() {
+        return Ok(());
+    }
+    let timeout = joining.config.cluster.failure_timeout;
+    let until = tokio::time::Instant::now() + timeout;
+    while joining.endpoint.connected().await?.is_empty() {
+        if tokio::time::Instant::now() >= until {
+            return Err(Error::Remoting(format!(
+                "no connection to any of the {} members up authenticated within {timeout:?}: \
+                 is this node's cluster secret the cluster's?",
+                others.len()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 fn actors(error: tradefloor_actors::Error) -> Error {
