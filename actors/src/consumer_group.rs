@@ -813,28 +813,52 @@ impl<H: ConsumerHandler> Actor for ConsumerMember<H> {
 mod tests {
     use super::*;
 
-    fn members(ids: &[&str]) -> BTreeSet<String> {
-        ids.iter().map(|id| (*id).to_owned()).collect()
+    /// A group state of `ids` over `partitions` partitions, serving every one.
+    fn state(ids: &[&str], partitions: u32) -> GroupState {
+        GroupState {
+            members: ids.iter().map(|id| (*id).to_owned()).collect(),
+            holders: vec![None; partitions as usize],
+            serving: vec![true; partitions as usize],
+        }
     }
 
     #[test]
     fn the_assignment_is_round_robin_over_sorted_members() {
-        let group = members(&["b", "a", "c"]);
-        let assigned: Vec<&str> = targets(&group, 7)
+        let group = state(&["b", "a", "c"], 7);
+        let assigned: Vec<&str> = targets(&group)
             .into_iter()
             .map(|target| target.unwrap().as_str())
             .collect();
         assert_eq!(assigned, ["a", "b", "c", "a", "b", "c", "a"]);
-        assert!(targets(&BTreeSet::new(), 3).iter().all(Option::is_none));
+        assert!(targets(&state(&[], 3)).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn partitions_not_served_here_have_no_target_and_are_handed_back() {
+        let group = ConsumerGroup::new("g", 4);
+        let mut member = group.join("a").unwrap();
+        member.mark_seen();
+        assert_eq!(member.claim(), [0, 1, 2, 3]);
+        group.serve_only(&BTreeSet::from([1, 3]));
+        assert!(member.changed());
+        assert_eq!(member.revoked(), [0, 2]);
+        member.release(0);
+        member.release(2);
+        assert_eq!(group.held(), BTreeSet::from([1, 3]));
+        assert!(member.claim().is_empty(), "nothing served here is free");
+        assert_eq!(group.stats().targets.iter().flatten().count(), 2);
+        group.serve_only(&BTreeSet::from([0, 1, 2, 3]));
+        assert_eq!(member.claim(), [0, 2]);
     }
 
     #[test]
     fn the_assignment_is_balanced() {
         for count in 1..6 {
             let ids: Vec<String> = (0..count).map(|index| format!("m{index}")).collect();
-            let group: BTreeSet<String> = ids.iter().cloned().collect();
+            let names: Vec<&str> = ids.iter().map(String::as_str).collect();
             for partitions in 1..40u32 {
-                let assigned = targets(&group, partitions);
+                let group = state(&names, partitions);
+                let assigned = targets(&group);
                 let shares: Vec<usize> = ids
                     .iter()
                     .map(|id| assigned.iter().filter(|t| **t == Some(id)).count())

@@ -346,7 +346,11 @@ async fn authenticate(joining: &Joining, membership: &Membership) -> Result<(), 
         .seeds
         .iter()
         .map(String::as_str)
-        .chain(others.iter().map(|member| member.node.cluster_addr.as_str()))
+        .chain(
+            others
+                .iter()
+                .map(|member| member.node.cluster_addr.as_str()),
+        )
         .filter(|address| *address != joining.node.cluster_addr)
         .collect();
     for address in &addresses {
@@ -671,7 +675,7 @@ impl Inner {
     /// row's epoch besides).
     async fn coordinate(&self) -> Result<(), Error> {
         let term = self.coordinator.current(Timestamp::now()).await?;
-        if !term.is_some_and(|term| term.holder == self.node.node_id) {
+        if term.is_none_or(|term| term.holder != self.node.node_id) {
             self.leading.store(false, Ordering::Release);
             return Ok(());
         }

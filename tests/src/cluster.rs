@@ -196,6 +196,22 @@ impl Cluster {
         number
     }
 
+    /// The options of a would-be member `id` holding `secret` instead of the cluster's, with
+    /// every member as a seed and its logs captured.
+    pub fn outsider_options(&self, id: &str, secret: &str) -> NodeOptions {
+        let cluster_addr = free_addr();
+        let seeds: Vec<&str> = self
+            .members
+            .iter()
+            .map(|member| member.advertised.as_str())
+            .collect();
+        let mut options = member_options(&self.database, id, &cluster_addr, &cluster_addr, &seeds);
+        options.env.retain(|(name, _)| name != SECRET_VAR);
+        options.env.push((SECRET_VAR.to_owned(), secret.to_owned()));
+        options.capture_logs = true;
+        options
+    }
+
     /// How many nodes the cluster has had (running or not).
     pub fn len(&self) -> usize {
         self.members.len()

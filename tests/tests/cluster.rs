@@ -15,7 +15,7 @@ use tradefloor_tests::cluster::{CLUSTER_TIMEOUT, Cluster, Layout, shard_of};
 use tradefloor_tests::journal::{assert_conservation, assert_one_writer};
 use tradefloor_tests::load::{Ledger, Load};
 use tradefloor_tests::{
-    Http, Method, account, deposit, eventually, limit_order, list_market, place,
+    Http, Method, Node, account, deposit, eventually, limit_order, list_market, place,
 };
 
 /// USD and BTC each trading account gets.
@@ -550,4 +550,38 @@ async fn manual_rebalance_and_move_under_load_lose_nothing() {
     let ledger = load.stop().await;
     ledger.assert_all_present(&cluster.http(1)).await;
     assert_one_writer(&cluster.database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_secret_is_refused() {
+    let Some(mut cluster) = Cluster::start("cluster_secret", 2).await else {
+        return;
+    };
+    let before = cluster.settled().await;
+    let mut outsider = Node::launch(cluster.outsider_options("n9", "not-the-cluster-secret")).await;
+    let status = outsider.exited(CLUSTER_TIMEOUT).await;
+    let logs = outsider.logs();
+    assert!(
+        status.is_some_and(|code| code != 0),
+        "the outsider exited with {status:?}: {logs}"
+    );
+    assert!(
+        logs.contains("is this node's cluster secret the cluster's?"),
+        "{logs}"
+    );
+    let (status, members) = cluster.http(1).get("/v1/cluster/members").await;
+    assert_eq!(status, 200, "{members}");
+    let ids: Vec<&str> = members["members"]
+        .as_array()
+        .expect("a member list")
+        .iter()
+        .filter_map(|member| member["node_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["n1", "n2"], "the outsider never joined the table");
+    let after = cluster.settled().await;
+    assert_eq!(
+        after.moved_since(&before),
+        0,
+        "no shard moved for the outsider"
+    );
 }
