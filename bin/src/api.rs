@@ -552,6 +552,16 @@ pub struct Leave {
     pub moves: Vec<ShardMove>,
 }
 
+/// Query of `GET /metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MetricsQuery {
+    /// Another member's metrics, or `all`: every member's, each sample labelled with its
+    /// `node` (default: this node's).
+    pub node: Option<String>,
+}
+
 /// Query of `GET /v1/actors`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -104,6 +104,20 @@ pub enum CtlCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Hand a shard to another member (drained on its owner, then started there).
+    Move {
+        /// The shard.
+        shard: u32,
+        /// The member to move it to.
+        #[arg(long)]
+        to: String,
+    },
+    /// Drain a member: its shards and consumers go to the others, then it stops. Shows the
+    /// drain's progress.
+    Leave {
+        /// The member.
+        node_id: String,
+    },
     /// An account's balances and open orders.
     Account {
         /// The account.

@@ -148,6 +148,24 @@ impl Client {
         })
     }
 
+    /// `POST /v1/cluster/shards/{shard}/move` (admin).
+    pub fn move_shard(&self, shard: u32, to: &str) -> Call<api::ShardMove> {
+        let body = api::MoveRequest { to: to.to_owned() };
+        self.call_with(
+            Method::POST,
+            &format!("/v1/cluster/shards/{shard}/move"),
+            &body,
+        )
+    }
+
+    /// `POST /v1/cluster/members/{node}/leave` (admin).
+    pub fn leave(&self, node_id: &str) -> Call<api::Leave> {
+        self.call(
+            Method::POST,
+            &format!("/v1/cluster/members/{node_id}/leave"),
+        )
+    }
+
     /// `GET /v1/actors?node=&depth=` (admin).
     pub fn actors(&self, query: &api::ActorsQuery) -> Call<api::ActorNode> {
         self.call(Method::GET, "/v1/actors").query(query)

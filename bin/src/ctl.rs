@@ -40,6 +40,10 @@ pub async fn run(args: CtlArgs) -> Result<(), Error> {
             show(client.actors(&query), json, render_tree).await?
         }
         CtlCommand::Rebalance { dry_run } => rebalance(&client, dry_run, json).await?,
+        CtlCommand::Move { shard, to } => {
+            show(client.move_shard(shard, &to), json, render_move).await?
+        }
+        CtlCommand::Leave { node_id } => leave(&client, &node_id, json).await?,
         CtlCommand::Account { account_id } => {
             show(client.account(&account_id), json, render_account).await?
         }
@@ -160,6 +164,53 @@ async fn rebalance(client: &Client, dry_run: bool, json: bool) -> Result<String,
         }
         tokio::time::sleep(REBALANCE_POLL_INTERVAL).await;
     }
+}
+
+/// Asks `node_id` to leave and follows its drain until it owns no shard.
+async fn leave(client: &Client, node_id: &str, json: bool) -> Result<String, Error> {
+    if json {
+        return Ok(pretty(&client.leave(node_id).json_value().await?));
+    }
+    client.leave(node_id).await?;
+    let owned = |shards: &api::Shards| {
+        shards
+            .shards
+            .iter()
+            .filter(|shard| shard.owner == node_id)
+            .count() as u64
+    };
+    let at_start = owned(&client.shards().await?);
+    let bar = ProgressBar::new(at_start).with_style(
+        ProgressStyle::with_template("draining {bar:40} {pos}/{len} shards handed off ({elapsed})")
+            .expect("the template is valid"),
+    );
+    let started = Instant::now();
+    loop {
+        let left = owned(&client.shards().await?);
+        bar.set_position(at_start.saturating_sub(left));
+        if left == 0 {
+            bar.finish();
+            return Ok(format!(
+                "{node_id} drained: {at_start} shards handed off; it stops now"
+            ));
+        }
+        if started.elapsed() >= REBALANCE_FOLLOW_MAX {
+            bar.abandon();
+            return Ok(format!(
+                "{node_id} still owns {left} shards after {} s (see `ctl shards`)",
+                REBALANCE_FOLLOW_MAX.as_secs()
+            ));
+        }
+        tokio::time::sleep(REBALANCE_POLL_INTERVAL).await;
+    }
+}
+
+/// A shard move as begun.
+pub fn render_move(moved: &api::ShardMove) -> String {
+    format!(
+        "shard {} moving from {} to {} (see `ctl shards`)",
+        moved.shard, moved.from, moved.to
+    )
 }
 
 /// How many of the plan's moves are done: shards now owned by their destination.

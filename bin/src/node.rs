@@ -199,9 +199,9 @@ async fn join_cluster(
 }
 
 /// Serves the other members' calls for this node's own part of cluster-wide views (its
-/// actor tree).
+/// actor tree, its metrics).
 fn serve_node_calls(cluster: &ClusterNode, state: web::Data<AppState>) {
-    use crate::http::routes::operations::{NODE_SERVICE, OP_ACTORS, node_tree};
+    use crate::http::routes::operations::{NODE_SERVICE, OP_ACTORS, OP_METRICS, node_tree};
     cluster.remoting().register_service(
         NODE_SERVICE,
         Arc::new(move |call: Call| {
@@ -211,13 +211,19 @@ fn serve_node_calls(cluster: &ClusterNode, state: web::Data<AppState>) {
                     actor: NODE_SERVICE.to_owned(),
                     reason,
                 };
-                if call.operation != OP_ACTORS {
-                    return Err(refused(format!("no operation {:?}", call.operation)));
+                match call.operation.as_str() {
+                    OP_ACTORS => {
+                        let depth: Option<usize> = serde_json::from_value(call.body)
+                            .map_err(|error| refused(error.to_string()))?;
+                        serde_json::to_value(node_tree(&state, depth))
+                            .map_err(|error| refused(error.to_string()))
+                    }
+                    OP_METRICS => {
+                        let text = state.metrics.as_ref().map(|handle| handle.render());
+                        Ok(serde_json::Value::String(text.unwrap_or_default()))
+                    }
+                    other => Err(refused(format!("no operation {other:?}"))),
                 }
-                let depth: Option<usize> = serde_json::from_value(call.body)
-                    .map_err(|error| refused(error.to_string()))?;
-                serde_json::to_value(node_tree(&state, depth))
-                    .map_err(|error| refused(error.to_string()))
             })
         }),
     );

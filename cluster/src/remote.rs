@@ -355,11 +355,20 @@ impl Endpoint {
         Ok(connected)
     }
 
-    /// Dials another node's cluster address (host:port); the handshake authenticates it.
-    pub async fn connect(&self, address: &str) -> Result<(), Error> {
-        ractor_cluster::client_connect(&self.server, address)
-            .await
-            .map_err(|error| Error::Remoting(format!("connecting to {address}: {error}")))
+    /// Dials another node's cluster address (host:port) in the background, giving up after
+    /// `timeout`: an unreachable host must not hold up the caller (a heartbeat). The
+    /// handshake authenticates the connection; [`connected`](Self::connected) shows it.
+    pub fn dial(&self, address: &str, timeout: Duration) {
+        let server = self.server.clone();
+        let address = address.to_owned();
+        tokio::spawn(async move {
+            let attempt = ractor_cluster::client_connect(&server, address.as_str());
+            match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%address, %error, "not connected"),
+                Err(_) => tracing::debug!(%address, ?timeout, "connection attempt timed out"),
+            }
+        });
     }
 
     /// Stops the gateway and the server (closing every connection).

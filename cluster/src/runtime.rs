@@ -90,6 +90,8 @@ struct Inner {
     membership: Membership,
     allocation: Allocation,
     coordinator: Lease,
+    /// The lease of each of the log's consumers, by unit name.
+    unit_leases: BTreeMap<String, Lease>,
     /// The risk-monitor partitions this node serves.
     risk_partitions: Mutex<BTreeSet<u32>>,
     journal: Journal,
@@ -137,6 +139,11 @@ impl ClusterNode {
         let membership = Membership::open(database.clone()).await?;
         let allocation = Allocation::open(database.clone()).await?;
         let coordinator = Lease::open(database.clone(), SHARD_COORDINATOR_LEASE).await?;
+        let mut unit_leases = BTreeMap::new();
+        for unit in units(&joining.exchange) {
+            let name = format!("{UNIT_LEASE_PREFIX}{unit}");
+            unit_leases.insert(unit, Lease::open(database.clone(), &name).await?);
+        }
         authenticate(&joining, &membership).await?;
         let member = membership.join(&joining.node, Timestamp::now()).await?;
         membership
@@ -154,6 +161,7 @@ impl ClusterNode {
             membership,
             allocation,
             coordinator,
+            unit_leases,
             risk_partitions: Mutex::new(BTreeSet::new()),
             journal: joining.journal,
             exchange: joining.exchange,
@@ -331,6 +339,15 @@ impl ClusterNode {
     }
 }
 
+/// The log's consumers spread over the nodes: every service, every risk partition.
+fn units(exchange: &Exchange) -> Vec<String> {
+    SERVICES
+        .iter()
+        .map(|service| (*service).to_owned())
+        .chain((0..exchange.risk_partition_count()).map(|partition| format!("risk-{partition}")))
+        .collect()
+}
+
 /// Dials the seeds and the members up already, and, if there are any, waits (up to the
 /// failure timeout) until one connection authenticated: a node with another cluster secret
 /// must not join the table and be given shards nobody can reach.
@@ -353,16 +370,14 @@ async fn authenticate(joining: &Joining, membership: &Membership) -> Result<(), 
         )
         .filter(|address| *address != joining.node.cluster_addr)
         .collect();
+    let timeout = joining.config.cluster.failure_timeout;
     for address in &addresses {
         // An address not up yet is no error: the membership table names the others.
-        if let Err(error) = joining.endpoint.connect(address).await {
-            tracing::info!(%address, %error, "not reachable yet");
-        }
+        joining.endpoint.dial(address, timeout);
     }
     if others.is_empty() {
         return Ok(());
     }
-    let timeout = joining.config.cluster.failure_timeout;
     let until = tokio::time::Instant::now() + timeout;
     while joining.endpoint.connected().await?.is_empty() {
         if tokio::time::Instant::now() >= until {
@@ -477,24 +492,8 @@ impl Inner {
         self.balance_units(up, leaving, now).await
     }
 
-    /// The log's consumers spread over the nodes: every service, every risk partition.
-    fn units(&self) -> Vec<String> {
-        SERVICES
-            .iter()
-            .map(|service| (*service).to_owned())
-            .chain(
-                (0..self.exchange.risk_partition_count())
-                    .map(|partition| format!("risk-{partition}")),
-            )
-            .collect()
-    }
-
-    async fn unit_lease(&self, unit: &str) -> Result<Lease, Error> {
-        Lease::open(
-            self.journal.database().clone(),
-            &format!("{UNIT_LEASE_PREFIX}{unit}"),
-        )
-        .await
+    fn unit_lease(&self, unit: &str) -> &Lease {
+        &self.unit_leases[unit]
     }
 
     /// Holds this node's share of the units (none when leaving): renews what it keeps, takes
@@ -503,7 +502,7 @@ impl Inner {
     async fn balance_units(&self, up: usize, leaving: bool, now: Timestamp) -> Result<(), Error> {
         let me = &self.node.node_id;
         let duration = self.config.cluster.lease_duration;
-        let units = self.units();
+        let units: Vec<String> = self.unit_leases.keys().cloned().collect();
         let share = if leaving {
             0
         } else {
@@ -524,7 +523,6 @@ impl Inner {
             if kept.len() < share {
                 if self
                     .unit_lease(unit)
-                    .await?
                     .try_acquire(me, now, duration)
                     .await
                     .is_ok()
@@ -541,7 +539,6 @@ impl Inner {
             }
             if self
                 .unit_lease(unit)
-                .await?
                 .try_acquire(me, now, duration)
                 .await
                 .is_ok()
@@ -553,7 +550,7 @@ impl Inner {
         self.run_units(&kept).await?;
         let held = self.exchange.risk_partitions_held();
         for (unit, term) in handing_back {
-            let lease = self.unit_lease(&unit).await?;
+            let lease = self.unit_lease(&unit);
             let still_held = unit
                 .strip_prefix("risk-")
                 .and_then(|partition| partition.parse::<u32>().ok())
@@ -604,11 +601,11 @@ impl Inner {
         for (name, term) in
             Lease::terms_with_prefix(self.journal.database(), UNIT_LEASE_PREFIX, now).await?
         {
-            if term.holder == self.node.node_id {
-                Lease::open(self.journal.database().clone(), &name)
-                    .await?
-                    .release(&term, now)
-                    .await?;
+            let unit = &name[UNIT_LEASE_PREFIX.len()..];
+            if term.holder == self.node.node_id
+                && let Some(lease) = self.unit_leases.get(unit)
+            {
+                lease.release(&term, now).await?;
             }
         }
         Ok(())
@@ -631,9 +628,10 @@ impl Inner {
             .collect();
         for member in &live {
             if member.node.node_id < *me && !connected.contains(&member.node.node_id) {
-                if let Err(error) = self.endpoint.connect(&member.node.cluster_addr).await {
-                    tracing::debug!(peer = %member.node.node_id, %error, "not connected");
-                }
+                self.endpoint.dial(
+                    &member.node.cluster_addr,
+                    self.config.cluster.heartbeat_interval,
+                );
             }
         }
         let timeout = self.config.cluster.failure_timeout;

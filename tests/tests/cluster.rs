@@ -193,6 +193,33 @@ async fn cluster_wide_views(cluster: &Cluster) {
     let (status, unknown) = cluster.http(1).get("/v1/actors?node=n9").await;
     assert_eq!(status, 404, "{unknown}");
 
+    // Every member's metrics through one node, each sample labelled with its node.
+    let url = format!("{}/metrics?node=all", cluster.node(1).url);
+    let all = eventually("every member's metrics", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            ["n1", "n2", "n3"]
+                .iter()
+                .all(|node| {
+                    text.contains(&format!(
+                        "tradefloor_cluster_members{{node=\"{node}\",status=\"up\"}} 3"
+                    ))
+                })
+                .then_some(text)
+        }
+    })
+    .await;
+    assert_eq!(
+        all.matches("# TYPE tradefloor_cluster_members ").count(),
+        1,
+        "{all}"
+    );
+    let one = reqwest::get(format!("{}/metrics?node=n3", cluster.node(1).url))
+        .await
+        .expect("metrics of n3 through n1");
+    assert_eq!(one.status(), 200);
+
     for number in 1..=3 {
         let url = format!("{}/metrics", cluster.node(number).url);
         let text = eventually("cluster metrics sampled", Duration::from_secs(30), || {

@@ -310,7 +310,8 @@ fn last_member() -> ApiError {
     )
 }
 
-fn unknown_node(node: &str) -> ApiError {
+/// 404 `unknown_node`.
+pub fn unknown_node(node: &str) -> ApiError {
     ApiError::not_found("unknown_node", format!("no member has the id {node:?}"))
 }
 

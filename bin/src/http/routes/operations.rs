@@ -4,12 +4,14 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 
-use crate::api::{self, ActorsQuery};
+use tradefloor_cluster::runtime::ClusterNode;
+
+use crate::api::{self, ActorsQuery, MetricsQuery};
 use crate::http::auth::Principal;
 use crate::http::convert;
 use crate::http::error::ApiError;
 use crate::http::openapi;
-use crate::http::routes::cluster::known_node;
+use crate::http::routes::cluster::{known_node, unknown_node};
 use crate::http::state::AppState;
 
 /// The process is up and answering.
@@ -33,19 +35,192 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     }))
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(),
+/// Prometheus text exposition: this node's, another member's (`?node=n2`) or every
+/// member's (`?node=all`, each sample labelled with its `node`).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(), params(MetricsQuery),
     responses((status = 200, description = "Prometheus text format", body = String,
         content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let text = state
+pub async fn metrics(
+    state: web::Data<AppState>,
+    query: web::Query<MetricsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let me = state.identity.node_id.clone();
+    let text = match query.node.as_deref() {
+        None => local_metrics(&state),
+        Some(node) if node == me => local_metrics(&state),
+        Some(ALL_NODES) => {
+            let mut parts = vec![label_samples(&local_metrics(&state), &me)];
+            if let Some(cluster) = state.cluster() {
+                for member in live_members(&cluster).await? {
+                    if member != me {
+                        match remote_metrics(&cluster, &member).await {
+                            Ok(text) => parts.push(label_samples(&text, &member)),
+                            Err(error) => {
+                                tracing::warn!(%member, %error, "metrics of a member not read")
+                            }
+                        }
+                    }
+                }
+            }
+            merge_expositions(&parts)
+        }
+        Some(node) => {
+            let Some(cluster) = state.cluster() else {
+                return Err(unknown_node(node));
+            };
+            if !live_members(&cluster)
+                .await?
+                .iter()
+                .any(|member| member == node)
+            {
+                return Err(unknown_node(node));
+            }
+            remote_metrics(&cluster, node).await.map_err(|error| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "node_unreachable",
+                    error.to_string(),
+                )
+            })?
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text))
+}
+
+/// `?node=all`.
+const ALL_NODES: &str = "all";
+
+fn local_metrics(state: &AppState) -> String {
+    state
         .metrics
         .as_ref()
         .map(|handle| handle.render())
-        .unwrap_or_default();
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(text)
+        .unwrap_or_default()
+}
+
+/// The members not down, by node id.
+async fn live_members(cluster: &ClusterNode) -> Result<Vec<String>, ApiError> {
+    let members = cluster.membership().members().await.map_err(|error| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            error.to_string(),
+        )
+    })?;
+    Ok(members
+        .into_iter()
+        .filter(|member| member.status != tradefloor_cluster::Status::Down)
+        .map(|member| member.node.node_id)
+        .collect())
+}
+
+async fn remote_metrics(
+    cluster: &ClusterNode,
+    node: &str,
+) -> Result<String, tradefloor_actors::Error> {
+    cluster
+        .remoting()
+        .call::<String>(
+            node,
+            NODE_SERVICE,
+            OP_METRICS,
+            node,
+            &(),
+            REMOTE_TREE_DEADLINE,
+        )
+        .await
+}
+
+/// Adds `node="{node}"` to every sample of a Prometheus text exposition.
+pub fn label_samples(text: &str, node: &str) -> String {
+    let mut labelled = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            labelled.push_str(line);
+        } else {
+            let brace = line.find('{');
+            let space = line.find(' ').unwrap_or(line.len());
+            match brace.filter(|brace| *brace < space) {
+                Some(brace) if line[brace + 1..].starts_with('}') => {
+                    labelled.push_str(&format!(
+                        "{}{{node=\"{node}\"{}",
+                        &line[..brace],
+                        &line[brace + 1..]
+                    ));
+                }
+                Some(brace) => {
+                    labelled.push_str(&format!(
+                        "{}{{node=\"{node}\",{}",
+                        &line[..brace],
+                        &line[brace + 1..]
+                    ));
+                }
+                None => {
+                    labelled.push_str(&format!(
+                        "{}{{node=\"{node}\"}}{}",
+                        &line[..space],
+                        &line[space..]
+                    ));
+                }
+            }
+        }
+        labelled.push('\n');
+    }
+    labelled
+}
+
+/// Several nodes' expositions as one: each metric family's `# HELP` and `# TYPE` once, its
+/// samples from every node together.
+pub fn merge_expositions(parts: &[String]) -> String {
+    let mut families: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for part in parts {
+        let mut current: Option<usize> = None;
+        for line in part.lines().filter(|line| !line.trim().is_empty()) {
+            let family = if let Some(rest) = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "))
+            {
+                rest.split(' ').next().unwrap_or_default().to_owned()
+            } else if line.starts_with('#') {
+                continue;
+            } else {
+                let end = line.find(['{', ' ']).unwrap_or(line.len());
+                let name = &line[..end];
+                // Histogram and summary samples belong to their base family.
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .filter(|base| current.is_some_and(|index| families[index].0 == *base));
+                base.unwrap_or(name).to_owned()
+            };
+            let index = match families.iter().position(|(name, ..)| *name == family) {
+                Some(index) => index,
+                None => {
+                    families.push((family, Vec::new(), Vec::new()));
+                    families.len() - 1
+                }
+            };
+            current = Some(index);
+            let (_, header, samples) = &mut families[index];
+            if line.starts_with('#') {
+                if !header.iter().any(|seen| seen == line) {
+                    header.push(line.to_owned());
+                }
+            } else {
+                samples.push(line.to_owned());
+            }
+        }
+    }
+    let mut merged = String::new();
+    for (_, header, samples) in families {
+        for line in header.iter().chain(&samples) {
+            merged.push_str(line);
+            merged.push('\n');
+        }
+    }
+    merged
 }
 
 /// The OpenAPI 3.1 document of every route and body.
@@ -130,6 +305,8 @@ pub async fn actors(
 pub const NODE_SERVICE: &str = "node";
 /// The operation answering a node's actor tree (its argument: the depth below the root).
 pub const OP_ACTORS: &str = "actors";
+/// The operation answering a node's metrics (Prometheus text).
+pub const OP_METRICS: &str = "metrics";
 /// How long the tree waits for another node's part.
 const REMOTE_TREE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -216,5 +393,36 @@ fn prefix_paths(node: &mut api::ActorNode, prefix: &str) {
     for child in &mut node.children {
         child.path = format!("{prefix}{}", child.path);
         prefix_paths(child, prefix);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_labelled_with_their_node() {
+        let text =
+            "# HELP a_total A.\n# TYPE a_total counter\na_total 3\nb{kind=\"x\"} 1.5\nc{} 2\n";
+        assert_eq!(
+            label_samples(text, "n2"),
+            "# HELP a_total A.\n# TYPE a_total counter\na_total{node=\"n2\"} 3\n\
+             b{node=\"n2\",kind=\"x\"} 1.5\nc{node=\"n2\"} 2\n"
+        );
+    }
+
+    #[test]
+    fn merged_expositions_keep_one_header_per_family_and_every_sample() {
+        let one = label_samples(
+            "# TYPE up gauge\nup 1\n# TYPE lat histogram\nlat_bucket{le=\"1\"} 2\nlat_sum 3\nlat_count 2\n",
+            "n1",
+        );
+        let two = label_samples("# TYPE up gauge\nup 0\n", "n2");
+        let merged = merge_expositions(&[one, two]);
+        assert_eq!(
+            merged,
+            "# TYPE up gauge\nup{node=\"n1\"} 1\nup{node=\"n2\"} 0\n# TYPE lat histogram\n\
+             lat_bucket{node=\"n1\",le=\"1\"} 2\nlat_sum{node=\"n1\"} 3\nlat_count{node=\"n1\"} 2\n"
+        );
     }
 }
