@@ -24,7 +24,7 @@ use crate::entity::{Envelope, Persistent, ReplyTo};
 use crate::error::Error;
 use crate::mailbox::{Lane, MailboxConfig, MailboxSender, mailbox};
 use crate::registry::{ActorInfo, ActorStatus, Registration, Registry, is_valid_path};
-use crate::remote::{self, Call, Forwarding, Remoting};
+use crate::remote::{self, Call, Forward, Forwarding, Remoting};
 use crate::shard::{Activation, Shard, ShardArguments, ShardMessage, ShardStats};
 
 /// The shard of an entity: FNV-1a (64-bit) of its id, modulo the shard count. Stable across
@@ -287,20 +287,11 @@ impl<A: Persistent> ShardRegion<A> {
                 deadline,
                 forwarding,
                 |left| self.ask_here(entity_id, command.clone(), left, asking),
-                |node, left| {
-                    let command = command.clone();
-                    async move {
-                        remoting
-                            .call(
-                                &node,
-                                &self.path,
-                                asking.operation(),
-                                entity_id,
-                                &command,
-                                left,
-                            )
-                            .await
-                    }
+                Forward {
+                    target: &self.path,
+                    operation: asking.operation(),
+                    entity_id,
+                    body: &command,
                 },
             )
             .await

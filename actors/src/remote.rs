@@ -249,22 +249,23 @@ impl Remoting {
     }
 
     /// Runs a call for `shard` where the shard lives: `here(time left)` on this node,
-    /// `remote(node, time left)` on another, waiting while it moves; retried on `Stopped` and `Fenced`
-    /// (nothing was applied) until `deadline`. `what` names the call in errors.
-    pub(crate) async fn route<T, H, HF, R, RF>(
+    /// `forward` sent to the owner node otherwise, waiting while it moves; retried on
+    /// `Stopped` and `Fenced` (nothing was applied) until `deadline`. `what` names the call in
+    /// errors.
+    pub(crate) async fn route<T, B, H, HF>(
         &self,
         shard: u32,
         what: &str,
         deadline: Duration,
         forwarding: Forwarding,
         mut here: H,
-        mut remote: R,
+        forward: Forward<'_, B>,
     ) -> Result<T, Error>
     where
+        T: DeserializeOwned,
+        B: Serialize,
         H: FnMut(Duration) -> HF,
         HF: Future<Output = Result<T, Error>>,
-        R: FnMut(String, Duration) -> RF,
-        RF: Future<Output = Result<T, Error>>,
     {
         let until = Instant::now() + deadline;
         let mut changes = self.placement.changes();
@@ -281,7 +282,18 @@ impl Remoting {
                 Location::Here => Some(here(left).await),
                 Location::Node(node) if node == self.node_id => Some(here(left).await),
                 Location::Node(node) => match forwarding {
-                    Forwarding::Allowed => Some(remote(node, left).await),
+                    Forwarding::Allowed => {
+                        let Forward {
+                            target,
+                            operation,
+                            entity_id,
+                            body,
+                        } = forward;
+                        Some(
+                            self.call(&node, target, operation, entity_id, body, left)
+                                .await,
+                        )
+                    }
                     Forwarding::Refused => {
                         return Err(Error::Fenced {
                             actor: what.to_owned(),
@@ -341,6 +353,26 @@ impl Remoting {
         decode(target, value)
     }
 }
+
+/// A routed call as sent to the owner node: the [`Call`] it becomes.
+pub(crate) struct Forward<'a, B> {
+    /// [`Call::target`].
+    pub(crate) target: &'a str,
+    /// [`Call::operation`].
+    pub(crate) operation: &'a str,
+    /// [`Call::entity_id`].
+    pub(crate) entity_id: &'a str,
+    /// [`Call::body`], encoded.
+    pub(crate) body: &'a B,
+}
+
+impl<B> Clone for Forward<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B> Copy for Forward<'_, B> {}
 
 /// Decrements a counter when dropped.
 struct Decrement<'a>(&'a AtomicUsize);

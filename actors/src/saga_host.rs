@@ -32,7 +32,7 @@ use tradefloor_persistence::{Filter, Journal};
 use crate::entity::Persistent;
 use crate::error::Error;
 use crate::region::{ShardRegion, shard_of};
-use crate::remote::{self, Call, Forwarding};
+use crate::remote::{self, Call, Forward, Forwarding};
 
 /// A boxed, sendable future: what a [`Dispatcher`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -556,14 +556,11 @@ async fn send_routed<P: ProcessManager>(
             deadline,
             forwarding,
             |left| send_here(inner, saga_id, input.clone(), sending, left),
-            |node, left| {
-                let input = input.clone();
-                async move {
-                    let path = inner.region.path();
-                    remoting
-                        .call(&node, path, sending.operation(), saga_id, &input, left)
-                        .await
-                }
+            Forward {
+                target: inner.region.path(),
+                operation: sending.operation(),
+                entity_id: saga_id,
+                body: &input,
             },
         )
         .await

@@ -20,7 +20,7 @@ use super::{Exchange, NewOrder};
 use crate::error::Error;
 use crate::region::shard_of;
 use crate::registry::Registry;
-use crate::remote::{self, Call, Forwarding, Remoting};
+use crate::remote::{self, Call, Forward, Forwarding, Remoting};
 use crate::saga_host::SagaHost;
 
 use super::TradingConfig;
@@ -184,21 +184,11 @@ impl Exchange {
                 deadline,
                 forwarding,
                 |_| self.place_order_here(order, fresh),
-                |node, left| {
-                    let saga_id = &saga_id;
-                    async move {
-                        let placement = PlaceOrder { order, fresh };
-                        remoting
-                            .call(
-                                &node,
-                                &self.config.path,
-                                OP_PLACE_ORDER,
-                                saga_id,
-                                &placement,
-                                left,
-                            )
-                            .await
-                    }
+                Forward {
+                    target: &self.config.path,
+                    operation: OP_PLACE_ORDER,
+                    entity_id: &saga_id,
+                    body: &PlaceOrder { order, fresh },
                 },
             )
             .await

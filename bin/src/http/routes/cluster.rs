@@ -5,6 +5,7 @@
 use actix_web::{HttpResponse, web};
 
 use tradefloor_cluster::Status;
+use tradefloor_cluster::runtime::ClusterNode;
 
 use crate::api::{self, MoveRequest, RebalanceQuery};
 use crate::http::auth::Principal;
@@ -20,16 +21,8 @@ pub async fn members(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
     if let Some(cluster) = state.cluster() {
-        let members = cluster
-            .membership()
-            .members()
-            .await
-            .map_err(cluster_error)?;
-        let shards = cluster
-            .allocation()
-            .assignments()
-            .await
-            .map_err(cluster_error)?;
+        let members = member_rows(&cluster).await?;
+        let shards = shard_rows(&cluster).await?;
         let members = members
             .into_iter()
             .map(|member| api::Member {
@@ -84,11 +77,8 @@ pub async fn shards(
         .call(|exchange| async move { Ok(exchange.shard_stats().await) })
         .await?;
     let mut shards: Vec<api::Shard> = match state.cluster() {
-        Some(cluster) => cluster
-            .allocation()
-            .assignments()
-            .await
-            .map_err(cluster_error)?
+        Some(cluster) => shard_rows(&cluster)
+            .await?
             .into_iter()
             .map(|row| api::Shard {
                 shard: row.shard,
@@ -197,11 +187,7 @@ pub async fn move_shard(
         ));
     }
     if let Some(cluster) = state.cluster() {
-        let rows = cluster
-            .allocation()
-            .assignments()
-            .await
-            .map_err(cluster_error)?;
+        let rows = shard_rows(&cluster).await?;
         let from = rows
             .iter()
             .find(|row| row.shard == shard)
@@ -258,11 +244,7 @@ pub async fn leave(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
     if let Some(cluster) = state.cluster() {
-        let members = cluster
-            .membership()
-            .members()
-            .await
-            .map_err(cluster_error)?;
+        let members = member_rows(&cluster).await?;
         let Some(member) = members.iter().find(|member| member.node.node_id == *node) else {
             return Err(unknown_node(&node));
         };
@@ -313,6 +295,24 @@ fn last_member() -> ApiError {
 /// 404 `unknown_node`.
 pub fn unknown_node(node: &str) -> ApiError {
     ApiError::not_found("unknown_node", format!("no member has the id {node:?}"))
+}
+
+/// The membership table, or 503 `cluster_unavailable`.
+pub async fn member_rows(
+    cluster: &ClusterNode,
+) -> Result<Vec<tradefloor_cluster::Member>, ApiError> {
+    cluster.membership().members().await.map_err(cluster_error)
+}
+
+/// The shard table, or 503 `cluster_unavailable`.
+async fn shard_rows(
+    cluster: &ClusterNode,
+) -> Result<Vec<tradefloor_cluster::Assignment>, ApiError> {
+    cluster
+        .allocation()
+        .assignments()
+        .await
+        .map_err(cluster_error)
 }
 
 /// The cluster tables failed: 503 (the database is usually briefly unavailable), or 400 for

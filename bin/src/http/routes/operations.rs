@@ -11,7 +11,7 @@ use crate::http::auth::Principal;
 use crate::http::convert;
 use crate::http::error::ApiError;
 use crate::http::openapi;
-use crate::http::routes::cluster::{known_node, unknown_node};
+use crate::http::routes::cluster::{known_node, member_rows, unknown_node};
 use crate::http::state::AppState;
 
 /// The process is up and answering.
@@ -102,13 +102,7 @@ fn local_metrics(state: &AppState) -> String {
 
 /// The members not down, by node id.
 async fn live_members(cluster: &ClusterNode) -> Result<Vec<String>, ApiError> {
-    let members = cluster.membership().members().await.map_err(|error| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cluster_unavailable",
-            error.to_string(),
-        )
-    })?;
+    let members = member_rows(cluster).await?;
     Ok(members
         .into_iter()
         .filter(|member| member.status != tradefloor_cluster::Status::Down)
@@ -256,13 +250,7 @@ pub async fn actors(
         }
         return Ok(HttpResponse::Ok().json(cluster_root(vec![node_tree(&state, depth)], depth)));
     };
-    let members = cluster.membership().members().await.map_err(|error| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cluster_unavailable",
-            error.to_string(),
-        )
-    })?;
+    let members = member_rows(&cluster).await?;
     let wanted: Vec<String> = match &query.node {
         Some(node) => {
             if !members.iter().any(|member| member.node.node_id == *node) {
