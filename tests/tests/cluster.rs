@@ -587,15 +587,18 @@ async fn a_node_with_another_secret_is_refused() {
     let before = cluster.settled().await;
     let mut outsider = Node::launch(cluster.outsider_options("n9", "not-the-cluster-secret")).await;
     let status = outsider.exited(CLUSTER_TIMEOUT).await;
-    let logs = outsider.logs();
     assert!(
         status.is_some_and(|code| code != 0),
-        "the outsider exited with {status:?}: {logs}"
+        "the outsider exited with {status:?}: {}",
+        outsider.logs()
     );
-    assert!(
-        logs.contains("is this node's cluster secret the cluster's?"),
-        "{logs}"
-    );
+    // Its last words reach the captured log a moment after the exit.
+    let said = |logs: &str| logs.contains("is this node's cluster secret the cluster's?");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !said(&outsider.logs()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(said(&outsider.logs()), "{}", outsider.logs());
     let (status, members) = cluster.http(1).get("/v1/cluster/members").await;
     assert_eq!(status, 200, "{members}");
     let ids: Vec<&str> = members["members"]
