@@ -108,7 +108,13 @@ pub struct Cluster {
     /// The test database's URL.
     pub database: String,
     members: Vec<Member>,
+    /// One cluster at a time in a test process: the failure detector's timeouts (2 s) must not
+    /// measure how starved of CPU a dozen nodes on two cores are.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
+
+/// Whose turn it is to run a cluster (see [`Cluster`]).
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Cluster {
     /// A cluster of `nodes` nodes on a fresh database named after `test`, every node ready;
@@ -126,6 +132,7 @@ impl Cluster {
         proxied: &[usize],
     ) -> Option<Cluster> {
         let database = postgres_database(test).await?;
+        let turn = TURN.lock().await;
         // Build the binary once, off the runtime's workers, before the nodes start.
         tokio::task::spawn_blocking(binary)
             .await
@@ -169,7 +176,11 @@ impl Cluster {
         for member in &members {
             member.node.wait_ready_within(CLUSTER_TIMEOUT).await;
         }
-        Some(Cluster { database, members })
+        Some(Cluster {
+            database,
+            members,
+            _turn: turn,
+        })
     }
 
     /// Starts one more node (`n<len+1>`) with every member as a seed and waits until it is
