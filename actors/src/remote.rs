@@ -267,7 +267,10 @@ impl Remoting {
         H: FnMut(Duration) -> HF,
         HF: Future<Output = Result<T, Error>>,
     {
-        let until = Instant::now() + deadline;
+        // A deadline past what an Instant can hold (a caller's "forever") is a year.
+        let until = Instant::now()
+            .checked_add(deadline)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3_600));
         let mut changes = self.placement.changes();
         loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -405,4 +408,178 @@ pub(crate) fn decode<T: DeserializeOwned>(
 /// A call's deadline as the callee keeps it: what the caller said, at most `own`.
 pub(crate) fn deadline_of(call: &Call, own: Duration) -> Duration {
     Duration::from_millis(call.deadline_ms).min(own)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    /// A transport that answers every call with the node's name (the routing loop's unit
+    /// tests; the real transport runs in the cluster's system tests).
+    struct Echo;
+
+    impl Transport for Echo {
+        fn call(&self, node: &str, _: Call, _: Duration) -> BoxFuture<Result<Reply, Error>> {
+            let node = node.to_owned();
+            Box::pin(async move { Ok(Ok(serde_json::Value::String(node))) })
+        }
+
+        fn breakers(&self) -> Vec<(String, crate::breaker::BreakerSnapshot)> {
+            Vec::new()
+        }
+    }
+
+    fn remoting(waiting_max: usize) -> Remoting {
+        let config = RemotingConfig {
+            waiting_max,
+            ..RemotingConfig::default()
+        };
+        Remoting::new("n1", 4, Arc::new(Echo), config)
+    }
+
+    const FORWARD: Forward<'static, ()> = Forward {
+        target: "/region",
+        operation: "ask",
+        entity_id: "e",
+        body: &(),
+    };
+
+    #[tokio::test]
+    async fn a_call_runs_here_or_goes_to_the_owner() {
+        let remoting = remoting(8);
+        remoting.placement().set(0, Location::Here);
+        remoting.placement().set(1, Location::Node("n2".to_owned()));
+        let here = |_| async { Ok("here".to_owned()) };
+        let at = |shard| {
+            remoting.route(
+                shard,
+                "e",
+                Duration::MAX,
+                Forwarding::Allowed,
+                here,
+                FORWARD,
+            )
+        };
+        assert_eq!(at(0).await.unwrap(), "here");
+        assert_eq!(at(1).await.unwrap(), "n2");
+        // A call served for another node is not forwarded again.
+        let served = remoting
+            .route(
+                1,
+                "e",
+                Duration::from_secs(1),
+                Forwarding::Refused,
+                here,
+                FORWARD,
+            )
+            .await;
+        assert!(matches!(served, Err(Error::Fenced { .. })), "{served:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_shard_is_retried_until_it_serves_or_the_deadline() {
+        let remoting = Arc::new(remoting(8));
+        remoting.placement().set(0, Location::Here);
+        let attempts = AtomicU32::new(0);
+        let here = |_| {
+            let attempt = attempts.fetch_add(1, Ordering::AcqRel);
+            async move {
+                match attempt {
+                    0..3 => Err(Error::Stopped {
+                        actor: "s".to_owned(),
+                    }),
+                    _ => Ok(attempt),
+                }
+            }
+        };
+        let served = remoting
+            .route(
+                0,
+                "e",
+                Duration::from_secs(5),
+                Forwarding::Allowed,
+                here,
+                FORWARD,
+            )
+            .await;
+        assert_eq!(served.unwrap(), 3, "retried after each refusal");
+
+        remoting.placement().set(1, Location::Moving);
+        let started = Instant::now();
+        let never = |_| async { Ok(0_u32) };
+        let waited = remoting
+            .route(
+                1,
+                "e",
+                Duration::from_secs(2),
+                Forwarding::Allowed,
+                never,
+                FORWARD,
+            )
+            .await;
+        assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
+        assert!(started.elapsed() >= Duration::from_secs(2));
+        assert_eq!(remoting.waiting(), 0, "nothing waits after the call");
+
+        // A shard arriving here mid-wait serves the waiting call.
+        let arriving = remoting.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            arriving.placement().set(1, Location::Here);
+        });
+        let arrived = remoting
+            .route(
+                1,
+                "e",
+                Duration::from_secs(5),
+                Forwarding::Allowed,
+                never,
+                FORWARD,
+            )
+            .await;
+        assert_eq!(arrived.unwrap(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_hand_off_is_bounded() {
+        let remoting = Arc::new(remoting(1));
+        remoting.placement().set(0, Location::Moving);
+        let first = {
+            let remoting = remoting.clone();
+            tokio::spawn(async move {
+                let never = |_| async { Ok(0_u32) };
+                remoting
+                    .route(
+                        0,
+                        "e",
+                        Duration::from_secs(5),
+                        Forwarding::Allowed,
+                        never,
+                        FORWARD,
+                    )
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(remoting.waiting(), 1);
+        let never = |_| async { Ok(0_u32) };
+        let second = remoting
+            .route(
+                0,
+                "e",
+                Duration::from_secs(5),
+                Forwarding::Allowed,
+                never,
+                FORWARD,
+            )
+            .await;
+        assert!(
+            matches!(second, Err(Error::Overloaded { capacity: 1, .. })),
+            "{second:?}"
+        );
+        remoting.placement().set(0, Location::Here);
+        assert_eq!(first.await.unwrap().unwrap(), 0);
+    }
 }
