@@ -53,8 +53,15 @@ async fn trade_and_recover(options: NodeOptions) {
     check_conservation(&http).await;
 
     // The recovered node still trades: carol lifts bob's last ask.
+    let bob_usd = account(&http, "bob").await["balances"]["USD"]["total"]
+        .as_u64()
+        .expect("bob has USD");
     let lift = place(&http, &limit_order("carol", "buy", 101, 3)).await;
     assert_eq!(lift["status"], "filled", "{lift}");
+    // The placement is answered once the book traded; each side settles on its own account
+    // right after (CI once checked in between): conservation holds once bob has his 303 USD.
+    settled(&http, "bob", "USD", bob_usd + 303).await;
+    settled(&http, "carol", "BTC", 3).await;
     check_conservation(&http).await;
     assert_eq!(node.stop().await, Some(0));
 }
