@@ -381,14 +381,6 @@ impl<A: Persistent> ShardRegion<A> {
         self.remoting.as_ref()
     }
 
-    /// Whether shard `shard` runs on this node.
-    pub fn runs(&self, shard: u32) -> bool {
-        self.shards[shard as usize]
-            .read()
-            .expect("no panics while holding the lock")
-            .is_some()
-    }
-
     async fn await_answer<T>(
         &self,
         entity_id: &str,

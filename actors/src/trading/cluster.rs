@@ -123,11 +123,6 @@ impl Exchange {
         Ok(())
     }
 
-    /// Whether shard `shard` runs on this node (in every region).
-    pub fn runs_shard(&self, shard: u32) -> bool {
-        self.accounts.runs(shard) && self.books.runs(shard) && self.host.region().runs(shard)
-    }
-
     /// Serves a call another node routed here: an entity's command, a saga's input, or a
     /// placement.
     pub async fn serve(&self, call: Call) -> remote::Reply {
