@@ -91,15 +91,6 @@ impl std::fmt::Display for Eviction {
     }
 }
 
-impl From<tradefloor_persistence::Error> for Error {
-    fn from(error: tradefloor_persistence::Error) -> Self {
-        match error {
-            tradefloor_persistence::Error::Database(error) => Error::Database(error),
-            other => Error::Corrupt(other.to_string()),
-        }
-    }
-}
-
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
         Error::Database(Arc::new(error))

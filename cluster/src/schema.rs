@@ -21,6 +21,9 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// An arbitrary constant naming the PostgreSQL advisory lock taken while creating the tables.
+const SCHEMA_LOCK_KEY: i64 = 0x7472_6164_6566_6c72;
+
 /// The membership table (see [`crate::membership`]), the lease table (see
 /// [`crate::lease`]) and the shard table (see [`crate::allocation`]). Timestamps are
 /// milliseconds since the Unix epoch.
@@ -58,6 +61,27 @@ const TABLES: [&str; 3] = [
 
 /// Creates the cluster's tables if they are missing.
 pub(crate) async fn ensure_tables(database: &Database) -> Result<(), Error> {
-    database.create_tables(&TABLES).await?;
+    match database {
+        Database::Sqlite(pool) => {
+            // SQLite's write lock serializes concurrent creators.
+            for table in TABLES {
+                sqlx::query(table).execute(pool).await?;
+            }
+        }
+        Database::Postgres(pool) => {
+            // Two PostgreSQL sessions creating the same table at once can both pass
+            // `IF NOT EXISTS` and one then fails on the catalog's unique index: nodes
+            // starting together take turns.
+            let mut transaction = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SCHEMA_LOCK_KEY)
+                .execute(&mut *transaction)
+                .await?;
+            for table in TABLES {
+                sqlx::query(table).execute(&mut *transaction).await?;
+            }
+            transaction.commit().await?;
+        }
+    }
     Ok(())
 }

@@ -9,9 +9,6 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres, Sqlite, SqlitePool};
 use crate::config::JournalConfig;
 use crate::error::Error;
 
-/// An arbitrary constant naming the PostgreSQL advisory lock held while creating tables.
-const SCHEMA_LOCK_KEY: i64 = 0x7472_6164_6566_6c72;
-
 /// Rows an SQLite connection's worker thread may buffer ahead of the reading task.
 const SQLITE_ROW_BUFFER_ROWS: usize = 4_096;
 
@@ -115,33 +112,6 @@ impl Database {
         match self {
             Database::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
             Database::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
-        }
-        Ok(())
-    }
-
-    /// Runs `statements` (`CREATE TABLE IF NOT EXISTS …`, for tables kept beside the
-    /// journal's: read models, the cluster's tables). Processes starting together take turns:
-    /// two PostgreSQL sessions creating one table at once can both pass `IF NOT EXISTS` and one
-    /// then fails on the catalog's unique index, so there they run under an advisory lock;
-    /// SQLite's write lock serializes creators by itself.
-    pub async fn create_tables(&self, statements: &[&str]) -> Result<(), Error> {
-        match self {
-            Database::Sqlite(pool) => {
-                for statement in statements {
-                    sqlx::query(statement).execute(pool).await?;
-                }
-            }
-            Database::Postgres(pool) => {
-                let mut transaction = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(SCHEMA_LOCK_KEY)
-                    .execute(&mut *transaction)
-                    .await?;
-                for statement in statements {
-                    sqlx::query(statement).execute(&mut *transaction).await?;
-                }
-                transaction.commit().await?;
-            }
         }
         Ok(())
     }

@@ -409,6 +409,11 @@ impl Exchange {
         self.services.lock().await.keys().cloned().collect()
     }
 
+    /// Whether any service runs on this node.
+    pub async fn runs_services(&self) -> bool {
+        !self.services.lock().await.is_empty()
+    }
+
     /// Serves only these risk-monitor partitions on this node (a cluster spreads them):
     /// partitions taken away are finished, committed and released by their members.
     pub fn serve_risk_partitions(&self, partitions: &std::collections::BTreeSet<u32>) {
@@ -1068,12 +1073,30 @@ fn placed(view: &OrderView) -> bool {
     }
 }
 
-/// Creates the read-model tables and the risk monitor's if they are missing.
+/// Attempts at creating the read-model tables.
+const CREATE_TABLES_ATTEMPTS: u32 = 5;
+
+/// Creates the read-model tables if missing. Nodes of a cluster start together: two
+/// PostgreSQL sessions creating one table at once can both pass `IF NOT EXISTS` and the
+/// loser fails on the catalog's unique index; the next attempt finds the table.
 async fn create_tables(database: &tradefloor_persistence::Database) -> Result<(), Error> {
-    projections::create_tables(database).await?;
-    risk::create_table(database)
-        .await
-        .map_err(|error| projections::storage("risk", error))
+    let mut attempt = 1;
+    loop {
+        let created = match projections::create_tables(database).await {
+            Ok(()) => risk::create_table(database)
+                .await
+                .map_err(|error| projections::storage("risk", error)),
+            Err(error) => Err(error),
+        };
+        match created {
+            Err(error) if attempt < CREATE_TABLES_ATTEMPTS => {
+                tracing::debug!(%error, attempt, "read-model tables not created yet");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn balance_view(balance: tradefloor_domain::account::Balance) -> BalanceView {

@@ -113,8 +113,9 @@ pub struct RiskFlag {
 }
 
 /// Creates the flags table (idempotent).
-pub async fn create_table(database: &Database) -> Result<(), tradefloor_persistence::Error> {
-    database.create_tables(&[CREATE]).await
+pub async fn create_table(database: &Database) -> Result<(), ReadModelError> {
+    sql::execute_on(database, CREATE).await?;
+    Ok(())
 }
 
 /// Every flag, by account then asset.

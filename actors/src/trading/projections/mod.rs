@@ -96,18 +96,19 @@ pub const TABLES: &[(&str, &str)] = &[
 
 /// Creates every read-model table that does not exist yet.
 pub async fn create_tables(database: &Database) -> Result<(), Error> {
-    let statements: Vec<&str> = [BATCHES_TABLE]
+    let statements = [BATCHES_TABLE]
         .into_iter()
         .chain(balances::CREATE.iter().copied())
         .chain(orders::CREATE.iter().copied())
         .chain(trades::CREATE.iter().copied())
         .chain(candles::CREATE.iter().copied())
-        .chain(audit::CREATE.iter().copied())
-        .collect();
-    database
-        .create_tables(&statements)
-        .await
-        .map_err(|error| storage("read models", error))
+        .chain(audit::CREATE.iter().copied());
+    for statement in statements {
+        sql::execute_on(database, statement)
+            .await
+            .map_err(|error| storage("read models", error))?;
+    }
+    Ok(())
 }
 
 /// Every row of every read-model table, in key order: what a rebuild must reproduce.

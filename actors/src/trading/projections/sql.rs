@@ -199,3 +199,11 @@ pub(crate) async fn fetch(
         }
     }
 }
+
+/// Runs one statement on the pool (table creation).
+pub(crate) async fn execute_on(database: &Database, sql: &str) -> Result<(), sqlx::Error> {
+    match database {
+        Database::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        Database::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+    }
+}
