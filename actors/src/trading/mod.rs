@@ -409,11 +409,6 @@ impl Exchange {
         self.services.lock().await.keys().cloned().collect()
     }
 
-    /// Whether any service runs on this node.
-    pub async fn runs_services(&self) -> bool {
-        !self.services.lock().await.is_empty()
-    }
-
     /// Serves only these risk-monitor partitions on this node (a cluster spreads them):
     /// partitions taken away are finished, committed and released by their members.
     pub fn serve_risk_partitions(&self, partitions: &std::collections::BTreeSet<u32>) {
