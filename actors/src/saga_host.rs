@@ -333,11 +333,36 @@ impl<P: ProcessManager> SagaHost<P> {
         .await
     }
 
+    /// [`SagaHost::send`] (or [`SagaHost::send_new`] if `new`) whose reply's effects the
+    /// caller carries out itself, delivering their answers later (e.g. as one
+    /// `SagaInput::Answers`); the host still sets the saga's timer, so if the caller fails,
+    /// the saga's deadline re-sends what it waits on.
+    pub async fn send_driven(
+        &self,
+        saga_id: &str,
+        input: P::Command,
+        new: bool,
+    ) -> Result<P::Reply, Error> {
+        let sending = if new {
+            Sending::NewDriven
+        } else {
+            Sending::ExistingDriven
+        };
+        send_routed(&self.inner, saga_id, input, sending, Forwarding::Allowed).await
+    }
+
+    /// Delivers `(saga id, input)` pairs in the background, in order per saga (sagas
+    /// concurrently), carrying out what their replies call for. An input that cannot be
+    /// delivered is logged: the saga's deadline retries what it would have moved on.
+    pub fn deliver(&self, inputs: Vec<(String, P::Command)>) {
+        tokio::spawn(deliver_all(self.inner.clone(), inputs));
+    }
+
     /// Serves a saga input another node routed here (see [`crate::remote`]): delivered by
     /// this host if the saga's shard is here, else `Fenced`, so the caller routes again.
     pub async fn serve(&self, call: Call) -> remote::Reply {
         let path = self.inner.region.path();
-        let Some(sending) = [Sending::Existing, Sending::New]
+        let Some(sending) = Sending::ALL
             .into_iter()
             .find(|sending| sending.operation() == call.operation)
         else {
@@ -360,7 +385,7 @@ impl<P: ProcessManager> SagaHost<P> {
 
     /// Whether `operation` is one [`SagaHost::serve`] serves (the others go to its region).
     pub fn serves(operation: &str) -> bool {
-        [Sending::Existing, Sending::New]
+        Sending::ALL
             .into_iter()
             .any(|sending| sending.operation() == operation)
     }
@@ -517,20 +542,42 @@ async fn send<P: ProcessManager>(
     .await
 }
 
-/// Whether a saga input goes to a saga that may exist, or to one the caller vouches is new;
-/// also the operation's name in a remote [`Call`].
+/// Whether a saga input goes to a saga that may exist, or to one the caller vouches is new,
+/// and whether the host carries out the reply's effects or the caller does (a placement
+/// carries out its saga's first commands itself); also the operation's name in a remote
+/// [`Call`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sending {
     Existing,
     New,
+    ExistingDriven,
+    NewDriven,
 }
 
 impl Sending {
+    const ALL: [Sending; 4] = [
+        Self::Existing,
+        Self::New,
+        Self::ExistingDriven,
+        Self::NewDriven,
+    ];
+
     fn operation(self) -> &'static str {
         match self {
             Self::Existing => "saga_send",
             Self::New => "saga_send_new",
+            Self::ExistingDriven => "saga_send_driven",
+            Self::NewDriven => "saga_send_new_driven",
         }
+    }
+
+    fn is_new(self) -> bool {
+        matches!(self, Self::New | Self::NewDriven)
+    }
+
+    /// Whether the caller carries out the reply's effects.
+    fn is_driven(self) -> bool {
+        matches!(self, Self::ExistingDriven | Self::NewDriven)
     }
 }
 
@@ -577,15 +624,20 @@ async fn send_here<P: ProcessManager>(
 ) -> Result<P::Reply, Error> {
     let reply = inner
         .region
-        .ask_local(saga_id, input, deadline, sending == Sending::New)
+        .ask_local(saga_id, input, deadline, sending.is_new())
         .await?;
-    after_reply(inner, saga_id, &reply);
+    after_reply(inner, saga_id, &reply, !sending.is_driven());
     Ok(reply)
 }
 
 /// What follows every reply the host gets: the saga's timer set, its watches woken, its
-/// effects carried out in the background.
-fn after_reply<P: ProcessManager>(inner: &Arc<Inner<P>>, saga_id: &str, reply: &P::Reply) {
+/// effects carried out in the background (unless the caller carries them out).
+fn after_reply<P: ProcessManager>(
+    inner: &Arc<Inner<P>>,
+    saga_id: &str,
+    reply: &P::Reply,
+    carry_out_effects: bool,
+) {
     let earliest = inner
         .timers
         .lock()
@@ -599,6 +651,9 @@ fn after_reply<P: ProcessManager>(inner: &Arc<Inner<P>>, saga_id: &str, reply: &
         .lock()
         .expect("no panics under the lock")
         .wake(saga_id, reply);
+    if !carry_out_effects {
+        return;
+    }
     for effect in P::effects(reply) {
         tokio::spawn(carry_out(inner.clone(), saga_id.to_owned(), effect));
     }
@@ -613,24 +668,29 @@ fn carry_out<P: ProcessManager>(
 ) -> BoxFuture<()> {
     Box::pin(async move {
         let inputs = inner.dispatcher.dispatch(saga_id, effect).await;
-        // One task per saga concerned (e.g. a taker and the makers it traded with), each
-        // delivering that saga's inputs in order: the sagas persist concurrently.
-        let mut by_saga: Vec<(String, Vec<P::Command>)> = Vec::new();
-        for (target, input) in inputs {
-            match by_saga.iter_mut().find(|(saga_id, _)| *saga_id == target) {
-                Some((_, inputs)) => inputs.push(input),
-                None => by_saga.push((target, vec![input])),
-            }
-        }
-        let mut groups = by_saga.into_iter();
-        let own = groups.next();
-        for (target, inputs) in groups {
-            tokio::spawn(deliver_in_order(inner.clone(), target, inputs));
-        }
-        if let Some((target, inputs)) = own {
-            deliver_in_order(inner, target, inputs).await;
-        }
+        deliver_all(inner, inputs).await;
     })
+}
+
+/// Delivers `(saga id, input)` pairs: one task per saga concerned (e.g. a taker and the
+/// makers it traded with), each delivering that saga's inputs in order, so the sagas persist
+/// concurrently; the first saga's inputs are delivered before this returns.
+async fn deliver_all<P: ProcessManager>(inner: Arc<Inner<P>>, inputs: Vec<(String, P::Command)>) {
+    let mut by_saga: Vec<(String, Vec<P::Command>)> = Vec::new();
+    for (target, input) in inputs {
+        match by_saga.iter_mut().find(|(saga_id, _)| *saga_id == target) {
+            Some((_, inputs)) => inputs.push(input),
+            None => by_saga.push((target, vec![input])),
+        }
+    }
+    let mut groups = by_saga.into_iter();
+    let own = groups.next();
+    for (target, inputs) in groups {
+        tokio::spawn(deliver_in_order(inner.clone(), target, inputs));
+    }
+    if let Some((target, inputs)) = own {
+        deliver_in_order(inner, target, inputs).await;
+    }
 }
 
 async fn deliver_in_order<P: ProcessManager>(

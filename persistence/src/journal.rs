@@ -26,13 +26,8 @@ struct Inner {
     write_gate: Option<WriteGate>,
 }
 
-/// Takes turns among this process's write transactions on one SQLite database (see
-/// [`Journal::write_turn`]).
-pub(crate) type WriteGate = Arc<tokio::sync::Mutex<()>>;
-
-/// A turn to write to an SQLite database (see [`Journal::write_turn`]); the turn ends when it
-/// is dropped.
-pub type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
+use crate::write_gate::WriteGate;
+pub use crate::write_gate::WriteTurn;
 
 macro_rules! dispatch {
     ($database:expr, $operation:ident ( $($argument:expr),* )) => {
@@ -52,7 +47,7 @@ impl Journal {
         database.migrate().await?;
         let (sender, receiver) = mpsc::channel(config.queue_appends_max);
         let write_gate = match &database {
-            Database::Sqlite(_) => Some(WriteGate::default()),
+            Database::Sqlite(_) => Some(WriteGate::new(config.sqlite_background_defer_max)),
             Database::Postgres(_) => None,
         };
         tokio::spawn(writer::run(
@@ -79,12 +74,14 @@ impl Journal {
     /// the lock is released a moment later. The journal's group-commit writer takes a turn
     /// for every batch; read models, offset commits and snapshots that write to the same
     /// database should take one around their write transaction, so the writers of this
-    /// process queue in order and each starts as soon as the one before commits. Correctness
+    /// process queue and each starts as soon as the one before commits. Journal batches go
+    /// first: a turn asked here lets waiting batches pass for up to
+    /// [`JournalConfig::sqlite_background_defer_max`], then queues in order. Correctness
     /// never depends on it (SQLite's lock still decides); other processes, and journals
     /// opened separately on the same file, are not covered.
     pub async fn write_turn(&self) -> Option<WriteTurn> {
         match &self.inner.write_gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
+            Some(gate) => Some(gate.background_turn().await),
             None => None,
         }
     }

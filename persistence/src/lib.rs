@@ -53,7 +53,8 @@ pub mod journal;
 pub mod offset;
 pub mod record;
 pub mod snapshot;
-pub mod writer;
+mod write_gate;
+mod writer;
 
 mod backend;
 mod postgres;

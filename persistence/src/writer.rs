@@ -33,7 +33,7 @@ pub(crate) async fn run(
     database: Database,
     config: JournalConfig,
     mut inbox: mpsc::Receiver<PendingAppend>,
-    write_gate: Option<crate::journal::WriteGate>,
+    write_gate: Option<crate::write_gate::WriteGate>,
 ) {
     let mut carried: Option<PendingAppend> = None;
     let mut last_recorded_at = 0;
@@ -47,10 +47,13 @@ pub(crate) async fn run(
         };
         // Our turn among this process's SQLite writers (see `Journal::write_turn`), taken
         // before the batch is cut: what arrives while another writer commits joins it.
+        let waiting_since = Instant::now();
         let turn = match &write_gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
+            Some(gate) => Some(gate.journal_turn().await),
             None => None,
         };
+        metrics::histogram!("tradefloor_journal_turn_wait_seconds")
+            .record(waiting_since.elapsed().as_secs_f64());
         let mut events = first.request.events.len();
         let mut batch = vec![first];
         let deadline = Instant::now() + config.batch_wait;

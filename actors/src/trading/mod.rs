@@ -19,6 +19,7 @@ mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod feed;
+mod placement;
 pub mod projections;
 pub mod risk;
 pub mod state;
@@ -36,8 +37,8 @@ use tradefloor_domain::book::{BookCommand, BookDepth, OrderBook, Trade};
 use tradefloor_domain::history::{HistoricalBalance, RecordedEvent, account_as_of};
 use tradefloor_domain::saga::{OrderSaga, OrderView, SagaInput};
 use tradefloor_domain::{
-    AccountId, Aggregate, Amount, Asset, CommandId, MarketSpec, OrderId, OrderSpec, OrderStatus,
-    OrderType, Price, Quantity, Side, Symbol, TimeInForce, Timestamp,
+    AccountId, Aggregate, Amount, Asset, CommandId, MarketSpec, OrderId, OrderType, Price,
+    Quantity, Side, Symbol, TimeInForce, Timestamp,
 };
 use tradefloor_persistence::{Journal, OffsetStore};
 
@@ -727,77 +728,6 @@ impl Exchange {
         }
     }
 
-    /// [`Exchange::place_order`] on this node, which hosts the order's saga; `fresh` if the
-    /// order id was generated (its saga starts without reading the journal).
-    async fn place_order_here(&self, order: NewOrder, fresh: bool) -> Result<OrderView, Error> {
-        let market = self.market(order.symbol).await?;
-        let order_id = order.order_id.unwrap_or_else(|| OrderId(self.next_id()));
-        let spec = OrderSpec {
-            order_id,
-            account_id: order.account_id,
-            side: order.side,
-            order_type: order.order_type,
-            price: order.price,
-            quantity: order.quantity,
-            time_in_force: order.time_in_force,
-            post_only: order.post_only,
-        };
-        spec.validate(&market).map_err(Error::Rejected)?;
-        let start = SagaInput::Start {
-            request: spec,
-            market,
-            config: self.config.saga,
-            at: self.now(),
-        };
-        let saga_id = order_id.to_string();
-        // Registered before the start, so no reply of the saga can slip past it.
-        let placed = self.host.watch(&saga_id, |reply| placed(&reply.view))?;
-        // A generated id is new: its saga starts without reading the journal.
-        let started = if fresh {
-            self.host.send_new(&saga_id, start).await
-        } else {
-            self.host.send(&saga_id, start).await
-        };
-        match started {
-            Ok(reply) if reply.view.status != OrderStatus::Pending => return Ok(reply.view),
-            Ok(_) => {}
-            Err(Error::Rejected(reason @ tradefloor_domain::Error::SagaAlreadyStarted { .. })) => {
-                let view = self.order(order_id).await?;
-                let same = view.account_id == spec.account_id
-                    && view.symbol == order.symbol
-                    && view.side == spec.side
-                    && view.order_type == spec.order_type
-                    && view.price == spec.price
-                    && view.quantity == spec.quantity;
-                if !same {
-                    return Err(Error::Rejected(reason));
-                }
-                if view.status != OrderStatus::Pending {
-                    return Ok(view);
-                }
-            }
-            Err(error) => return Err(error),
-        }
-        self.wait_placed(&saga_id, placed).await
-    }
-
-    /// Waits until the saga's order left `pending` (its host wakes `placed` with the first
-    /// reply that says so, whichever input brought it), or the placement wait passed: then
-    /// answers the order as the saga knows it.
-    async fn wait_placed(
-        &self,
-        saga_id: &str,
-        placed: crate::saga_host::Watch<OrderSaga>,
-    ) -> Result<OrderView, Error> {
-        match placed.wait(self.config.placement_wait).await {
-            Some(reply) => Ok(reply.view),
-            None => {
-                let tick = SagaInput::Tick { now: self.now() };
-                Ok(self.host.send(saga_id, tick).await?.view)
-            }
-        }
-    }
-
     /// Asks for the order to be cancelled; answers the order as its saga knows it then (the
     /// cancel completes asynchronously: see [`Exchange::order`]).
     pub async fn cancel_order(&self, order_id: OrderId) -> Result<OrderView, Error> {
@@ -1053,19 +983,6 @@ fn consumers() -> [(&'static str, tradefloor_persistence::Filter); 6] {
             projections::audit::AuditProjection.filter(),
         ),
     ]
-}
-
-/// Whether a placement can be answered: the book's whole answer is known (the order rests,
-/// or it ended, with every fill on arrival before that), or it was refused and its hold
-/// released (so a client retrying at once finds its funds available again).
-fn placed(view: &OrderView) -> bool {
-    match view.status {
-        OrderStatus::Pending => false,
-        OrderStatus::Rejected => view.finished,
-        OrderStatus::Open | OrderStatus::Filled | OrderStatus::Cancelled => true,
-        // Fills seen, but more may follow until the order rests or ends.
-        OrderStatus::PartiallyFilled => view.resting,
-    }
 }
 
 /// Attempts at creating the read-model tables.

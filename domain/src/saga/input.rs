@@ -98,6 +98,14 @@ pub enum SagaInput {
         /// When.
         at: Timestamp,
     },
+    /// Several inputs decided in order as one: the answers to the saga's first commands when
+    /// the placement carried them out itself (the hold's answer, then the book's events), so
+    /// the saga records them in one append after the placement was answered. An input the saga
+    /// refuses refuses the whole batch.
+    Answers {
+        /// The inputs, in the order they happened; none of them an `Answers`.
+        inputs: Vec<SagaInput>,
+    },
 }
 
 impl Message for SagaInput {
@@ -116,6 +124,7 @@ impl Message for SagaInput {
         "saga.cancel_requested",
         "saga.tick",
         "saga.retry",
+        "saga.answers",
     ];
 
     fn name(&self) -> &'static str {
@@ -132,6 +141,7 @@ impl Message for SagaInput {
             SagaInput::CancelRequested { .. } => "saga.cancel_requested",
             SagaInput::Tick { .. } => "saga.tick",
             SagaInput::Retry { .. } => "saga.retry",
+            SagaInput::Answers { .. } => "saga.answers",
         }
     }
 }

@@ -46,7 +46,7 @@ pub use input::SagaInput;
 pub use view::{Fill, OrderView, SagaReply};
 
 use crate::account::AccountCommand;
-use crate::aggregate::{Aggregate, Priority};
+use crate::aggregate::{Aggregate, Message, Priority};
 use crate::book::command::BookCommand;
 use crate::book::event::{BookEvent, EndReason, Trade};
 use crate::error::Error;
@@ -225,6 +225,7 @@ impl Aggregate for OrderSaga {
                 }
                 Ok(())
             }
+            SagaInput::Answers { inputs } => self.decide_answers(inputs, events),
         }
     }
 
@@ -299,6 +300,31 @@ fn decide_start(
 }
 
 impl OrderSaga {
+    /// Decides each input against the state the previous ones left (on a scratch copy: the
+    /// events are applied for real once they are durable).
+    fn decide_answers(
+        &self,
+        inputs: &[SagaInput],
+        events: &mut Vec<SagaEvent>,
+    ) -> Result<(), Error> {
+        let mut scratch = self.clone();
+        let mut decided = Vec::new();
+        for input in inputs {
+            if matches!(input, SagaInput::Answers { .. } | SagaInput::Start { .. }) {
+                return Err(Error::InvalidOrder {
+                    reason: format!("{} cannot be an answer", input.name()),
+                });
+            }
+            decided.clear();
+            scratch.decide_into(input, &mut decided)?;
+            for event in &decided {
+                scratch.apply(event);
+            }
+            events.extend_from_slice(&decided);
+        }
+        Ok(())
+    }
+
     /// Decides what a book event means for this order; events of other orders are ignored.
     fn decide_book(
         &self,

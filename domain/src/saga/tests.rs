@@ -1030,3 +1030,51 @@ proptest! {
         prop_assert_eq!(saga.view().filled_quantity, Quantity(10));
     }
 }
+
+#[test]
+fn answers_decide_like_their_inputs_one_by_one() {
+    let order = limit_buy(10);
+    let inputs = vec![
+        SagaInput::HoldPlaced { at: t(1) },
+        accepted(&order, t(1)),
+        taker_trade(1, 4, 6, t(1)),
+        rested(6, t(1)),
+    ];
+    let mut one_by_one = Given::started(order);
+    let mut commands = Vec::new();
+    for input in inputs.clone() {
+        commands.extend(one_by_one.when(input));
+    }
+    let mut batched = Given::started(order);
+    let batch_commands = batched.when(SagaInput::Answers { inputs });
+    assert_eq!(batched.saga, one_by_one.saga);
+    assert_eq!(batched.log, one_by_one.log);
+    // The submit was carried out by whoever gathered the answers: only the settlement is new.
+    assert_eq!(batch_commands, vec![settle(1, 100, 4, t(1))]);
+    assert!(commands.contains(&submit(&order, t(1))));
+    assert!(batched.view().resting);
+    assert_eq!(batched.view().status, OrderStatus::PartiallyFilled);
+}
+
+#[test]
+fn answers_without_the_book_leave_the_submit_to_the_saga() {
+    let order = limit_buy(10);
+    let mut given = Given::started(order);
+    let commands = given.when(SagaInput::Answers {
+        inputs: vec![SagaInput::HoldPlaced { at: t(1) }],
+    });
+    assert_eq!(commands, vec![submit(&order, t(1))]);
+}
+
+#[test]
+fn answers_refuse_nested_batches_and_starts_and_change_nothing() {
+    let order = limit_buy(10);
+    let given = Given::started(order);
+    for inner in [SagaInput::Answers { inputs: vec![] }, start(order)] {
+        let error = given.refused(SagaInput::Answers {
+            inputs: vec![SagaInput::HoldPlaced { at: t(1) }, inner],
+        });
+        assert!(matches!(error, Error::InvalidOrder { .. }), "{error:?}");
+    }
+    assert_eq!(given.saga.view().status, OrderStatus::Pending);
+}

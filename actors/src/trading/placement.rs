@@ -1,0 +1,343 @@
+//! The placement of one order: two durable steps before the answer.
+//!
+//! 1. The saga's start and the account's hold, at once (each an append; concurrent appends
+//!    share the journal's group commit). A client-chosen order id starts the saga first, so
+//!    a repeated id never places a second hold.
+//! 2. The book's decision (the book writes the submits waiting in its queue as one append).
+//!
+//! The answer is the order as the saga will see it, folded here from the same inputs by the
+//! same pure code ([`OrderSaga::step`]); the hosted saga gets those inputs afterwards as one
+//! [`SagaInput::Answers`] (one append), and the other orders the book touched get its events.
+//! From there the sagas settle fills and release holds as before, off the critical path.
+//!
+//! What a crash costs at each instant: the saga's start is durable before any hold is placed
+//! for a generated id only if both landed (the hold is answered after its append); a started
+//! saga that never learns its answers re-sends its hold and submit at its deadline (both
+//! idempotent by command and order id) and learns the book's events from the durable
+//! [feed](super::feed). So the answer needs two commits and nothing acknowledged depends on
+//! the third.
+
+use tradefloor_domain::book::BookEvent;
+use tradefloor_domain::saga::{OrderSaga, OrderView, SagaCommand, SagaInput};
+use tradefloor_domain::{OrderId, OrderSpec, OrderStatus};
+
+use super::dispatch::{account_answer, book_refusal};
+use super::{Exchange, NewOrder, feed};
+use crate::error::Error;
+
+/// A placement under way: its saga as the placement folds it, and what the hosted sagas
+/// are to be told once the placement is answered.
+struct Placing {
+    saga_id: String,
+    saga: OrderSaga,
+    /// The answers for the order's own saga, in order.
+    answers: Vec<SagaInput>,
+    /// The book's events for the sagas of the other orders they concern.
+    others: Vec<(String, SagaInput)>,
+}
+
+impl Placing {
+    /// Feeds `input` to the folded saga and records it for the hosted one; answers the
+    /// commands it calls for.
+    fn answer(&mut self, input: SagaInput) -> Result<Vec<SagaCommand>, Error> {
+        let commands = self.saga.step(&input).map_err(Error::Rejected)?;
+        self.answers.push(input);
+        Ok(commands)
+    }
+}
+
+impl Exchange {
+    /// [`Exchange::place_order`] on this node, which hosts the order's saga; `fresh` if the
+    /// order id was generated (its saga starts without reading the journal, at the same time
+    /// as the hold).
+    pub(super) async fn place_order_here(
+        &self,
+        order: NewOrder,
+        fresh: bool,
+    ) -> Result<OrderView, Error> {
+        let market = self.market(order.symbol).await?;
+        let order_id = order.order_id.unwrap_or_else(|| OrderId(self.next_id()));
+        let spec = order_spec(order_id, &order);
+        spec.validate(&market).map_err(Error::Rejected)?;
+        let start = SagaInput::Start {
+            request: spec,
+            market,
+            config: self.config.saga,
+            at: self.now(),
+        };
+        let mut placing = Placing {
+            saga_id: order_id.to_string(),
+            saga: OrderSaga::default(),
+            answers: Vec::new(),
+            others: Vec::new(),
+        };
+        let hold = single(placing.saga.step(&start).map_err(Error::Rejected)?);
+        // Registered before the start, so no reply of the saga can slip past it.
+        let watch = self
+            .host
+            .watch(&placing.saga_id, |reply| placed(&reply.view))?;
+        let held = if fresh {
+            let (started, held) = tokio::join!(
+                self.host.send_driven(&placing.saga_id, start, true),
+                self.carry_out_hold(hold.clone()),
+            );
+            if let Err(error) = self.confirm_started(&placing.saga_id, started).await {
+                self.compensate_hold(&hold, &held).await;
+                return Err(error);
+            }
+            held
+        } else {
+            let started = self.host.send_driven(&placing.saga_id, start, false).await;
+            if let Some(answer) = self.already_started(&order, &spec, started).await? {
+                return Ok(answer);
+            }
+            self.carry_out_hold(hold).await
+        };
+        if let Some(held) = held {
+            let commands = placing.answer(held)?;
+            if let Some(submit) = commands.into_iter().next() {
+                self.carry_out_submit(&mut placing, submit).await?;
+            }
+        }
+        let view = placing.saga.view();
+        self.host.deliver(follow_ups(placing));
+        if placed(&view) {
+            return Ok(view);
+        }
+        self.wait_placed(&order_id.to_string(), watch).await
+    }
+
+    /// The hold's answer as a saga input, or `None` if the account gave none (the saga's
+    /// deadline asks again).
+    async fn carry_out_hold(&self, hold: SagaCommand) -> Option<SagaInput> {
+        let SagaCommand::Account {
+            account_id,
+            command,
+        } = hold
+        else {
+            unreachable!("a saga's first command is its hold")
+        };
+        let result = self
+            .accounts
+            .ask(
+                account_id.as_str(),
+                command.clone(),
+                self.config.ask_deadline,
+            )
+            .await;
+        let answer = account_answer(&command, &result, self.now());
+        if answer.is_none() {
+            tracing::debug!(account = %account_id, ?result, "hold not answered");
+        }
+        answer
+    }
+
+    /// Submits the order to its book and folds what the book did into the placement.
+    async fn carry_out_submit(
+        &self,
+        placing: &mut Placing,
+        submit: SagaCommand,
+    ) -> Result<(), Error> {
+        let SagaCommand::Book { symbol, command } = submit else {
+            unreachable!("after its hold a saga submits")
+        };
+        let result = self
+            .books
+            .ask_with_events(symbol.as_str(), command.clone(), self.config.ask_deadline)
+            .await;
+        if let Some(refusal) = book_refusal(&command, &result, self.now()) {
+            placing.answer(refusal)?;
+            return Ok(());
+        }
+        match result {
+            Ok((_, events)) => self.fold_book_events(placing, events),
+            Err(error) => {
+                // The book may have written: its events reach the saga through the feed.
+                self.feed_wake.notify_one();
+                tracing::debug!(%symbol, %error, "submit not answered");
+                Ok(())
+            }
+        }
+    }
+
+    fn fold_book_events(&self, placing: &mut Placing, events: Vec<BookEvent>) -> Result<(), Error> {
+        for event in events {
+            for order_id in feed::concerned(&event) {
+                let saga_id = order_id.to_string();
+                let input = SagaInput::Book {
+                    event: event.clone(),
+                };
+                if saga_id == placing.saga_id {
+                    placing.answer(input)?;
+                } else {
+                    placing.others.push((saga_id, input));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a generated order's saga started. A failure that may have written the start
+    /// (a timeout) is asked about once more: a saga found started is this order's.
+    async fn confirm_started(
+        &self,
+        saga_id: &str,
+        started: Result<tradefloor_domain::saga::SagaReply, Error>,
+    ) -> Result<(), Error> {
+        match started {
+            Ok(_) => Ok(()),
+            Err(error @ Error::Rejected(_)) => Err(error),
+            Err(error) => {
+                tracing::debug!(saga = %saga_id, %error, "start unsure; asking the saga");
+                let tick = SagaInput::Tick { now: self.now() };
+                match self.host.send(saga_id, tick).await {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(error),
+                }
+            }
+        }
+    }
+
+    /// Releases a hold placed for a saga that did not start: nothing else would.
+    async fn compensate_hold(&self, hold: &SagaCommand, held: &Option<SagaInput>) {
+        let (
+            Some(SagaInput::HoldPlaced { .. }),
+            SagaCommand::Account {
+                account_id,
+                command,
+            },
+        ) = (held, hold)
+        else {
+            return;
+        };
+        let release = tradefloor_domain::account::AccountCommand::ReleaseHold {
+            command_id: release_command_id(command),
+            order_id: hold_order(command),
+            at: self.now(),
+        };
+        if let Err(error) = self
+            .accounts
+            .ask(account_id.as_str(), release, self.config.ask_deadline)
+            .await
+        {
+            tracing::warn!(account = %account_id, %error, "hold of an unstarted order not released");
+        }
+    }
+
+    /// For a client-chosen order id: `None` if its saga started now; the order as it stands
+    /// if the same order was placed before; refused if the id holds another order.
+    async fn already_started(
+        &self,
+        order: &NewOrder,
+        spec: &OrderSpec,
+        started: Result<tradefloor_domain::saga::SagaReply, Error>,
+    ) -> Result<Option<OrderView>, Error> {
+        let reason = match started {
+            Ok(_) => return Ok(None),
+            Err(Error::Rejected(reason @ tradefloor_domain::Error::SagaAlreadyStarted { .. })) => {
+                reason
+            }
+            Err(error) => return Err(error),
+        };
+        let view = self.order(spec.order_id).await?;
+        let same = view.account_id == spec.account_id
+            && view.symbol == order.symbol
+            && view.side == spec.side
+            && view.order_type == spec.order_type
+            && view.price == spec.price
+            && view.quantity == spec.quantity;
+        if !same {
+            return Err(Error::Rejected(reason));
+        }
+        if view.status != OrderStatus::Pending {
+            return Ok(Some(view));
+        }
+        let watch = self
+            .host
+            .watch(&spec.order_id.to_string(), |reply| placed(&reply.view))?;
+        Ok(Some(
+            self.wait_placed(&spec.order_id.to_string(), watch).await?,
+        ))
+    }
+
+    /// Waits until the saga's order left `pending` (its host wakes `placed` with the first
+    /// reply that says so, whichever input brought it), or the placement wait passed: then
+    /// answers the order as the saga knows it.
+    async fn wait_placed(
+        &self,
+        saga_id: &str,
+        placed: crate::saga_host::Watch<OrderSaga>,
+    ) -> Result<OrderView, Error> {
+        match placed.wait(self.config.placement_wait).await {
+            Some(reply) => Ok(reply.view),
+            None => {
+                let tick = SagaInput::Tick { now: self.now() };
+                Ok(self.host.send(saga_id, tick).await?.view)
+            }
+        }
+    }
+}
+
+/// What the hosted sagas are told once the placement is answered: the order's own saga its
+/// answers as one input, the other orders' sagas the book's events about them.
+fn follow_ups(placing: Placing) -> Vec<(String, SagaInput)> {
+    let mut inputs = Vec::with_capacity(1 + placing.others.len());
+    if !placing.answers.is_empty() {
+        inputs.push((
+            placing.saga_id,
+            SagaInput::Answers {
+                inputs: placing.answers,
+            },
+        ));
+    }
+    inputs.extend(placing.others);
+    inputs
+}
+
+fn order_spec(order_id: OrderId, order: &NewOrder) -> OrderSpec {
+    OrderSpec {
+        order_id,
+        account_id: order.account_id,
+        side: order.side,
+        order_type: order.order_type,
+        price: order.price,
+        quantity: order.quantity,
+        time_in_force: order.time_in_force,
+        post_only: order.post_only,
+    }
+}
+
+/// The one command a saga's start calls for.
+fn single(commands: Vec<SagaCommand>) -> SagaCommand {
+    assert_eq!(commands.len(), 1, "a started saga asks for its hold only");
+    commands.into_iter().next().expect("one command")
+}
+
+fn hold_order(command: &tradefloor_domain::account::AccountCommand) -> OrderId {
+    match command {
+        tradefloor_domain::account::AccountCommand::PlaceHold { order_id, .. } => *order_id,
+        _ => unreachable!("a saga's first command is its hold"),
+    }
+}
+
+/// The release's command id the order's saga would use (`{order}:release`), so a saga that
+/// did start after all finds its release already done.
+fn release_command_id(
+    command: &tradefloor_domain::account::AccountCommand,
+) -> tradefloor_domain::CommandId {
+    tradefloor_domain::CommandId::derived(hold_order(command), "release")
+        .expect("derived saga command ids are valid")
+}
+
+/// Whether a placement can be answered: the book's whole answer is known (the order rests,
+/// or it ended, with every fill on arrival before that), or it was refused and its hold
+/// released (so a client retrying at once finds its funds available again).
+pub(super) fn placed(view: &OrderView) -> bool {
+    match view.status {
+        OrderStatus::Pending => false,
+        OrderStatus::Rejected => view.finished,
+        OrderStatus::Open | OrderStatus::Filled | OrderStatus::Cancelled => true,
+        // Fills seen, but more may follow until the order rests or ends.
+        OrderStatus::PartiallyFilled => view.resting,
+    }
+}
