@@ -398,3 +398,57 @@ async fn the_read_models_supervisor_giving_up_is_reported() {
     assert!(!exchange.services_running());
     exchange.shutdown().await.unwrap();
 }
+
+/// A crash between a generated order's hold and its saga's start leaves a hold no saga will
+/// release: the next start of the application releases it, and leaves a hold that has its
+/// saga alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_without_a_saga_is_released_at_start() {
+    use tradefloor_actors::{EntityConfig, ShardRegion};
+    use tradefloor_domain::CommandId;
+    use tradefloor_domain::account::{Account, AccountCommand};
+
+    let (journal, _directory) = journal().await;
+    let exchange = exchange(journal.clone()).await;
+    let resting = exchange
+        .place_order(limit("alice", Side::Buy, 90, 5))
+        .await
+        .unwrap();
+    assert_eq!(resting.status, OrderStatus::Open);
+    exchange.shutdown().await.unwrap();
+
+    // What a crash after the hold's commit and before the start's leaves behind.
+    let orphan = OrderId(424_242);
+    let accounts =
+        ShardRegion::<Account>::start("/orphan/accounts", journal.clone(), EntityConfig::default())
+            .await
+            .unwrap();
+    let hold = AccountCommand::PlaceHold {
+        command_id: CommandId::derived(orphan, "hold").unwrap(),
+        order_id: orphan,
+        symbol: symbol(),
+        base: asset("BTC"),
+        quote: asset("USD"),
+        side: Side::Buy,
+        price: Some(Price(100)),
+        quantity: Quantity(10),
+        at: Timestamp(1),
+    };
+    accounts
+        .ask("alice", hold, Duration::from_secs(5))
+        .await
+        .unwrap();
+    accounts.stop().await.unwrap();
+
+    let exchange = Exchange::start(journal, trading_config()).await.unwrap();
+    let alice = exchange.account(account("alice")).await.unwrap();
+    let usd = alice.balances[&asset("USD")];
+    assert_eq!(usd.total, Amount(100_000));
+    assert_eq!(
+        usd.held,
+        Amount(450),
+        "only the resting order's hold is left"
+    );
+    assert_eq!(alice.open_orders.len(), 1);
+    exchange.shutdown().await.unwrap();
+}

@@ -97,11 +97,19 @@ impl Exchange {
         let host = self.host.clone();
         let journal = self.journal.clone();
         let shard_count = self.config.entities.shard_count;
+        let sweep = self.hold_sweep();
+        let adopted_at = self.now();
         tokio::spawn(async move {
             let select = |saga_id: &str| adopted.contains(&shard_of(saga_id, shard_count));
             match host.resume_where(&journal, select).await {
                 Ok(resumed) => tracing::info!(resumed, "sagas of adopted shards resumed"),
                 Err(error) => tracing::warn!(%error, "sagas of adopted shards not resumed"),
+            }
+            match sweep.run(select, adopted_at.micros(), host.now()).await {
+                Ok(released) => {
+                    tracing::info!(released, "orphaned holds of adopted shards released")
+                }
+                Err(error) => tracing::warn!(%error, "orphaned holds of adopted shards not swept"),
             }
         });
         Ok(())

@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod feed;
 mod placement;
 pub mod projections;
+mod recovery;
 pub mod risk;
 pub mod state;
 
@@ -220,7 +221,11 @@ impl Exchange {
         let exchange = Self::start_regions(registry, journal, config, None).await?;
         exchange.start_services().await?;
         let resumed = exchange.host.resume(&exchange.journal).await?;
-        tracing::info!(resumed, "trading application started");
+        let released = exchange
+            .hold_sweep()
+            .run(|_| true, i64::MAX, exchange.now())
+            .await?;
+        tracing::info!(resumed, released, "trading application started");
         Ok(exchange)
     }
 
@@ -951,6 +956,18 @@ impl Exchange {
             lags.push((name, ahead.len()));
         }
         Ok(lags)
+    }
+}
+
+impl Exchange {
+    /// The release of holds whose saga never started (see [`recovery`]).
+    fn hold_sweep(&self) -> recovery::HoldSweep {
+        recovery::HoldSweep {
+            journal: self.journal.clone(),
+            accounts: self.accounts.clone(),
+            ask_deadline: self.config.ask_deadline,
+            path: format!("{}/recovery", self.config.path),
+        }
     }
 }
 
