@@ -110,14 +110,46 @@ pub(crate) enum ReplyTo<A: Aggregate> {
     WithEvents(oneshot::Sender<Result<ReplyWithEvents<A>, Error>>),
 }
 
-/// A command waiting for its entity, with where its reply goes.
+/// A look at an entity's state in memory: run by its shard between commands, never while a
+/// write of the entity is under way, so it sees every acknowledged command and nothing that
+/// is not durable yet. It sends its own answer; dropped unrun (the entity could not recover,
+/// the shard stopped), its caller learns so from the closed channel.
+pub(crate) type Inspection<A> = Box<dyn FnOnce(&A) + Send>;
+
+/// What an envelope carries: a command, or an inspection.
+pub(crate) enum Request<A: Aggregate> {
+    Command(A::Command),
+    Inspect(Inspection<A>),
+}
+
+impl<A: Aggregate> Request<A> {
+    fn priority(&self) -> Priority {
+        match self {
+            Request::Command(command) => A::priority(command),
+            Request::Inspect(_) => Priority::Normal,
+        }
+    }
+}
+
+/// A command (or inspection) waiting for its entity, with where its reply goes.
 pub(crate) struct Envelope<A: Aggregate> {
     pub(crate) entity_id: String,
-    pub(crate) command: A::Command,
+    pub(crate) request: Request<A>,
     pub(crate) reply: Option<ReplyTo<A>>,
 }
 
 impl<A: Aggregate> Envelope<A> {
+    /// The command carried.
+    ///
+    /// # Panics
+    /// If it carries an inspection: shards take those apart before deciding anything.
+    pub(crate) fn command(&self) -> &A::Command {
+        match &self.request {
+            Request::Command(command) => command,
+            Request::Inspect(_) => unreachable!("inspections are never decided"),
+        }
+    }
+
     /// Whether a caller waits for the reply (an ask), so it is worth computing (a tell's is not).
     pub(crate) fn wants_reply(&self) -> bool {
         self.reply.is_some()
@@ -230,7 +262,7 @@ impl<A: Aggregate> Cell<A> {
                 priority: VecDeque::new(),
             })
         });
-        let (lane, capacity) = match A::priority(&envelope.command) {
+        let (lane, capacity) = match envelope.request.priority() {
             Priority::High => (&mut lanes.priority, priority_capacity),
             Priority::Normal => (&mut lanes.normal, normal_capacity),
         };
@@ -250,7 +282,7 @@ impl<A: Aggregate> Cell<A> {
                 priority: VecDeque::new(),
             })
         });
-        match A::priority(&envelope.command) {
+        match envelope.request.priority() {
             Priority::High => lanes.priority.push_front(envelope),
             Priority::Normal => lanes.normal.push_front(envelope),
         }

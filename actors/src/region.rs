@@ -20,7 +20,7 @@ use tradefloor_persistence::{Fence, Journal};
 use crate::breaker::CircuitBreaker;
 use crate::config::EntityConfig;
 use crate::dead_letters::DeadLetter;
-use crate::entity::{Envelope, Persistent, ReplyTo};
+use crate::entity::{Envelope, Inspection, Persistent, ReplyTo, Request};
 use crate::error::Error;
 use crate::mailbox::{Lane, MailboxConfig, MailboxSender, mailbox};
 use crate::registry::{ActorInfo, ActorStatus, Registration, Registry, is_valid_path};
@@ -399,6 +399,60 @@ impl<A: Persistent> ShardRegion<A> {
         }
     }
 
+    /// Runs `look` on the entity's state in memory (activating it if needed) and answers what
+    /// it returns: a read that reflects every command acknowledged before it, and nothing not
+    /// yet durable, without reading the journal. Served by a shard running on this node only
+    /// (`Stopped` otherwise, e.g. in a cluster when another node owns the shard).
+    pub async fn inspect<R: Send + 'static>(
+        &self,
+        entity_id: &str,
+        deadline: Duration,
+        look: impl FnOnce(&A) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let (sender, answer) = oneshot::channel();
+        let inspection: Inspection<A> = Box::new(move |state| {
+            // A caller that stopped waiting wants nothing.
+            let _ = sender.send(Ok(look(state)));
+        });
+        self.deliver_request(
+            entity_id,
+            Request::Inspect(inspection),
+            None,
+            Activation::Recover,
+        )?;
+        self.await_answer(entity_id, deadline, answer).await
+    }
+
+    /// Queues `command` for the entity now, in a shard on this node, and answers a future
+    /// of its reply: commands queued one after the other reach the entity in that order,
+    /// whenever their futures are awaited.
+    pub(crate) fn ask_queued(
+        &self,
+        entity_id: &str,
+        command: A::Command,
+        deadline: Duration,
+    ) -> Result<impl std::future::Future<Output = Result<A::Reply, Error>> + Send + 'static, Error>
+    {
+        let (reply, answer) = oneshot::channel();
+        self.deliver(
+            entity_id,
+            command,
+            Some(ReplyTo::Reply(reply)),
+            Activation::Recover,
+        )?;
+        let actor = self.entity_path(entity_id);
+        Ok(async move {
+            match tokio::time::timeout(deadline, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(Error::Stopped { actor }),
+                Err(_) => Err(Error::Timeout {
+                    actor,
+                    after: deadline,
+                }),
+            }
+        })
+    }
+
     /// Sends a command without waiting for its outcome. `Overloaded` at once if the shard's
     /// queue is full (the entity's own queue is checked on arrival). In a cluster it reaches
     /// shards running on this node only (`Stopped` otherwise): use `ask` to route.
@@ -421,6 +475,16 @@ impl<A: Persistent> ShardRegion<A> {
         reply: Option<ReplyTo<A>>,
         activation: Activation,
     ) -> Result<(), Error> {
+        self.deliver_request(entity_id, Request::Command(command), reply, activation)
+    }
+
+    fn deliver_request(
+        &self,
+        entity_id: &str,
+        request: Request<A>,
+        reply: Option<ReplyTo<A>>,
+        activation: Activation,
+    ) -> Result<(), Error> {
         let shard = shard_of(entity_id, self.config.shard_count);
         let guard = self.shards[shard as usize]
             .read()
@@ -435,7 +499,7 @@ impl<A: Persistent> ShardRegion<A> {
         }
         let envelope = Envelope {
             entity_id: entity_id.to_owned(),
-            command,
+            request,
             reply,
         };
         let delivery = ShardMessage::Deliver(envelope, activation);

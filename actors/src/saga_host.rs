@@ -351,11 +351,41 @@ impl<P: ProcessManager> SagaHost<P> {
         send_routed(&self.inner, saga_id, input, sending, Forwarding::Allowed).await
     }
 
-    /// Delivers `(saga id, input)` pairs in the background, in order per saga (sagas
-    /// concurrently), carrying out what their replies call for. An input that cannot be
-    /// delivered is logged: the saga's deadline retries what it would have moved on.
+    /// Delivers `(saga id, input)` pairs, in order per saga (sagas concurrently), carrying
+    /// out what their replies call for. The first input of each saga whose shard runs here
+    /// is queued before this returns, so whatever the caller asks that saga next comes after
+    /// it; the rest goes on in the background. An input that cannot be delivered is logged:
+    /// the saga's deadline retries what it would have moved on.
     pub fn deliver(&self, inputs: Vec<(String, P::Command)>) {
-        tokio::spawn(deliver_all(self.inner.clone(), inputs));
+        for (saga_id, inputs) in by_saga::<P>(inputs) {
+            let mut inputs = inputs.into_iter();
+            let Some(first) = inputs.next() else { continue };
+            let rest: Vec<P::Command> = inputs.collect();
+            let deadline = self.inner.config.ask_deadline;
+            let inner = self.inner.clone();
+            match self
+                .inner
+                .region
+                .ask_queued(&saga_id, first.clone(), deadline)
+            {
+                Ok(reply) => {
+                    tokio::spawn(async move {
+                        match reply.await {
+                            Ok(reply) => after_reply(&inner, &saga_id, &reply, true),
+                            Err(error) => {
+                                warn!(saga = %saga_id, %error, "saga input not delivered")
+                            }
+                        }
+                        deliver_in_order(inner, saga_id, rest).await;
+                    });
+                }
+                // Not here (another node hosts it), or its queue is full: routed as usual.
+                Err(_) => {
+                    let inputs = std::iter::once(first).chain(rest).collect();
+                    tokio::spawn(deliver_in_order(inner, saga_id, inputs));
+                }
+            }
+        }
     }
 
     /// Serves a saga input another node routed here (see [`crate::remote`]): delivered by
@@ -676,14 +706,7 @@ fn carry_out<P: ProcessManager>(
 /// makers it traded with), each delivering that saga's inputs in order, so the sagas persist
 /// concurrently; the first saga's inputs are delivered before this returns.
 async fn deliver_all<P: ProcessManager>(inner: Arc<Inner<P>>, inputs: Vec<(String, P::Command)>) {
-    let mut by_saga: Vec<(String, Vec<P::Command>)> = Vec::new();
-    for (target, input) in inputs {
-        match by_saga.iter_mut().find(|(saga_id, _)| *saga_id == target) {
-            Some((_, inputs)) => inputs.push(input),
-            None => by_saga.push((target, vec![input])),
-        }
-    }
-    let mut groups = by_saga.into_iter();
+    let mut groups = by_saga::<P>(inputs).into_iter();
     let own = groups.next();
     for (target, inputs) in groups {
         tokio::spawn(deliver_in_order(inner.clone(), target, inputs));
@@ -691,6 +714,18 @@ async fn deliver_all<P: ProcessManager>(inner: Arc<Inner<P>>, inputs: Vec<(Strin
     if let Some((target, inputs)) = own {
         deliver_in_order(inner, target, inputs).await;
     }
+}
+
+/// The inputs grouped by saga, in order within each, the sagas in order of first mention.
+fn by_saga<P: ProcessManager>(inputs: Vec<(String, P::Command)>) -> Vec<(String, Vec<P::Command>)> {
+    let mut by_saga: Vec<(String, Vec<P::Command>)> = Vec::new();
+    for (target, input) in inputs {
+        match by_saga.iter_mut().find(|(saga_id, _)| *saga_id == target) {
+            Some((_, inputs)) => inputs.push(input),
+            None => by_saga.push((target, vec![input])),
+        }
+    }
+    by_saga
 }
 
 async fn deliver_in_order<P: ProcessManager>(

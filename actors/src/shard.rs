@@ -21,8 +21,8 @@ use crate::breaker::CircuitBreaker;
 use crate::config::EntityConfig;
 use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::entity::{
-    self, Cell, Decided, Envelope, Persistent, Persisting, Phase, is_infrastructure_failure,
-    stream_of,
+    self, Cell, Decided, Envelope, Persistent, Persisting, Phase, Request,
+    is_infrastructure_failure, stream_of,
 };
 use crate::error::Error;
 use crate::mailbox::MailboxReceiver;
@@ -361,7 +361,18 @@ impl<A: Persistent> ShardState<A> {
                     break;
                 };
                 cell.last_active = Instant::now();
-                let events = match cell.state.decide(&envelope.command) {
+                if let Request::Inspect(_) = envelope.request {
+                    if !batch.is_empty() {
+                        // It must not see the batch's events before they are durable.
+                        cell.requeue_front(envelope);
+                        break;
+                    }
+                    if let Request::Inspect(inspect) = envelope.request {
+                        inspect(&cell.state);
+                    }
+                    continue;
+                }
+                let events = match cell.state.decide(envelope.command()) {
                     Err(refusal) if batch.is_empty() => {
                         envelope.answer(
                             Err(Error::Rejected(refusal)),
@@ -384,7 +395,7 @@ impl<A: Persistent> ShardState<A> {
                     // A repeat of an applied command: the first outcome, nothing to write.
                     let reply = envelope
                         .wants_reply()
-                        .then(|| cell.state.reply(&envelope.command, &events));
+                        .then(|| cell.state.reply(envelope.command(), &events));
                     if batch.is_empty() {
                         if let Some(reply) = reply {
                             envelope.answer(
@@ -430,7 +441,7 @@ impl<A: Persistent> ShardState<A> {
                 }
                 let reply = envelope
                     .wants_reply()
-                    .then(|| cell.state.reply(&envelope.command, &events));
+                    .then(|| cell.state.reply(envelope.command(), &events));
                 batch.push(Decided {
                     envelope,
                     outcome: Ok(reply),

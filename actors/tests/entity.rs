@@ -719,3 +719,48 @@ async fn futures_join_all<F: std::future::Future>(
     .await;
     outputs.into_iter().map(Option::unwrap).collect()
 }
+
+/// An inspection queued behind commands runs after their writes, on the state they left:
+/// it sees every command told before it (each durable by then) and never a batch whose write
+/// is still under way; an entity never written is its default state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inspection_sees_every_command_before_it_and_nothing_undurable() {
+    let fixture = fixture().await;
+    let region = ShardRegion::<Account>::start("/test/accounts", fixture.journal.clone(), config())
+        .await
+        .unwrap();
+    for round in 0..20u64 {
+        for index in 0..10u64 {
+            region
+                .tell("alice", deposit(&format!("d{round}-{index}"), 1))
+                .unwrap();
+        }
+        let seen = region
+            .inspect("alice", DEADLINE, |account: &Account| {
+                account.balance(usd()).total
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, Amount((round + 1) * 10), "round {round}");
+        // One event per deposit of 1: what it saw is all in the journal.
+        let stored = stored_events(&fixture.journal, &stream_of::<Account>("alice")).await;
+        assert!(
+            seen.get() <= stored as u64,
+            "an inspection saw {seen:?} with only {stored} events stored"
+        );
+    }
+    let nobody = region
+        .inspect("nobody", DEADLINE, |account: &Account| {
+            account.balances().len()
+        })
+        .await
+        .unwrap();
+    assert_eq!(nobody, 0);
+    region.stop().await.unwrap();
+    let stopped = region
+        .inspect("alice", DEADLINE, |account: &Account| {
+            account.balances().len()
+        })
+        .await;
+    assert!(matches!(stopped, Err(Error::Stopped { .. })), "{stopped:?}");
+}

@@ -45,7 +45,14 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$node_pid/status"; }
 bench() { "$bin" bench --node "$url" --accounts "$accounts" --json "$@"; }
 
 bench --baseline --concurrency "$concurrency" --duration-seconds "$seconds" >"$work/baseline.json"
+# Per-order costs of the closed-loop phase: the journal's counters and the node's CPU time.
+counters() {
+    curl -sf "$url/metrics" | awk '/^tradefloor_journal_(events|appends|commits)_total / {print $1, $2}'
+    echo "cpu_ticks $(awk '{print $14 + $15}' "/proc/$node_pid/stat")"
+}
+counters >"$work/counters_before"
 bench --concurrency "$concurrency" --duration-seconds "$seconds" --seed 1 >"$work/closed.json"
+counters >"$work/counters_after"
 max="$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["ok_per_second"]))' "$work/closed.json")"
 half=$(( max / 2 > 0 ? max / 2 : 1 ))
 bench --rate "$half" --duration-seconds "$seconds" --seed 2 >"$work/half.json"
@@ -76,5 +83,21 @@ print(f"orders, open loop at half ({half['offered_rate']}/s): achieved {half['ac
 print(f"overload, open loop at 2x ({double['offered_rate']}/s): ok {double['ok']}, shed {double['shed']}, "
       f"5xx {double['server_errors']}, transport errors {double['transport_errors']}, dropped {double['dropped']}, "
       f"node alive after: {alive}")
+def counters(name):
+    values = {}
+    for line in open(f"{work}/counters_{name}"):
+        key, value = line.split()
+        values[key] = float(value)
+    return values
+before, after = counters("before"), counters("after")
+delta = lambda key: after.get(key, 0) - before.get(key, 0)
+orders = closed["ok"]
+ticks_per_second = 100
+if orders:
+    print(f"per order (closed loop, {orders} orders): "
+          f"{delta('tradefloor_journal_appends_total') / orders:.2f} appends, "
+          f"{delta('tradefloor_journal_events_total') / orders:.2f} events, "
+          f"{delta('tradefloor_journal_commits_total') / orders:.3f} journal commits (fsyncs), "
+          f"{delta('cpu_ticks') / ticks_per_second * 1e6 / orders:.0f} µs of node CPU")
 print(f"node RSS: before {int(rss_before)//1024} MiB, peak {int(rss_peak)//1024} MiB, after {int(rss_after)//1024} MiB")
 PY

@@ -120,6 +120,8 @@ async fn commit(database: &Database, batch: Vec<PendingAppend>, events: usize, r
             metrics::histogram!("tradefloor_journal_batch_events").record(events as f64);
             metrics::histogram!("tradefloor_journal_commit_seconds").record(elapsed.as_secs_f64());
             metrics::counter!("tradefloor_journal_events_total").increment(events as u64);
+            metrics::counter!("tradefloor_journal_appends_total").increment(requests.len() as u64);
+            metrics::counter!("tradefloor_journal_commits_total").increment(1);
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 // A caller that gave up waiting is no reason to fail the others.
                 let _ = reply.send(outcome);

@@ -11,8 +11,9 @@
 //! waits on a [watch](crate::saga_host::SagaHost::watch), woken by the saga's first reply
 //! that leaves `pending`.
 //!
-//! Reads that must reflect every acknowledged write (account, order, book depth) fold the
-//! entity's state from the journal ([`state::load_state`]); market data lists (trades,
+//! Reads that must reflect every acknowledged write (account, order, book depth) look at the
+//! entity's state in memory (`queries`; on a cluster node, an entity of a shard owned
+//! elsewhere is folded from the journal, [`state::load_state`]); market data lists (trades,
 //! candles) come from the read models and trail the log by the projections' lag.
 
 mod cluster;
@@ -21,6 +22,7 @@ pub mod dispatch;
 pub mod feed;
 mod placement;
 pub mod projections;
+mod queries;
 mod recovery;
 pub mod risk;
 pub mod state;
@@ -34,7 +36,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tradefloor_domain::account::{Account, AccountCommand, AccountEvent, AccountReply};
-use tradefloor_domain::book::{BookCommand, BookDepth, OrderBook, Trade};
+use tradefloor_domain::book::{BookCommand, OrderBook, Trade};
 use tradefloor_domain::history::{HistoricalBalance, RecordedEvent, account_as_of};
 use tradefloor_domain::saga::{OrderSaga, OrderView, SagaInput};
 use tradefloor_domain::{
@@ -753,50 +755,6 @@ impl Exchange {
     pub async fn retry_order(&self, order_id: OrderId) -> Result<OrderView, Error> {
         let input = SagaInput::Retry { at: self.now() };
         Ok(self.host.send(&order_id.to_string(), input).await?.view)
-    }
-
-    /// The order as its saga knows it: status, filled quantity, fills.
-    pub async fn order(&self, order_id: OrderId) -> Result<OrderView, Error> {
-        let (saga, sequence) =
-            state::load_state::<OrderSaga>(&self.journal, &order_id.to_string()).await?;
-        if sequence == 0 {
-            return Err(Error::Rejected(tradefloor_domain::Error::OrderNotFound {
-                order_id,
-            }));
-        }
-        Ok(saga.view())
-    }
-
-    /// The account's balances and open orders, as of every acknowledged command.
-    pub async fn account(&self, account_id: AccountId) -> Result<AccountView, Error> {
-        let (account, _) = state::load_state::<Account>(&self.journal, account_id.as_str()).await?;
-        let mut open_orders = Vec::new();
-        for order_id in account.holds().keys() {
-            let view = self.order(*order_id).await?;
-            if !view.status.is_final() {
-                open_orders.push(view);
-            }
-        }
-        Ok(AccountView {
-            account_id,
-            balances: account
-                .balances()
-                .iter()
-                .map(|(asset, balance)| (*asset, balance_view(*balance)))
-                .collect(),
-            open_orders,
-        })
-    }
-
-    /// Up to `levels` price levels per side of the market's book, best first.
-    pub async fn book_depth(&self, symbol: Symbol, levels: usize) -> Result<BookDepth, Error> {
-        let (book, _) = state::load_state::<OrderBook>(&self.journal, symbol.as_str()).await?;
-        if book.spec().is_none() {
-            return Err(Error::Rejected(tradefloor_domain::Error::UnknownMarket {
-                symbol,
-            }));
-        }
-        Ok(book.depth(levels))
     }
 
     /// Halts trading on a market (admin): submits are refused, cancels served.

@@ -1,11 +1,11 @@
 //! An entity's current state read from the journal: its latest snapshot plus its stream's
 //! tail, folded as the entity itself recovers.
 //!
-//! What the facade's queries use (account, order, book depth) instead of asking the entity:
-//! an entity replies only after its events are durable, so whatever a caller was told is
-//! already in the journal and a read here sees it (read-your-writes, across restarts), with
-//! no change to the shard actors and no queueing behind commands. The cost is bounded by the
-//! snapshot interval ([`EntityConfig::snapshot_every_events`](crate::EntityConfig)).
+//! The facade's queries look at entities in memory (`queries`); this is their fallback on a
+//! cluster node for an entity whose shard another node owns (an entity replies only after its
+//! events are durable, so whatever a caller was told is in the journal and a read here sees
+//! it), and what tests use to check the journal. The cost is bounded by the snapshot interval
+//! ([`EntityConfig::snapshot_every_events`](crate::EntityConfig)).
 
 use tradefloor_persistence::{Journal, SnapshotStore, codec};
 

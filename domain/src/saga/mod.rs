@@ -915,6 +915,11 @@ impl OrderSaga {
         }
     }
 
+    /// Whether the saga has started (it has an order to show).
+    pub fn is_started(&self) -> bool {
+        self.placement.is_some()
+    }
+
     /// Whether the saga has nothing left to do: the order's status is final, every fill is
     /// settled and the hold released (or never placed).
     pub fn is_finished(&self) -> bool {
