@@ -509,6 +509,16 @@ impl NodeConfig {
     }
 }
 
+/// Where the read models of an SQLite journal live: a file of their own beside it
+/// (`journal.sqlite` → `journal-read-models.sqlite`), so their writes never wait for the
+/// journal's write lock nor hold it. `None` for PostgreSQL (one database serves both).
+pub fn read_models_url(journal_url: &str) -> Option<String> {
+    let path = Path::new(journal_url.strip_prefix("sqlite:")?);
+    let stem = path.file_stem()?.to_string_lossy();
+    let file = format!("{stem}-read-models.sqlite");
+    Some(format!("sqlite:{}", path.with_file_name(file).display()))
+}
+
 /// Where the embedded journal lives in `data_dir`.
 pub fn sqlite_path(data_dir: &Path) -> PathBuf {
     data_dir.join("journal.sqlite")
@@ -542,6 +552,11 @@ mod tests {
         assert_eq!(config.node_id, "n1");
         assert!(config.http_addr().unwrap().ip().is_loopback());
         assert_eq!(config.journal_url(), "sqlite:./data/journal.sqlite");
+        assert_eq!(
+            read_models_url(&config.journal_url()).as_deref(),
+            Some("sqlite:./data/journal-read-models.sqlite")
+        );
+        assert_eq!(read_models_url("postgres://127.0.0.1/test"), None);
     }
 
     #[test]

@@ -239,7 +239,14 @@ async fn open_journal(config: &NodeConfig) -> Result<Journal, Error> {
     let database = Database::connect(&url, &journal_config).await?;
     tracing::info!(backend = database.backend_name(), "journal opened");
     database.migrate().await?;
-    Ok(Journal::open(database, journal_config).await?)
+    match crate::config::read_models_url(&url) {
+        Some(read_models_url) => {
+            let read_models = Database::connect(&read_models_url, &journal_config).await?;
+            tracing::info!(url = %read_models_url, "read models in their own SQLite file");
+            Ok(Journal::open_with_read_models(database, read_models, journal_config).await?)
+        }
+        None => Ok(Journal::open(database, journal_config).await?),
+    }
 }
 
 /// Waits until no request's call holds the application any more, so it can stop.
