@@ -25,6 +25,11 @@ pub struct JournalConfig {
     /// SQLite `synchronous=FULL` (fsync every commit: survives power loss) rather than
     /// `NORMAL` (survives a process crash).
     pub sqlite_synchronous_full: bool,
+    /// Committed batches the log bus (see [`crate::Journal::subscribe`]) keeps for its
+    /// slowest subscriber. A subscriber further behind is told it lagged and reads the
+    /// database to catch up; the writer never waits for it. Memory: up to this many batches
+    /// (each up to `batch_events_max` events) stay alive while a subscriber has not read them.
+    pub bus_batches_max: usize,
 }
 
 impl Default for JournalConfig {
@@ -39,6 +44,7 @@ impl Default for JournalConfig {
             pool_connections_max: 8,
             sqlite_busy_timeout: Duration::from_secs(5),
             sqlite_synchronous_full: true,
+            bus_batches_max: 512,
         }
     }
 }
@@ -55,6 +61,11 @@ impl JournalConfig {
         }
         if self.pool_connections_max == 0 {
             return invalid("the pool needs a connection");
+        }
+        if self.bus_batches_max == 0 {
+            return invalid(
+                "bus_batches_max must be positive: the log bus keeps at least one batch",
+            );
         }
         Ok(())
     }

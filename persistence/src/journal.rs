@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::JournalConfig;
 use crate::database::Database;
 use crate::error::Error;
-use crate::record::{AppendOutcome, AppendRequest, Filter, StoredEvent, TAG_SEPARATOR};
+use crate::record::{AppendOutcome, AppendRequest, Filter, LogBatch, StoredEvent, TAG_SEPARATOR};
 use crate::writer::{self, PendingAppend};
 
 /// A handle on the journal; cheap to clone. The group-commit writer stops when the last
@@ -24,6 +24,7 @@ struct Inner {
     config: JournalConfig,
     writer: mpsc::Sender<PendingAppend>,
     write_gate: Option<WriteGate>,
+    bus: broadcast::Sender<LogBatch>,
 }
 
 /// Takes turns among this process's write transactions on one SQLite database (see
@@ -55,11 +56,13 @@ impl Journal {
             Database::Sqlite(_) => Some(WriteGate::default()),
             Database::Postgres(_) => None,
         };
+        let (bus, _) = broadcast::channel(config.bus_batches_max);
         tokio::spawn(writer::run(
             database.clone(),
             config.clone(),
             receiver,
             write_gate.clone(),
+            bus.clone(),
         ));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -67,8 +70,24 @@ impl Journal {
                 config,
                 writer: sender,
                 write_gate,
+                bus,
             }),
         })
+    }
+
+    /// Subscribes to the log bus: from now on, every batch this journal's writer commits,
+    /// published once committed (before its appends are answered), in commit order, each
+    /// event exactly as [`read_all`](Self::read_all) returns it.
+    ///
+    /// Only this handle's writer (and its clones') publishes here: other processes, and
+    /// journals opened separately on the same database, append without publishing, so a
+    /// batch whose first offset is not the one after the last event seen means events are
+    /// missing, to be read from the database. The bus keeps
+    /// [`bus_batches_max`](JournalConfig::bus_batches_max) batches: a subscriber further
+    /// behind gets [`broadcast::error::RecvError::Lagged`] and must catch up from the
+    /// database; the writer never waits for a subscriber.
+    pub fn subscribe(&self) -> broadcast::Receiver<LogBatch> {
+        self.inner.bus.subscribe()
     }
 
     /// On SQLite, waits for this process's turn to write to the journal's database and holds
