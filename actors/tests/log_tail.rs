@@ -43,7 +43,8 @@ impl Harness {
             return None;
         };
         let schema = format!("log_tail_{test}_{}", std::process::id());
-        let connect = || Database::connect_postgres(&url, Some(&schema), &config());
+        let config = config();
+        let connect = || Database::connect_postgres(&url, Some(&schema), &config);
         Some(Harness {
             ours: open(connect().await.unwrap()).await,
             theirs: open(connect().await.unwrap()).await,
