@@ -339,9 +339,10 @@ impl<P: Projection> ProjectionActor<P> {
     pub const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// A child spec for a supervisor: each start builds the read model afresh with `make`
-    /// and resumes from its stored offset. Progress is recorded on every read of the log, so
-    /// a stall timeout (see [`ChildSpec::with_stall_timeout`]) longer than the poll interval
-    /// catches a projection stuck in a batch.
+    /// and resumes from its stored offset. Progress is recorded after every batch and every
+    /// wake-up (at least once per poll interval), so a stall timeout (see
+    /// [`ChildSpec::with_stall_timeout`]) longer than the poll interval catches a projection
+    /// stuck in a batch.
     pub fn spec<F>(
         name: impl Into<String>,
         journal: Journal,

@@ -57,7 +57,8 @@ pub struct RiskConfig {
     pub position_limits: BTreeMap<Asset, u64>,
     /// Most events a member reads at once.
     pub batch_events_max: usize,
-    /// How long a caught-up member waits before it reads the log again.
+    /// How long a caught-up member waits for a batch on the log bus before it reads the
+    /// database anyway (see [`ConsumerConfig::poll_interval`]).
     pub poll_interval: Duration,
 }
 
