@@ -21,6 +21,11 @@
 //!   offset. So a hand-off on join or a graceful leave neither skips nor repeats an event; a
 //!   member that dies repeats only what it handled and had not committed.
 //!
+//! A member follows the log with a [`LogTail`] from the lowest position of its partitions:
+//! woken by the journal's log bus while in step, reading the database to catch up (at start,
+//! after a rebalance that moved its lowest position back, after a lag) and after
+//! [`ConsumerConfig::poll_interval`] without a batch on the bus.
+//!
 //! The group lives in one process (members on this node). A cluster-wide group needs the
 //! same protocol on shared storage (the membership table), which the cluster layer owns.
 
@@ -36,6 +41,7 @@ use tokio::task::JoinHandle;
 use tradefloor_persistence::{Error as StorageError, Filter, Journal, OffsetStore, StoredEvent};
 
 use crate::error::Error;
+use crate::log_tail::{LogTail, TailWaker};
 use crate::region::shard_of;
 use crate::supervisor::{ChildContext, ChildSpec, Progress};
 
@@ -355,8 +361,9 @@ pub struct ConsumerConfig {
     /// Most events read at once (offsets are committed once per batch per partition, so this
     /// also bounds what a dying member makes the next one repeat).
     pub batch_events_max: usize,
-    /// How long a caught-up member waits before it reads the log again (it wakes at once
-    /// when the group changes).
+    /// How long a caught-up member waits for a batch on the log bus before it reads the
+    /// database anyway, for events other processes appended (it wakes at once when the group
+    /// changes or a batch is published).
     pub poll_interval: Duration,
 }
 
@@ -443,12 +450,16 @@ pub struct PollTicket(u64);
 pub enum ConsumerMessage {
     /// Report the member's view.
     Stats(RpcReplyPort<MemberStats>),
-    /// Read the log now rather than at the end of the poll interval (a producer that just
-    /// appended can cut the latency this way).
+    /// Read the database now rather than at the end of the poll interval (a producer in
+    /// another process that just appended can cut the latency this way; this process's
+    /// appends reach the member on the log bus anyway).
     Wake,
-    /// Internal: read the log and handle a batch.
+    /// Internal: handle the next batch, if any.
     #[doc(hidden)]
     Poll(PollTicket),
+    /// Internal: the log bus has a batch, or the poll interval passed without one.
+    #[doc(hidden)]
+    Tail,
     /// Internal: the group changed.
     #[doc(hidden)]
     Rebalance,
@@ -470,7 +481,7 @@ pub struct ConsumerMemberArgs<H> {
     pub config: ConsumerConfig,
     /// What it does with each event.
     pub handler: H,
-    /// Recorded on every read of the log, for a supervisor's stall watch.
+    /// Recorded on every batch and wake-up, for a supervisor's stall watch.
     pub progress: Option<Progress>,
 }
 
@@ -488,6 +499,10 @@ impl Drop for AbortOnDrop {
 pub struct MemberState<H> {
     membership: Membership,
     journal: Journal,
+    /// From the lowest position of the owned partitions (sought there at every rebalance).
+    tail: LogTail,
+    /// Started once the actor runs (it needs the actor's reference).
+    waker: Option<TailWaker>,
     offsets: OffsetStore,
     config: ConsumerConfig,
     handler: H,
@@ -511,7 +526,7 @@ impl<H> std::fmt::Debug for MemberState<H> {
     }
 }
 
-/// Whether to read again at once or after the poll interval.
+/// Whether to read again at once or when the tail's waker says so.
 enum Next {
     Now,
     Later,
@@ -524,12 +539,6 @@ impl<H: ConsumerHandler> MemberState<H> {
             member: self.membership.member.clone(),
             source,
         }
-    }
-
-    fn read_limit(&self) -> usize {
-        self.config
-            .batch_events_max
-            .min(self.journal.config().read_rows_max)
     }
 
     /// Releases the partitions the member lost (all committed: this runs between batches)
@@ -549,6 +558,10 @@ impl<H: ConsumerHandler> MemberState<H> {
                 .map_err(|source| self.storage(source))?;
             self.positions.insert(partition, committed);
         }
+        if let Some(lowest) = self.positions.values().min() {
+            // A partition gained from its committed offset may be behind the tail.
+            self.tail.seek(*lowest);
+        }
         tracing::debug!(group, member = %self.membership.member, partitions = ?self.positions.keys().collect::<Vec<_>>(), "rebalanced");
         Ok(())
     }
@@ -556,7 +569,7 @@ impl<H: ConsumerHandler> MemberState<H> {
     async fn commit(&mut self, pending: &BTreeMap<u32, u64>) -> Result<(), StorageError> {
         let group = self.membership.group.name();
         // On SQLite, queue behind this process's other writers (see `Journal::write_turn`).
-        let _turn = self.journal.write_turn().await;
+        let _turn = self.journal.read_model_turn().await;
         for (partition, offset) in pending {
             self.offsets.commit(group, *partition, *offset).await?;
             self.commits += 1;
@@ -564,19 +577,20 @@ impl<H: ConsumerHandler> MemberState<H> {
         Ok(())
     }
 
-    /// Rebalances if the group changed, then reads one batch from the lowest position of
-    /// its partitions and handles the events of its partitions it has not handled yet.
+    /// Rebalances if the group changed, then takes the tail's next batch (from the lowest
+    /// position of its partitions) and handles the events of its partitions it has not
+    /// handled yet.
     async fn poll(&mut self) -> Result<Next, ConsumerError<H::Error>> {
         if self.membership.changed() {
             self.rebalance().await?;
         }
-        let Some(cursor) = self.positions.values().min().copied() else {
+        if self.positions.is_empty() {
             return Ok(Next::Later);
-        };
-        let limit = self.read_limit();
+        }
+        let cursor = self.tail.cursor();
         let events = self
-            .journal
-            .read_all(cursor, limit, &self.config.filter)
+            .tail
+            .next()
             .await
             .map_err(|source| self.storage(source))?;
         let partition_count = self.membership.group.partition_count();
@@ -616,11 +630,18 @@ impl<H: ConsumerHandler> MemberState<H> {
         self.commit(&pending)
             .await
             .map_err(|source| self.storage(source))?;
+        if interrupted {
+            // The rest of the batch was not handled: see it again.
+            self.tail.seek(scanned);
+        } else {
+            // The tail saw every event up to its cursor, and these were the matching ones.
+            scanned = self.tail.cursor();
+        }
         // Every event up to `scanned` of every owned partition is handled now.
         for position in self.positions.values_mut() {
             *position = (*position).max(scanned);
         }
-        Ok(if interrupted || events.len() >= limit {
+        Ok(if interrupted || self.tail.has_more() {
             Next::Now
         } else {
             Next::Later
@@ -637,19 +658,13 @@ impl<H: ConsumerHandler> MemberState<H> {
         }
     }
 
-    /// Schedules the next read; any earlier scheduled read becomes stale.
+    /// Schedules the next read now (any earlier scheduled read becomes stale), or leaves it
+    /// to the tail's waker.
     fn schedule(&mut self, myself: &ActorRef<ConsumerMessage>, next: Next) {
-        self.ticket += 1;
-        let ticket = self.ticket;
-        match next {
-            Next::Now => {
-                let _ = myself.send_message(ConsumerMessage::Poll(PollTicket(ticket)));
-            }
-            Next::Later => {
-                myself.send_after(self.config.poll_interval, move || {
-                    ConsumerMessage::Poll(PollTicket(ticket))
-                });
-            }
+        if let Next::Now = next {
+            self.ticket += 1;
+            let ticket = PollTicket(self.ticket);
+            let _ = myself.send_message(ConsumerMessage::Poll(ticket));
         }
     }
 }
@@ -745,9 +760,18 @@ impl<H: ConsumerHandler> Actor for ConsumerMember<H> {
             }));
         }
         let membership = group.join(member)?;
+        // Sought to the lowest committed position at the first rebalance.
+        let tail = LogTail::new(
+            journal.clone(),
+            config.filter.clone(),
+            0,
+            config.batch_events_max,
+        );
         Ok(MemberState {
             membership,
-            offsets: OffsetStore::new(journal.database().clone()),
+            offsets: OffsetStore::new(journal.read_models().clone()),
+            tail,
+            waker: None,
             journal,
             config,
             handler,
@@ -775,6 +799,13 @@ impl<H: ConsumerHandler> Actor for ConsumerMember<H> {
             }
         });
         state._watcher = Some(AbortOnDrop(watcher));
+        state.waker = Some(TailWaker::spawn(
+            &state.journal,
+            myself.clone(),
+            state.config.poll_interval,
+            None,
+            || ConsumerMessage::Tail,
+        ));
         state.schedule(&myself, Next::Now);
         Ok(())
     }
@@ -795,7 +826,16 @@ impl<H: ConsumerHandler> Actor for ConsumerMember<H> {
             }
             // Superseded by a later schedule.
             ConsumerMessage::Poll(_) => {}
-            ConsumerMessage::Wake => state.schedule(&myself, Next::Now),
+            ConsumerMessage::Wake => {
+                state.tail.check_database();
+                state.schedule(&myself, Next::Now);
+            }
+            ConsumerMessage::Tail => {
+                if let Some(waker) = &state.waker {
+                    waker.woken(&mut state.tail);
+                }
+                state.schedule(&myself, Next::Now);
+            }
             ConsumerMessage::Rebalance => {
                 if state.membership.changed() {
                     state.schedule(&myself, Next::Now);

@@ -22,6 +22,8 @@
 //! - [`config`]: the entity runtime's limits.
 //! - [`saga_host`]: sagas as persistent process managers: their effects carried out, their
 //!   deadlines ticked, resumed after a restart.
+//! - [`log_tail`]: following the global log from the journal's log bus, and from the
+//!   database to catch up; what projections, consumer groups and the book feed read with.
 //! - [`projection`]: read models in SQL tables fed from the global log, each batch and its
 //!   offset in one transaction (exactly once); rebuild from offset 0.
 //! - [`consumer_group`]: members sharing the log's partitions (by a stable hash of the
@@ -43,6 +45,7 @@ pub mod dead_letters;
 pub mod entity;
 mod error;
 pub mod guardian;
+pub mod log_tail;
 pub mod mailbox;
 pub mod projection;
 pub mod region;
@@ -64,6 +67,7 @@ pub use dead_letters::{DeadLetter, DeadLetters, DeadLettersConfig};
 pub use entity::Persistent;
 pub use error::Error;
 pub use guardian::{GUARDIAN_NAME, Guardian};
+pub use log_tail::{LogTail, TailWaker};
 pub use mailbox::{
     Envelope, Lane, MailboxConfig, MailboxReceiver, MailboxSender, MailboxStats,
     MailboxStatsHandle, Signal, mailbox,

@@ -1,8 +1,9 @@
 //! Projections: read models kept in SQL tables, fed from the global log, exactly once.
 //!
 //! A [`Projection`] turns batches of stored events into writes on its own tables. The
-//! [`ProjectionActor`] hosting it reads the global log after its stored offset, and for each
-//! batch opens a transaction, lets the projection apply the batch, records the batch's last
+//! [`ProjectionActor`] hosting it follows the global log after its stored offset with a
+//! [`LogTail`] (the log bus while in step, the database to catch up), and for each batch
+//! opens a transaction, lets the projection apply the batch, records the batch's last
 //! offset with [`OffsetStore::commit_in`] in that same transaction, and commits. Guarantees
 //! (each tested, on SQLite and on PostgreSQL):
 //!
@@ -15,9 +16,11 @@
 //!   one stream arrive in sequence order.
 //! - **Failures fail the actor.** Any error fails the actor, so its [`Supervisor`] restarts it
 //!   (with backoff, within its restart intensity); the actor never retries in place.
-//! - **No busy loop.** A caught-up projection reads again only after
-//!   [`ProjectionConfig::poll_interval`]; a full batch is followed at once by the next one
-//!   (after any queued stats request).
+//! - **No busy loop, no polling while in step.** A caught-up projection is woken when the
+//!   journal publishes a batch on the log bus, and reads the database only to catch up, or
+//!   after [`ProjectionConfig::poll_interval`] without a batch (for events other processes
+//!   appended). While more is available, batches follow one another at once (each after any
+//!   queued stats request).
 //! - **Rebuild.** [`rebuild`] clears the read model ([`Projection::reset`]) and its offset in
 //!   one transaction, then replays from offset 0; it ends with the same tables as a
 //!   projection that ran since the beginning.
@@ -34,6 +37,7 @@ use tradefloor_persistence::{
 };
 
 use crate::error::Error;
+use crate::log_tail::{LogTail, TailWaker};
 use crate::supervisor::{ChildContext, ChildSpec, Progress};
 
 /// The offset-store partition a projection commits under: a projection reads the whole
@@ -85,7 +89,8 @@ pub struct ProjectionConfig {
     /// Most events read and applied in one transaction. Larger batches commit less often;
     /// on SQLite each batch holds the database's single write lock while it applies.
     pub batch_events_max: usize,
-    /// How long a caught-up projection waits before it reads the log again.
+    /// How long a caught-up projection waits for a batch on the log bus before it reads the
+    /// database anyway (for events appended by other processes, which no bus here carries).
     pub poll_interval: Duration,
 }
 
@@ -157,7 +162,8 @@ pub struct ProjectionStats {
     pub batches: u64,
     /// Events applied by this incarnation.
     pub events: u64,
-    /// Reads of the log by this incarnation (including empty ones).
+    /// Reads of the database by this incarnation (including empty ones); batches taken from
+    /// the log bus are not reads.
     pub polls: u64,
 }
 
@@ -166,9 +172,12 @@ pub struct ProjectionStats {
 pub enum ProjectionMessage {
     /// Report progress.
     Stats(RpcReplyPort<ProjectionStats>),
-    /// Internal: read the log and apply a batch.
+    /// Internal: apply the next batch, if any.
     #[doc(hidden)]
     Poll,
+    /// Internal: the log bus has a batch, or the poll interval passed without one.
+    #[doc(hidden)]
+    Wake,
 }
 
 // Sent between actors of one node only: never serialized.
@@ -183,85 +192,66 @@ pub struct ProjectionArgs<P> {
     pub journal: Journal,
     /// Batch size and poll interval.
     pub config: ProjectionConfig,
-    /// Recorded on every read of the log, for a supervisor's stall watch.
+    /// Recorded on every batch and wake-up, for a supervisor's stall watch.
     pub progress: Option<Progress>,
 }
 
-/// Reads the log after an offset and applies batches; shared by the actor and [`rebuild`].
+/// Follows the log after an offset and applies batches; shared by the actor and [`rebuild`].
 #[derive(Debug)]
 struct Feed {
     name: String,
-    filter: Filter,
     journal: Journal,
-    config: ProjectionConfig,
+    tail: LogTail,
+    /// The last offset applied and committed.
     offset: u64,
     stats: ProjectionStats,
 }
 
 impl Feed {
-    fn new(name: String, filter: Filter, journal: Journal, config: ProjectionConfig) -> Self {
+    /// A feed from `offset` on (the offset the projection committed last).
+    fn new(
+        name: String,
+        filter: Filter,
+        journal: Journal,
+        config: &ProjectionConfig,
+        offset: u64,
+    ) -> Self {
         Self {
             stats: ProjectionStats {
                 name: name.clone(),
                 ..ProjectionStats::default()
             },
+            tail: LogTail::new(journal.clone(), filter, offset, config.batch_events_max),
             name,
-            filter,
             journal,
-            config,
-            offset: 0,
+            offset,
         }
     }
 
-    /// The most events one read can return: a read at this size may have left more behind.
-    fn read_limit(&self) -> usize {
-        self.config
-            .batch_events_max
-            .min(self.journal.config().read_rows_max)
-    }
-
-    fn storage<E: std::error::Error>(&self, source: StorageError) -> ProjectionError<E> {
-        ProjectionError::Storage {
-            projection: self.name.clone(),
-            source,
-        }
-    }
-
-    async fn load_offset<P: Projection>(&mut self) -> Result<(), ProjectionError<P::Error>> {
-        let store = OffsetStore::new(self.journal.database().clone());
-        self.offset = store
-            .load(&self.name, PROJECTION_PARTITION)
-            .await
-            .map_err(|source| self.storage(source))?;
-        Ok(())
-    }
-
-    /// Reads one batch and applies it with its offset in one transaction; returns how many
-    /// events it applied.
+    /// Applies the next batch the tail has, with its offset in one transaction; returns how
+    /// many events it applied (0 if the tail had none).
     async fn step<P: Projection>(
         &mut self,
         projection: &mut P,
     ) -> Result<usize, ProjectionError<P::Error>> {
-        self.stats.polls += 1;
-        let events = self
-            .journal
-            .read_all(self.offset, self.read_limit(), &self.filter)
-            .await
-            .map_err(|source| self.storage(source))?;
+        let events = self.tail.next().await;
+        self.stats.polls = self.tail.database_reads();
+        let events = events.map_err(|source| storage(&self.name, source))?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return Ok(0);
         };
         let (first, last) = (first.global_offset, last.global_offset);
         assert!(
             first > self.offset,
-            "read_all returns offsets after the cursor"
+            "the tail yields offsets after the cursor"
         );
-        assert!(last >= first, "read_all returns offsets in order");
-        let database = self.journal.database();
+        assert!(last >= first, "the tail yields offsets in order");
+        let database = self.journal.read_models();
         // On SQLite, queue behind this process's other writers rather than poll for the
         // database's write lock (see `Journal::write_turn`).
-        let _turn = self.journal.write_turn().await;
-        let mut transaction = database.begin().await.map_err(|s| self.storage(s))?;
+        let _turn = self.journal.read_model_turn().await;
+        let storage = |source| storage(&self.name, source);
+        let mut transaction = database.begin().await.map_err(storage)?;
         if let Err(source) = projection.apply(&mut transaction, &events).await {
             // Dropping the transaction would roll it back too; saying so is clearer.
             let _ = transaction.rollback().await;
@@ -274,8 +264,8 @@ impl Feed {
         }
         OffsetStore::commit_in(&mut transaction, &self.name, PROJECTION_PARTITION, last)
             .await
-            .map_err(|source| self.storage(source))?;
-        transaction.commit().await.map_err(|s| self.storage(s))?;
+            .map_err(storage)?;
+        transaction.commit().await.map_err(storage)?;
         self.offset = last;
         self.stats.last_batch = events.len();
         self.stats.batches += 1;
@@ -292,10 +282,20 @@ impl Feed {
     }
 }
 
+fn storage<E: std::error::Error>(projection: &str, source: StorageError) -> ProjectionError<E> {
+    ProjectionError::Storage {
+        projection: projection.to_owned(),
+        source,
+    }
+}
+
 /// The state of a running [`ProjectionActor`].
 pub struct ProjectionState<P> {
     projection: P,
     feed: Feed,
+    poll_interval: Duration,
+    /// Started once the actor runs (it needs the actor's reference).
+    waker: Option<TailWaker>,
     progress: Option<Progress>,
     /// The journal's last offset when last asked, for the lag.
     journal_last_offset: u64,
@@ -339,9 +339,10 @@ impl<P: Projection> ProjectionActor<P> {
     pub const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// A child spec for a supervisor: each start builds the read model afresh with `make`
-    /// and resumes from its stored offset. Progress is recorded on every read of the log, so
-    /// a stall timeout (see [`ChildSpec::with_stall_timeout`]) longer than the poll interval
-    /// catches a projection stuck in a batch.
+    /// and resumes from its stored offset. Progress is recorded after every batch and every
+    /// wake-up (at least once per poll interval), so a stall timeout (see
+    /// [`ChildSpec::with_stall_timeout`]) longer than the poll interval catches a projection
+    /// stuck in a batch.
     pub fn spec<F>(
         name: impl Into<String>,
         journal: Journal,
@@ -396,13 +397,18 @@ impl<P: Projection> Actor for ProjectionActor<P> {
                 reason: format!("invalid projection config: {reason}"),
             }));
         }
-        let mut feed = Feed::new(name, projection.filter(), journal, config);
-        feed.load_offset::<P>().await?;
-        tracing::info!(projection = %feed.name, offset = feed.offset, "projection started");
+        let offset = OffsetStore::new(journal.read_models().clone())
+            .load(&name, PROJECTION_PARTITION)
+            .await
+            .map_err(|source| storage::<P::Error>(&name, source))?;
+        let feed = Feed::new(name, projection.filter(), journal, &config, offset);
+        tracing::info!(projection = %feed.name, offset, "projection started");
         Ok(ProjectionState {
             projection,
-            journal_last_offset: feed.offset,
+            journal_last_offset: offset,
             feed,
+            poll_interval: config.poll_interval,
+            waker: None,
             progress,
         })
     }
@@ -410,8 +416,15 @@ impl<P: Projection> Actor for ProjectionActor<P> {
     async fn post_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.waker = Some(TailWaker::spawn(
+            &state.feed.journal,
+            myself.clone(),
+            state.poll_interval,
+            None,
+            || ProjectionMessage::Wake,
+        ));
         myself.send_message(ProjectionMessage::Poll)?;
         Ok(())
     }
@@ -423,16 +436,17 @@ impl<P: Projection> Actor for ProjectionActor<P> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ProjectionMessage::Poll => {
-                let applied = state.feed.step(&mut state.projection).await?;
+            ProjectionMessage::Wake | ProjectionMessage::Poll => {
+                if let (ProjectionMessage::Wake, Some(waker)) = (&message, &state.waker) {
+                    waker.woken(&mut state.feed.tail);
+                }
+                state.feed.step(&mut state.projection).await?;
                 if let Some(progress) = &state.progress {
                     progress.record();
                 }
-                if applied >= state.feed.read_limit() {
-                    // More may be waiting: go on at once, behind whatever is queued.
+                if state.feed.tail.has_more() {
+                    // More is waiting: go on at once, behind whatever is queued.
                     myself.send_message(ProjectionMessage::Poll)?;
-                } else {
-                    myself.send_after(state.feed.config.poll_interval, || ProjectionMessage::Poll);
                 }
             }
             ProjectionMessage::Stats(reply) => {
@@ -461,30 +475,34 @@ pub async fn rebuild<P: Projection>(
     config: &ProjectionConfig,
 ) -> Result<u64, ProjectionError<P::Error>> {
     let name = projection.name().to_owned();
-    let mut feed = Feed::new(name, projection.filter(), journal.clone(), config.clone());
     if let Err(reason) = config.validate() {
         let reason = format!("invalid projection config: {reason}");
-        return Err(feed.storage(StorageError::InvalidRequest(reason)));
+        return Err(storage(&name, StorageError::InvalidRequest(reason)));
     }
     let mut transaction = journal
-        .database()
+        .read_models()
         .begin()
         .await
-        .map_err(|s| feed.storage(s))?;
+        .map_err(|source| storage(&name, source))?;
     if let Err(source) = projection.reset(&mut transaction).await {
         let _ = transaction.rollback().await;
         return Err(ProjectionError::ReadModel {
-            projection: feed.name,
+            projection: name,
             first: 0,
             last: 0,
             source,
         });
     }
-    OffsetStore::reset_in(&mut transaction, &feed.name, PROJECTION_PARTITION)
+    OffsetStore::reset_in(&mut transaction, &name, PROJECTION_PARTITION)
         .await
-        .map_err(|s| feed.storage(s))?;
-    transaction.commit().await.map_err(|s| feed.storage(s))?;
-    tracing::info!(projection = %feed.name, "projection reset; replaying from offset 0");
-    while feed.step(projection).await? > 0 {}
+        .map_err(|source| storage(&name, source))?;
+    transaction
+        .commit()
+        .await
+        .map_err(|source| storage(&name, source))?;
+    tracing::info!(projection = %name, "projection reset; replaying from offset 0");
+    let mut feed = Feed::new(name, projection.filter(), journal.clone(), config, 0);
+    // Until the tail has nothing more: caught up with the database and the bus.
+    while feed.step(projection).await? > 0 || feed.tail.has_more() {}
     Ok(feed.offset)
 }

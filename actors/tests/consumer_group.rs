@@ -370,7 +370,8 @@ async fn a_killed_member_s_uncommitted_work_is_handled_again() {
     let mut fixture = Fixture::new().await;
     let group = ConsumerGroup::new(GROUP, PARTITIONS);
     let record = Record::default();
-    // Members read at start, when the group changes and when woken: never on their own.
+    // Members read the database at start, when the group changes and when woken, and take
+    // what is published on the log bus: never on their own.
     let idle = ConsumerConfig {
         batch_events_max: 100,
         ..config(Duration::from_secs(3_600))
@@ -386,14 +387,16 @@ async fn a_killed_member_s_uncommitted_work_is_handled_again() {
         group.stats().is_settled() && group.stats().members.len() == 2
     );
 
-    fixture.append(8, 6).await;
-    let partitions = fixture.partitions(PARTITIONS).await;
+    // Asked before the append: a takes the appended events from the log bus at once and
+    // hangs, and a hanging member answers nothing.
     let a_partitions: BTreeSet<u32> = ConsumerMember::<Recorder>::stats(&a)
         .await
         .unwrap()
         .partitions
         .into_keys()
         .collect();
+    fixture.append(8, 6).await;
+    let partitions = fixture.partitions(PARTITIONS).await;
     let a_events: usize = a_partitions.iter().map(|p| partitions[p].len()).sum();
     assert!(a_events >= 5, "a has {a_events} events");
     b.cast(ConsumerMessage::Wake).unwrap();

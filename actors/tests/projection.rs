@@ -516,8 +516,11 @@ async fn rebuild_gives_identical_tables_on_postgres() {
     }
 }
 
+/// Events appended through this process's journal reach a caught-up projection on the log
+/// bus at once, without a database read; events another process appends (another journal on
+/// the same database, which publishes on no bus here) wait for the poll interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caught_up_projection_waits_for_its_poll_interval() {
+async fn a_caught_up_projection_reads_the_database_only_at_its_poll_interval() {
     let mut harness = Harness::sqlite().await;
     harness.append(2, 5, 1).await;
     let config = ProjectionConfig {
@@ -530,14 +533,56 @@ async fn a_caught_up_projection_waits_for_its_poll_interval() {
         caught_up(&harness.journal).await
     );
     harness.append(1, 5, 1).await;
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    wait_until!(
+        "the projection to apply the events published on the bus",
+        ProjectionActor::<Counts>::stats(&actor)
+            .await
+            .unwrap()
+            .offset
+            == 15
+    );
     let stats = ProjectionActor::<Counts>::stats(&actor).await.unwrap();
-    // One read at start, none since: it sleeps until the interval is over.
+    // One read at start, none since.
     assert_eq!(
         (stats.polls, stats.offset, stats.lag),
-        (1, 10, 5),
+        (1, 15, 0),
         "{stats:?}"
     );
+
+    let path = harness
+        ._directory
+        .as_ref()
+        .unwrap()
+        .path()
+        .join("journal.db");
+    let url = format!("sqlite:{}", path.display());
+    let database = Database::connect(&url, &journal_config()).await.unwrap();
+    let other = Journal::open(database, journal_config()).await.unwrap();
+    other
+        .append(AppendRequest {
+            stream: "account|elsewhere".to_owned(),
+            kind: "account".to_owned(),
+            expected_sequence: 0,
+            events: vec![NewEvent {
+                name: "account.touched".to_owned(),
+                schema_version: 1,
+                payload: vec![1],
+                tags: vec![],
+                effective_at: None,
+            }],
+            fence: None,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stats = ProjectionActor::<Counts>::stats(&actor).await.unwrap();
+    // It sleeps until the interval is over.
+    assert_eq!(
+        (stats.polls, stats.offset, stats.lag),
+        (1, 15, 1),
+        "{stats:?}"
+    );
+    other.database().close().await;
     actor.stop(None);
     join.await.unwrap();
     harness.finish().await;

@@ -29,6 +29,11 @@ pub struct JournalConfig {
     /// journal batches go first before it queues for the write lock in order: commands wait
     /// on the journal, read models only trail it (see `Journal::write_turn`).
     pub sqlite_background_defer_max: Duration,
+    /// Committed batches the log bus (see [`crate::Journal::subscribe`]) keeps for its
+    /// slowest subscriber. A subscriber further behind is told it lagged and reads the
+    /// database to catch up; the writer never waits for it. Memory: up to this many batches
+    /// (each up to `batch_events_max` events) stay alive while a subscriber has not read them.
+    pub bus_batches_max: usize,
 }
 
 impl Default for JournalConfig {
@@ -44,6 +49,7 @@ impl Default for JournalConfig {
             sqlite_busy_timeout: Duration::from_secs(5),
             sqlite_synchronous_full: true,
             sqlite_background_defer_max: Duration::from_millis(20),
+            bus_batches_max: 512,
         }
     }
 }
@@ -60,6 +66,11 @@ impl JournalConfig {
         }
         if self.pool_connections_max == 0 {
             return invalid("the pool needs a connection");
+        }
+        if self.bus_batches_max == 0 {
+            return invalid(
+                "bus_batches_max must be positive: the log bus keeps at least one batch",
+            );
         }
         Ok(())
     }

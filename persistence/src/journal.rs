@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::JournalConfig;
 use crate::database::Database;
 use crate::error::Error;
-use crate::record::{AppendOutcome, AppendRequest, Filter, StoredEvent, TAG_SEPARATOR};
+use crate::record::{AppendOutcome, AppendRequest, Filter, LogBatch, StoredEvent, TAG_SEPARATOR};
 use crate::writer::{self, PendingAppend};
 
 /// A handle on the journal; cheap to clone. The group-commit writer stops when the last
@@ -26,6 +26,7 @@ struct Inner {
     write_gate: Option<WriteGate>,
     /// Where read models live when not beside the journal (see [`Journal::read_models`]).
     read_models: Option<ReadModels>,
+    bus: broadcast::Sender<LogBatch>,
 }
 
 /// A database of its own for the read models, and the turns of its writers.
@@ -64,11 +65,13 @@ impl Journal {
         database.migrate().await?;
         let (sender, receiver) = mpsc::channel(config.queue_appends_max);
         let write_gate = write_gate_of(&database, &config);
+        let (bus, _) = broadcast::channel(config.bus_batches_max);
         tokio::spawn(writer::run(
             database.clone(),
             config.clone(),
             receiver,
             write_gate.clone(),
+            bus.clone(),
         ));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -77,6 +80,7 @@ impl Journal {
                 writer: sender,
                 write_gate,
                 read_models: None,
+                bus,
             }),
         })
     }
@@ -123,6 +127,21 @@ impl Journal {
             },
             None => self.write_turn().await,
         }
+    }
+
+    /// Subscribes to the log bus: from now on, every batch this journal's writer commits,
+    /// published once committed (before its appends are answered), in commit order, each
+    /// event exactly as [`read_all`](Self::read_all) returns it.
+    ///
+    /// Only this handle's writer (and its clones') publishes here: other processes, and
+    /// journals opened separately on the same database, append without publishing, so a
+    /// batch whose first offset is not the one after the last event seen means events are
+    /// missing, to be read from the database. The bus keeps
+    /// [`bus_batches_max`](JournalConfig::bus_batches_max) batches: a subscriber further
+    /// behind gets [`broadcast::error::RecvError::Lagged`] and must catch up from the
+    /// database; the writer never waits for a subscriber.
+    pub fn subscribe(&self) -> broadcast::Receiver<LogBatch> {
+        self.inner.bus.subscribe()
     }
 
     /// On SQLite, waits for this process's turn to write to the journal's database and holds

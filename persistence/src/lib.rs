@@ -39,7 +39,10 @@
 //!   event that commits later with a lower offset;
 //! - an append under a fence older than the latest recorded epoch is refused
 //!   ([`Error::Fenced`]);
-//! - a projection's read-model write and its offset commit in one transaction.
+//! - a projection's read-model write and its offset commit in one transaction;
+//! - every batch the journal's writer commits is published on the log bus
+//!   ([`Journal::subscribe`]) exactly as a read returns it, in commit order; a subscriber that
+//!   falls behind is told so and catches up from the database.
 //!
 //! Modules: [`journal`] (appends through [group commit](writer), reads), [`snapshot`],
 //! [`offset`], [`codec`] (bincode 2, envelopes, upcasting), [`database`] (connection and
@@ -66,5 +69,7 @@ pub use database::{Database, Transaction};
 pub use error::Error;
 pub use journal::{Journal, WriteTurn};
 pub use offset::OffsetStore;
-pub use record::{AppendOutcome, AppendRequest, Fence, Filter, NewEvent, Snapshot, StoredEvent};
+pub use record::{
+    AppendOutcome, AppendRequest, Fence, Filter, LogBatch, NewEvent, Snapshot, StoredEvent,
+};
 pub use snapshot::SnapshotStore;

@@ -90,6 +90,25 @@ pub enum Filter {
     Kind(String),
 }
 
+impl Filter {
+    /// Whether a global read with this filter returns `event`: the same test the backends'
+    /// `read_all` makes in SQL (byte-wise equality of the kind, or of one of the tags), for
+    /// consumers that filter events from the log bus in memory.
+    pub fn matches(&self, event: &StoredEvent) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Tag(tag) => event.tags.iter().any(|candidate| candidate == tag),
+            Filter::Kind(kind) => event.kind == *kind,
+        }
+    }
+}
+
+/// One committed batch of the global log as the journal's writer publishes it on the log bus
+/// (see [`crate::Journal::subscribe`]): every event the batch committed, unfiltered, in offset
+/// order, each as [`crate::Journal::read_all`] returns it. Offsets within a batch are
+/// contiguous; built once and shared by every subscriber.
+pub type LogBatch = std::sync::Arc<[StoredEvent]>;
+
 /// The latest snapshot of a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {

@@ -6,17 +6,23 @@
 //! commit runs, new appends queue up and form the next batch, so batching grows with load
 //! without adding latency when idle. Per-stream order is kept: appends to one stream are
 //! applied in queue order, each checked against the head left by the one before.
+//!
+//! After a batch commits, and before its appends are answered, the writer publishes the events
+//! it committed on the log bus ([`crate::Journal::subscribe`]), built from the requests and
+//! their outcomes exactly as a read would return them. Publishing never waits: the bus is a
+//! bounded broadcast channel that drops its oldest batch for a subscriber that fell behind
+//! (who is told, and reads the database instead). With no subscriber nothing is built.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::config::JournalConfig;
 use crate::database::Database;
 use crate::error::Error;
-use crate::record::{AppendOutcome, AppendRequest};
+use crate::record::{AppendOutcome, AppendRequest, LogBatch, StoredEvent};
 
 /// Most yields while cutting one batch: bounds the latency a steady trickle of appends can
 /// add to a batch that never fills.
@@ -34,6 +40,7 @@ pub(crate) async fn run(
     config: JournalConfig,
     mut inbox: mpsc::Receiver<PendingAppend>,
     write_gate: Option<crate::write_gate::WriteGate>,
+    bus: broadcast::Sender<LogBatch>,
 ) {
     let mut carried: Option<PendingAppend> = None;
     let mut last_recorded_at = 0;
@@ -91,12 +98,18 @@ pub(crate) async fn run(
         // Transaction time strictly increases from batch to batch within a writer, even if the
         // clock stalls or steps back, so "as known at" a batch's time excludes later batches.
         last_recorded_at = now_micros().max(last_recorded_at + 1);
-        commit(&database, batch, events, last_recorded_at).await;
+        commit(&database, &bus, batch, events, last_recorded_at).await;
         drop(turn);
     }
 }
 
-async fn commit(database: &Database, batch: Vec<PendingAppend>, events: usize, recorded_at: i64) {
+async fn commit(
+    database: &Database,
+    bus: &broadcast::Sender<LogBatch>,
+    batch: Vec<PendingAppend>,
+    events: usize,
+    recorded_at: i64,
+) {
     let started = Instant::now();
     let (requests, replies): (Vec<AppendRequest>, Vec<_>) = batch
         .into_iter()
@@ -108,11 +121,21 @@ async fn commit(database: &Database, batch: Vec<PendingAppend>, events: usize, r
             crate::postgres::append_batch(pool, &requests, recorded_at).await
         }
     };
+    let appends = requests.len();
     match result {
         Ok(outcomes) => {
             let elapsed = started.elapsed();
+            // Published before the appends are answered, so an appender that reads the bus
+            // after its append returns finds its events there.
+            if bus.receiver_count() > 0 {
+                let committed = committed_events(requests, &outcomes);
+                if !committed.is_empty() {
+                    // An error only means every subscriber went away meanwhile.
+                    let _ = bus.send(committed);
+                }
+            }
             debug!(
-                appends = requests.len(),
+                appends,
                 events,
                 elapsed_us = elapsed.as_micros() as u64,
                 "batch committed"
@@ -120,7 +143,7 @@ async fn commit(database: &Database, batch: Vec<PendingAppend>, events: usize, r
             metrics::histogram!("tradefloor_journal_batch_events").record(events as f64);
             metrics::histogram!("tradefloor_journal_commit_seconds").record(elapsed.as_secs_f64());
             metrics::counter!("tradefloor_journal_events_total").increment(events as u64);
-            metrics::counter!("tradefloor_journal_appends_total").increment(requests.len() as u64);
+            metrics::counter!("tradefloor_journal_appends_total").increment(appends as u64);
             metrics::counter!("tradefloor_journal_commits_total").increment(1);
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 // A caller that gave up waiting is no reason to fail the others.
@@ -128,13 +151,51 @@ async fn commit(database: &Database, batch: Vec<PendingAppend>, events: usize, r
             }
         }
         Err(error) => {
-            warn!(appends = requests.len(), events, %error, "batch failed; nothing of it was committed");
+            warn!(appends, events, %error, "batch failed; nothing of it was committed");
             metrics::counter!("tradefloor_journal_batches_failed_total").increment(1);
             for reply in replies {
                 let _ = reply.send(Err(error.clone()));
             }
         }
     }
+}
+
+/// The events a committed batch wrote, in offset order, as `read_all` returns them: the
+/// accepted appends' events at the offsets and sequences their outcomes report, stamped with
+/// the batch's transaction time, valid time defaulting to it as the backends store it. The
+/// requests are consumed, so payloads and tags move rather than being copied.
+fn committed_events(
+    requests: Vec<AppendRequest>,
+    outcomes: &[Result<AppendOutcome, Error>],
+) -> LogBatch {
+    let mut committed = Vec::new();
+    for (request, outcome) in requests.into_iter().zip(outcomes) {
+        let Ok(outcome) = outcome else { continue };
+        let AppendRequest {
+            stream,
+            kind,
+            events,
+            ..
+        } = request;
+        for (index, event) in (0u64..).zip(events) {
+            committed.push(StoredEvent {
+                global_offset: outcome.first_offset + index,
+                stream: stream.clone(),
+                kind: kind.clone(),
+                sequence: outcome.first_sequence + index,
+                name: event.name,
+                schema_version: event.schema_version,
+                payload: event.payload,
+                tags: event.tags,
+                recorded_at: outcome.recorded_at,
+                effective_at: event.effective_at.unwrap_or(outcome.recorded_at),
+            });
+        }
+    }
+    // Appends are accepted in batch order with rising offsets, so this is a linear check;
+    // sorting keeps the bus's order guarantee independent of that.
+    committed.sort_by_key(|event| event.global_offset);
+    committed.into()
 }
 
 /// Microseconds since the Unix epoch.

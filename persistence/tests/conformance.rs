@@ -929,6 +929,191 @@ async fn filters_and_limits(harness: &Harness) {
     );
 }
 
+/// An event of `kind` on `stream` with `tags` and an optional valid time.
+fn request(stream: &str, kind: &str, expected: u64, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest {
+        kind: kind.to_owned(),
+        ..append(stream, expected, events)
+    }
+}
+
+fn tagged_event(name: &str, tags: &[&str], effective_at: Option<i64>) -> NewEvent {
+    NewEvent {
+        tags: tags.iter().map(|tag| tag.to_string()).collect(),
+        effective_at,
+        ..event(name, name.as_bytes())
+    }
+}
+
+async fn the_bus_publishes_what_reads_return(harness: &Harness) {
+    let journal = &harness.journal;
+    let mut bus = journal.subscribe();
+    // Concurrent appends, so batches carry several appends; one of them is refused (a
+    // conflict), and nothing of it may be published.
+    let appends = (0..12u64).map(|index| {
+        let journal = journal.clone();
+        async move {
+            let events = vec![
+                tagged_event("e", &["market:BTC-USD", "halt"], None),
+                tagged_event("f", &[], Some(1_000 + index as i64)),
+                tagged_event("g", &["ü"], None),
+            ];
+            let expected = if index == 5 { 7 } else { 0 };
+            journal
+                .append(request(
+                    &format!("account|{index}"),
+                    "account",
+                    expected,
+                    events,
+                ))
+                .await
+        }
+    });
+    let outcomes = futures_join_all(appends).await;
+    assert_eq!(
+        outcomes.iter().filter(|outcome| outcome.is_err()).count(),
+        1
+    );
+    let last = journal.last_offset().await.unwrap();
+    assert_eq!(last, 33);
+    let mut published = Vec::new();
+    while published.len() < last as usize {
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(5), bus.recv())
+            .await
+            .expect("every committed batch is published")
+            .unwrap();
+        let offsets: Vec<u64> = batch.iter().map(|stored| stored.global_offset).collect();
+        let first = offsets[0];
+        assert_eq!(
+            offsets,
+            (first..first + offsets.len() as u64).collect::<Vec<_>>()
+        );
+        published.extend(batch.iter().cloned());
+    }
+    assert_eq!(
+        published,
+        journal.read_all(0, 1_000, &Filter::All).await.unwrap()
+    );
+    assert!(bus.try_recv().is_err(), "nothing else was published");
+}
+
+async fn a_lagging_subscriber_is_told(harness: &Harness) {
+    let journal = harness
+        .second_writer_with(JournalConfig {
+            bus_batches_max: 2,
+            ..JournalConfig::default()
+        })
+        .await;
+    let mut bus = journal.subscribe();
+    for sequence in 0..5 {
+        journal
+            .append(append("account|lag", sequence, vec![event("e", b"x")]))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        bus.recv().await,
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(3))
+    ));
+    let next = bus.recv().await.unwrap();
+    assert_eq!(
+        next[0].global_offset, 4,
+        "the oldest batches kept come next"
+    );
+    assert!(
+        JournalConfig {
+            bus_batches_max: 0,
+            ..JournalConfig::default()
+        }
+        .validate()
+        .is_err()
+    );
+}
+
+async fn filters_match_in_memory_as_in_sql(harness: &Harness) {
+    let journal = &harness.journal;
+    let appends = [
+        request(
+            "a|1",
+            "account",
+            0,
+            vec![tagged_event("e", &["market:BTC-USD", "halt"], None)],
+        ),
+        request(
+            "a|2",
+            "Account",
+            0,
+            vec![tagged_event("e", &["market:btc-usd"], None)],
+        ),
+        request(
+            "b|1",
+            "book",
+            0,
+            vec![
+                tagged_event("e", &["market"], None),
+                tagged_event("e", &[], None),
+            ],
+        ),
+        request(
+            "c|1",
+            "accounts",
+            0,
+            vec![tagged_event("e", &["halt", "é"], None)],
+        ),
+        request(
+            "d|1",
+            "é",
+            0,
+            vec![tagged_event("e", &["market:BTC-USD "], None)],
+        ),
+    ];
+    for append in appends {
+        journal.append(append).await.unwrap();
+    }
+    let all = journal.read_all(0, 1_000, &Filter::All).await.unwrap();
+    let filters = [
+        Filter::All,
+        Filter::Kind("account".into()),
+        Filter::Kind("Account".into()),
+        Filter::Kind("ACCOUNT".into()),
+        Filter::Kind("acc".into()),
+        Filter::Kind("é".into()),
+        Filter::Kind("e".into()),
+        Filter::Kind(String::new()),
+        Filter::Tag("market:BTC-USD".into()),
+        Filter::Tag("market:btc-usd".into()),
+        Filter::Tag("market".into()),
+        Filter::Tag("halt".into()),
+        Filter::Tag("é".into()),
+        Filter::Tag("nope".into()),
+        Filter::Tag(String::new()),
+    ];
+    for filter in filters {
+        let in_sql = journal.read_all(0, 1_000, &filter).await.unwrap();
+        let in_memory: Vec<_> = all
+            .iter()
+            .filter(|stored| filter.matches(stored))
+            .cloned()
+            .collect();
+        assert_eq!(in_memory, in_sql, "{filter:?}");
+    }
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        outputs.push(handle.await.unwrap());
+    }
+    outputs
+}
+
 macro_rules! conformance {
     ($($case:ident => $function:ident;)*) => {
         mod sqlite {
@@ -970,6 +1155,9 @@ conformance! {
     bitemporal => bitemporal_reads;
     upcasting => upcasting_and_bad_payloads;
     filters => filters_and_limits;
+    bus => the_bus_publishes_what_reads_return;
+    bus_lag => a_lagging_subscriber_is_told;
+    filter_matches => filters_match_in_memory_as_in_sql;
 }
 
 #[tokio::test]

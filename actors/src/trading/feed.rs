@@ -4,7 +4,7 @@
 //! of them for sure: if the node dies right after the book persisted a trade, the maker's
 //! saga must still learn of it, or the trade never settles on the maker's side. The feed is a
 //! consumer of the global log (`Filter::Kind("order_book")`) with its offset in the
-//! [`OffsetStore`]: it reads a batch, delivers each event to the sagas it concerns
+//! [`OffsetStore`], following the log with a [`LogTail`]: it takes a batch, delivers each event to the sagas it concerns
 //! ([`SagaInput::Book`], awaiting [`SagaHost::send`], so the saga has persisted what it made
 //! of it), and only then commits the batch's offset. Delivery is therefore at least once
 //! (a crash between delivery and commit repeats the batch), and sagas deduplicate.
@@ -13,18 +13,20 @@
 //! served concurrently. A delivery that keeps failing (e.g. the saga region is stopped)
 //! fails the actor without committing; its supervisor restarts it and the batch comes again.
 //! The dispatcher hands the same events to the sagas directly, right after the book's
-//! command, so the feed is the safety net rather than the fast path: it reads every poll
-//! interval, and when woken (the dispatcher wakes it when a book command got no answer).
+//! command, so the feed is the safety net rather than the fast path. It is woken when the
+//! journal publishes a batch on the log bus (batches published while it delivers are taken
+//! together, up to `batch_events_max`), and reads the database to catch up, after the poll
+//! interval without a batch, and when nudged (the dispatcher nudges it when a book command
+//! got no answer: the book may be on another node, whose appends no bus here carries).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::sync::Notify;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tradefloor_domain::Aggregate;
 use tradefloor_domain::book::{BookEvent, OrderBook};
 use tradefloor_domain::saga::{OrderSaga, SagaInput};
@@ -32,6 +34,7 @@ use tradefloor_persistence::{Filter, Journal, OffsetStore, StoredEvent};
 
 use crate::entity::Persistent;
 use crate::error::Error;
+use crate::log_tail::{LogTail, TailWaker};
 use crate::saga_host::SagaHost;
 use crate::supervisor::{ChildContext, ChildSpec, Progress};
 
@@ -50,7 +53,8 @@ const DELIVERY_RETRY_STEP: Duration = Duration::from_millis(20);
 pub struct FeedConfig {
     /// Most book events read and delivered per batch (one offset commit per batch).
     pub batch_events_max: usize,
-    /// The longest a caught-up feed waits before it reads again unwoken.
+    /// The longest a caught-up feed waits for a batch on the log bus before it reads the
+    /// database anyway.
     pub poll_interval: Duration,
 }
 
@@ -79,9 +83,13 @@ pub struct FeedStats {
 pub enum FeedMessage {
     /// Report progress.
     Stats(RpcReplyPort<FeedStats>),
-    /// Internal: read and deliver until caught up.
+    /// Internal: deliver the next batch, if any.
     #[doc(hidden)]
     Poll,
+    /// Internal: the log bus has a batch, the poll interval passed without one, or the feed
+    /// was nudged.
+    #[doc(hidden)]
+    Wake,
 }
 
 // Sent between actors of one node only: never serialized.
@@ -95,19 +103,10 @@ pub struct FeedArgs {
     pub journal: Journal,
     /// Batch size and poll interval.
     pub config: FeedConfig,
-    /// Notified when a book may have written events.
+    /// Notified when a book may have written events: the feed reads the database.
     pub wake: Arc<Notify>,
-    /// Recorded after every read, for a supervisor's stall watch.
+    /// Recorded after every batch and wake-up, for a supervisor's stall watch.
     pub progress: Option<Progress>,
-}
-
-/// Aborts the wake-up task when the actor's state goes (also on a kill).
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The state of a running feed.
@@ -117,9 +116,10 @@ pub struct FeedState {
     config: FeedConfig,
     wake: Arc<Notify>,
     progress: Option<Progress>,
-    poll_queued: Arc<AtomicBool>,
+    tail: LogTail,
     stats: FeedStats,
-    _driver: Option<AbortOnDrop>,
+    /// Started once the actor runs (it needs the actor's reference); stops with the state.
+    waker: Option<TailWaker>,
 }
 
 /// The feed actor.
@@ -194,12 +194,6 @@ async fn deliver(
 }
 
 impl FeedState {
-    fn read_limit(&self) -> usize {
-        self.config
-            .batch_events_max
-            .min(self.journal.config().read_rows_max)
-    }
-
     fn storage(&self, error: impl std::fmt::Display) -> Error {
         Error::Persistence {
             actor: FEED_NAME.to_owned(),
@@ -207,12 +201,11 @@ impl FeedState {
         }
     }
 
-    /// Reads, delivers and commits one batch; returns its size.
+    /// Takes the tail's next batch, delivers and commits it; returns its size.
     async fn step(&mut self) -> Result<usize, Error> {
-        let filter = Filter::Kind(<OrderBook as Aggregate>::KIND.to_owned());
         let events: Vec<StoredEvent> = self
-            .journal
-            .read_all(self.stats.offset, self.read_limit(), &filter)
+            .tail
+            .next()
             .await
             .map_err(|error| self.storage(error))?;
         let Some(last) = events.last().map(|event| event.global_offset) else {
@@ -246,8 +239,8 @@ impl FeedState {
             return Err(error);
         }
         // On SQLite, queue behind this process's other writers (see `Journal::write_turn`).
-        let _turn = self.journal.write_turn().await;
-        OffsetStore::new(self.journal.database().clone())
+        let _turn = self.journal.read_model_turn().await;
+        OffsetStore::new(self.journal.read_models().clone())
             .commit(FEED_NAME, 0, last)
             .await
             .map_err(|error| self.storage(error))?;
@@ -268,21 +261,29 @@ impl Actor for BookFeed {
         _myself: ActorRef<FeedMessage>,
         arguments: FeedArgs,
     ) -> Result<FeedState, ActorProcessingErr> {
-        let offset = OffsetStore::new(arguments.journal.database().clone())
+        let offset = OffsetStore::new(arguments.journal.read_models().clone())
             .load(FEED_NAME, 0)
             .await?;
+        let filter = Filter::Kind(<OrderBook as Aggregate>::KIND.to_owned());
+        let batch = arguments.config.batch_events_max;
+        if batch == 0 {
+            return Err(Box::new(Error::StartFailed {
+                actor: FEED_NAME.to_owned(),
+                reason: "batch_events_max is zero: no event could ever be delivered".to_owned(),
+            }));
+        }
         Ok(FeedState {
+            tail: LogTail::new(arguments.journal.clone(), filter, offset, batch),
             host: arguments.host,
             journal: arguments.journal,
             config: arguments.config,
             wake: arguments.wake,
             progress: arguments.progress,
-            poll_queued: Arc::new(AtomicBool::new(false)),
             stats: FeedStats {
                 offset,
                 ..FeedStats::default()
             },
-            _driver: None,
+            waker: None,
         })
     }
 
@@ -291,43 +292,35 @@ impl Actor for BookFeed {
         myself: ActorRef<FeedMessage>,
         state: &mut FeedState,
     ) -> Result<(), ActorProcessingErr> {
-        let wake = state.wake.clone();
-        let queued = state.poll_queued.clone();
-        let interval = state.config.poll_interval;
-        queued.store(true, Ordering::Release);
+        state.waker = Some(TailWaker::spawn(
+            &state.journal,
+            myself.clone(),
+            state.config.poll_interval,
+            Some(state.wake.clone()),
+            || FeedMessage::Wake,
+        ));
         myself.send_message(FeedMessage::Poll)?;
-        let driver = tokio::spawn(async move {
-            loop {
-                let _ = tokio::time::timeout(interval, wake.notified()).await;
-                // One queued poll at a time: wake-ups while one waits add nothing.
-                if !queued.swap(true, Ordering::AcqRel)
-                    && myself.send_message(FeedMessage::Poll).is_err()
-                {
-                    return;
-                }
-            }
-        });
-        state._driver = Some(AbortOnDrop(driver));
         Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<FeedMessage>,
+        myself: ActorRef<FeedMessage>,
         message: FeedMessage,
         state: &mut FeedState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            FeedMessage::Poll => {
-                state.poll_queued.store(false, Ordering::Release);
-                loop {
-                    let read = state.step().await?;
-                    if let Some(progress) = &state.progress {
-                        progress.record();
-                    }
-                    if read < state.read_limit() {
-                        break;
-                    }
+            FeedMessage::Wake | FeedMessage::Poll => {
+                if let (FeedMessage::Wake, Some(waker)) = (&message, &state.waker) {
+                    waker.woken(&mut state.tail);
+                }
+                state.step().await?;
+                if let Some(progress) = &state.progress {
+                    progress.record();
+                }
+                if state.tail.has_more() {
+                    // More is waiting: go on at once, behind whatever is queued.
+                    myself.send_message(FeedMessage::Poll)?;
                 }
             }
             FeedMessage::Stats(reply) => {

@@ -260,7 +260,7 @@ impl Exchange {
             feed_wake: feed_wake.clone(),
         };
         let host = SagaHost::new(sagas, dispatcher, clock.clone(), config.saga_host.clone());
-        create_tables(journal.database()).await?;
+        create_tables(journal.read_models()).await?;
         let now = u64::try_from(clock().micros()).unwrap_or(0);
         let config_partitions = config.risk.partition_count.max(1);
         Ok(Self {
@@ -506,7 +506,7 @@ impl Exchange {
 
     /// Every account flagged over a position limit, by account then asset.
     pub async fn risk_flags(&self) -> Result<Vec<RiskFlag>, Error> {
-        risk::flags(self.journal.database())
+        risk::flags(self.journal.read_models())
             .await
             .map_err(|error| projections::storage("risk", error))
     }
@@ -518,7 +518,7 @@ impl Exchange {
             actor: risk::GROUP_NAME.to_owned(),
             reason: error.to_string(),
         };
-        let offsets = OffsetStore::new(self.journal.database().clone());
+        let offsets = OffsetStore::new(self.journal.read_models().clone());
         let partition_count = self.risk_group.partition_count();
         let mut committed = Vec::with_capacity(partition_count as usize);
         for partition in 0..partition_count {
@@ -786,7 +786,7 @@ impl Exchange {
     pub async fn trades(&self, symbol: Symbol, limit: usize) -> Result<Vec<Trade>, Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = sql::fetch(
-            self.journal.database(),
+            self.journal.read_models(),
             &format!(
                 "SELECT {} FROM trading_trades WHERE symbol = $1 ORDER BY trade_id DESC LIMIT $2",
                 projections::trades::COLUMNS
@@ -810,7 +810,7 @@ impl Exchange {
     ) -> Result<Vec<Candle>, Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = sql::fetch(
-            self.journal.database(),
+            self.journal.read_models(),
             &format!(
                 "SELECT {} FROM trading_candles WHERE symbol = $1 AND interval_seconds = $2 \
                  ORDER BY bucket_start DESC LIMIT $3",
@@ -895,7 +895,7 @@ impl Exchange {
         &self,
         probe_max: usize,
     ) -> Result<Vec<(&'static str, usize)>, Error> {
-        let offsets = OffsetStore::new(self.journal.database().clone());
+        let offsets = OffsetStore::new(self.journal.read_models().clone());
         let mut lags = Vec::new();
         for (name, filter) in consumers() {
             let failed = |error: tradefloor_persistence::Error| Error::Persistence {

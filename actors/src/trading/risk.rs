@@ -57,7 +57,8 @@ pub struct RiskConfig {
     pub position_limits: BTreeMap<Asset, u64>,
     /// Most events a member reads at once.
     pub batch_events_max: usize,
-    /// How long a caught-up member waits before it reads the log again.
+    /// How long a caught-up member waits for a batch on the log bus before it reads the
+    /// database anyway (see [`ConsumerConfig::poll_interval`]).
     pub poll_interval: Duration,
 }
 
@@ -248,7 +249,7 @@ impl ConsumerHandler for RiskHandler {
                 to_sql(event.global_offset, "offset")?.into(),
                 event.recorded_at.into(),
             ];
-            sql::fetch(self.journal.database(), UPSERT, &values).await?;
+            sql::fetch(self.journal.read_models(), UPSERT, &values).await?;
             tracing::info!(account = %account_id, %asset, position, limit, "position over limit");
         }
         Ok(())

@@ -137,7 +137,7 @@ pub async fn rebuild_all(
         actor: "read models".to_owned(),
         reason: error,
     };
-    create_tables(journal.database()).await?;
+    create_tables(journal.read_models()).await?;
     rebuild(journal, &mut balances::BalancesProjection, config)
         .await
         .map_err(|error| fail(error.to_string()))?;

@@ -2,7 +2,8 @@
 //!
 //! Read models bind and read three kinds of values (`BIGINT`, `TEXT`, `NULL`), so every
 //! statement can be written once, with `$1`-style placeholders, which SQLite and PostgreSQL
-//! both accept.
+//! both accept. Generated multi-row inserts are the exception: on SQLite they use anonymous
+//! `?` placeholders (see [`insert_rows`]).
 
 use serde::Serialize;
 use tradefloor_persistence::{Database, Transaction};
@@ -134,26 +135,43 @@ pub(crate) async fn insert_rows(
     rows: &[Vec<SqlValue>],
 ) -> Result<(), sqlx::Error> {
     assert!(!columns.is_empty(), "an insert names its columns");
+    let numbered = matches!(transaction, Transaction::Postgres(_));
     for chunk in rows.chunks(INSERT_ROWS_MAX) {
         let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
         let mut values = Vec::with_capacity(chunk.len() * columns.len());
         for (index, row) in chunk.iter().enumerate() {
             assert_eq!(row.len(), columns.len(), "one value per column");
-            let first = index * columns.len();
-            let placeholders: Vec<String> = (1..=columns.len())
-                .map(|column| format!("${}", first + column))
-                .collect();
             if index > 0 {
                 sql.push_str(", ");
             }
-            sql.push('(');
-            sql.push_str(&placeholders.join(", "));
-            sql.push(')');
+            push_placeholders(&mut sql, numbered, index * columns.len(), columns.len());
             values.extend(row.iter().cloned());
         }
         execute(transaction, &sql, &values).await?;
     }
     Ok(())
+}
+
+/// Appends `(p, p, …)` with `count` placeholders for the parameters after the first `before`:
+/// `$n` when `numbered` (PostgreSQL), anonymous `?` otherwise (SQLite). sqlx binds each
+/// parameter of an SQLite statement by looking its name up among the statement's named
+/// parameters, a linear search, so `$n` placeholders make a many-row insert quadratic there;
+/// `?` parameters are bound by position.
+fn push_placeholders(sql: &mut String, numbered: bool, before: usize, count: usize) {
+    use std::fmt::Write;
+    sql.push('(');
+    for column in 1..=count {
+        if column > 1 {
+            sql.push_str(", ");
+        }
+        if numbered {
+            // Writing to a `String` cannot fail.
+            let _ = write!(sql, "${}", before + column);
+        } else {
+            sql.push('?');
+        }
+    }
+    sql.push(')');
 }
 
 /// Runs one query inside `transaction` and returns its rows.
@@ -205,5 +223,20 @@ pub(crate) async fn execute_on(database: &Database, sql: &str) -> Result<(), sql
     match database {
         Database::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
         Database::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_placeholders;
+
+    #[test]
+    fn placeholders_are_numbered_on_postgres_and_anonymous_on_sqlite() {
+        let mut numbered = String::new();
+        push_placeholders(&mut numbered, true, 3, 3);
+        assert_eq!(numbered, "($4, $5, $6)");
+        let mut anonymous = String::new();
+        push_placeholders(&mut anonymous, false, 3, 3);
+        assert_eq!(anonymous, "(?, ?, ?)");
     }
 }
