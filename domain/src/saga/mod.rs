@@ -77,7 +77,8 @@ pub struct OrderSaga {
     cancel_requested: bool,
     /// The book refused the cancel; its events will say how the order ended.
     cancel_refused: Option<Error>,
-    /// Decided without the book ending the order: rejected, or cancelled before submission.
+    /// Decided without the book ending the order: rejected (or, in states saved before a
+    /// cancel always went to the book, cancelled before submission).
     fate: Option<Fate>,
     /// Attempt number of the current step (0: the first send).
     attempt: u32,
@@ -118,6 +119,9 @@ struct End {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Fate {
     Rejected(Error),
+    /// No longer decided (a cancel always goes to the book, see `CancelRequested`); kept so
+    /// a state saved with it still reads.
+    #[allow(dead_code)]
     CancelledBeforeSubmission,
 }
 
@@ -555,12 +559,13 @@ impl OrderSaga {
             }
             SagaEvent::SettleRefused { .. } => {} // Kept for the record; the deadline retries.
             SagaEvent::Released { .. } => self.hold = Hold::Released,
-            SagaEvent::CancelRequested { .. } => {
-                self.cancel_requested = true;
-                if !self.submit_sent {
-                    self.decide_fate(Fate::CancelledBeforeSubmission);
-                }
-            }
+            // The cancel goes to the book once the book has the order, even if the saga has
+            // not seen its hold placed yet: the placement submits the order right after the
+            // hold, before the saga learns either answer (one `Answers` input, later, or
+            // never if the node dies first). Deciding "cancelled before submission" here
+            // released the hold of an order live on the book, whose fills then could not
+            // settle on this side.
+            SagaEvent::CancelRequested { .. } => self.cancel_requested = true,
             SagaEvent::CancelRefused { reason, .. } => {
                 let never_seen = matches!(reason, Error::OrderNotFound { .. }) && !self.accepted;
                 if never_seen && self.submit_timed_out {
