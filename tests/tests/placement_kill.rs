@@ -4,7 +4,8 @@
 //! funded accounts for several rounds. In each round, concurrent clients place orders (limit
 //! GTC and IOC, market buys with a protection price and market sells, crossing each other
 //! and the accounts' own orders, with generated ids, client `order_id`s and `command_id`s)
-//! and cancel orders they saw resting; at a random instant, while requests are in flight,
+//! and cancel orders they saw resting (some at once, racing the saga's learning of its
+//! placement's answers); at a random instant, while requests are in flight,
 //! the node is SIGKILLed and restarted. Every acknowledged answer is recorded (a 2xx
 //! placement with its order id, status and fills; a 422 refusal of a client-chosen id; a 2xx
 //! cancel); a request the kill cut off is unacknowledged and may or may not have taken
@@ -240,17 +241,21 @@ struct Client {
 }
 
 impl Client {
-    /// Places and cancels until the node stops answering or `REQUESTS_MAX` were sent.
+    /// Places and cancels until the node stops answering or `REQUESTS_MAX` were sent. A
+    /// cancel picks any order seen resting, or (sometimes) the order just answered resting,
+    /// at once: that cancel races the order's saga learning its placement's answers.
     async fn run(mut self) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
+        let mut just_rested = None;
         for request in 0..REQUESTS_MAX {
-            let cancel = self.rng.below(100) < 25;
-            let victim = if cancel {
-                let resting = self.resting.lock().unwrap_or_else(PoisonError::into_inner);
-                (!resting.is_empty())
-                    .then(|| resting[self.rng.below(resting.len() as u64) as usize])
-            } else {
-                None
+            let victim = match just_rested.take() {
+                Some(order_id) => Some(order_id),
+                None if self.rng.below(100) < 25 => {
+                    let resting = self.resting.lock().unwrap_or_else(PoisonError::into_inner);
+                    (!resting.is_empty())
+                        .then(|| resting[self.rng.below(resting.len() as u64) as usize])
+                }
+                None => None,
             };
             let outcome = match victim {
                 Some(order_id) => {
@@ -288,6 +293,9 @@ impl Client {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(order_id(answer));
+                    if self.rng.below(100) < 15 {
+                        just_rested = Some(order_id(answer));
+                    }
                 }
             }
             outcomes.push(outcome);
