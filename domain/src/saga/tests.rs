@@ -821,6 +821,30 @@ fn a_cancel_that_overtakes_the_placements_answers_cancels_on_the_book() {
 }
 
 #[test]
+fn an_old_journals_cancel_before_submission_replays_as_it_was_decided() {
+    // Written before `CancelQueued`: the cancel skipped the submit and released the hold.
+    let order = limit_buy(10);
+    let saga = OrderSaga::replay(&[
+        SagaEvent::Started {
+            order,
+            market: market(),
+            config: config(),
+            at: t(0),
+        },
+        SagaEvent::CancelRequested { at: t(1) },
+        SagaEvent::HoldConfirmed { at: t(2) },
+        SagaEvent::Released { at: t(3) },
+    ]);
+    assert_eq!(saga.view().status, OrderStatus::Cancelled);
+    assert!(saga.is_finished());
+    assert_eq!(
+        saga.outstanding(),
+        vec![],
+        "no submit of an order with no hold"
+    );
+}
+
+#[test]
 fn a_cancel_while_submitting_waits_for_the_book_to_have_the_order() {
     let order = limit_buy(10);
     let mut given = Given::submitted(order);
