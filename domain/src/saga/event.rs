@@ -182,6 +182,15 @@ pub enum SagaEvent {
         /// When.
         at: Timestamp,
     },
+    /// The user asked to cancel the order before the saga learned its hold was placed: the
+    /// placement may have submitted the order already, so the cancel goes to the book once
+    /// the book has it. (`CancelRequested` at that point, in journals written before this
+    /// event existed, skipped the submit and released the hold.) Last, so the codec's
+    /// variant indices of the others stay.
+    CancelQueued {
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl SagaEvent {
@@ -204,7 +213,8 @@ impl SagaEvent {
             | SagaEvent::Retried { at, .. }
             | SagaEvent::TimedOut { at, .. }
             | SagaEvent::Stalled { at, .. }
-            | SagaEvent::Resumed { at, .. } => *at,
+            | SagaEvent::Resumed { at, .. }
+            | SagaEvent::CancelQueued { at } => *at,
         }
     }
 }
@@ -230,6 +240,7 @@ impl Message for SagaEvent {
         "saga.timed_out",
         "saga.stalled",
         "saga.resumed",
+        "saga.cancel_queued",
     ];
 
     fn name(&self) -> &'static str {
@@ -251,6 +262,7 @@ impl Message for SagaEvent {
             SagaEvent::TimedOut { .. } => "saga.timed_out",
             SagaEvent::Stalled { .. } => "saga.stalled",
             SagaEvent::Resumed { .. } => "saga.resumed",
+            SagaEvent::CancelQueued { .. } => "saga.cancel_queued",
         }
     }
 }

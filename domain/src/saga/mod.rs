@@ -77,7 +77,8 @@ pub struct OrderSaga {
     cancel_requested: bool,
     /// The book refused the cancel; its events will say how the order ended.
     cancel_refused: Option<Error>,
-    /// Decided without the book ending the order: rejected, or cancelled before submission.
+    /// Decided without the book ending the order: rejected, or (in journals written before
+    /// `SagaEvent::CancelQueued`) cancelled before submission.
     fate: Option<Fate>,
     /// Attempt number of the current step (0: the first send).
     attempt: u32,
@@ -118,6 +119,7 @@ struct End {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Fate {
     Rejected(Error),
+    /// Only in journals written before `SagaEvent::CancelQueued`.
     CancelledBeforeSubmission,
 }
 
@@ -211,7 +213,11 @@ impl Aggregate for OrderSaga {
             }
             SagaInput::CancelRequested { at } => {
                 if self.cancel_request_matters() {
-                    events.push(SagaEvent::CancelRequested { at: *at });
+                    events.push(if self.hold == Hold::Requested {
+                        SagaEvent::CancelQueued { at: *at }
+                    } else {
+                        SagaEvent::CancelRequested { at: *at }
+                    });
                 }
                 Ok(())
             }
@@ -557,10 +563,19 @@ impl OrderSaga {
             SagaEvent::Released { .. } => self.hold = Hold::Released,
             SagaEvent::CancelRequested { .. } => {
                 self.cancel_requested = true;
+                // Only in journals written before `CancelQueued`: a cancel is no longer
+                // requested before the hold is known placed.
                 if !self.submit_sent {
                     self.decide_fate(Fate::CancelledBeforeSubmission);
                 }
             }
+            // The cancel goes to the book once the book has the order, though the saga has
+            // not seen its hold placed yet: the placement submits the order right after the
+            // hold, before the saga learns either answer (one `Answers` input, later, or
+            // never if the node dies first). Deciding "cancelled before submission" then
+            // released the hold of an order live on the book, whose fills could not settle
+            // on this side.
+            SagaEvent::CancelQueued { .. } => self.cancel_requested = true,
             SagaEvent::CancelRefused { reason, .. } => {
                 let never_seen = matches!(reason, Error::OrderNotFound { .. }) && !self.accepted;
                 if never_seen && self.submit_timed_out {
@@ -751,6 +766,7 @@ impl OrderSaga {
                 }
                 SagaEvent::Accepted { .. }
                 | SagaEvent::CancelRequested { .. }
+                | SagaEvent::CancelQueued { .. }
                 | SagaEvent::TimedOut {
                     step: SagaStep::Submit,
                     ..

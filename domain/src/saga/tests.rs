@@ -770,23 +770,78 @@ fn a_release_that_is_never_answered_stalls() {
 }
 
 #[test]
-fn a_cancel_before_submission_skips_the_submit_and_releases() {
+fn a_cancel_before_the_hold_is_placed_still_cancels_on_the_book() {
+    // The placement may have submitted the order already: the saga learns the hold later.
     let order = limit_buy(10);
     let mut given = Given::started(order);
     assert_eq!(given.when(SagaInput::CancelRequested { at: t(1) }), vec![]);
-    assert_eq!(given.view().status, OrderStatus::Cancelled);
-    assert_eq!(
-        given.view().step,
-        Some(SagaStep::Hold),
-        "the hold's answer decides the release"
-    );
+    assert_eq!(given.view().status, OrderStatus::Pending);
     assert_eq!(
         given.when(SagaInput::HoldPlaced { at: t(2) }),
-        vec![release(t(2))]
+        vec![submit(&order, t(2))],
+        "no release while the order may be on the book"
     );
-    given.when(SagaInput::HoldReleased { at: t(3) });
+    assert_eq!(given.when(accepted(&order, t(3))), vec![cancel(t(3))]);
+    assert_eq!(
+        given.when(ended(EndReason::Cancelled, 10, t(4))),
+        vec![release(t(4))]
+    );
+    given.when(SagaInput::HoldReleased { at: t(5) });
     assert!(given.saga.is_finished());
     assert_eq!(given.view().status, OrderStatus::Cancelled);
+}
+
+#[test]
+fn a_cancel_that_overtakes_the_placements_answers_cancels_on_the_book() {
+    // Answered open, the order is cancelled before its saga gets the placement's answers
+    // (the cancel's priority lane overtakes them, or they died with the node): the order
+    // rests on the book, so its hold stays until the book ended it and its fills settled.
+    let order = limit_buy(10);
+    let mut given = Given::started(order);
+    given.when(SagaInput::CancelRequested { at: t(1) });
+    let answers = SagaInput::Answers {
+        inputs: vec![
+            SagaInput::HoldPlaced { at: t(1) },
+            accepted(&order, t(1)),
+            rested(10, t(1)),
+        ],
+    };
+    assert_eq!(given.when(answers), vec![cancel(t(1))]);
+    // Bob's sell fills it before the cancel reaches the book.
+    assert_eq!(
+        given.when(maker_trade(1, 10, 0, t(2))),
+        vec![settle(1, 100, 10, t(2))]
+    );
+    assert_eq!(given.view().status, OrderStatus::Filled);
+    assert_eq!(
+        given.when(leg_settled(1, t(3))),
+        vec![release(t(3))],
+        "released once its fill settled"
+    );
+}
+
+#[test]
+fn an_old_journals_cancel_before_submission_replays_as_it_was_decided() {
+    // Written before `CancelQueued`: the cancel skipped the submit and released the hold.
+    let order = limit_buy(10);
+    let saga = OrderSaga::replay(&[
+        SagaEvent::Started {
+            order,
+            market: market(),
+            config: config(),
+            at: t(0),
+        },
+        SagaEvent::CancelRequested { at: t(1) },
+        SagaEvent::HoldConfirmed { at: t(2) },
+        SagaEvent::Released { at: t(3) },
+    ]);
+    assert_eq!(saga.view().status, OrderStatus::Cancelled);
+    assert!(saga.is_finished());
+    assert_eq!(
+        saga.outstanding(),
+        vec![],
+        "no submit of an order with no hold"
+    );
 }
 
 #[test]
