@@ -319,6 +319,9 @@ pub struct JournalLimits {
     /// SQLite: how long read models, offsets and snapshots let waiting journal batches write
     /// first before they queue in order, in milliseconds.
     pub sqlite_background_defer_max_ms: u64,
+    /// Committed batches the log bus keeps for its slowest subscriber (a read model further
+    /// behind catches up from the database).
+    pub bus_batches_max: usize,
 }
 
 impl Default for JournalLimits {
@@ -333,6 +336,7 @@ impl Default for JournalLimits {
                 defaults.sqlite_background_defer_max.as_millis(),
             )
             .unwrap_or(u64::MAX),
+            bus_batches_max: defaults.bus_batches_max,
         }
     }
 }
@@ -349,6 +353,7 @@ impl JournalLimits {
             pool_connections_max: self.pool_connections_max,
             sqlite_synchronous_full: self.sqlite_synchronous_full,
             sqlite_background_defer_max: Duration::from_millis(self.sqlite_background_defer_max_ms),
+            bus_batches_max: self.bus_batches_max,
             ..JournalConfig::default()
         }
     }
