@@ -365,6 +365,10 @@ pub struct ConsumerConfig {
     /// database anyway, for events other processes appended (it wakes at once when the group
     /// changes or a batch is published).
     pub poll_interval: Duration,
+    /// The shortest time between two wake-ups by the log bus: batches published meanwhile are
+    /// taken together, so a busy log makes fewer, larger transactions (each a turn at SQLite's
+    /// write lock and an fsync) at the cost of trailing the log by up to this much.
+    pub batch_interval_min: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -373,6 +377,7 @@ impl Default for ConsumerConfig {
             filter: Filter::All,
             batch_events_max: 256,
             poll_interval: Duration::from_millis(100),
+            batch_interval_min: crate::log_tail::BATCH_INTERVAL_MIN_DEFAULT,
         }
     }
 }
@@ -803,6 +808,7 @@ impl<H: ConsumerHandler> Actor for ConsumerMember<H> {
             &state.journal,
             myself.clone(),
             state.config.poll_interval,
+            state.config.batch_interval_min,
             None,
             || ConsumerMessage::Tail,
         ));

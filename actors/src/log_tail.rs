@@ -197,6 +197,10 @@ impl LogTail {
     }
 }
 
+/// The default shortest time between two wake-ups of a consumer by the bus (see
+/// [`TailWaker::spawn`]).
+pub const BATCH_INTERVAL_MIN_DEFAULT: Duration = Duration::from_millis(20);
+
 /// The flags a [`TailWaker`] shares with its actor.
 #[derive(Debug, Default)]
 struct WakeSignals {
@@ -218,12 +222,14 @@ pub struct TailWaker {
 }
 
 impl TailWaker {
-    /// Starts waking `actor` with `message()` for the bus of `journal`, every `fallback` when
-    /// quiet, and when `nudge` is notified (which also asks for a database check).
+    /// Starts waking `actor` with `message()` for the bus of `journal` (at most once every
+    /// `pace`: what is published meanwhile is taken together), every `fallback` when quiet,
+    /// and when `nudge` is notified (which also asks for a database check).
     pub fn spawn<M: ractor::Message>(
         journal: &Journal,
         actor: ActorRef<M>,
         fallback: Duration,
+        pace: Duration,
         nudge: Option<Arc<Notify>>,
         message: fn() -> M,
     ) -> Self {
@@ -247,6 +253,9 @@ impl TailWaker {
                     && actor.send_message(message()).is_err()
                 {
                     return;
+                }
+                if !check && !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
                 }
             }
         });

@@ -37,7 +37,7 @@ use tradefloor_persistence::{
 };
 
 use crate::error::Error;
-use crate::log_tail::{LogTail, TailWaker};
+use crate::log_tail::{BATCH_INTERVAL_MIN_DEFAULT, LogTail, TailWaker};
 use crate::supervisor::{ChildContext, ChildSpec, Progress};
 
 /// The offset-store partition a projection commits under: a projection reads the whole
@@ -92,6 +92,10 @@ pub struct ProjectionConfig {
     /// How long a caught-up projection waits for a batch on the log bus before it reads the
     /// database anyway (for events appended by other processes, which no bus here carries).
     pub poll_interval: Duration,
+    /// The shortest time between two wake-ups by the log bus: batches published meanwhile are
+    /// taken together, so a busy log makes fewer, larger transactions (each a turn at SQLite's
+    /// write lock and an fsync) at the cost of trailing the log by up to this much.
+    pub batch_interval_min: Duration,
 }
 
 impl Default for ProjectionConfig {
@@ -99,6 +103,7 @@ impl Default for ProjectionConfig {
         Self {
             batch_events_max: 512,
             poll_interval: Duration::from_millis(100),
+            batch_interval_min: BATCH_INTERVAL_MIN_DEFAULT,
         }
     }
 }
@@ -294,6 +299,7 @@ pub struct ProjectionState<P> {
     projection: P,
     feed: Feed,
     poll_interval: Duration,
+    batch_interval_min: Duration,
     /// Started once the actor runs (it needs the actor's reference).
     waker: Option<TailWaker>,
     progress: Option<Progress>,
@@ -408,6 +414,7 @@ impl<P: Projection> Actor for ProjectionActor<P> {
             journal_last_offset: offset,
             feed,
             poll_interval: config.poll_interval,
+            batch_interval_min: config.batch_interval_min,
             waker: None,
             progress,
         })
@@ -422,6 +429,7 @@ impl<P: Projection> Actor for ProjectionActor<P> {
             &state.feed.journal,
             myself.clone(),
             state.poll_interval,
+            state.batch_interval_min,
             None,
             || ProjectionMessage::Wake,
         ));

@@ -156,6 +156,7 @@ fn config(poll_interval: Duration) -> ConsumerConfig {
         filter: Filter::All,
         batch_events_max: 16,
         poll_interval,
+        batch_interval_min: Duration::ZERO,
     }
 }
 

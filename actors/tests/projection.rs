@@ -312,6 +312,7 @@ fn config(batch_events_max: usize) -> ProjectionConfig {
     ProjectionConfig {
         batch_events_max,
         poll_interval: Duration::from_millis(5),
+        batch_interval_min: Duration::ZERO,
     }
 }
 
@@ -526,6 +527,7 @@ async fn a_caught_up_projection_reads_the_database_only_at_its_poll_interval() {
     let config = ProjectionConfig {
         batch_events_max: 100,
         poll_interval: Duration::from_secs(3_600),
+        batch_interval_min: Duration::ZERO,
     };
     let (actor, join) = spawn(&harness.journal, Counts::new(), config).await;
     wait_until!(

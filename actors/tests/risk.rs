@@ -27,6 +27,7 @@ fn config() -> TradingConfig {
             position_limits: BTreeMap::from([(asset("BTC"), BTC_LIMIT)]),
             batch_events_max: 16,
             poll_interval: Duration::from_millis(20),
+            batch_interval_min: Duration::from_millis(5),
         },
         ..trading_config()
     }

@@ -112,10 +112,12 @@ fn config(round: u64) -> TradingConfig {
         feed: FeedConfig {
             batch_events_max: 256,
             poll_interval: Duration::from_millis(20),
+            batch_interval_min: Duration::from_millis(5),
         },
         projections: ProjectionConfig {
             batch_events_max: 256,
             poll_interval: Duration::from_millis(20),
+            batch_interval_min: Duration::from_millis(5),
         },
         placement_wait: Duration::from_secs(2),
         ..TradingConfig::default()

@@ -266,6 +266,10 @@ pub struct TradingLimits {
     pub projection_batch_events_max: usize,
     /// How long a caught-up read model waits before reading the log again, in milliseconds.
     pub projection_poll_interval_ms: u64,
+    /// The shortest time between two batches a consumer of the log (read model, book feed,
+    /// risk monitor) takes from the log bus, in milliseconds: fewer, larger transactions under
+    /// load, at the cost of trailing the log by up to this much.
+    pub log_batch_interval_min_ms: u64,
 }
 
 impl Default for TradingLimits {
@@ -280,6 +284,7 @@ impl Default for TradingLimits {
             passivate_after_seconds: defaults.entities.passivate_after.as_secs(),
             projection_batch_events_max: defaults.projections.batch_events_max,
             projection_poll_interval_ms: millis(defaults.projections.poll_interval),
+            log_batch_interval_min_ms: millis(defaults.projections.batch_interval_min),
         }
     }
 }
@@ -300,6 +305,10 @@ impl TradingLimits {
         config.placement_wait = Duration::from_millis(self.placement_wait_ms);
         config.projections.batch_events_max = self.projection_batch_events_max;
         config.projections.poll_interval = Duration::from_millis(self.projection_poll_interval_ms);
+        let batch_interval_min = Duration::from_millis(self.log_batch_interval_min_ms);
+        config.projections.batch_interval_min = batch_interval_min;
+        config.feed.batch_interval_min = batch_interval_min;
+        config.risk.batch_interval_min = batch_interval_min;
         config
     }
 }

@@ -56,6 +56,10 @@ pub struct FeedConfig {
     /// The longest a caught-up feed waits for a batch on the log bus before it reads the
     /// database anyway.
     pub poll_interval: Duration,
+    /// The shortest time between two wake-ups by the log bus: batches published meanwhile are
+    /// taken together, so a busy log makes fewer, larger transactions (each a turn at SQLite's
+    /// write lock and an fsync) at the cost of trailing the log by up to this much.
+    pub batch_interval_min: Duration,
 }
 
 impl Default for FeedConfig {
@@ -63,6 +67,7 @@ impl Default for FeedConfig {
         Self {
             batch_events_max: 512,
             poll_interval: Duration::from_millis(50),
+            batch_interval_min: crate::log_tail::BATCH_INTERVAL_MIN_DEFAULT,
         }
     }
 }
@@ -296,6 +301,7 @@ impl Actor for BookFeed {
             &state.journal,
             myself.clone(),
             state.config.poll_interval,
+            state.config.batch_interval_min,
             Some(state.wake.clone()),
             || FeedMessage::Wake,
         ));

@@ -60,6 +60,9 @@ pub struct RiskConfig {
     /// How long a caught-up member waits for a batch on the log bus before it reads the
     /// database anyway (see [`ConsumerConfig::poll_interval`]).
     pub poll_interval: Duration,
+    /// The shortest time between two batches a member takes from the log bus (see
+    /// [`ConsumerConfig::batch_interval_min`]).
+    pub batch_interval_min: Duration,
 }
 
 impl Default for RiskConfig {
@@ -71,6 +74,7 @@ impl Default for RiskConfig {
             position_limits: BTreeMap::new(),
             batch_events_max: 256,
             poll_interval: Duration::from_millis(100),
+            batch_interval_min: crate::log_tail::BATCH_INTERVAL_MIN_DEFAULT,
         }
     }
 }
@@ -90,6 +94,7 @@ impl RiskConfig {
             filter: Filter::Kind(Account::KIND.to_owned()),
             batch_events_max: self.batch_events_max,
             poll_interval: self.poll_interval,
+            batch_interval_min: self.batch_interval_min,
         }
     }
 }

@@ -111,10 +111,12 @@ pub(crate) fn trading_config() -> TradingConfig {
         feed: FeedConfig {
             batch_events_max: 256,
             poll_interval: Duration::from_millis(20),
+            batch_interval_min: Duration::from_millis(5),
         },
         projections: ProjectionConfig {
             batch_events_max: 256,
             poll_interval: Duration::from_millis(20),
+            batch_interval_min: Duration::from_millis(5),
         },
         ..TradingConfig::default()
     }
