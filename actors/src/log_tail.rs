@@ -237,14 +237,20 @@ impl TailWaker {
         let mut bus = journal.subscribe();
         let shared = signals.clone();
         let task = tokio::spawn(async move {
+            // Batches were published while the waker paused: wake for them without waiting.
+            let mut published = false;
             loop {
-                let check = tokio::select! {
-                    received = bus.recv() => match received {
-                        Ok(_) | Err(RecvError::Lagged(_)) => false,
-                        Err(RecvError::Closed) => return,
-                    },
-                    () = tokio::time::sleep(fallback) => true,
-                    () = notified(nudge.as_deref()) => true,
+                let check = if published {
+                    false
+                } else {
+                    tokio::select! {
+                        received = bus.recv() => match received {
+                            Ok(_) | Err(RecvError::Lagged(_)) => false,
+                            Err(RecvError::Closed) => return,
+                        },
+                        () = tokio::time::sleep(fallback) => true,
+                        () = notified(nudge.as_deref()) => true,
+                    }
                 };
                 if check {
                     shared.check_database.store(true, Ordering::Release);
@@ -254,8 +260,15 @@ impl TailWaker {
                 {
                     return;
                 }
+                published = false;
                 if !check && !pace.is_zero() {
                     tokio::time::sleep(pace).await;
+                    // The tail takes everything published meanwhile at its next wake-up: one
+                    // wake-up for all of it.
+                    match drain(&mut bus) {
+                        Some(any) => published = any,
+                        None => return,
+                    }
                 }
             }
         });
@@ -268,6 +281,18 @@ impl TailWaker {
         self.signals.queued.store(false, Ordering::Release);
         if self.signals.check_database.swap(false, Ordering::AcqRel) {
             tail.check_database();
+        }
+    }
+}
+
+/// Takes every batch waiting on `bus`: whether there was any; `None` once the bus is closed.
+fn drain(bus: &mut broadcast::Receiver<LogBatch>) -> Option<bool> {
+    let mut any = false;
+    loop {
+        match bus.try_recv() {
+            Ok(_) | Err(TryRecvError::Lagged(_)) => any = true,
+            Err(TryRecvError::Empty) => return Some(any),
+            Err(TryRecvError::Closed) => return None,
         }
     }
 }

@@ -163,3 +163,92 @@ async fn every_matching_event_once_in_order_on_postgres() {
         every_matching_event_once_in_order(harness).await;
     }
 }
+
+/// Counts the wake-ups a [`TailWaker`] sends, letting each next one be sent.
+struct Counter;
+
+/// The wake-up message.
+struct Wake;
+
+// Sent within this process only.
+impl ractor::Message for Wake {}
+
+struct CounterState {
+    wakes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    waker: std::sync::Arc<std::sync::Mutex<Option<tradefloor_actors::TailWaker>>>,
+    tail: LogTail,
+}
+
+impl ractor::Actor for Counter {
+    type Msg = Wake;
+    type State = CounterState;
+    type Arguments = CounterState;
+
+    async fn pre_start(
+        &self,
+        _myself: ractor::ActorRef<Wake>,
+        state: CounterState,
+    ) -> Result<CounterState, ractor::ActorProcessingErr> {
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ractor::ActorRef<Wake>,
+        _message: Wake,
+        state: &mut CounterState,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        state
+            .wakes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(waker) = state.waker.lock().unwrap().as_ref() {
+            waker.woken(&mut state.tail);
+        }
+        Ok(())
+    }
+}
+
+/// A waker paced at `pace` wakes its actor at most once per `pace` however many batches are
+/// published meanwhile (they are taken together), and at least once after the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_waker_wakes_at_most_once_per_pace() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let harness = Harness::sqlite().await;
+    let wakes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let state = CounterState {
+        wakes: wakes.clone(),
+        waker: slot.clone(),
+        tail: LogTail::new(harness.ours.clone(), Filter::All, 0, 100),
+    };
+    let (actor, join) = ractor::Actor::spawn(None, Counter, state).await.unwrap();
+    let pace = Duration::from_millis(300);
+    let waker = tradefloor_actors::TailWaker::spawn(
+        &harness.ours,
+        actor.clone(),
+        Duration::from_secs(3_600),
+        pace,
+        None,
+        || Wake,
+    );
+    *slot.lock().unwrap() = Some(waker);
+    let started = Instant::now();
+    for index in 0..20 {
+        append(&harness.ours, &format!("s{index}"), "account", 1).await;
+    }
+    let elapsed = started.elapsed();
+    tokio::time::sleep(pace * 2).await;
+    let woken = wakes.load(Ordering::SeqCst);
+    let bound = (elapsed.as_millis() / pace.as_millis()) as usize + 2;
+    assert!(woken >= 1, "the last batch wakes the actor");
+    assert!(
+        woken <= bound,
+        "{woken} wake-ups for 20 batches in {elapsed:?} at one per {pace:?}"
+    );
+    slot.lock().unwrap().take();
+    actor.stop(None);
+    join.await.unwrap();
+    harness.finish().await;
+}
