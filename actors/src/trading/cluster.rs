@@ -197,3 +197,6 @@ impl Exchange {
             .await
     }
 }
+
+#[cfg(test)]
+mod wire_tests;
