@@ -343,7 +343,7 @@ impl<A: Persistent> ShardRegion<A> {
                 reason: format!("no operation {:?} on a region", call.operation),
             });
         };
-        let command: A::Command = remote::decode(&self.path, call.body.clone())?;
+        let command: A::Command = remote::decode(&self.path, &call.body)?;
         let deadline = remote::deadline_of(&call, Duration::MAX);
         let answer = self
             .routed(

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tradefloor_persistence::codec;
 
 use crate::error::Error;
 use crate::saga_host::BoxFuture;
@@ -102,14 +103,15 @@ pub struct Call {
     pub operation: String,
     /// The entity (or saga, or order) the call is about.
     pub entity_id: String,
-    /// The operation's argument, e.g. the entity's command.
-    pub body: serde_json::Value,
+    /// The operation's argument, e.g. the entity's command, in the binary codec.
+    pub body: Vec<u8>,
     /// How long the caller still waits, in milliseconds.
     pub deadline_ms: u64,
 }
 
-/// The answer to a [`Call`]: the operation's result, or the error the callee answered.
-pub type Reply = Result<serde_json::Value, Error>;
+/// The answer to a [`Call`]: the operation's result in the binary codec, or the error the
+/// callee answered.
+pub type Reply = Result<Vec<u8>, Error>;
 
 /// Serves calls from other nodes on this node (the application installs it once started).
 pub type Handler = Arc<dyn Fn(Call) -> BoxFuture<Reply> + Send + Sync>;
@@ -344,8 +346,8 @@ impl Remoting {
             body: encode(target, body)?,
             deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
         };
-        let value = self.transport.call(node, call, deadline).await??;
-        decode(target, value)
+        let bytes = self.transport.call(node, call, deadline).await??;
+        decode(target, &bytes)
     }
 }
 
@@ -378,20 +380,19 @@ impl Drop for Decrement<'_> {
     }
 }
 
-/// Encodes a call's body or answer (the one codec of remote calls: JSON).
-pub(crate) fn encode(what: &str, value: &impl Serialize) -> Result<serde_json::Value, Error> {
-    serde_json::to_value(value).map_err(|error| Error::Failed {
+/// Encodes a call's body or answer, in the binary codec of [`tradefloor_persistence::codec`]
+/// (bounded by its frame limit).
+pub fn encode(what: &str, value: &impl Serialize) -> Result<Vec<u8>, Error> {
+    codec::encode_frame(value).map_err(|error| Error::Failed {
         actor: what.to_owned(),
         reason: format!("cannot encode for a remote call: {error}"),
     })
 }
 
-/// Decodes a call's body or answer.
-pub(crate) fn decode<T: DeserializeOwned>(
-    what: &str,
-    value: serde_json::Value,
-) -> Result<T, Error> {
-    serde_json::from_value(value).map_err(|error| Error::Failed {
+/// Decodes a call's body or answer (bounded by the codec's frame limit: bad bytes are an
+/// error, never a panic or a huge allocation).
+pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
+    codec::decode_frame(bytes).map_err(|error| Error::Failed {
         actor: what.to_owned(),
         reason: format!("cannot decode a remote call: {error}"),
     })
@@ -415,7 +416,7 @@ mod tests {
     impl Transport for Echo {
         fn call(&self, node: &str, _: Call, _: Duration) -> BoxFuture<Result<Reply, Error>> {
             let node = node.to_owned();
-            Box::pin(async move { Ok(Ok(serde_json::Value::String(node))) })
+            Box::pin(async move { Ok(encode("echo", &node)) })
         }
 
         fn breakers(&self) -> Vec<(String, crate::breaker::BreakerSnapshot)> {

@@ -401,7 +401,7 @@ impl<P: ProcessManager> SagaHost<P> {
                 reason: format!("no operation {:?} on a saga host", call.operation),
             });
         };
-        let input: P::Command = remote::decode(path, call.body.clone())?;
+        let input: P::Command = remote::decode(path, &call.body)?;
         let reply = send_routed(
             &self.inner,
             &call.entity_id,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::web;
 use tokio::signal::unix::{SignalKind, signal};
 use tradefloor_actors::Registry;
-use tradefloor_actors::remote::{Call, Remoting};
+use tradefloor_actors::remote::{self, Call, Remoting};
 use tradefloor_actors::trading::Exchange;
 use tradefloor_cluster::Node;
 use tradefloor_cluster::remote::{ClusterTransport, Endpoint};
@@ -213,14 +213,16 @@ fn serve_node_calls(cluster: &ClusterNode, state: web::Data<AppState>) {
                 };
                 match call.operation.as_str() {
                     OP_ACTORS => {
-                        let depth: Option<usize> = serde_json::from_value(call.body)
+                        let depth: Option<usize> = remote::decode(NODE_SERVICE, &call.body)?;
+                        // JSON text: the tree's view leaves out empty fields, which the
+                        // binary codec cannot.
+                        let tree = serde_json::to_string(&node_tree(&state, depth))
                             .map_err(|error| refused(error.to_string()))?;
-                        serde_json::to_value(node_tree(&state, depth))
-                            .map_err(|error| refused(error.to_string()))
+                        remote::encode(NODE_SERVICE, &tree)
                     }
                     OP_METRICS => {
                         let text = state.metrics.as_ref().map(|handle| handle.render());
-                        Ok(serde_json::Value::String(text.unwrap_or_default()))
+                        remote::encode(NODE_SERVICE, &text.unwrap_or_default())
                     }
                     other => Err(refused(format!("no operation {other:?}"))),
                 }

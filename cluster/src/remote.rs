@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use tradefloor_actors::remote::{Call, Remoting, Reply, Transport};
 use tradefloor_actors::saga_host::BoxFuture;
 use tradefloor_actors::{BreakerConfig, BreakerSnapshot, CircuitBreaker, Error as ActorError};
+use tradefloor_persistence::codec;
 
 use crate::error::Error;
 
@@ -63,7 +64,8 @@ impl Default for RemoteConfig {
     }
 }
 
-/// What the gateway answers to: one call, as JSON bytes, answered as JSON bytes.
+/// What the gateway answers to: one call, as a frame of the binary codec
+/// ([`codec::encode_frame`], bounded by [`codec::FRAME_LIMIT`]), answered as one.
 #[derive(RactorClusterMessage)]
 pub enum GatewayMessage {
     /// Serve a [`Call`] and answer its [`Reply`].
@@ -114,12 +116,12 @@ impl Actor for Gateway {
                 actor: format!("{}/gateway", state.remoting.node_id()),
                 capacity: state.serving_max,
             });
-            let _ = reply.send(encode(&refused));
+            let _ = reply.send(encode(&refused, state.remoting.node_id()));
             return Ok(());
         };
         let remoting = state.remoting.clone();
         tokio::spawn(async move {
-            let answer: Reply = match serde_json::from_slice::<Call>(&bytes) {
+            let answer: Reply = match codec::decode_frame::<Call>(&bytes) {
                 Ok(call) => remoting.serve(call).await,
                 Err(error) => Err(ActorError::Failed {
                     actor: format!("{}/gateway", remoting.node_id()),
@@ -127,15 +129,23 @@ impl Actor for Gateway {
                 }),
             };
             // The caller may have given up (deadline, broken connection): nothing to do.
-            let _ = reply.send(encode(&answer));
+            let _ = reply.send(encode(&answer, remoting.node_id()));
             drop(permit);
         });
         Ok(())
     }
 }
 
-fn encode(reply: &Reply) -> Vec<u8> {
-    serde_json::to_vec(reply).expect("replies are plain data")
+/// The frame of `reply`; a reply that cannot be framed (larger than the frame limit) is
+/// answered as the error saying so.
+fn encode(reply: &Reply, node_id: &str) -> Vec<u8> {
+    codec::encode_frame(reply).unwrap_or_else(|reason| {
+        let failed: Reply = Err(ActorError::Failed {
+            actor: format!("{node_id}/gateway"),
+            reason: format!("cannot encode the answer: {reason}"),
+        });
+        codec::encode_frame(&failed).expect("an error with a short reason frames")
+    })
 }
 
 /// One remote node as the transport sees it.
@@ -208,9 +218,9 @@ impl Transport for ClusterTransport {
                         capacity,
                     })?;
             let gateway = gateway_of(&node).ok_or_else(unreachable)?;
-            let bytes = serde_json::to_vec(&call).map_err(|error| ActorError::Failed {
+            let bytes = codec::encode_frame(&call).map_err(|reason| ActorError::Failed {
                 actor: format!("node {node}"),
-                reason: error.to_string(),
+                reason: format!("cannot encode the call: {reason}"),
             })?;
             let attempt = async {
                 match gateway
@@ -228,9 +238,9 @@ impl Transport for ClusterTransport {
                 }
             };
             let answer = peer.breaker.call(attempt).await??;
-            serde_json::from_slice::<Reply>(&answer).map_err(|error| ActorError::Failed {
+            codec::decode_frame::<Reply>(&answer).map_err(|reason| ActorError::Failed {
                 actor: format!("node {node}"),
-                reason: format!("undecodable answer: {error}"),
+                reason: format!("undecodable answer: {reason}"),
             })
         })
     }

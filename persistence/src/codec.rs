@@ -38,6 +38,51 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     Ok(value)
 }
 
+/// The most bytes a frame may hold: a message between nodes (a remote call, its body, its
+/// answer). Decoding a frame also claims at most this many bytes of memory for its
+/// containers, so a garbage length prefix is an error, never a huge allocation.
+pub const FRAME_LIMIT: usize = 16 * 1024 * 1024;
+
+fn frame_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<FRAME_LIMIT>,
+> {
+    config().with_limit::<FRAME_LIMIT>()
+}
+
+/// Encodes a frame as [`encode`] does; a frame larger than [`FRAME_LIMIT`] is an error.
+pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    let bytes = encode(value)?;
+    if bytes.len() > FRAME_LIMIT {
+        return Err(format!(
+            "a frame of {} bytes exceeds the limit of {FRAME_LIMIT}",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Decodes a frame produced by [`encode_frame`] (or [`encode`]), within [`FRAME_LIMIT`];
+/// trailing bytes are an error. Bad bytes are an error, never a panic.
+pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.len() > FRAME_LIMIT {
+        return Err(format!(
+            "a frame of {} bytes exceeds the limit of {FRAME_LIMIT}",
+            bytes.len()
+        ));
+    }
+    let (value, read) = bincode::serde::decode_from_slice(bytes, frame_config())
+        .map_err(|error| error.to_string())?;
+    if read != bytes.len() {
+        return Err(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - read
+        ));
+    }
+    Ok(value)
+}
+
 /// Turns the bytes of an older schema version into the current type.
 pub type Upcaster<T> = Box<dyn Fn(&[u8]) -> Result<T, String> + Send + Sync>;
 
@@ -141,5 +186,46 @@ impl<T: Serialize + DeserializeOwned> EventCodec<T> {
             version: stored.schema_version,
             reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_round_trips_like_any_value() {
+        let value = ("call".to_owned(), vec![1_u8, 2, 3], 7_u64);
+        let frame = encode_frame(&value).unwrap();
+        assert_eq!(frame, encode(&value).unwrap(), "the same bytes as encode");
+        assert_eq!(
+            decode_frame::<(String, Vec<u8>, u64)>(&frame).unwrap(),
+            value
+        );
+    }
+
+    #[test]
+    fn a_garbage_frame_is_an_error_not_an_allocation() {
+        // A varint length prefix of u64::MAX, then nothing: a String or Vec<u8> decoded
+        // without the limit would first allocate that much.
+        let mut huge = vec![253_u8];
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_frame::<String>(&huge).is_err());
+        assert!(decode_frame::<Vec<u8>>(&huge).is_err());
+        // Just past the limit, with the bytes there.
+        let mut over = vec![252_u8];
+        over.extend_from_slice(&u32::try_from(FRAME_LIMIT + 1).unwrap().to_le_bytes());
+        assert!(decode_frame::<Vec<u8>>(&over).is_err());
+        for garbage in [&[][..], &[255; 64][..], &[0, 1, 2, 3][..]] {
+            let _ = decode_frame::<(String, Vec<u8>, u64)>(garbage);
+        }
+        assert!(decode_frame::<u8>(&[1, 2]).is_err(), "trailing bytes");
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_refused() {
+        let big = vec![0_u8; FRAME_LIMIT];
+        assert!(encode_frame(&big).is_err());
+        assert!(decode_frame::<Vec<u8>>(&encode(&big).unwrap()).is_err());
     }
 }

@@ -146,7 +146,7 @@ impl Exchange {
         } else if call.target == sagas {
             self.host.region().serve(call).await
         } else if call.target == self.config.path && call.operation == OP_PLACE_ORDER {
-            let placement: PlaceOrder = remote::decode(&call.target, call.body)?;
+            let placement: PlaceOrder = remote::decode(&call.target, &call.body)?;
             let remoting = self.remoting.as_ref().ok_or_else(|| Error::Stopped {
                 actor: call.target.clone(),
             })?;
@@ -197,3 +197,6 @@ impl Exchange {
             .await
     }
 }
+
+#[cfg(test)]
+mod wire_tests;

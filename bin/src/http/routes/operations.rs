@@ -273,9 +273,10 @@ pub async fn actors(
             nodes.push(node_tree(&state, depth));
             continue;
         }
+        // The tree travels as JSON text (see `serve_node_calls`).
         let answer = cluster
             .remoting()
-            .call::<api::ActorNode>(
+            .call::<String>(
                 &node,
                 NODE_SERVICE,
                 OP_ACTORS,
@@ -283,8 +284,12 @@ pub async fn actors(
                 &depth,
                 REMOTE_TREE_DEADLINE,
             )
-            .await;
-        nodes.push(answer.unwrap_or_else(|error| unreachable_node(&node, &error.to_string())));
+            .await
+            .map_err(|error| error.to_string())
+            .and_then(|tree| {
+                serde_json::from_str::<api::ActorNode>(&tree).map_err(|error| error.to_string())
+            });
+        nodes.push(answer.unwrap_or_else(|reason| unreachable_node(&node, &reason)));
     }
     Ok(HttpResponse::Ok().json(cluster_root(nodes, depth)))
 }
