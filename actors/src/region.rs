@@ -387,16 +387,7 @@ impl<A: Persistent> ShardRegion<A> {
         deadline: Duration,
         answer: oneshot::Receiver<Result<T, Error>>,
     ) -> Result<T, Error> {
-        match tokio::time::timeout(deadline, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::Stopped {
-                actor: self.entity_path(entity_id),
-            }),
-            Err(_) => Err(Error::Timeout {
-                actor: self.entity_path(entity_id),
-                after: deadline,
-            }),
-        }
+        answer_within(self.entity_path(entity_id), deadline, answer).await
     }
 
     /// Runs `look` on the entity's state in memory (activating it if needed) and answers what
@@ -440,17 +431,7 @@ impl<A: Persistent> ShardRegion<A> {
             Some(ReplyTo::Reply(reply)),
             Activation::Recover,
         )?;
-        let actor = self.entity_path(entity_id);
-        Ok(async move {
-            match tokio::time::timeout(deadline, answer).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(Error::Stopped { actor }),
-                Err(_) => Err(Error::Timeout {
-                    actor,
-                    after: deadline,
-                }),
-            }
-        })
+        Ok(answer_within(self.entity_path(entity_id), deadline, answer))
     }
 
     /// Sends a command without waiting for its outcome. `Overloaded` at once if the shard's
@@ -649,5 +630,22 @@ impl<A: Persistent> ShardRegion<A> {
             .take();
         drop(registration);
         Ok(())
+    }
+}
+
+/// The answer an entity (at path `actor`) sends on `answer`, waited for up to `deadline`:
+/// `Stopped` if it went away without answering, `Timeout` if it did not answer in time.
+async fn answer_within<T>(
+    actor: String,
+    deadline: Duration,
+    answer: oneshot::Receiver<Result<T, Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(deadline, answer).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(Error::Stopped { actor }),
+        Err(_) => Err(Error::Timeout {
+            actor,
+            after: deadline,
+        }),
     }
 }
