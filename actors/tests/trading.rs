@@ -452,3 +452,75 @@ async fn a_hold_without_a_saga_is_released_at_start() {
     assert_eq!(alice.open_orders.len(), 1);
     exchange.shutdown().await.unwrap();
 }
+
+/// A withdrawal retried with its command id after 1 000 fills on the same account gets its
+/// first answer and changes nothing: settlements do not push client command ids out of the
+/// account's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_retried_after_a_thousand_fills_repeats_its_first_answer() {
+    use tradefloor_domain::CommandId;
+
+    const FILLS: u64 = 1_000;
+    let (journal, _directory) = journal().await;
+    let exchange = std::sync::Arc::new(exchange(journal).await);
+    let withdrawal = CommandId::new("w-1").unwrap();
+    let first = exchange
+        .withdraw(
+            account("bob"),
+            asset("BTC"),
+            Amount(1),
+            Some(withdrawal),
+            None,
+        )
+        .await
+        .unwrap();
+    exchange
+        .deposit(account("bob"), asset("BTC"), Amount(FILLS), None, None)
+        .await
+        .unwrap();
+    let maker = exchange
+        .place_order(limit("bob", Side::Sell, 100, FILLS))
+        .await
+        .unwrap();
+    let mut takers = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let exchange = exchange.clone();
+        takers.spawn(async move {
+            for _ in (worker..FILLS).step_by(8) {
+                let taker = exchange
+                    .place_order(limit("alice", Side::Buy, 100, 1))
+                    .await
+                    .unwrap();
+                assert_eq!(taker.status, OrderStatus::Filled, "{taker:?}");
+            }
+        });
+    }
+    while let Some(done) = takers.join_next().await {
+        done.unwrap();
+    }
+    let maker = settled(&exchange, maker.order_id).await;
+    assert_eq!(maker.fills.len() as u64, FILLS);
+    let before = balance(&exchange, "bob", "BTC").await;
+    assert_eq!(
+        before,
+        (99, 0),
+        "bob sold all he deposited after the withdrawal"
+    );
+
+    let again = exchange
+        .withdraw(
+            account("bob"),
+            asset("BTC"),
+            Amount(1),
+            Some(withdrawal),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, first, "the first answer");
+    assert_eq!(
+        balance(&exchange, "bob", "BTC").await,
+        before,
+        "nothing changed"
+    );
+}

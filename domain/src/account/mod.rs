@@ -27,8 +27,11 @@ use crate::units::{Amount, Quantity, Timestamp};
 /// How many command ids an account remembers for idempotency, oldest forgotten first.
 ///
 /// Saga commands stay idempotent beyond this window through their holds (one hold per order,
-/// each trade settled once per hold); the window serves deposits and withdrawals retried by
-/// clients. Bounded so that a million accounts fit in memory.
+/// each trade settled once per hold), and settlements never enter it; the window serves the
+/// deposits, withdrawals and limits clients retry, and the holds and releases of orders (two
+/// per order). Bounded so that a million accounts fit in memory: a retry older than the last
+/// 256 such commands of its account is not recognised (a durable index by command id, loaded
+/// on demand, is what exact deduplication at any age needs; not built yet).
 pub const COMMAND_IDS_REMEMBERED_MAX: usize = 256;
 
 /// One asset's balance.
@@ -581,17 +584,25 @@ impl Aggregate for Account {
         for asset in touched.into_iter().flatten() {
             self.assert_balance(asset);
         }
-        self.remember(event.command(), touched);
+        // A settlement is recognised by its hold's settled trades (and, after the release,
+        // refused for want of a hold): it need not take a place in the id window, where a
+        // burst of fills would push out the deposits and withdrawals clients may retry.
+        if !matches!(event, AccountEvent::TradeSettled { .. }) {
+            self.remember(event.command(), touched);
+        }
     }
 
     fn reply(&self, command: &AccountCommand, events: &[AccountEvent]) -> AccountReply {
         let command_id = command.command_id();
         let touched: Vec<(Asset, Balance)> = match self.outcomes.get(&command_id) {
             Some(outcome) => outcome.balances.iter().flatten().copied().collect(),
-            // A repeat recognised by its hold or settled trade (past the id window): answer
-            // with the balances it touches as they are now.
+            // A settlement (never remembered), or a repeat recognised by its hold or settled
+            // trade past the id window: the balances it touches as they are now.
             None => {
-                debug_assert!(events.is_empty(), "applied commands are remembered");
+                debug_assert!(
+                    events.is_empty() || matches!(command, AccountCommand::SettleTrade { .. }),
+                    "applied commands other than settlements are remembered"
+                );
                 self.assets_touched_by(command)
                     .into_iter()
                     .map(|asset| (asset, self.balance(asset)))

@@ -529,3 +529,35 @@ fn events_and_commands_have_unique_stable_names_and_round_trip() {
     }
     assert_eq!(AccountEvent::SCHEMA_VERSION, 1);
 }
+
+#[test]
+fn settlements_leave_the_id_window_to_the_commands_clients_retry() {
+    let quantity = 2 * COMMAND_IDS_REMEMBERED_MAX as u64;
+    let mut commands = vec![
+        deposit("d0", btc(), quantity),
+        withdraw("w1", btc(), 1),
+        hold(1, Side::Sell, None, quantity - 1),
+    ];
+    for trade in 0..quantity - 1 {
+        commands.push(settle(1, trade + 1, 10, 1));
+    }
+    let (account, _) = given(&commands);
+    assert_eq!(account.balance(btc()), balance(0, 0));
+    assert!(
+        account.remembers(id("w1")),
+        "the withdrawal is still remembered"
+    );
+    let retry = withdraw("w1", btc(), 1);
+    assert_eq!(
+        account.decide(&retry),
+        Ok(vec![]),
+        "its retry changes nothing"
+    );
+    assert_eq!(
+        account.reply(&retry, &[]).balances[&btc()],
+        balance(quantity - 1, 0),
+        "and repeats the first answer"
+    );
+    // A settlement retried while its hold lives is still a no-op.
+    assert_eq!(account.decide(&settle(1, 1, 10, 1)), Ok(vec![]));
+}
