@@ -151,6 +151,10 @@ pub struct HistoryQuery {
     pub valid_at: Option<i64>,
     /// Transaction time, microseconds since the epoch (default: now).
     pub known_at: Option<i64>,
+    /// Events per page, 1 to 1 000 (default 100).
+    pub limit: Option<u32>,
+    /// Skip this many events of the view (the `next_after` of the page before); default 0.
+    pub after: Option<u32>,
 }
 
 /// A signed balance in the past (a backdated correction can make it negative).
@@ -184,8 +188,10 @@ pub struct AccountHistory {
     pub known_at: i64,
     /// Balances by asset.
     pub balances: BTreeMap<String, HistoricalBalance>,
-    /// The events making up the view, in valid-time order.
+    /// One page of the events making up the view, in valid-time order.
     pub events: Vec<HistoryEvent>,
+    /// Where the next page starts (`after=`), when more events follow.
+    pub next_after: Option<u64>,
 }
 
 /// Buy or sell.

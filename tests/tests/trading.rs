@@ -266,6 +266,23 @@ async fn history_is_bitemporal(http: &Http) {
     }
     let latest = history(String::new()).await;
     assert_eq!(latest["events"].as_array().map(Vec::len), Some(2));
+    assert_eq!(latest["next_after"], Value::Null);
+    // Paged: one event a page, in the same order, the second page the last.
+    let first = history("?limit=1".to_owned()).await;
+    assert_eq!(first["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(first["events"][0], latest["events"][0]);
+    assert_eq!(first["next_after"], 1);
+    let second = history("?limit=1&after=1".to_owned()).await;
+    assert_eq!(second["events"][0], latest["events"][1]);
+    assert_eq!(second["next_after"], Value::Null);
+    assert_eq!(
+        second["balances"], latest["balances"],
+        "a page does not change the view"
+    );
+    for bad in ["?limit=0", "?limit=1001", "?after=-1"] {
+        let (status, body) = http.get(&format!("/v1/accounts/carol/history{bad}")).await;
+        assert_eq!(status, 400, "history{bad}: {body}");
+    }
     assert_eq!(
         account(http, "carol").await["balances"]["USD"]["total"],
         10_050

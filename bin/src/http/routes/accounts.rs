@@ -133,6 +133,18 @@ pub async fn history(
     let account_id = convert::account_id(&id)?;
     principal.require_account(account_id.as_str())?;
     let query = query.into_inner();
+    let limit =
+        super::markets::bounded(query.limit, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, "limit")?;
+    // `after` is declared an int32: beyond it is no page, but a malformed query.
+    let after = match query.after.unwrap_or(0) {
+        after if after > i32::MAX as u32 => {
+            return Err(ApiError::invalid_query(format!(
+                "after must be 0 to {}",
+                i32::MAX
+            )));
+        }
+        after => after as usize,
+    };
     let (valid_at, known_at, history) = state
         .call(move |exchange| async move {
             let now = exchange.now();
@@ -166,10 +178,24 @@ pub async fn history(
         events: history
             .events
             .iter()
+            .skip(after)
+            .take(limit as usize)
             .map(|(recorded_at, event)| api::HistoryEvent {
                 recorded_at: recorded_at.micros(),
                 event: serde_json::to_value(event).unwrap_or(serde_json::Value::Null),
             })
             .collect(),
+        next_after: next_page(history.events.len(), after, limit as usize),
     }))
+}
+
+/// Events per history page when the query names no `limit`.
+const HISTORY_PAGE_DEFAULT: u32 = 100;
+/// The most events one history page carries.
+const HISTORY_PAGE_MAX: u32 = 1_000;
+
+/// Where the page after `[after, after + limit)` of `total` events starts, if any.
+fn next_page(total: usize, after: usize, limit: usize) -> Option<u64> {
+    let end = after.saturating_add(limit);
+    (end < total).then(|| end as u64)
 }
