@@ -197,5 +197,5 @@ const HISTORY_PAGE_MAX: u32 = 1_000;
 /// Where the page after `[after, after + limit)` of `total` events starts, if any.
 fn next_page(total: usize, after: usize, limit: usize) -> Option<u64> {
     let end = after.saturating_add(limit);
-    (end < total).then(|| end as u64)
+    (end < total).then_some(end as u64)
 }
