@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tradefloor_actors::entity::stream_of;
+use tradefloor_actors::hosting::entity::stream_of;
 use tradefloor_actors::{EntityConfig, Error, ShardRegion, shard_of};
 use tradefloor_domain::account::Account;
 use tradefloor_domain::book::{BookCommand, BookEvent, OrderBook};

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tradefloor_actors::saga_host::{BoxFuture, system_clock};
+use tradefloor_actors::hosting::saga_host::{BoxFuture, system_clock};
 use tradefloor_actors::trading::dispatch::{account_answer, book_refusal};
 use tradefloor_actors::{Dispatcher, EntityConfig, SagaHost, SagaHostConfig, ShardRegion};
 use tradefloor_domain::account::{Account, AccountCommand, AccountEvent};

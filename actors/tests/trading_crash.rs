@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tradefloor_actors::EntityConfig;
 use tradefloor_actors::Persistent;
-use tradefloor_actors::projection::ProjectionConfig;
+use tradefloor_actors::hosting::projection::ProjectionConfig;
 use tradefloor_actors::trading::feed::FeedConfig;
 use tradefloor_actors::trading::projections;
 use tradefloor_actors::trading::state::load_state;

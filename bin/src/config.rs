@@ -95,7 +95,8 @@ impl Default for ClusterSettings {
             moves_max: cluster.moves_max,
             calls_in_flight_max: remote.calls_in_flight_max,
             serving_max: remote.serving_max,
-            handoff_waiting_max: tradefloor_actors::remote::RemotingConfig::default().waiting_max,
+            handoff_waiting_max: tradefloor_actors::routing::remote::RemotingConfig::default()
+                .waiting_max,
             leave_timeout_ms: 20_000,
         }
     }
@@ -125,10 +126,10 @@ impl ClusterSettings {
     }
 
     /// Routing's limits.
-    pub fn remoting_config(&self) -> tradefloor_actors::remote::RemotingConfig {
-        tradefloor_actors::remote::RemotingConfig {
+    pub fn remoting_config(&self) -> tradefloor_actors::routing::remote::RemotingConfig {
+        tradefloor_actors::routing::remote::RemotingConfig {
             waiting_max: self.handoff_waiting_max,
-            ..tradefloor_actors::remote::RemotingConfig::default()
+            ..tradefloor_actors::routing::remote::RemotingConfig::default()
         }
     }
 }

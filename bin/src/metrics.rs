@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tradefloor_actors::Registry;
-use tradefloor_actors::registry::ActorTree;
+use tradefloor_actors::runtime::registry::ActorTree;
 use tradefloor_actors::trading::Exchange;
 use tradefloor_cluster::Status;
 use tradefloor_cluster::runtime::ClusterNode;

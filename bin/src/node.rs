@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::web;
 use tokio::signal::unix::{SignalKind, signal};
 use tradefloor_actors::Registry;
-use tradefloor_actors::remote::{self, Call, Remoting};
+use tradefloor_actors::routing::remote::{self, Call, Remoting};
 use tradefloor_actors::trading::Exchange;
 use tradefloor_cluster::Node;
 use tradefloor_cluster::remote::{ClusterTransport, Endpoint};

@@ -23,8 +23,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, RactorClusterMessage};
 use tokio::sync::Semaphore;
-use tradefloor_actors::remote::{Call, Remoting, Reply, Transport};
-use tradefloor_actors::saga_host::BoxFuture;
+use tradefloor_actors::hosting::saga_host::BoxFuture;
+use tradefloor_actors::routing::remote::{Call, Remoting, Reply, Transport};
 use tradefloor_actors::{BreakerConfig, BreakerSnapshot, CircuitBreaker, Error as ActorError};
 use tradefloor_persistence::codec;
 

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use tradefloor_actors::remote::{Location, Remoting};
+use tradefloor_actors::routing::remote::{Location, Remoting};
 use tradefloor_actors::trading::{Exchange, SERVICES};
 use tradefloor_persistence::{Fence, Journal};
 

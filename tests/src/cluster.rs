@@ -28,7 +28,7 @@ pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(300);
 pub const SETTLED_WINDOW: Duration = Duration::from_secs(2);
 
 /// The shard of an entity id: FNV-1a 64 of its bytes mod [`SHARD_COUNT`] (as
-/// `tradefloor_actors::region::shard_of`).
+/// `tradefloor_actors::hosting::region::shard_of`).
 pub fn shard_of(entity_id: &str) -> u32 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in entity_id.as_bytes() {

@@ -18,10 +18,10 @@ use tradefloor_persistence::{Fence, Journal};
 
 use super::{Exchange, NewOrder};
 use crate::error::Error;
-use crate::region::shard_of;
-use crate::registry::Registry;
-use crate::remote::{self, Call, Forward, Forwarding, Remoting};
-use crate::saga_host::SagaHost;
+use crate::hosting::region::shard_of;
+use crate::hosting::saga_host::SagaHost;
+use crate::routing::remote::{self, Call, Forward, Forwarding, Remoting};
+use crate::runtime::registry::Registry;
 
 use super::TradingConfig;
 

@@ -6,9 +6,9 @@ use tradefloor_domain::saga::SagaConfig;
 
 use super::feed::FeedConfig;
 use super::risk::RiskConfig;
-use crate::config::EntityConfig;
-use crate::projection::ProjectionConfig;
-use crate::saga_host::SagaHostConfig;
+use crate::hosting::config::EntityConfig;
+use crate::hosting::projection::ProjectionConfig;
+use crate::hosting::saga_host::SagaHostConfig;
 
 /// How an [`Exchange`](super::Exchange) runs.
 #[derive(Clone, Debug, PartialEq, Eq)]

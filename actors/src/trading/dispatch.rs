@@ -22,8 +22,8 @@ use tradefloor_domain::saga::{OrderSaga, SagaCommand, SagaInput};
 use tradefloor_domain::{AccountId, Symbol, Timestamp};
 
 use crate::error::Error;
-use crate::region::ShardRegion;
-use crate::saga_host::{BoxFuture, Clock, Dispatcher};
+use crate::hosting::region::ShardRegion;
+use crate::hosting::saga_host::{BoxFuture, Clock, Dispatcher};
 
 /// Carries out order-saga commands on this node's regions.
 #[derive(Clone)]

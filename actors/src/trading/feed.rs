@@ -32,11 +32,11 @@ use tradefloor_domain::book::{BookEvent, OrderBook};
 use tradefloor_domain::saga::{OrderSaga, SagaInput};
 use tradefloor_persistence::{Filter, Journal, OffsetStore, StoredEvent};
 
-use crate::entity::Persistent;
 use crate::error::Error;
-use crate::log_tail::{LogTail, TailWaker};
-use crate::saga_host::SagaHost;
-use crate::supervisor::{ChildContext, ChildSpec, Progress};
+use crate::hosting::entity::Persistent;
+use crate::hosting::log_tail::{LogTail, TailWaker};
+use crate::hosting::saga_host::SagaHost;
+use crate::runtime::supervisor::{ChildContext, ChildSpec, Progress};
 
 /// The feed's name as a service (and its child's name under its supervisor).
 pub const SERVICE_NAME: &str = "book-feed";
@@ -67,7 +67,7 @@ impl Default for FeedConfig {
         Self {
             batch_events_max: 512,
             poll_interval: Duration::from_millis(50),
-            batch_interval_min: crate::log_tail::BATCH_INTERVAL_MIN_DEFAULT,
+            batch_interval_min: crate::hosting::log_tail::BATCH_INTERVAL_MIN_DEFAULT,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! [`dispatch`] module carries the saga's commands out and hands the book's events to every
 //! saga they concern; the durable [`feed`] delivers them again from the journal (at least
 //! once, across crashes); [`projections`] keep SQL read models. [`Exchange::place_order`]
-//! waits on a [watch](crate::saga_host::SagaHost::watch), woken by the saga's first reply
+//! waits on a [watch](crate::hosting::saga_host::SagaHost::watch), woken by the saga's first reply
 //! that leaves `pending`.
 //!
 //! Reads that must reflect every acknowledged write (account, order, book depth) look at the
@@ -49,18 +49,20 @@ pub use config::TradingConfig;
 pub use projections::candles::{Candle, CandleInterval};
 pub use risk::{RiskConfig, RiskFlag};
 
-use crate::consumer_group::{
+use crate::error::Error;
+use crate::hosting::consumer_group::{
     ConsumerGroup, ConsumerMember, ConsumerMemberArgs, ConsumerMessage, GroupStats, MemberStats,
 };
-use crate::entity::{Persistent, stream_of};
-use crate::error::Error;
-use crate::projection::{PROJECTION_PARTITION, Projection, ProjectionActor};
-use crate::region::ShardRegion;
-use crate::registry::Registry;
-use crate::remote::{Forwarding, Remoting};
-use crate::saga_host::{Clock, SagaHost, system_clock};
-use crate::shard::ShardStats;
-use crate::supervisor::{SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage};
+use crate::hosting::entity::{Persistent, stream_of};
+use crate::hosting::projection::{PROJECTION_PARTITION, Projection, ProjectionActor};
+use crate::hosting::region::ShardRegion;
+use crate::hosting::saga_host::{Clock, SagaHost, system_clock};
+use crate::hosting::shard::ShardStats;
+use crate::routing::remote::{Forwarding, Remoting};
+use crate::runtime::registry::Registry;
+use crate::runtime::supervisor::{
+    SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage,
+};
 use dispatch::TradingDispatcher;
 use feed::BookFeed;
 use projections::sql;
@@ -154,7 +156,7 @@ struct RegionStart {
     registry: Registry,
     path: String,
     journal: Journal,
-    config: crate::config::EntityConfig,
+    config: crate::hosting::config::EntityConfig,
     remoting: Option<Arc<Remoting>>,
 }
 
@@ -314,7 +316,7 @@ impl Exchange {
     }
 
     /// The child spec of service `name` (one of [`SERVICES`]).
-    fn service_spec(&self, name: &str) -> Option<crate::supervisor::ChildSpec> {
+    fn service_spec(&self, name: &str) -> Option<crate::runtime::supervisor::ChildSpec> {
         let journal = &self.journal;
         let config = &self.config;
         let spec = match name {
@@ -542,7 +544,8 @@ impl Exchange {
             };
             from = last.global_offset;
             for event in &page {
-                let partition = crate::consumer_group::partition_of(&event.stream, partition_count);
+                let partition =
+                    crate::hosting::consumer_group::partition_of(&event.stream, partition_count);
                 if event.global_offset > committed[partition as usize] {
                     return Ok(false);
                 }
@@ -551,7 +554,7 @@ impl Exchange {
     }
 
     /// Placements waiting for their saga's answer right now (bounded by
-    /// [`SagaHostConfig::watches_max`](crate::saga_host::SagaHostConfig::watches_max)).
+    /// [`SagaHostConfig::watches_max`](crate::hosting::saga_host::SagaHostConfig::watches_max)).
     pub fn placements_waiting(&self) -> usize {
         self.host.watches()
     }
@@ -998,7 +1001,7 @@ fn projection_spec<P: Projection + Default>(
     journal: &Journal,
     config: &TradingConfig,
     projection: P,
-) -> crate::supervisor::ChildSpec {
+) -> crate::runtime::supervisor::ChildSpec {
     let name = projection.name().to_owned();
     ProjectionActor::spec(
         name,

@@ -266,7 +266,7 @@ impl Exchange {
     async fn wait_placed(
         &self,
         saga_id: &str,
-        placed: crate::saga_host::Watch<OrderSaga>,
+        placed: crate::hosting::saga_host::Watch<OrderSaga>,
     ) -> Result<OrderView, Error> {
         match placed.wait(self.config.placement_wait).await {
             Some(reply) => Ok(reply.view),

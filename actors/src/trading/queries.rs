@@ -14,9 +14,9 @@ use tradefloor_domain::{AccountId, OrderId, Symbol};
 
 use super::state::load_state;
 use super::{AccountView, Exchange, balance_view};
-use crate::entity::Persistent;
 use crate::error::Error;
-use crate::region::ShardRegion;
+use crate::hosting::entity::Persistent;
+use crate::hosting::region::ShardRegion;
 
 impl Exchange {
     /// The order as its saga knows it: status, filled quantity, fills.

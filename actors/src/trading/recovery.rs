@@ -15,9 +15,9 @@ use tradefloor_domain::saga::OrderSaga;
 use tradefloor_domain::{AccountId, Aggregate, CommandId, OrderId};
 use tradefloor_persistence::{Filter, Journal, StoredEvent};
 
-use crate::entity::{Persistent, stream_of};
 use crate::error::Error;
-use crate::region::ShardRegion;
+use crate::hosting::entity::{Persistent, stream_of};
+use crate::hosting::region::ShardRegion;
 
 /// The event names the sweep decodes (the others it skips unread).
 const HOLD_EVENTS: [&str; 2] = ["account.hold_placed", "account.hold_released"];

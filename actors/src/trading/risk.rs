@@ -23,8 +23,8 @@ use tradefloor_persistence::{Database, Filter, Journal, StoredEvent};
 
 use super::projections::sql::{self, SqlValue};
 use super::projections::{ReadModelError, from_sql, to_sql};
-use crate::consumer_group::{ConsumerConfig, ConsumerHandler};
-use crate::entity::Persistent;
+use crate::hosting::consumer_group::{ConsumerConfig, ConsumerHandler};
+use crate::hosting::entity::Persistent;
 
 /// The group's name (its key in the offset store).
 pub const GROUP_NAME: &str = "trading.risk";
@@ -74,7 +74,7 @@ impl Default for RiskConfig {
             position_limits: BTreeMap::new(),
             batch_events_max: 256,
             poll_interval: Duration::from_millis(100),
-            batch_interval_min: crate::log_tail::BATCH_INTERVAL_MIN_DEFAULT,
+            batch_interval_min: crate::hosting::log_tail::BATCH_INTERVAL_MIN_DEFAULT,
         }
     }
 }

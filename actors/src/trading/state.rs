@@ -9,8 +9,8 @@
 
 use tradefloor_persistence::{Journal, SnapshotStore, codec};
 
-use crate::entity::{Persistent, stream_of};
 use crate::error::Error;
+use crate::hosting::entity::{Persistent, stream_of};
 
 /// The state of entity `entity_id` of kind `A` and the last sequence it includes (0: the
 /// entity has no events: it never existed).

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use tradefloor_actors::EntityConfig;
-use tradefloor_actors::projection::ProjectionConfig;
+use tradefloor_actors::hosting::projection::ProjectionConfig;
 use tradefloor_actors::trading::TradingConfig;
 use tradefloor_actors::trading::feed::FeedConfig;
 use tradefloor_domain::account::{AccountCommand, AccountReply};

@@ -2,7 +2,7 @@
 //! through the domain's constructors, so a bad id gets `invalid_id` and nothing else decides
 //! what is valid.
 
-use tradefloor_actors::registry::{ActorStatus, ActorTree};
+use tradefloor_actors::runtime::registry::{ActorStatus, ActorTree};
 use tradefloor_actors::trading::{BalanceView, Candle, NewOrder};
 use tradefloor_actors::{BreakerState, trading};
 use tradefloor_domain::book::{BookDepth, EndReason, Trade};

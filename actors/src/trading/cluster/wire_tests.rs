@@ -21,7 +21,7 @@ use tradefloor_persistence::codec;
 
 use super::{NewOrder, PlaceOrder};
 use crate::error::Error;
-use crate::remote::{self, Call};
+use crate::routing::remote::{self, Call};
 
 /// `value` as a call's body, through the [`Call`] frame, and as an answer, through the
 /// [`remote::Reply`] frame.

@@ -4,7 +4,7 @@ use tradefloor_persistence::{Filter, StoredEvent, Transaction};
 
 use super::sql::{self, SqlValue};
 use super::{ReadModelError, begin_batch, to_sql};
-use crate::projection::Projection;
+use crate::hosting::projection::Projection;
 
 /// The projection's name (its offset-store key).
 pub const NAME: &str = "trading.audit";

@@ -17,7 +17,7 @@ use tradefloor_persistence::{Filter, StoredEvent, Transaction};
 use super::sql::{self, SqlValue};
 use super::trades::{TRADE_TAG, decode_trade, symbol_of};
 use super::{ReadModelError, begin_batch, from_sql, to_sql};
-use crate::projection::Projection;
+use crate::hosting::projection::Projection;
 
 /// The projection's name (its offset-store key).
 pub const NAME: &str = "trading.candles";

@@ -1,5 +1,5 @@
 //! The trading read models: SQL tables in the journal's database, each fed by a
-//! [`Projection`](crate::projection::Projection) that commits its offset in the same
+//! [`Projection`](crate::hosting::projection::Projection) that commits its offset in the same
 //! transaction as its writes (exactly once), each creating its own tables.
 //!
 //! - [`balances`]: balances `{total, held}` per account and asset, and positions (base bought
@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use tradefloor_persistence::{Database, Journal, Transaction};
 
 use crate::error::Error;
-use crate::projection::{ProjectionConfig, rebuild};
+use crate::hosting::projection::{ProjectionConfig, rebuild};
 use sql::SqlValue;
 
 /// Why a read model failed a batch. The batch is discarded; the projection's supervisor

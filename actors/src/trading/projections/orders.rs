@@ -19,8 +19,8 @@ use tradefloor_persistence::{Filter, Journal, StoredEvent, Transaction};
 
 use super::sql::{self, SqlValue};
 use super::{ReadModelError, begin_batch, to_sql};
-use crate::entity::Persistent;
-use crate::projection::Projection;
+use crate::hosting::entity::Persistent;
+use crate::hosting::projection::Projection;
 
 /// The projection's name (its offset-store key).
 pub const NAME: &str = "trading.orders";

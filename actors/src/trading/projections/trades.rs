@@ -6,8 +6,8 @@ use tradefloor_persistence::{Filter, StoredEvent, Transaction};
 
 use super::sql::{self, SqlValue};
 use super::{ReadModelError, begin_batch, from_sql, to_sql};
-use crate::entity::Persistent;
-use crate::projection::Projection;
+use crate::hosting::entity::Persistent;
+use crate::hosting::projection::Projection;
 
 /// The projection's name (its offset-store key).
 pub const NAME: &str = "trading.trades";

@@ -36,9 +36,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::backoff::{Backoff, Jitter};
 use crate::error::Error;
-use crate::registry::{ActorInfo, ActorStatus as RegistryStatus, Registration, Registry};
+use crate::runtime::backoff::{Backoff, Jitter};
+use crate::runtime::registry::{ActorInfo, ActorStatus as RegistryStatus, Registration, Registry};
 
 /// Which children restart when one fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,7 +427,7 @@ impl Supervisor {
 
     /// Ask `supervisor` for its stats, waiting at most [`Self::STATS_TIMEOUT`].
     pub async fn stats(supervisor: &ActorRef<SupervisorMessage>) -> Result<SupervisorStats, Error> {
-        crate::ask::ask(supervisor, SupervisorMessage::Stats, Self::STATS_TIMEOUT).await
+        crate::runtime::ask::ask(supervisor, SupervisorMessage::Stats, Self::STATS_TIMEOUT).await
     }
 }
 

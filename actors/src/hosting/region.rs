@@ -6,7 +6,7 @@
 //!
 //! In a cluster ([`ShardRegion::start_clustered`]) the region starts no shard by itself: the
 //! cluster starts and stops each under its owner's fence as ownership moves, and every `ask`
-//! goes where the entity's shard lives ([`crate::remote`]), forwarded to the owner node
+//! goes where the entity's shard lives ([`crate::routing::remote`]), forwarded to the owner node
 //! when it is elsewhere and waiting (bounded) while it moves.
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -17,15 +17,15 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tradefloor_persistence::{Fence, Journal};
 
-use crate::breaker::CircuitBreaker;
-use crate::config::EntityConfig;
-use crate::dead_letters::DeadLetter;
-use crate::entity::{Envelope, Inspection, Persistent, ReplyTo, Request};
 use crate::error::Error;
-use crate::mailbox::{Lane, MailboxConfig, MailboxSender, mailbox};
-use crate::registry::{ActorInfo, ActorStatus, Registration, Registry, is_valid_path};
-use crate::remote::{self, Call, Forward, Forwarding, Remoting};
-use crate::shard::{Activation, Shard, ShardArguments, ShardMessage, ShardStats};
+use crate::hosting::config::EntityConfig;
+use crate::hosting::entity::{Envelope, Inspection, Persistent, ReplyTo, Request};
+use crate::hosting::shard::{Activation, Shard, ShardArguments, ShardMessage, ShardStats};
+use crate::routing::remote::{self, Call, Forward, Forwarding, Remoting};
+use crate::runtime::breaker::CircuitBreaker;
+use crate::runtime::dead_letters::DeadLetter;
+use crate::runtime::mailbox::{Lane, MailboxConfig, MailboxSender, mailbox};
+use crate::runtime::registry::{ActorInfo, ActorStatus, Registration, Registry, is_valid_path};
 
 /// The shard of an entity: FNV-1a (64-bit) of its id, modulo the shard count. Stable across
 /// processes, versions and platforms, since every node must agree on it.
@@ -330,7 +330,7 @@ impl<A: Persistent> ShardRegion<A> {
         }
     }
 
-    /// Serves a call another node routed here (see [`crate::remote`]): asked here if the
+    /// Serves a call another node routed here (see [`crate::routing::remote`]): asked here if the
     /// entity's shard is here (waiting out a hand-off to this node), else `Fenced`, so the
     /// caller routes again.
     pub async fn serve(&self, call: Call) -> remote::Reply {

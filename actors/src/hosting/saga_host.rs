@@ -29,10 +29,10 @@ use tradefloor_domain::Timestamp;
 use tradefloor_domain::saga::{OrderSaga, SagaCommand, SagaInput, SagaReply};
 use tradefloor_persistence::{Filter, Journal};
 
-use crate::entity::Persistent;
 use crate::error::Error;
-use crate::region::{ShardRegion, shard_of};
-use crate::remote::{self, Call, Forward, Forwarding};
+use crate::hosting::entity::Persistent;
+use crate::hosting::region::{ShardRegion, shard_of};
+use crate::routing::remote::{self, Call, Forward, Forwarding};
 
 /// A boxed, sendable future: what a [`Dispatcher`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -388,7 +388,7 @@ impl<P: ProcessManager> SagaHost<P> {
         }
     }
 
-    /// Serves a saga input another node routed here (see [`crate::remote`]): delivered by
+    /// Serves a saga input another node routed here (see [`crate::routing::remote`]): delivered by
     /// this host if the saga's shard is here, else `Fenced`, so the caller routes again.
     pub async fn serve(&self, call: Call) -> remote::Reply {
         let path = self.inner.region.path();

@@ -44,7 +44,7 @@ use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::dead_letters::{DeadLetter, DeadLetters};
+use crate::runtime::dead_letters::{DeadLetter, DeadLetters};
 
 /// Default bound of the normal lane: deep enough to absorb a burst, shallow enough that a
 /// queued message is still worth processing when its turn comes.

@@ -25,7 +25,7 @@
 //!   one transaction, then replays from offset 0; it ends with the same tables as a
 //!   projection that ran since the beginning.
 //!
-//! [`Supervisor`]: crate::supervisor::Supervisor
+//! [`Supervisor`]: crate::runtime::supervisor::Supervisor
 
 use std::future::Future;
 use std::time::Duration;
@@ -37,8 +37,8 @@ use tradefloor_persistence::{
 };
 
 use crate::error::Error;
-use crate::log_tail::{BATCH_INTERVAL_MIN_DEFAULT, LogTail, TailWaker};
-use crate::supervisor::{ChildContext, ChildSpec, Progress};
+use crate::hosting::log_tail::{BATCH_INTERVAL_MIN_DEFAULT, LogTail, TailWaker};
+use crate::runtime::supervisor::{ChildContext, ChildSpec, Progress};
 
 /// The offset-store partition a projection commits under: a projection reads the whole
 /// (filtered) log as one partition.
@@ -376,7 +376,7 @@ impl<P: Projection> ProjectionActor<P> {
 
     /// Asks `actor` for its progress, waiting at most [`Self::STATS_TIMEOUT`].
     pub async fn stats(actor: &ActorRef<ProjectionMessage>) -> Result<ProjectionStats, Error> {
-        crate::ask::ask(actor, ProjectionMessage::Stats, Self::STATS_TIMEOUT).await
+        crate::runtime::ask::ask(actor, ProjectionMessage::Stats, Self::STATS_TIMEOUT).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! A shard: one ractor actor hosting many entities of one kind.
 //!
 //! The shard sorts deliveries into its entities' queues and runs each entity one command at
-//! a time (see [`crate::entity`]). Journal writes and recoveries run as tasks that report
+//! a time (see [`crate::hosting::entity`]). Journal writes and recoveries run as tasks that report
 //! back to the shard as messages, so a slow write blocks only its own entity.
 
 use std::collections::{HashMap, VecDeque};
@@ -17,16 +17,16 @@ use tradefloor_persistence::{
     codec,
 };
 
-use crate::breaker::CircuitBreaker;
-use crate::config::EntityConfig;
-use crate::dead_letters::{DeadLetter, DeadLetters};
-use crate::entity::{
+use crate::error::Error;
+use crate::hosting::config::EntityConfig;
+use crate::hosting::entity::{
     self, Cell, Decided, Envelope, Persistent, Persisting, Phase, Request,
     is_infrastructure_failure, stream_of,
 };
-use crate::error::Error;
-use crate::mailbox::MailboxReceiver;
-use crate::registry::{ActorStatus, Registration};
+use crate::runtime::breaker::CircuitBreaker;
+use crate::runtime::dead_letters::{DeadLetter, DeadLetters};
+use crate::runtime::mailbox::MailboxReceiver;
+use crate::runtime::registry::{ActorStatus, Registration};
 
 /// What a shard is asked or told.
 pub(crate) enum ShardMessage<A: Persistent> {

@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use serde::Serialize;
 
 use crate::Error;
-use crate::breaker::{BreakerSnapshot, CircuitBreaker};
-use crate::dead_letters::{DeadLetters, DeadLettersConfig};
-use crate::mailbox::{MailboxStats, MailboxStatsHandle};
+use crate::runtime::breaker::{BreakerSnapshot, CircuitBreaker};
+use crate::runtime::dead_letters::{DeadLetters, DeadLettersConfig};
+use crate::runtime::mailbox::{MailboxStats, MailboxStatsHandle};
 
 /// Where an actor is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -452,8 +452,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::breaker::{BreakerConfig, BreakerState};
-    use crate::mailbox::{Lane, MailboxConfig, mailbox};
+    use crate::runtime::breaker::{BreakerConfig, BreakerState};
+    use crate::runtime::mailbox::{Lane, MailboxConfig, mailbox};
     use std::time::Duration;
 
     fn register(registry: &Registry, path: &str, kind: &str) -> Registration {
@@ -718,7 +718,9 @@ mod tests {
         let clone = registry.clone();
         clone
             .dead_letters()
-            .record(crate::dead_letters::DeadLetter::of::<u32>("/a", "stopped"));
+            .record(crate::runtime::dead_letters::DeadLetter::of::<u32>(
+                "/a", "stopped",
+            ));
         assert_eq!(registry.dead_letters().count(), 1);
         assert_eq!(registry.dead_letters().recent_max(), 1);
     }

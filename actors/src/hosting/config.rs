@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::breaker::BreakerConfig;
+use crate::runtime::breaker::BreakerConfig;
 
 /// How shard regions host entities.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct EntityConfig {
     /// hand-off does not start a task and a database read for every entity at once.
     pub recoveries_concurrent_max: usize,
     /// Most commands an entity decides into one journal append when several wait in its
-    /// queue (see [`crate::entity`]): a busy entity such as an order book then costs one
+    /// queue (see [`crate::hosting::entity`]): a busy entity such as an order book then costs one
     /// commit per batch rather than per command. The journal's `append_events_max` also
     /// bounds a batch. 1 writes every command on its own.
     pub batch_commands_max: usize,

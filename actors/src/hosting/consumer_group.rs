@@ -41,9 +41,9 @@ use tokio::task::JoinHandle;
 use tradefloor_persistence::{Error as StorageError, Filter, Journal, OffsetStore, StoredEvent};
 
 use crate::error::Error;
-use crate::log_tail::{LogTail, TailWaker};
-use crate::region::shard_of;
-use crate::supervisor::{ChildContext, ChildSpec, Progress};
+use crate::hosting::log_tail::{LogTail, TailWaker};
+use crate::hosting::region::shard_of;
+use crate::runtime::supervisor::{ChildContext, ChildSpec, Progress};
 
 /// The partition of an event of `stream`: FNV-1a (64-bit) of the stream's bytes, modulo
 /// `partition_count`. Stable across processes, versions and platforms.
@@ -377,7 +377,7 @@ impl Default for ConsumerConfig {
             filter: Filter::All,
             batch_events_max: 256,
             poll_interval: Duration::from_millis(100),
-            batch_interval_min: crate::log_tail::BATCH_INTERVAL_MIN_DEFAULT,
+            batch_interval_min: crate::hosting::log_tail::BATCH_INTERVAL_MIN_DEFAULT,
         }
     }
 }
@@ -736,7 +736,7 @@ impl<H: ConsumerHandler> ConsumerMember<H> {
 
     /// Asks `actor` for its view, waiting at most [`Self::STATS_TIMEOUT`].
     pub async fn stats(actor: &ActorRef<ConsumerMessage>) -> Result<MemberStats, Error> {
-        crate::ask::ask(actor, ConsumerMessage::Stats, Self::STATS_TIMEOUT).await
+        crate::runtime::ask::ask(actor, ConsumerMessage::Stats, Self::STATS_TIMEOUT).await
     }
 }
 

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tradefloor_persistence::codec;
 
 use crate::error::Error;
-use crate::saga_host::BoxFuture;
+use crate::hosting::saga_host::BoxFuture;
 
 /// Where a shard lives, as this node knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub trait Transport: Send + Sync + 'static {
     fn call(&self, node: &str, call: Call, deadline: Duration) -> BoxFuture<Result<Reply, Error>>;
 
     /// The breaker in front of each node called so far, by node id (for metrics).
-    fn breakers(&self) -> Vec<(String, crate::breaker::BreakerSnapshot)>;
+    fn breakers(&self) -> Vec<(String, crate::runtime::breaker::BreakerSnapshot)>;
 }
 
 /// A call to another node: which region or service, which operation, on which entity.
@@ -198,7 +198,7 @@ impl Remoting {
     }
 
     /// The breaker in front of each other node, by node id.
-    pub fn breakers(&self) -> Vec<(String, crate::breaker::BreakerSnapshot)> {
+    pub fn breakers(&self) -> Vec<(String, crate::runtime::breaker::BreakerSnapshot)> {
         self.transport.breakers()
     }
 
@@ -419,7 +419,7 @@ mod tests {
             Box::pin(async move { Ok(encode("echo", &node)) })
         }
 
-        fn breakers(&self) -> Vec<(String, crate::breaker::BreakerSnapshot)> {
+        fn breakers(&self) -> Vec<(String, crate::runtime::breaker::BreakerSnapshot)> {
             Vec::new()
         }
     }

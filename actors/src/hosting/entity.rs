@@ -41,8 +41,8 @@ use tradefloor_persistence::{
     Error as JournalError, EventCodec, Journal, NewEvent, SnapshotStore, codec,
 };
 
-use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::error::Error;
+use crate::runtime::dead_letters::{DeadLetter, DeadLetters};
 
 /// An aggregate the runtime can host as a persistent entity.
 pub trait Persistent:

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::supervisor::{
+use crate::runtime::supervisor::{
     ChildSpec, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage, SupervisorStats,
 };
 
