@@ -326,9 +326,6 @@ pub struct JournalLimits {
     pub pool_connections_max: u32,
     /// SQLite: fsync every commit (survives power loss) rather than only a process crash.
     pub sqlite_synchronous_full: bool,
-    /// SQLite: how long read models, offsets and snapshots let waiting journal batches write
-    /// first before they queue in order, in milliseconds.
-    pub sqlite_background_defer_max_ms: u64,
     /// Committed batches the log bus keeps for its slowest subscriber (a read model further
     /// behind catches up from the database).
     pub bus_batches_max: usize,
@@ -342,10 +339,6 @@ impl Default for JournalLimits {
             queue_appends_max: defaults.queue_appends_max,
             pool_connections_max: defaults.pool_connections_max,
             sqlite_synchronous_full: defaults.sqlite_synchronous_full,
-            sqlite_background_defer_max_ms: u64::try_from(
-                defaults.sqlite_background_defer_max.as_millis(),
-            )
-            .unwrap_or(u64::MAX),
             bus_batches_max: defaults.bus_batches_max,
         }
     }
@@ -362,7 +355,6 @@ impl JournalLimits {
             queue_appends_max: self.queue_appends_max,
             pool_connections_max: self.pool_connections_max,
             sqlite_synchronous_full: self.sqlite_synchronous_full,
-            sqlite_background_defer_max: Duration::from_millis(self.sqlite_background_defer_max_ms),
             bus_batches_max: self.bus_batches_max,
             ..JournalConfig::default()
         }

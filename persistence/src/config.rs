@@ -25,10 +25,6 @@ pub struct JournalConfig {
     /// SQLite `synchronous=FULL` (fsync every commit: survives power loss) rather than
     /// `NORMAL` (survives a process crash).
     pub sqlite_synchronous_full: bool,
-    /// On SQLite, how long a background writer (read models, offsets, snapshots) lets waiting
-    /// journal batches go first before it queues for the write lock in order: commands wait
-    /// on the journal, read models only trail it (see `Journal::write_turn`).
-    pub sqlite_background_defer_max: Duration,
     /// Committed batches the log bus (see [`crate::Journal::subscribe`]) keeps for its
     /// slowest subscriber. A subscriber further behind is told it lagged and reads the
     /// database to catch up; the writer never waits for it. Memory: up to this many batches
@@ -48,7 +44,6 @@ impl Default for JournalConfig {
             pool_connections_max: 8,
             sqlite_busy_timeout: Duration::from_secs(5),
             sqlite_synchronous_full: true,
-            sqlite_background_defer_max: Duration::from_millis(20),
             bus_batches_max: 512,
         }
     }

@@ -37,9 +37,9 @@ struct ReadModels {
 }
 
 /// The write gate of an SQLite database; none on PostgreSQL (no single write lock).
-fn write_gate_of(database: &Database, config: &JournalConfig) -> Option<WriteGate> {
+fn write_gate_of(database: &Database) -> Option<WriteGate> {
     match database {
-        Database::Sqlite(_) => Some(WriteGate::new(config.sqlite_background_defer_max)),
+        Database::Sqlite(_) => Some(WriteGate::default()),
         Database::Postgres(_) => None,
     }
 }
@@ -61,10 +61,35 @@ impl Journal {
     /// Opens the journal on `database`: runs the migrations and starts the group-commit
     /// writer (on the current tokio runtime).
     pub async fn open(database: Database, config: JournalConfig) -> Result<Self, Error> {
+        Self::open_in(database, None, config).await
+    }
+
+    /// [`Journal::open`], with the read models (their tables and offsets) in a database of
+    /// their own, e.g. a second SQLite file: SQLite lets one transaction write to a file at a
+    /// time, and read models that write beside the journal hold that lock for most of the time
+    /// the journal's writer needs it (measured: 70 % of its time spent waiting for a turn).
+    pub async fn open_with_read_models(
+        database: Database,
+        read_models: Database,
+        config: JournalConfig,
+    ) -> Result<Self, Error> {
+        read_models.migrate().await?;
+        let read_models = ReadModels {
+            write_gate: write_gate_of(&read_models),
+            database: read_models,
+        };
+        Self::open_in(database, Some(read_models), config).await
+    }
+
+    async fn open_in(
+        database: Database,
+        read_models: Option<ReadModels>,
+        config: JournalConfig,
+    ) -> Result<Self, Error> {
         config.validate()?;
         database.migrate().await?;
         let (sender, receiver) = mpsc::channel(config.queue_appends_max);
-        let write_gate = write_gate_of(&database, &config);
+        let write_gate = write_gate_of(&database);
         let (bus, _) = broadcast::channel(config.bus_batches_max);
         tokio::spawn(writer::run(
             database.clone(),
@@ -79,32 +104,8 @@ impl Journal {
                 config,
                 writer: sender,
                 write_gate,
-                read_models: None,
+                read_models,
                 bus,
-            }),
-        })
-    }
-
-    /// [`Journal::open`], with the read models (their tables and offsets) in a database of
-    /// their own, e.g. a second SQLite file: SQLite lets one transaction write to a file at a
-    /// time, and read models that write beside the journal hold that lock for most of the time
-    /// the journal's writer needs it (measured: 70 % of its time spent waiting for a turn).
-    pub async fn open_with_read_models(
-        database: Database,
-        read_models: Database,
-        config: JournalConfig,
-    ) -> Result<Self, Error> {
-        let journal = Self::open(database, config).await?;
-        read_models.migrate().await?;
-        let write_gate = write_gate_of(&read_models, &journal.inner.config);
-        let inner = Arc::into_inner(journal.inner).expect("a journal just opened has one handle");
-        Ok(Self {
-            inner: Arc::new(Inner {
-                read_models: Some(ReadModels {
-                    database: read_models,
-                    write_gate,
-                }),
-                ..inner
             }),
         })
     }
@@ -122,7 +123,7 @@ impl Journal {
     pub async fn read_model_turn(&self) -> Option<WriteTurn> {
         match &self.inner.read_models {
             Some(read_models) => match &read_models.write_gate {
-                Some(gate) => Some(gate.background_turn().await),
+                Some(gate) => Some(gate.turn("background").await),
                 None => None,
             },
             None => self.write_turn().await,
@@ -152,14 +153,12 @@ impl Journal {
     /// the lock is released a moment later. The journal's group-commit writer takes a turn
     /// for every batch; read models, offset commits and snapshots that write to the same
     /// database should take one around their write transaction, so the writers of this
-    /// process queue and each starts as soon as the one before commits. Journal batches go
-    /// first: a turn asked here lets waiting batches pass for up to
-    /// [`JournalConfig::sqlite_background_defer_max`], then queues in order. Correctness
+    /// process queue in order and each starts as soon as the one before commits. Correctness
     /// never depends on it (SQLite's lock still decides); other processes, and journals
     /// opened separately on the same file, are not covered.
     pub async fn write_turn(&self) -> Option<WriteTurn> {
         match &self.inner.write_gate {
-            Some(gate) => Some(gate.background_turn().await),
+            Some(gate) => Some(gate.turn("background").await),
             None => None,
         }
     }

@@ -56,7 +56,7 @@ pub(crate) async fn run(
         // before the batch is cut: what arrives while another writer commits joins it.
         let waiting_since = Instant::now();
         let turn = match &write_gate {
-            Some(gate) => Some(gate.journal_turn().await),
+            Some(gate) => Some(gate.turn("journal").await),
             None => None,
         };
         metrics::histogram!("tradefloor_journal_turn_wait_seconds")
