@@ -464,16 +464,20 @@ async fn a_withdrawal_retried_after_a_thousand_fills_repeats_its_first_answer() 
     let (journal, _directory) = journal().await;
     let exchange = std::sync::Arc::new(exchange(journal).await);
     let withdrawal = CommandId::new("w-1").unwrap();
-    let first = exchange
-        .withdraw(
-            account("bob"),
-            asset("BTC"),
-            Amount(1),
-            Some(withdrawal),
-            None,
-        )
-        .await
-        .unwrap();
+    // The same withdrawal each time: its command id with the same body.
+    let withdraw = async || {
+        exchange
+            .withdraw(
+                account("bob"),
+                asset("BTC"),
+                Amount(1),
+                Some(withdrawal),
+                None,
+            )
+            .await
+            .unwrap()
+    };
+    let first = withdraw().await;
     exchange
         .deposit(account("bob"), asset("BTC"), Amount(FILLS), None, None)
         .await
@@ -507,16 +511,7 @@ async fn a_withdrawal_retried_after_a_thousand_fills_repeats_its_first_answer() 
         "bob sold all he deposited after the withdrawal"
     );
 
-    let again = exchange
-        .withdraw(
-            account("bob"),
-            asset("BTC"),
-            Amount(1),
-            Some(withdrawal),
-            None,
-        )
-        .await
-        .unwrap();
+    let again = withdraw().await;
     assert_eq!(again, first, "the first answer");
     assert_eq!(
         balance(&exchange, "bob", "BTC").await,

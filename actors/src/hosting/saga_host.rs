@@ -352,39 +352,34 @@ impl<P: ProcessManager> SagaHost<P> {
     }
 
     /// Delivers `(saga id, input)` pairs, in order per saga (sagas concurrently), carrying
-    /// out what their replies call for. The first input of each saga whose shard runs here
-    /// is queued before this returns, so whatever the caller asks that saga next comes after
-    /// it; the rest goes on in the background. An input that cannot be delivered is logged:
+    /// out what their replies call for. On a node of its own, each saga's first input is
+    /// queued before this returns, so whatever the caller asks that saga next comes after it;
+    /// the rest goes on in the background (in a cluster all of it is routed in the background). An input that cannot be delivered is logged:
     /// the saga's deadline retries what it would have moved on.
     pub fn deliver(&self, inputs: Vec<(String, P::Command)>) {
         for (saga_id, inputs) in by_saga::<P>(inputs) {
+            let inner = self.inner.clone();
+            if inner.region.remoting().is_some() {
+                // In a cluster the saga may live on another node: routed as usual.
+                tokio::spawn(deliver_in_order(inner, saga_id, inputs));
+                continue;
+            }
             let mut inputs = inputs.into_iter();
             let Some(first) = inputs.next() else { continue };
             let rest: Vec<P::Command> = inputs.collect();
-            let deadline = self.inner.config.ask_deadline;
-            let inner = self.inner.clone();
-            match self
-                .inner
-                .region
-                .ask_queued(&saga_id, first.clone(), deadline)
-            {
-                Ok(reply) => {
-                    tokio::spawn(async move {
-                        match reply.await {
-                            Ok(reply) => after_reply(&inner, &saga_id, &reply, true),
-                            Err(error) => {
-                                warn!(saga = %saga_id, %error, "saga input not delivered")
-                            }
-                        }
-                        deliver_in_order(inner, saga_id, rest).await;
-                    });
+            let deadline = inner.config.ask_deadline;
+            let reply = inner.region.ask_queued(&saga_id, first, deadline);
+            tokio::spawn(async move {
+                match reply {
+                    Ok(reply) => match reply.await {
+                        Ok(reply) => after_reply(&inner, &saga_id, &reply, true),
+                        Err(error) => warn!(saga = %saga_id, %error, "saga input not delivered"),
+                    },
+                    // A full queue or a stopping shard: the saga's deadline retries.
+                    Err(error) => warn!(saga = %saga_id, %error, "saga input not queued"),
                 }
-                // Not here (another node hosts it), or its queue is full: routed as usual.
-                Err(_) => {
-                    let inputs = std::iter::once(first).chain(rest).collect();
-                    tokio::spawn(deliver_in_order(inner, saga_id, inputs));
-                }
-            }
+                deliver_in_order(inner, saga_id, rest).await;
+            });
         }
     }
 

@@ -88,8 +88,11 @@ impl Exchange {
             held
         } else {
             let started = self.host.send_driven(&placing.saga_id, start, false).await;
-            if let Some(answer) = self.already_started(&order, &spec, started).await? {
-                return Ok(answer);
+            if let Some(view) = self.already_started(&order, &spec, started).await? {
+                if view.status != OrderStatus::Pending {
+                    return Ok(view);
+                }
+                return self.wait_placed(&placing.saga_id, watch).await;
             }
             self.carry_out_hold(hold).await
         };
@@ -225,7 +228,8 @@ impl Exchange {
     }
 
     /// For a client-chosen order id: `None` if its saga started now; the order as it stands
-    /// if the same order was placed before; refused if the id holds another order.
+    /// (possibly still pending) if the same order was placed before; refused if the id holds
+    /// another order.
     async fn already_started(
         &self,
         order: &NewOrder,
@@ -249,15 +253,7 @@ impl Exchange {
         if !same {
             return Err(Error::Rejected(reason));
         }
-        if view.status != OrderStatus::Pending {
-            return Ok(Some(view));
-        }
-        let watch = self
-            .host
-            .watch(&spec.order_id.to_string(), |reply| placed(&reply.view))?;
-        Ok(Some(
-            self.wait_placed(&spec.order_id.to_string(), watch).await?,
-        ))
+        Ok(Some(view))
     }
 
     /// Waits until the saga's order left `pending` (its host wakes `placed` with the first
