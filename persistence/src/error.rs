@@ -87,6 +87,10 @@ pub enum Error {
     /// backoff (behind a circuit breaker).
     #[error("database error: {0}")]
     Database(#[source] Arc<sqlx::Error>),
+    /// SQLite failed on the journal's write connection (see `sqlite_writer`); nothing of
+    /// the batch was committed. Handled like [`Error::Database`].
+    #[error("database error: {0}")]
+    Sqlite(#[source] Arc<rusqlite::Error>),
     /// Schema migration failed at start.
     #[error("migration failed: {0}")]
     Migration(#[source] Arc<sqlx::migrate::MigrateError>),
@@ -101,5 +105,11 @@ impl From<sqlx::Error> for Error {
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(error: sqlx::migrate::MigrateError) -> Self {
         Error::Migration(Arc::new(error))
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Self {
+        Error::Sqlite(Arc::new(error))
     }
 }

@@ -9,7 +9,8 @@ use crate::config::JournalConfig;
 use crate::database::Database;
 use crate::error::Error;
 use crate::record::{AppendOutcome, AppendRequest, Filter, LogBatch, StoredEvent, TAG_SEPARATOR};
-use crate::writer::{self, PendingAppend};
+use crate::sqlite_writer::SqliteWriter;
+use crate::writer::{self, Appender, PendingAppend};
 
 /// A handle on the journal; cheap to clone. The group-commit writer stops when the last
 /// handle is dropped.
@@ -91,8 +92,12 @@ impl Journal {
         let (sender, receiver) = mpsc::channel(config.queue_appends_max);
         let write_gate = write_gate_of(&database);
         let (bus, _) = broadcast::channel(config.bus_batches_max);
+        let appender = match &database {
+            Database::Sqlite(pool) => Appender::Sqlite(SqliteWriter::open(pool, &config)?),
+            Database::Postgres(pool) => Appender::Postgres(pool.clone()),
+        };
         tokio::spawn(writer::run(
-            database.clone(),
+            appender,
             config.clone(),
             receiver,
             write_gate.clone(),

@@ -1,8 +1,9 @@
 //! Tradefloor persistence: the storage every persistent actor stands on.
 //!
 //! Generic over event types: it stores bytes with a name, a schema version, tags and two
-//! times, and never knows the trading model. Two backends through sqlx: SQLite (an embedded
-//! file, the default) and PostgreSQL (production).
+//! times, and never knows the trading model. Two backends: SQLite (an embedded file, the
+//! default; appends through one synchronous connection on a thread of its own, reads through
+//! sqlx) and PostgreSQL (production, through sqlx).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), tradefloor_persistence::Error> {
@@ -60,8 +61,10 @@ mod write_gate;
 mod writer;
 
 mod backend;
+mod batch;
 mod postgres;
 mod sqlite;
+mod sqlite_writer;
 
 pub use codec::EventCodec;
 pub use config::JournalConfig;

@@ -20,9 +20,9 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::config::JournalConfig;
-use crate::database::Database;
 use crate::error::Error;
 use crate::record::{AppendOutcome, AppendRequest, LogBatch, StoredEvent};
+use crate::sqlite_writer::{Outcomes, SqliteWriter};
 
 /// Most yields while cutting one batch: bounds the latency a steady trickle of appends can
 /// add to a batch that never fills.
@@ -34,9 +34,34 @@ pub(crate) struct PendingAppend {
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome, Error>>,
 }
 
+/// Where a batch is committed.
+#[derive(Debug)]
+pub(crate) enum Appender {
+    /// The SQLite file's own write connection, on its thread.
+    Sqlite(SqliteWriter),
+    /// A PostgreSQL pool.
+    Postgres(sqlx::PgPool),
+}
+
+impl Appender {
+    async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+        recorded_at: i64,
+    ) -> (Vec<AppendRequest>, Outcomes) {
+        match self {
+            Appender::Sqlite(writer) => writer.append_batch(requests, recorded_at).await,
+            Appender::Postgres(pool) => {
+                let outcomes = crate::postgres::append_batch(pool, &requests, recorded_at).await;
+                (requests, outcomes)
+            }
+        }
+    }
+}
+
 /// Runs until every sender is dropped.
 pub(crate) async fn run(
-    database: Database,
+    appender: Appender,
     config: JournalConfig,
     mut inbox: mpsc::Receiver<PendingAppend>,
     write_gate: Option<crate::write_gate::WriteGate>,
@@ -98,13 +123,13 @@ pub(crate) async fn run(
         // Transaction time strictly increases from batch to batch within a writer, even if the
         // clock stalls or steps back, so "as known at" a batch's time excludes later batches.
         last_recorded_at = now_micros().max(last_recorded_at + 1);
-        commit(&database, &bus, batch, events, last_recorded_at).await;
+        commit(&appender, &bus, batch, events, last_recorded_at).await;
         drop(turn);
     }
 }
 
 async fn commit(
-    database: &Database,
+    appender: &Appender,
     bus: &broadcast::Sender<LogBatch>,
     batch: Vec<PendingAppend>,
     events: usize,
@@ -115,12 +140,7 @@ async fn commit(
         .into_iter()
         .map(|pending| (pending.request, pending.reply))
         .unzip();
-    let result = match database {
-        Database::Sqlite(pool) => crate::sqlite::append_batch(pool, &requests, recorded_at).await,
-        Database::Postgres(pool) => {
-            crate::postgres::append_batch(pool, &requests, recorded_at).await
-        }
-    };
+    let (requests, result) = appender.append_batch(requests, recorded_at).await;
     let appends = requests.len();
     match result {
         Ok(outcomes) => {

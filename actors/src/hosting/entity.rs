@@ -360,9 +360,10 @@ pub(crate) async fn recover<A: Persistent>(
 /// undecodable data prove the database answered: they count as successes.
 pub(crate) fn is_infrastructure_failure(error: &JournalError) -> bool {
     match error {
-        JournalError::Database(_) | JournalError::Migration(_) | JournalError::WriterStopped => {
-            true
-        }
+        JournalError::Database(_)
+        | JournalError::Sqlite(_)
+        | JournalError::Migration(_)
+        | JournalError::WriterStopped => true,
         JournalError::Conflict { .. }
         | JournalError::Fenced { .. }
         | JournalError::Decode { .. }
