@@ -74,7 +74,8 @@ impl Trading {
         let (saga, at) = match &command {
             AccountCommand::PlaceHold { order_id, .. }
             | AccountCommand::SettleTrade { order_id, .. }
-            | AccountCommand::ReleaseHold { order_id, .. } => (order_id.to_string(), Self::now()),
+            | AccountCommand::ReleaseHold { order_id, .. }
+            | AccountCommand::Finish { order_id, .. } => (order_id.to_string(), Self::now()),
             other => panic!("sagas do not send {other:?}"),
         };
         let result = self
@@ -353,7 +354,7 @@ async fn a_lost_effect_is_carried_out_again_at_the_sagas_deadline() {
     fund(&node, "bob", "BTC", 100).await;
     node.trading.lose_next.lock().unwrap().extend([
         "account.place_hold",
-        "account.settle_trade",
+        "account.finish",
         "book.submit",
     ]);
     place(&node, order(1, "bob", Side::Sell, 100, 10)).await;

@@ -258,6 +258,10 @@ impl Venue {
                         | (AccountCommand::ReleaseHold { .. }, Err(Error::HoldNotFound { .. })) => {
                             SagaInput::HoldReleased { at }
                         }
+                        (AccountCommand::Finish { legs, .. }, Ok(_))
+                        | (AccountCommand::Finish { legs, .. }, Err(Error::HoldNotFound { .. })) => {
+                            SagaInput::finished(legs, at)
+                        }
                         (command, result) => panic!("unexpected {command:?} -> {result:?}"),
                     };
                     if !self.lose() {

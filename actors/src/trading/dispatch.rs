@@ -129,6 +129,21 @@ pub fn account_answer<R>(
                 at,
             }
         }
+        // No hold left means an earlier finish went through (a hold with fills is released
+        // by its saga only, once every fill is settled).
+        (AccountCommand::Finish { legs, .. }, Ok(_))
+        | (
+            AccountCommand::Finish { legs, .. },
+            Err(Error::Rejected(tradefloor_domain::Error::HoldNotFound { .. })),
+        ) => SagaInput::finished(legs, at),
+        // Nothing of a refused finish is applied; the saga's deadline sends it again.
+        (AccountCommand::Finish { legs, .. }, Err(Error::Rejected(reason))) => {
+            SagaInput::SettleRejected {
+                trade_id: legs.first()?.trade_id,
+                reason: reason.clone(),
+                at,
+            }
+        }
         // No hold left is what a release wants: an earlier release went through.
         (AccountCommand::ReleaseHold { .. }, Ok(_))
         | (

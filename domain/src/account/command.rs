@@ -89,6 +89,20 @@ pub enum AccountCommand {
         /// When the command happens.
         at: Timestamp,
     },
+    /// Settle this account's remaining legs of an ended order and release what is left of its
+    /// hold, in one decision (TigerBeetle's post and void of a pending transfer): how an order
+    /// saga finishes once the book ended the order and every fill is known. Legs already
+    /// settled are skipped; a hold already released makes the whole command a repeat.
+    Finish {
+        /// Idempotency key.
+        command_id: CommandId,
+        /// The order whose hold pays and ends.
+        order_id: OrderId,
+        /// The legs to settle, in order (each trade once).
+        legs: Vec<Leg>,
+        /// When the command happens.
+        at: Timestamp,
+    },
     /// Replace the account's risk limits (an admin command).
     SetRiskLimits {
         /// Idempotency key.
@@ -100,6 +114,17 @@ pub enum AccountCommand {
     },
 }
 
+/// One leg of a trade to settle against an order's hold (see [`AccountCommand::Finish`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leg {
+    /// The trade, unique within the order's market.
+    pub trade_id: TradeId,
+    /// The trade price.
+    pub price: Price,
+    /// The traded base quantity.
+    pub quantity: Quantity,
+}
+
 impl AccountCommand {
     /// The command's idempotency key.
     pub fn command_id(&self) -> CommandId {
@@ -109,6 +134,7 @@ impl AccountCommand {
             | AccountCommand::PlaceHold { command_id, .. }
             | AccountCommand::SettleTrade { command_id, .. }
             | AccountCommand::ReleaseHold { command_id, .. }
+            | AccountCommand::Finish { command_id, .. }
             | AccountCommand::SetRiskLimits { command_id, .. } => *command_id,
         }
     }
@@ -121,6 +147,7 @@ impl AccountCommand {
             | AccountCommand::PlaceHold { at, .. }
             | AccountCommand::SettleTrade { at, .. }
             | AccountCommand::ReleaseHold { at, .. }
+            | AccountCommand::Finish { at, .. }
             | AccountCommand::SetRiskLimits { at, .. } => *at,
         }
     }
@@ -182,6 +209,18 @@ impl AccountCommand {
             AccountCommand::ReleaseHold { order_id, .. } => {
                 Fingerprint::new("release_hold").u64(order_id.0).finish()
             }
+            AccountCommand::Finish { order_id, legs, .. } => legs
+                .iter()
+                .fold(
+                    Fingerprint::new("finish").u64(order_id.0),
+                    |fingerprint, leg| {
+                        fingerprint
+                            .u64(leg.trade_id.0)
+                            .u64(leg.price.get())
+                            .u64(leg.quantity.get())
+                    },
+                )
+                .finish(),
             AccountCommand::SetRiskLimits { limits, .. } => limits.fingerprint(),
         }
     }
@@ -197,6 +236,7 @@ impl Message for AccountCommand {
         "account.settle_trade",
         "account.release_hold",
         "account.set_risk_limits",
+        "account.finish",
     ];
 
     fn name(&self) -> &'static str {
@@ -207,6 +247,7 @@ impl Message for AccountCommand {
             AccountCommand::SettleTrade { .. } => "account.settle_trade",
             AccountCommand::ReleaseHold { .. } => "account.release_hold",
             AccountCommand::SetRiskLimits { .. } => "account.set_risk_limits",
+            AccountCommand::Finish { .. } => "account.finish",
         }
     }
 }

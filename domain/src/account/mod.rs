@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::command::AccountCommand;
+pub use self::command::{AccountCommand, Leg};
 pub use self::event::{AccountEvent, CommandRef};
 pub use self::limits::{OPEN_ORDERS_MAX_DEFAULT, RiskLimits};
 use crate::aggregate::Aggregate;
@@ -33,6 +33,11 @@ use crate::units::{Amount, Quantity, Timestamp};
 /// 256 such commands of its account is not recognised (a durable index by command id, loaded
 /// on demand, is what exact deduplication at any age needs; not built yet).
 pub const COMMAND_IDS_REMEMBERED_MAX: usize = 256;
+
+/// Most legs one [`AccountCommand::Finish`] settles: its events (one per leg and the release)
+/// go in one append, whose size the journal bounds. A saga with more unsettled fills settles
+/// them one by one first.
+pub const FINISH_LEGS_MAX: usize = 256;
 
 /// One asset's balance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,41 +234,12 @@ impl Account {
                     .holds
                     .get(&order_id)
                     .ok_or(Error::HoldNotFound { order_id })?;
-                positive(Amount(quantity.get()), "quantity")?;
-                positive(Amount(price.get()), "price")?;
-                let mismatch = |reason: String| Error::SettlementMismatch { order_id, reason };
-                if quantity > hold.quantity_open {
-                    return Err(mismatch(format!(
-                        "trade {trade_id} quantity {quantity} exceeds the {} left open",
-                        hold.quantity_open
-                    )));
-                }
-                let notional = price.notional(quantity)?;
-                let (debit_asset, debit_amount, credit_asset, credit_amount) = match hold.side {
-                    Side::Buy => (hold.quote, notional, hold.base, Amount::from(quantity)),
-                    Side::Sell => (hold.base, Amount::from(quantity), hold.quote, notional),
-                };
-                if debit_amount > hold.remaining {
-                    return Err(mismatch(format!(
-                        "trade {trade_id} costs {debit_amount} {debit_asset}, the hold has {}",
-                        hold.remaining
-                    )));
-                }
-                self.balance(credit_asset)
-                    .total
-                    .checked_credit(credit_amount)?;
-                Ok(AccountEvent::TradeSettled {
-                    command: cause,
-                    order_id,
+                let leg = Leg {
                     trade_id,
                     price,
                     quantity,
-                    debit_asset,
-                    debit_amount,
-                    credit_asset,
-                    credit_amount,
-                    at,
-                })
+                };
+                self.decide_settle(order_id, hold, leg, Amount::ZERO, at, cause)
             }
             AccountCommand::ReleaseHold { order_id, at, .. } => {
                 let hold = self
@@ -278,6 +254,7 @@ impl Account {
                     at,
                 })
             }
+            AccountCommand::Finish { .. } => unreachable!("decided by decide_finish"),
             AccountCommand::SetRiskLimits { ref limits, at, .. } => {
                 limits.validate()?;
                 Ok(AccountEvent::RiskLimitsSet {
@@ -287,6 +264,116 @@ impl Account {
                 })
             }
         }
+    }
+
+    /// This account's leg of a trade against `hold` (as earlier legs of the same decision
+    /// left it), `credited` being what those legs already credit in this leg's credit asset.
+    fn decide_settle(
+        &self,
+        order_id: OrderId,
+        hold: &Hold,
+        leg: Leg,
+        credited: Amount,
+        at: Timestamp,
+        cause: CommandRef,
+    ) -> Result<AccountEvent, Error> {
+        let Leg {
+            trade_id,
+            price,
+            quantity,
+        } = leg;
+        positive(Amount(quantity.get()), "quantity")?;
+        positive(Amount(price.get()), "price")?;
+        let mismatch = |reason: String| Error::SettlementMismatch { order_id, reason };
+        if quantity > hold.quantity_open {
+            return Err(mismatch(format!(
+                "trade {trade_id} quantity {quantity} exceeds the {} left open",
+                hold.quantity_open
+            )));
+        }
+        let notional = price.notional(quantity)?;
+        let (debit_asset, debit_amount, credit_asset, credit_amount) = match hold.side {
+            Side::Buy => (hold.quote, notional, hold.base, Amount::from(quantity)),
+            Side::Sell => (hold.base, Amount::from(quantity), hold.quote, notional),
+        };
+        if debit_amount > hold.remaining {
+            return Err(mismatch(format!(
+                "trade {trade_id} costs {debit_amount} {debit_asset}, the hold has {}",
+                hold.remaining
+            )));
+        }
+        self.balance(credit_asset)
+            .total
+            .checked_credit(credited)?
+            .checked_credit(credit_amount)?;
+        Ok(AccountEvent::TradeSettled {
+            command: cause,
+            order_id,
+            trade_id,
+            price,
+            quantity,
+            debit_asset,
+            debit_amount,
+            credit_asset,
+            credit_amount,
+            at,
+        })
+    }
+
+    /// [`AccountCommand::Finish`]: each leg not yet settled, decided against the hold as the
+    /// legs before it leave it, then the release of what remains; all or nothing.
+    fn decide_finish(
+        &self,
+        order_id: OrderId,
+        legs: &[Leg],
+        at: Timestamp,
+        cause: CommandRef,
+        events: &mut Vec<AccountEvent>,
+    ) -> Result<(), Error> {
+        if legs.len() > FINISH_LEGS_MAX {
+            return Err(Error::SettlementMismatch {
+                order_id,
+                reason: format!(
+                    "{} legs in one finish; at most {FINISH_LEGS_MAX}",
+                    legs.len()
+                ),
+            });
+        }
+        let Some(hold) = self.holds.get(&order_id) else {
+            return Err(Error::HoldNotFound { order_id });
+        };
+        let mut hold = hold.clone();
+        let mut credited = Amount::ZERO;
+        let first = events.len();
+        for leg in legs {
+            if hold.settled.contains(&leg.trade_id) {
+                continue;
+            }
+            let event = self.decide_settle(order_id, &hold, *leg, credited, at, cause);
+            let event = event.inspect_err(|_| events.truncate(first))?;
+            let AccountEvent::TradeSettled {
+                quantity,
+                debit_amount,
+                credit_amount,
+                ..
+            } = event
+            else {
+                unreachable!("a leg settles")
+            };
+            hold.remaining = Amount(hold.remaining.get() - debit_amount.get());
+            hold.quantity_open = Quantity(hold.quantity_open.get() - quantity.get());
+            hold.settled.insert(leg.trade_id);
+            credited = Amount(credited.get() + credit_amount.get());
+            events.push(event);
+        }
+        events.push(AccountEvent::HoldReleased {
+            command: cause,
+            order_id,
+            asset: hold.asset,
+            amount: hold.remaining,
+            at,
+        });
+        Ok(())
     }
 
     fn decide_hold(
@@ -468,6 +555,15 @@ impl Aggregate for Account {
             id: command.command_id(),
             fingerprint,
         };
+        if let AccountCommand::Finish {
+            order_id,
+            ref legs,
+            at,
+            ..
+        } = *command
+        {
+            return self.decide_finish(order_id, legs, at, cause, events);
+        }
         events.push(self.decide_command(command, cause)?);
         Ok(())
     }
@@ -574,7 +670,8 @@ impl Aggregate for Account {
                 );
                 let balance = self.balance_mut(asset);
                 balance.held = balance.held.checked_sub(amount).expect("within held");
-                [Some(asset), None]
+                // Both of the order's assets: a finish also settled into the other one.
+                [Some(hold.base), Some(hold.quote)]
             }
             AccountEvent::RiskLimitsSet { ref limits, .. } => {
                 self.limits = limits.clone();
@@ -624,7 +721,8 @@ impl Account {
             }
             AccountCommand::PlaceHold { order_id, .. }
             | AccountCommand::SettleTrade { order_id, .. }
-            | AccountCommand::ReleaseHold { order_id, .. } => match self.holds.get(&order_id) {
+            | AccountCommand::ReleaseHold { order_id, .. }
+            | AccountCommand::Finish { order_id, .. } => match self.holds.get(&order_id) {
                 Some(hold) => vec![hold.base, hold.quote],
                 None => Vec::new(),
             },

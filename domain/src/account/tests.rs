@@ -68,6 +68,22 @@ fn release(order: u64) -> AccountCommand {
     }
 }
 
+fn finish(order: u64, legs: &[(u64, u64, u64)]) -> AccountCommand {
+    AccountCommand::Finish {
+        command_id: CommandId::derived(order, "finish").unwrap(),
+        order_id: OrderId(order),
+        legs: legs
+            .iter()
+            .map(|&(trade, price, quantity)| Leg {
+                trade_id: TradeId(trade),
+                price: Price(price),
+                quantity: Quantity(quantity),
+            })
+            .collect(),
+        at: Timestamp(600),
+    }
+}
+
 fn limits(open: u32, notional: u64, position: &[(Asset, u64)]) -> AccountCommand {
     AccountCommand::SetRiskLimits {
         command_id: id("limits"),
@@ -490,6 +506,91 @@ fn release_returns_what_is_left_of_the_hold() {
         account.decide(&unknown),
         Err(Error::HoldNotFound {
             order_id: OrderId(2)
+        })
+    );
+}
+
+#[test]
+fn finish_settles_every_leg_and_releases_the_rest_in_one_decision() {
+    let (mut account, _) = given(&[
+        deposit("d1", usd(), 1_000),
+        hold(1, Side::Buy, Some(10), 30),
+    ]);
+    let (events, reply) = account
+        .execute(&finish(1, &[(7, 9, 10), (8, 10, 15)]))
+        .unwrap();
+    // 10 at 9 and 15 at 10 cost 240 of the 300 held; 60 go back.
+    assert!(matches!(
+        events.as_slice(),
+        [
+            AccountEvent::TradeSettled {
+                debit_amount: Amount(90),
+                ..
+            },
+            AccountEvent::TradeSettled {
+                debit_amount: Amount(150),
+                ..
+            },
+            AccountEvent::HoldReleased {
+                amount: Amount(60),
+                ..
+            },
+        ]
+    ));
+    assert_eq!(reply.balances[&usd()], balance(760, 0));
+    assert_eq!(reply.balances[&btc()], balance(25, 0));
+    assert!(account.hold(OrderId(1)).is_none());
+    account.check_invariants().unwrap();
+    // A retry repeats the first answer and changes nothing.
+    let (events, again) = account
+        .execute(&finish(1, &[(7, 9, 10), (8, 10, 15)]))
+        .unwrap();
+    assert!(events.is_empty());
+    assert_eq!(again, reply);
+}
+
+#[test]
+fn finish_skips_legs_already_settled() {
+    let (mut account, _) = given(&[
+        deposit("d1", btc(), 50),
+        hold(1, Side::Sell, Some(10), 30),
+        settle(1, 7, 12, 10),
+    ]);
+    let (events, reply) = account
+        .execute(&finish(1, &[(7, 12, 10), (8, 11, 5)]))
+        .unwrap();
+    assert_eq!(events.len(), 2, "one new leg and the release");
+    assert_eq!(reply.balances[&btc()], balance(35, 0));
+    assert_eq!(reply.balances[&usd()], balance(120 + 55, 0));
+}
+
+#[test]
+fn a_finish_that_cannot_settle_every_leg_changes_nothing() {
+    let (account, _) = given(&[
+        deposit("d1", usd(), 1_000),
+        hold(1, Side::Buy, Some(10), 30),
+    ]);
+    // Each leg fits the hold alone; together they cost 310 of the 300 held.
+    assert!(matches!(
+        account.decide(&finish(1, &[(7, 10, 20), (8, 11, 10)])),
+        Err(Error::SettlementMismatch { .. })
+    ));
+    // Together they fill 31 of an order of 30.
+    assert!(matches!(
+        account.decide(&finish(1, &[(7, 5, 20), (8, 5, 11)])),
+        Err(Error::SettlementMismatch { .. })
+    ));
+    let too_many: Vec<(u64, u64, u64)> = (0..=FINISH_LEGS_MAX as u64)
+        .map(|trade| (trade, 1, 1))
+        .collect();
+    assert!(matches!(
+        account.decide(&finish(1, &too_many)),
+        Err(Error::SettlementMismatch { .. })
+    ));
+    assert_eq!(
+        account.decide(&finish(9, &[(7, 10, 1)])),
+        Err(Error::HoldNotFound {
+            order_id: OrderId(9)
         })
     );
 }

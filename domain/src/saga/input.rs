@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::account::Leg;
 use crate::aggregate::Message;
 use crate::book::event::BookEvent;
 use crate::error::Error;
@@ -106,6 +107,23 @@ pub enum SagaInput {
         /// The inputs, in the order they happened; none of them an `Answers`.
         inputs: Vec<SagaInput>,
     },
+}
+
+impl SagaInput {
+    /// What a finish that went through tells the saga: every leg settled, then the rest of the
+    /// hold released, recorded in one append.
+    pub fn finished(legs: &[Leg], at: Timestamp) -> SagaInput {
+        SagaInput::Answers {
+            inputs: legs
+                .iter()
+                .map(|leg| SagaInput::LegSettled {
+                    trade_id: leg.trade_id,
+                    at,
+                })
+                .chain([SagaInput::HoldReleased { at }])
+                .collect(),
+        }
+    }
 }
 
 impl Message for SagaInput {

@@ -11,8 +11,10 @@
 //! Steps:
 //! 1. `Started` → `PlaceHold` on the account (a buy holds quote, a sell base).
 //! 2. Hold placed → `Submit` to the book; hold refused → rejected, nothing to compensate.
-//! 3. The book's events: fills → one `SettleTrade` each; rested → open; ended → wait until
-//!    every fill is settled, then `ReleaseHold`. A refused submit → `ReleaseHold`, rejected.
+//! 3. The book's events: rested → open; ended with every fill known → one `Finish` (the
+//!    unsettled legs and the release, decided by the account at once); fills of an order
+//!    still open → one `SettleTrade` each, and once it ended and all are settled,
+//!    `ReleaseHold`. A refused submit → `ReleaseHold`, rejected.
 //! 4. Released → finished.
 //!
 //! Each trade has two legs, one per order. This saga settles only its own order's leg, on its
@@ -45,7 +47,7 @@ pub use event::{SagaEvent, SagaStep};
 pub use input::SagaInput;
 pub use view::{Fill, OrderView, SagaReply};
 
-use crate::account::AccountCommand;
+use crate::account::{AccountCommand, FINISH_LEGS_MAX, Leg};
 use crate::aggregate::{Aggregate, Message, Priority};
 use crate::book::command::BookCommand;
 use crate::book::event::{BookEvent, EndReason, Trade};
@@ -703,6 +705,25 @@ impl OrderSaga {
         }
     }
 
+    /// The order has ended on the book, every fill the book reported is known, and some are
+    /// unsettled (no more than one command carries): the account settles them and releases
+    /// the rest of the hold in one decision, one append, instead of a settlement per fill
+    /// and then a release, each answered and recorded by the saga on its own.
+    fn finish_ready(&self) -> bool {
+        let Some(placement) = &self.placement else {
+            return false;
+        };
+        let Some(end) = self.end else {
+            return false;
+        };
+        if self.hold != Hold::Placed || self.fate.is_some() {
+            return false;
+        }
+        let unsettled = self.fills.iter().filter(|fill| !fill.settled).count();
+        let filled_by_book = placement.order.quantity.get() - end.remaining.get();
+        self.filled().get() == filled_by_book && (1..=FINISH_LEGS_MAX).contains(&unsettled)
+    }
+
     /// The step waiting for an answer, if any. Several answers may be awaited at once (e.g.
     /// settlements while a cancel is out); the earliest step in the flow names the wait.
     fn waiting(&self) -> Option<SagaStep> {
@@ -773,6 +794,9 @@ impl OrderSaga {
                 } if self.cancel_needed() => {
                     commands.push(self.cancel(placement, at));
                 }
+                SagaEvent::Filled { .. } | SagaEvent::Ended { .. } if self.finish_ready() => {
+                    commands.push(self.finish(placement, at));
+                }
                 SagaEvent::Filled { trade_id, .. } => {
                     let fill = self.fills.iter().find(|fill| fill.trade_id == *trade_id);
                     if let Some(fill) = fill.filter(|fill| !fill.settled) {
@@ -829,8 +853,12 @@ impl OrderSaga {
         if self.cancel_needed() {
             commands.push(self.cancel(placement, at));
         }
-        for fill in self.fills.iter().filter(|fill| !fill.settled) {
-            commands.push(self.settle(placement, fill, at));
+        if self.finish_ready() {
+            commands.push(self.finish(placement, at));
+        } else {
+            for fill in self.fills.iter().filter(|fill| !fill.settled) {
+                commands.push(self.settle(placement, fill, at));
+            }
         }
         if self.release_needed() {
             commands.push(self.release(placement, at));
@@ -866,6 +894,30 @@ impl OrderSaga {
                 trade_id: fill.trade_id,
                 price: fill.price,
                 quantity: fill.quantity,
+                at,
+            },
+        )
+    }
+
+    /// The unsettled legs and the release as one account command (see [`Self::finish_ready`]).
+    fn finish(&self, placement: &Placement, at: Timestamp) -> SagaCommand {
+        let order = &placement.order;
+        let legs = self
+            .fills
+            .iter()
+            .filter(|fill| !fill.settled)
+            .map(|fill| Leg {
+                trade_id: fill.trade_id,
+                price: fill.price,
+                quantity: fill.quantity,
+            })
+            .collect();
+        self.to_account(
+            placement,
+            AccountCommand::Finish {
+                command_id: command_id(order, "finish"),
+                order_id: order.order_id,
+                legs,
                 at,
             },
         )

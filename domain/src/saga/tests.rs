@@ -134,6 +134,40 @@ fn release(at: Timestamp) -> SagaCommand {
     }
 }
 
+/// The unsettled legs `(trade, price, quantity)` and the release in one account command.
+fn finish(legs: &[(u64, u64, u64)], at: Timestamp) -> SagaCommand {
+    SagaCommand::Account {
+        account_id: alice(),
+        command: AccountCommand::Finish {
+            command_id: CommandId::new("7:finish").unwrap(),
+            order_id: ORDER,
+            legs: legs
+                .iter()
+                .map(|&(trade_id, price, quantity)| Leg {
+                    trade_id: TradeId(trade_id),
+                    price: Price(price),
+                    quantity: Quantity(quantity),
+                })
+                .collect(),
+            at,
+        },
+    }
+}
+
+/// The account's answer to [`finish`]: every leg settled, the hold released.
+fn finished(trades: &[u64], at: Timestamp) -> SagaInput {
+    SagaInput::Answers {
+        inputs: trades
+            .iter()
+            .map(|&trade_id| SagaInput::LegSettled {
+                trade_id: TradeId(trade_id),
+                at,
+            })
+            .chain([SagaInput::HoldReleased { at }])
+            .collect(),
+    }
+}
+
 // Book events about the order.
 
 fn book(event: BookEvent) -> SagaInput {
@@ -265,17 +299,17 @@ fn happy_path_limit_buy() {
     assert_eq!(given.view().step, Some(SagaStep::Submit));
 
     assert_eq!(given.when(accepted(&order, t(2))), vec![]);
+    // Filled completely: the order has ended, so its leg and the release go as one.
     assert_eq!(
         given.when(taker_trade(1, 10, 0, t(2))),
-        vec![settle(1, 100, 10, t(2))]
+        vec![finish(&[(1, 100, 10)], t(2))]
     );
     assert_eq!(given.view().status, OrderStatus::Filled);
     assert_eq!(given.when(ended(EndReason::Filled, 0, t(2))), vec![]);
     assert_eq!(given.view().step, Some(SagaStep::Settle));
-
-    assert_eq!(given.when(leg_settled(1, t(3))), vec![release(t(3))]);
     assert!(!given.saga.is_finished());
-    assert_eq!(given.when(SagaInput::HoldReleased { at: t(4) }), vec![]);
+
+    assert_eq!(given.when(finished(&[1], t(3))), vec![]);
 
     let view = given.view();
     assert!(given.saga.is_finished());
@@ -412,10 +446,17 @@ fn an_ioc_remainder_that_expires_is_cancelled_after_settling_its_fills() {
     };
     let mut given = Given::submitted(order);
     given.when(accepted(&order, t(2)));
-    given.when(taker_trade(1, 4, 6, t(2)));
-    assert_eq!(given.when(ended(EndReason::Expired, 6, t(2))), vec![]);
-    assert_eq!(given.when(leg_settled(1, t(3))), vec![release(t(3))]);
-    given.when(SagaInput::HoldReleased { at: t(4) });
+    assert_eq!(
+        given.when(taker_trade(1, 4, 6, t(2))),
+        vec![settle(1, 100, 4, t(2))]
+    );
+    // The remainder expired with the leg still unsettled: the leg and the release go as one
+    // (the account skips a leg settled meanwhile).
+    assert_eq!(
+        given.when(ended(EndReason::Expired, 6, t(2))),
+        vec![finish(&[(1, 100, 4)], t(2))]
+    );
+    given.when(finished(&[1], t(3)));
     assert_eq!(given.view().status, OrderStatus::Cancelled);
     assert_eq!(given.view().end_reason, Some(EndReason::Expired));
     assert!(given.saga.is_finished());
@@ -605,11 +646,10 @@ fn a_submit_that_times_out_but_had_ended_settles_its_late_fills() {
     given.when(accepted(&order, t(10)));
     assert_eq!(
         given.when(taker_trade(1, 10, 0, t(10))),
-        vec![settle(1, 100, 10, t(10))]
+        vec![finish(&[(1, 100, 10)], t(10))]
     );
     assert_eq!(given.when(ended(EndReason::Filled, 0, t(10))), vec![]);
-    assert_eq!(given.when(leg_settled(1, t(11))), vec![release(t(11))]);
-    given.when(SagaInput::HoldReleased { at: t(12) });
+    given.when(finished(&[1], t(11)));
     assert_eq!(given.view().status, OrderStatus::Filled);
     assert!(given.saga.is_finished());
 }
@@ -662,11 +702,13 @@ fn ended_before_its_trades_still_settles_then_releases() {
         vec![settle(2, 100, 2, t(2))]
     );
     assert_eq!(given.when(leg_settled(2, t(3))), vec![], "4 more to come");
+    // The last fill the book spoke of: the rest goes as one finish.
     assert_eq!(
         given.when(taker_trade(1, 4, 6, t(2))),
-        vec![settle(1, 100, 4, t(2))]
+        vec![finish(&[(1, 100, 4)], t(2))]
     );
-    assert_eq!(given.when(leg_settled(1, t(4))), vec![release(t(4))]);
+    assert_eq!(given.when(finished(&[1], t(4))), vec![]);
+    assert!(given.saga.is_finished());
     let overfill = given.refused(taker_trade(3, 1, 0, t(5)));
     assert!(matches!(overfill, Error::InvalidOrder { .. }));
 }
@@ -718,11 +760,11 @@ fn settlement_failures_are_retried_then_stall_until_an_operator_retries() {
     assert_eq!(given.saga.deadline(), Some(t(3)));
     assert_eq!(
         given.when(SagaInput::Tick { now: t(3) }),
-        vec![settle(1, 100, 10, t(3))]
+        vec![finish(&[(1, 100, 10)], t(3))]
     );
     assert_eq!(
         given.when(SagaInput::Tick { now: t(5) }),
-        vec![settle(1, 100, 10, t(5))]
+        vec![finish(&[(1, 100, 10)], t(5))]
     );
     assert_eq!(given.when(SagaInput::Tick { now: t(9) }), vec![]);
     let view = given.view();
@@ -737,13 +779,12 @@ fn settlement_failures_are_retried_then_stall_until_an_operator_retries() {
 
     assert_eq!(
         given.when(SagaInput::Retry { at: t(200) }),
-        vec![settle(1, 100, 10, t(200))]
+        vec![finish(&[(1, 100, 10)], t(200))]
     );
     assert!(!given.view().stalled);
     assert_eq!(given.view().attempts, 0);
     assert_eq!(given.saga.deadline(), Some(t(201)));
-    assert_eq!(given.when(leg_settled(1, t(201))), vec![release(t(201))]);
-    given.when(SagaInput::HoldReleased { at: t(202) });
+    assert_eq!(given.when(finished(&[1], t(201))), vec![]);
     assert!(given.saga.is_finished());
     assert_eq!(
         given.when(SagaInput::Retry { at: t(300) }),
@@ -810,14 +851,10 @@ fn a_cancel_that_overtakes_the_placements_answers_cancels_on_the_book() {
     // Bob's sell fills it before the cancel reaches the book.
     assert_eq!(
         given.when(maker_trade(1, 10, 0, t(2))),
-        vec![settle(1, 100, 10, t(2))]
+        vec![finish(&[(1, 100, 10)], t(2))],
+        "released with its fill's settlement, not before"
     );
     assert_eq!(given.view().status, OrderStatus::Filled);
-    assert_eq!(
-        given.when(leg_settled(1, t(3))),
-        vec![release(t(3))],
-        "released once its fill settled"
-    );
 }
 
 #[test]
@@ -859,7 +896,7 @@ fn a_cancel_while_submitting_waits_for_the_book_to_have_the_order() {
     assert_eq!(given.when(ended(EndReason::Filled, 0, t(4))), vec![]);
     assert_eq!(
         given.when(taker_trade(1, 10, 0, t(4))),
-        vec![settle(1, 100, 10, t(4))]
+        vec![finish(&[(1, 100, 10)], t(4))]
     );
     assert_eq!(given.view().status, OrderStatus::Filled);
 }
@@ -884,8 +921,8 @@ fn crash_at_every_step_resumes_with_the_same_outstanding_commands() {
         vec![],
         vec![settle(1, 100, 3, t(2))],
         vec![settle(1, 100, 3, t(2))],
-        vec![settle(1, 100, 3, t(3)), settle(2, 100, 7, t(3))],
-        vec![settle(1, 100, 3, t(4))],
+        vec![finish(&[(1, 100, 3), (2, 100, 7)], t(3))],
+        vec![finish(&[(1, 100, 3)], t(4))],
         vec![release(t(5))],
         vec![],
     ];
@@ -1040,7 +1077,8 @@ proptest! {
         saga.step(&start(order)).unwrap();
         saga.step(&SagaInput::HoldPlaced { at: t(1) }).unwrap();
         let mut pool = scenario_book_events();
-        let mut settle_sent: Vec<TradeId> = Vec::new();
+        // The account applies each command as it arrives; its answers come back in any
+        // order, possibly repeated, with the book's events.
         let mut settled_by_account: Vec<TradeId> = Vec::new();
         let mut releases = 0;
         let mut picks = picks.into_iter();
@@ -1052,33 +1090,43 @@ proptest! {
             } else {
                 pool.swap_remove(index)
             };
-            // The account settles before it answers.
-            if let SagaInput::LegSettled { trade_id, .. } = &input {
-                if !settled_by_account.contains(trade_id) {
-                    settled_by_account.push(*trade_id);
-                }
-            }
             for command in saga.step(&input).unwrap() {
                 let SagaCommand::Account { command, .. } = command else {
                     panic!("no book command expected: {command:?}");
                 };
                 match command {
                     AccountCommand::SettleTrade { trade_id, at, .. } => {
-                        prop_assert!(!settle_sent.contains(&trade_id));
-                        settle_sent.push(trade_id);
+                        prop_assert_eq!(releases, 0, "no settlement after the release");
+                        if !settled_by_account.contains(&trade_id) {
+                            settled_by_account.push(trade_id);
+                        }
                         pool.push(SagaInput::LegSettled { trade_id, at });
+                    }
+                    AccountCommand::Finish { legs, at, .. } => {
+                        if releases == 0 {
+                            for leg in &legs {
+                                if !settled_by_account.contains(&leg.trade_id) {
+                                    settled_by_account.push(leg.trade_id);
+                                }
+                            }
+                            prop_assert_eq!(settled_by_account.len(), 3, "finished with every leg");
+                            releases += 1;
+                        }
+                        pool.push(finished(&legs.iter().map(|leg| leg.trade_id.0).collect::<Vec<_>>(), at));
                     }
                     AccountCommand::ReleaseHold { at, .. } => {
                         prop_assert_eq!(settled_by_account.len(), 3, "release after settling");
-                        releases += 1;
+                        if releases == 0 {
+                            releases += 1;
+                        }
                         pool.push(SagaInput::HoldReleased { at });
                     }
                     other => panic!("unexpected {other:?}"),
                 }
             }
         }
-        settle_sent.sort();
-        prop_assert_eq!(settle_sent, vec![TradeId(1), TradeId(2), TradeId(3)]);
+        settled_by_account.sort();
+        prop_assert_eq!(settled_by_account, vec![TradeId(1), TradeId(2), TradeId(3)]);
         prop_assert_eq!(releases, 1);
         prop_assert!(saga.is_finished());
         prop_assert_eq!(saga.view().status, OrderStatus::Filled);

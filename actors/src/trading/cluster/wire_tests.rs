@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tradefloor_domain::account::{AccountCommand, AccountReply, Balance, RiskLimits};
+use tradefloor_domain::account::{AccountCommand, AccountReply, Balance, Leg, RiskLimits};
 use tradefloor_domain::book::{BookCommand, BookEvent, BookReply, EndReason, OrderReport, Trade};
 use tradefloor_domain::saga::{
     Fill, OrderView, SagaCommand, SagaConfig, SagaInput, SagaReply, SagaStep,
@@ -182,6 +182,23 @@ fn account_commands() -> Vec<AccountCommand> {
         AccountCommand::ReleaseHold {
             command_id: command_id("7:release"),
             order_id: OrderId(7),
+            at: at(),
+        },
+        AccountCommand::Finish {
+            command_id: command_id("7:finish"),
+            order_id: OrderId(7),
+            legs: vec![
+                Leg {
+                    trade_id: TradeId(3),
+                    price: Price(100),
+                    quantity: Quantity(10),
+                },
+                Leg {
+                    trade_id: TradeId(4),
+                    price: Price(99),
+                    quantity: Quantity(5),
+                },
+            ],
             at: at(),
         },
         AccountCommand::SetRiskLimits {
