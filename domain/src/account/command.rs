@@ -209,18 +209,13 @@ impl AccountCommand {
             AccountCommand::ReleaseHold { order_id, .. } => {
                 Fingerprint::new("release_hold").u64(order_id.0).finish()
             }
-            AccountCommand::Finish { order_id, legs, .. } => legs
-                .iter()
-                .fold(
-                    Fingerprint::new("finish").u64(order_id.0),
-                    |fingerprint, leg| {
-                        fingerprint
-                            .u64(leg.trade_id.0)
-                            .u64(leg.price.get())
-                            .u64(leg.quantity.get())
-                    },
-                )
-                .finish(),
+            // The order alone: a finish sent again after a crash names fewer legs (the saga
+            // learnt meanwhile that some were settled), and the first one already settled
+            // every leg the order has (an order finishes once it ended and every fill is
+            // known), so it answers for the later one.
+            AccountCommand::Finish { order_id, .. } => {
+                Fingerprint::new("finish").u64(order_id.0).finish()
+            }
             AccountCommand::SetRiskLimits { limits, .. } => limits.fingerprint(),
         }
     }

@@ -547,6 +547,11 @@ fn finish_settles_every_leg_and_releases_the_rest_in_one_decision() {
         .unwrap();
     assert!(events.is_empty());
     assert_eq!(again, reply);
+    // So does a retry that names fewer legs: after a crash the saga may have learnt that
+    // some were settled (by this very finish) before it heard the answer.
+    let (events, again) = account.execute(&finish(1, &[(8, 10, 15)])).unwrap();
+    assert!(events.is_empty());
+    assert_eq!(again, reply);
 }
 
 #[test]
