@@ -1,13 +1,15 @@
 //! Balances and positions: `{total, held}` per account and asset from the accounts' events,
 //! and base quantity bought and sold per account and market from the books' trades.
 
+use std::collections::BTreeMap;
+
 use tradefloor_domain::account::{Account, AccountEvent};
 use tradefloor_domain::{AccountId, Asset, Side};
 use tradefloor_persistence::{Filter, StoredEvent, Transaction};
 
-use super::sql::{self, SqlValue};
+use super::sql;
 use super::trades::{decode_trade, symbol_of};
-use super::{ReadModelError, begin_batch, from_sql, to_sql};
+use super::{ReadModelError, begin_batch, to_sql};
 use crate::hosting::entity::Persistent;
 use crate::hosting::projection::Projection;
 
@@ -83,93 +85,111 @@ fn changes(event: &AccountEvent) -> Vec<Change> {
     }
 }
 
-async fn apply_change(
-    transaction: &mut Transaction,
-    account: &str,
-    change: &Change,
-) -> Result<(), ReadModelError> {
-    let key: [SqlValue; 2] = [account.into(), change.asset.as_str().into()];
-    let rows = sql::fetch_in(
-        transaction,
-        "SELECT total, held FROM trading_balances WHERE account_id = $1 AND asset = $2",
-        &key,
-    )
-    .await?;
-    let (total, held) = match rows.first() {
-        Some(row) => (
-            i128::from(from_sql(&row[0], "total")?),
-            i128::from(from_sql(&row[1], "held")?),
-        ),
-        None => (0, 0),
-    };
-    let (total, held) = (total + change.total, held + change.held);
-    if held < 0 || held > total {
-        return Err(ReadModelError::Corrupt(format!(
-            "{account} {}: total {total}, held {held}",
-            change.asset
-        )));
-    }
-    let column = |value: i128| {
-        i64::try_from(value).map_err(|_| ReadModelError::OutOfRange(format!("balance {value}")))
-    };
-    sql::execute(
-        transaction,
-        "INSERT INTO trading_balances (account_id, asset, total, held) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (account_id, asset) DO UPDATE SET total = excluded.total, held = excluded.held",
-        &[
-            key[0].clone(),
-            key[1].clone(),
-            column(total)?.into(),
-            column(held)?.into(),
-        ],
-    )
-    .await?;
-    Ok(())
+/// A batch's net effect, merged per row so that each row is written once, with one
+/// multi-row upsert per table that adds to what the row holds (no read before the write).
+#[derive(Default)]
+struct Batch {
+    /// `(total, held)` changes per `(account, asset)`.
+    balances: BTreeMap<(String, String), (i128, i128)>,
+    /// `(bought, sold, trades)` added per `(account, symbol)`.
+    positions: BTreeMap<(String, String), (u64, u64, u64)>,
 }
 
-async fn apply_position(
-    transaction: &mut Transaction,
-    account: &AccountId,
-    symbol: &str,
-    side: Side,
-    quantity: u64,
-) -> Result<(), ReadModelError> {
-    let key: [SqlValue; 2] = [account.as_str().into(), symbol.into()];
-    let rows = sql::fetch_in(
-        transaction,
-        "SELECT bought, sold, trades FROM trading_positions WHERE account_id = $1 AND symbol = $2",
-        &key,
-    )
-    .await?;
-    let (mut bought, mut sold, mut trades) = match rows.first() {
-        Some(row) => (
-            from_sql(&row[0], "bought")?,
-            from_sql(&row[1], "sold")?,
-            from_sql(&row[2], "trades")?,
-        ),
-        None => (0, 0, 0),
-    };
-    let overflow = || ReadModelError::OutOfRange(format!("position of {account} in {symbol}"));
-    match side {
-        Side::Buy => bought = bought.checked_add(quantity).ok_or_else(overflow)?,
-        Side::Sell => sold = sold.checked_add(quantity).ok_or_else(overflow)?,
+impl Batch {
+    fn change(&mut self, account: &str, change: &Change) {
+        let entry = self
+            .balances
+            .entry((account.to_owned(), change.asset.as_str().to_owned()))
+            .or_default();
+        entry.0 += change.total;
+        entry.1 += change.held;
     }
-    trades = trades.checked_add(1).ok_or_else(overflow)?;
-    sql::execute(
-        transaction,
-        "INSERT INTO trading_positions (account_id, symbol, bought, sold, trades) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, symbol) DO UPDATE SET \
-         bought = excluded.bought, sold = excluded.sold, trades = excluded.trades",
-        &[
-            key[0].clone(),
-            key[1].clone(),
-            to_sql(bought, "bought")?.into(),
-            to_sql(sold, "sold")?.into(),
-            to_sql(trades, "trades")?.into(),
-        ],
-    )
-    .await?;
-    Ok(())
+
+    fn trade(
+        &mut self,
+        account: &AccountId,
+        symbol: &str,
+        side: Side,
+        quantity: u64,
+    ) -> Result<(), ReadModelError> {
+        let overflow = || ReadModelError::OutOfRange(format!("position of {account} in {symbol}"));
+        let (bought, sold, trades) = self
+            .positions
+            .entry((account.as_str().to_owned(), symbol.to_owned()))
+            .or_default();
+        let added = match side {
+            Side::Buy => bought,
+            Side::Sell => sold,
+        };
+        *added = added.checked_add(quantity).ok_or_else(overflow)?;
+        *trades = trades.checked_add(1).ok_or_else(overflow)?;
+        Ok(())
+    }
+
+    async fn write(self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
+        let column = |value: i128| {
+            i64::try_from(value).map_err(|_| ReadModelError::OutOfRange(format!("balance {value}")))
+        };
+        let mut rows = Vec::with_capacity(self.balances.len());
+        for ((account, asset), (total, held)) in self.balances {
+            rows.push(vec![
+                account.into(),
+                asset.into(),
+                column(total)?.into(),
+                column(held)?.into(),
+            ]);
+        }
+        let balances = sql::write_rows(
+            transaction,
+            BALANCES_TABLE,
+            &["account_id", "asset", "total", "held"],
+            &rows,
+            "ON CONFLICT (account_id, asset) DO UPDATE SET \
+             total = trading_balances.total + excluded.total, \
+             held = trading_balances.held + excluded.held \
+             RETURNING account_id, asset, total, held",
+        )
+        .await?;
+        for row in &balances {
+            let (total, held) = (row[2].integer(), row[3].integer());
+            if !matches!((total, held), (Some(total), Some(held)) if 0 <= held && held <= total) {
+                return Err(ReadModelError::Corrupt(format!(
+                    "{:?} {:?}: total {total:?}, held {held:?}",
+                    row[0], row[1]
+                )));
+            }
+        }
+        let mut rows = Vec::with_capacity(self.positions.len());
+        for ((account, symbol), (bought, sold, trades)) in self.positions {
+            rows.push(vec![
+                account.into(),
+                symbol.into(),
+                to_sql(bought, "bought")?.into(),
+                to_sql(sold, "sold")?.into(),
+                to_sql(trades, "trades")?.into(),
+            ]);
+        }
+        let positions = sql::write_rows(
+            transaction,
+            POSITIONS_TABLE,
+            &["account_id", "symbol", "bought", "sold", "trades"],
+            &rows,
+            "ON CONFLICT (account_id, symbol) DO UPDATE SET \
+             bought = trading_positions.bought + excluded.bought, \
+             sold = trading_positions.sold + excluded.sold, \
+             trades = trading_positions.trades + excluded.trades \
+             RETURNING bought, sold, trades",
+        )
+        .await?;
+        // SQLite turns an integer sum that overflows into a float: refuse the batch instead.
+        if let Some(row) = positions
+            .iter()
+            .find(|row| row.iter().any(|value| value.integer().is_none()))
+        {
+            return Err(ReadModelError::OutOfRange(format!("position {row:?}")));
+        }
+        Ok(())
+    }
 }
 
 impl Projection for BalancesProjection {
@@ -190,6 +210,7 @@ impl Projection for BalancesProjection {
     ) -> Result<(), ReadModelError> {
         begin_batch(transaction, NAME).await?;
         let codec = <Account as Persistent>::codec();
+        let mut batch = Batch::default();
         for stored in events {
             match stored.kind.as_str() {
                 "account" => {
@@ -198,7 +219,7 @@ impl Projection for BalancesProjection {
                     })?;
                     let event = codec.decode(stored)?;
                     for change in changes(&event) {
-                        apply_change(transaction, account, &change).await?;
+                        batch.change(account, &change);
                     }
                 }
                 "order_book" if stored.name == "book.traded" => {
@@ -206,29 +227,24 @@ impl Projection for BalancesProjection {
                         continue;
                     };
                     let symbol = symbol_of(&stored.stream)?;
-                    let maker_side = trade.taker_side.opposite();
                     let quantity = trade.quantity.get();
-                    apply_position(
-                        transaction,
+                    batch.trade(
                         &trade.taker_account_id,
                         symbol.as_str(),
                         trade.taker_side,
                         quantity,
-                    )
-                    .await?;
-                    apply_position(
-                        transaction,
+                    )?;
+                    batch.trade(
                         &trade.maker_account_id,
                         symbol.as_str(),
-                        maker_side,
+                        trade.taker_side.opposite(),
                         quantity,
-                    )
-                    .await?;
+                    )?;
                 }
                 _ => {}
             }
         }
-        Ok(())
+        batch.write(transaction).await
     }
 
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {

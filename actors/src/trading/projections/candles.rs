@@ -10,6 +10,8 @@
 //! VWAP is kept as two integers, Σ price × quantity and Σ quantity, and divided only when
 //! read (rounded down): no float, every sum checked.
 
+use std::collections::BTreeMap;
+
 use tradefloor_domain::book::Trade;
 use tradefloor_domain::{Price, Quantity, Timestamp};
 use tradefloor_persistence::{Filter, StoredEvent, Transaction};
@@ -142,125 +144,231 @@ impl CandlesProjection {
         assert!(watermark_micros >= 0, "a watermark is a duration");
         Self { watermark_micros }
     }
+}
 
-    /// Whether the trade is within the watermark (and moves the market's clock).
-    async fn admit(
-        &self,
-        transaction: &mut Transaction,
-        symbol: &str,
-        at: i64,
-    ) -> Result<bool, ReadModelError> {
-        let rows = sql::fetch_in(
-            transaction,
-            "SELECT latest_at, late_dropped FROM trading_candle_clocks WHERE symbol = $1",
-            &[symbol.into()],
-        )
-        .await?;
-        let (latest, dropped) = match rows.first() {
-            Some(row) => (
-                row[0].integer().unwrap_or(i64::MIN),
-                from_sql(&row[1], "late_dropped")?,
-            ),
-            None => (i64::MIN, 0),
-        };
-        let late = at < latest.saturating_sub(self.watermark_micros);
-        let (latest, dropped) = if late {
-            (latest, dropped + 1)
-        } else {
-            (latest.max(at), dropped)
-        };
-        sql::execute(
-            transaction,
-            "INSERT INTO trading_candle_clocks (symbol, latest_at, late_dropped) \
-             VALUES ($1, $2, $3) ON CONFLICT (symbol) DO UPDATE SET \
-             latest_at = excluded.latest_at, late_dropped = excluded.late_dropped",
-            &[
-                symbol.into(),
-                latest.into(),
-                to_sql(dropped, "late_dropped")?.into(),
-            ],
-        )
-        .await?;
-        Ok(!late)
+/// One window's trades: within a batch, then merged with the stored row.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    open: u64,
+    high: u64,
+    low: u64,
+    close: u64,
+    open_at: i64,
+    close_at: i64,
+    volume: u64,
+    notional: u64,
+    trades: u64,
+}
+
+impl Window {
+    fn of_trade(trade: &Trade) -> Result<Self, ReadModelError> {
+        let (price, quantity, at) = (trade.price.get(), trade.quantity.get(), trade.at.micros());
+        let notional = price
+            .checked_mul(quantity)
+            .ok_or_else(|| ReadModelError::OutOfRange(format!("notional of {trade:?}")))?;
+        Ok(Window {
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            open_at: at,
+            close_at: at,
+            volume: quantity,
+            notional,
+            trades: 1,
+        })
+    }
+
+    /// `self` followed by `later` (which arrived after it): the open is the earliest trade
+    /// (ties: the first to arrive), the close the latest (ties: the last to arrive).
+    fn then(self, later: Window) -> Result<Self, ReadModelError> {
+        let overflow = || ReadModelError::OutOfRange(format!("candle {self:?} + {later:?}"));
+        Ok(Window {
+            open: if later.open_at < self.open_at {
+                later.open
+            } else {
+                self.open
+            },
+            open_at: self.open_at.min(later.open_at),
+            close: if later.close_at >= self.close_at {
+                later.close
+            } else {
+                self.close
+            },
+            close_at: self.close_at.max(later.close_at),
+            high: self.high.max(later.high),
+            low: self.low.min(later.low),
+            volume: self.volume.checked_add(later.volume).ok_or_else(overflow)?,
+            notional: self
+                .notional
+                .checked_add(later.notional)
+                .ok_or_else(overflow)?,
+            trades: self.trades.checked_add(later.trades).ok_or_else(overflow)?,
+        })
+    }
+
+    fn from_row(row: &[SqlValue]) -> Result<Self, ReadModelError> {
+        Ok(Window {
+            open: from_sql(&row[0], "open")?,
+            high: from_sql(&row[1], "high")?,
+            low: from_sql(&row[2], "low")?,
+            close: from_sql(&row[3], "close")?,
+            open_at: row[4].integer().unwrap_or_default(),
+            close_at: row[5].integer().unwrap_or_default(),
+            volume: from_sql(&row[6], "volume")?,
+            notional: from_sql(&row[7], "notional")?,
+            trades: from_sql(&row[8], "trades")?,
+        })
+    }
+
+    fn row(&self, key: &WindowKey) -> Result<Vec<SqlValue>, ReadModelError> {
+        Ok(vec![
+            key.0.as_str().into(),
+            key.1.into(),
+            key.2.into(),
+            to_sql(self.open, "open")?.into(),
+            to_sql(self.high, "high")?.into(),
+            to_sql(self.low, "low")?.into(),
+            to_sql(self.close, "close")?.into(),
+            self.open_at.into(),
+            self.close_at.into(),
+            to_sql(self.volume, "volume")?.into(),
+            to_sql(self.notional, "notional")?.into(),
+            to_sql(self.trades, "trades")?.into(),
+        ])
     }
 }
 
-async fn add_to_window(
+/// `(symbol, interval_seconds, bucket_start)`.
+type WindowKey = (String, i64, i64);
+
+/// The columns of `trading_candles`, in the order [`Window::row`] gives them.
+const WINDOW_COLUMNS: [&str; 12] = [
+    "symbol",
+    "interval_seconds",
+    "bucket_start",
+    "open",
+    "high",
+    "low",
+    "close",
+    "open_at",
+    "close_at",
+    "volume",
+    "notional",
+    "trades",
+];
+
+/// A market's clock: the latest trade time seen and the late trades dropped.
+type Clock = (i64, u64);
+
+async fn load_clock(transaction: &mut Transaction, symbol: &str) -> Result<Clock, ReadModelError> {
+    let rows = sql::fetch_in(
+        transaction,
+        "SELECT latest_at, late_dropped FROM trading_candle_clocks WHERE symbol = $1",
+        &[symbol.into()],
+    )
+    .await?;
+    Ok(match rows.first() {
+        Some(row) => (
+            row[0].integer().unwrap_or(i64::MIN),
+            from_sql(&row[1], "late_dropped")?,
+        ),
+        None => (i64::MIN, 0),
+    })
+}
+
+/// The stored row of `window` merged with the batch's trades in it (`batch`).
+async fn merge_stored(
     transaction: &mut Transaction,
-    symbol: &str,
-    interval: CandleInterval,
-    trade: &Trade,
-) -> Result<(), ReadModelError> {
-    let at = trade.at.micros();
-    let start = at - at.rem_euclid(interval.micros());
-    let key: [SqlValue; 3] = [symbol.into(), interval.seconds().into(), start.into()];
+    key: &WindowKey,
+    batch: Window,
+) -> Result<Window, ReadModelError> {
     let rows = sql::fetch_in(
         transaction,
         "SELECT open, high, low, close, open_at, close_at, volume, notional, trades \
          FROM trading_candles WHERE symbol = $1 AND interval_seconds = $2 AND bucket_start = $3",
-        &key,
+        &[key.0.as_str().into(), key.1.into(), key.2.into()],
     )
     .await?;
-    let price = trade.price.get();
-    let quantity = trade.quantity.get();
-    let overflow = || ReadModelError::OutOfRange(format!("candle of {symbol} at {start}"));
-    let notional_of_trade = price.checked_mul(quantity).ok_or_else(overflow)?;
-    let row = match rows.first() {
-        None => [price, price, price, price, quantity, notional_of_trade, 1],
-        Some(row) => {
-            let mut open = from_sql(&row[0], "open")?;
-            let high = from_sql(&row[1], "high")?.max(price);
-            let low = from_sql(&row[2], "low")?.min(price);
-            let mut close = from_sql(&row[3], "close")?;
-            let open_at = row[4].integer().unwrap_or_default();
-            let close_at = row[5].integer().unwrap_or_default();
-            if at < open_at {
-                open = price;
-            }
-            if at >= close_at {
-                close = price;
-            }
-            let volume = from_sql(&row[6], "volume")?
-                .checked_add(quantity)
-                .ok_or_else(overflow)?;
-            let notional = from_sql(&row[7], "notional")?
-                .checked_add(notional_of_trade)
-                .ok_or_else(overflow)?;
-            let trades = from_sql(&row[8], "trades")?
-                .checked_add(1)
-                .ok_or_else(overflow)?;
-            [open, high, low, close, volume, notional, trades]
-        }
-    };
-    let (open_at, close_at) = match rows.first() {
-        None => (at, at),
-        Some(row) => (
-            row[4].integer().unwrap_or_default().min(at),
-            row[5].integer().unwrap_or_default().max(at),
-        ),
-    };
-    let mut values: Vec<SqlValue> = key.to_vec();
-    for (index, value) in row.iter().enumerate().take(4) {
-        values.push(to_sql(*value, ["open", "high", "low", "close"][index])?.into());
+    match rows.first() {
+        Some(row) => Window::from_row(row)?.then(batch),
+        None => Ok(batch),
     }
-    values.push(open_at.into());
-    values.push(close_at.into());
-    values.push(to_sql(row[4], "volume")?.into());
-    values.push(to_sql(row[5], "notional")?.into());
-    values.push(to_sql(row[6], "trades")?.into());
-    sql::execute(
-        transaction,
-        "INSERT INTO trading_candles (symbol, interval_seconds, bucket_start, open, high, low, \
-         close, open_at, close_at, volume, notional, trades) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (symbol, interval_seconds, bucket_start) DO UPDATE SET \
-         open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close, \
-         open_at = excluded.open_at, close_at = excluded.close_at, volume = excluded.volume, \
-         notional = excluded.notional, trades = excluded.trades",
-        &values,
-    )
-    .await?;
-    Ok(())
+}
+
+impl CandlesProjection {
+    /// Folds the batch's trades into its markets' clocks and windows (reading each clock and
+    /// each window touched once), then writes every clock and window touched with one
+    /// statement per table.
+    async fn apply_trades(
+        &self,
+        transaction: &mut Transaction,
+        trades: Vec<(String, Trade)>,
+    ) -> Result<(), ReadModelError> {
+        let mut clocks: BTreeMap<String, Clock> = BTreeMap::new();
+        let mut windows: BTreeMap<WindowKey, Window> = BTreeMap::new();
+        for (symbol, trade) in trades {
+            let clock = match clocks.get_mut(&symbol) {
+                Some(clock) => clock,
+                None => {
+                    let clock = load_clock(transaction, &symbol).await?;
+                    clocks.entry(symbol.clone()).or_insert(clock)
+                }
+            };
+            let at = trade.at.micros();
+            if at < clock.0.saturating_sub(self.watermark_micros) {
+                clock.1 += 1;
+                continue;
+            }
+            clock.0 = clock.0.max(at);
+            let window = Window::of_trade(&trade)?;
+            for interval in CandleInterval::ALL {
+                let key = (
+                    symbol.clone(),
+                    interval.seconds(),
+                    at - at.rem_euclid(interval.micros()),
+                );
+                let merged = match windows.get(&key) {
+                    Some(earlier) => earlier.then(window)?,
+                    None => window,
+                };
+                windows.insert(key, merged);
+            }
+        }
+        let mut rows = Vec::with_capacity(windows.len());
+        for (key, batch) in windows {
+            rows.push(merge_stored(transaction, &key, batch).await?.row(&key)?);
+        }
+        sql::write_rows(
+            transaction,
+            CANDLES_TABLE,
+            &WINDOW_COLUMNS,
+            &rows,
+            "ON CONFLICT (symbol, interval_seconds, bucket_start) DO UPDATE SET \
+             open = excluded.open, high = excluded.high, low = excluded.low, \
+             close = excluded.close, open_at = excluded.open_at, close_at = excluded.close_at, \
+             volume = excluded.volume, notional = excluded.notional, trades = excluded.trades",
+        )
+        .await?;
+        let mut rows = Vec::with_capacity(clocks.len());
+        for (symbol, (latest, dropped)) in clocks {
+            rows.push(vec![
+                symbol.into(),
+                latest.into(),
+                to_sql(dropped, "late_dropped")?.into(),
+            ]);
+        }
+        sql::write_rows(
+            transaction,
+            CLOCKS_TABLE,
+            &["symbol", "latest_at", "late_dropped"],
+            &rows,
+            "ON CONFLICT (symbol) DO UPDATE SET \
+             latest_at = excluded.latest_at, late_dropped = excluded.late_dropped",
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 impl Projection for CandlesProjection {
@@ -280,22 +388,13 @@ impl Projection for CandlesProjection {
         events: &[StoredEvent],
     ) -> Result<(), ReadModelError> {
         begin_batch(transaction, NAME).await?;
+        let mut trades = Vec::with_capacity(events.len());
         for event in events {
-            let Some(trade) = decode_trade(event)? else {
-                continue;
-            };
-            let symbol = symbol_of(&event.stream)?;
-            if !self
-                .admit(transaction, symbol.as_str(), trade.at.micros())
-                .await?
-            {
-                continue;
-            }
-            for interval in CandleInterval::ALL {
-                add_to_window(transaction, symbol.as_str(), interval, &trade).await?;
+            if let Some(trade) = decode_trade(event)? {
+                trades.push((symbol_of(&event.stream)?.as_str().to_owned(), trade));
             }
         }
-        Ok(())
+        self.apply_trades(transaction, trades).await
     }
 
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {

@@ -144,14 +144,32 @@ impl OrdersProjection {
     }
 }
 
-async fn write_view(transaction: &mut Transaction, view: &OrderView) -> Result<(), ReadModelError> {
-    let order_id: SqlValue = to_sql(view.order_id.0, "order id")?.into();
+/// The columns of `trading_orders`, in the order [`order_row`] gives them.
+const ORDER_COLUMNS: [&str; 12] = [
+    "order_id",
+    "account_id",
+    "symbol",
+    "side",
+    "order_type",
+    "price",
+    "quantity",
+    "filled_quantity",
+    "status",
+    "reject_reason",
+    "end_reason",
+    "finished",
+];
+
+/// The columns of `trading_order_fills`.
+const FILL_COLUMNS: [&str; 5] = ["order_id", "trade_id", "price", "quantity", "settled"];
+
+fn order_row(view: &OrderView) -> Result<Vec<SqlValue>, ReadModelError> {
     let price = view
         .price
         .map(|price| to_sql(price.get(), "price"))
         .transpose()?;
-    let values: [SqlValue; 12] = [
-        order_id.clone(),
+    Ok(vec![
+        to_sql(view.order_id.0, "order id")?.into(),
         view.account_id.as_str().into(),
         view.symbol.as_str().into(),
         match view.side {
@@ -174,34 +192,46 @@ async fn write_view(transaction: &mut Transaction, view: &OrderView) -> Result<(
         view.end_reason
             .map_or(SqlValue::NullText, |reason| end_reason_name(reason).into()),
         i64::from(view.finished).into(),
-    ];
-    sql::execute(
-        transaction,
-        "INSERT INTO trading_orders (order_id, account_id, symbol, side, order_type, price, \
-         quantity, filled_quantity, status, reject_reason, end_reason, finished) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (order_id) DO UPDATE SET filled_quantity = excluded.filled_quantity, \
-         status = excluded.status, reject_reason = excluded.reject_reason, \
-         end_reason = excluded.end_reason, finished = excluded.finished",
-        &values,
-    )
-    .await?;
-    for fill in &view.fills {
-        sql::execute(
-            transaction,
-            "INSERT INTO trading_order_fills (order_id, trade_id, price, quantity, settled) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, trade_id) \
-             DO UPDATE SET settled = excluded.settled",
-            &[
-                order_id.clone(),
+    ])
+}
+
+/// Writes the views (one per order) with one multi-row upsert per table.
+async fn write_views(
+    transaction: &mut Transaction,
+    views: &[OrderView],
+) -> Result<(), ReadModelError> {
+    let mut orders = Vec::with_capacity(views.len());
+    let mut fills = Vec::new();
+    for view in views {
+        orders.push(order_row(view)?);
+        for fill in &view.fills {
+            fills.push(vec![
+                to_sql(view.order_id.0, "order id")?.into(),
                 to_sql(fill.trade_id.0, "trade id")?.into(),
                 to_sql(fill.price.get(), "price")?.into(),
                 to_sql(fill.quantity.get(), "quantity")?.into(),
                 i64::from(fill.settled).into(),
-            ],
-        )
-        .await?;
+            ]);
+        }
     }
+    sql::write_rows(
+        transaction,
+        ORDERS_TABLE,
+        &ORDER_COLUMNS,
+        &orders,
+        "ON CONFLICT (order_id) DO UPDATE SET filled_quantity = excluded.filled_quantity, \
+         status = excluded.status, reject_reason = excluded.reject_reason, \
+         end_reason = excluded.end_reason, finished = excluded.finished",
+    )
+    .await?;
+    sql::write_rows(
+        transaction,
+        FILLS_TABLE,
+        &FILL_COLUMNS,
+        &fills,
+        "ON CONFLICT (order_id, trade_id) DO UPDATE SET settled = excluded.settled",
+    )
+    .await?;
     Ok(())
 }
 
@@ -235,10 +265,7 @@ impl Projection for OrdersProjection {
             }
         }
         begin_batch(transaction, NAME).await?;
-        for view in &views {
-            write_view(transaction, view).await?;
-        }
-        Ok(())
+        write_views(transaction, &views).await
     }
 
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {

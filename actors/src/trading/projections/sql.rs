@@ -3,7 +3,7 @@
 //! Read models bind and read three kinds of values (`BIGINT`, `TEXT`, `NULL`), so every
 //! statement can be written once, with `$1`-style placeholders, which SQLite and PostgreSQL
 //! both accept. Generated multi-row inserts are the exception: on SQLite they use anonymous
-//! `?` placeholders (see [`insert_rows`]).
+//! `?` placeholders (see [`write_rows`]).
 
 use serde::Serialize;
 use tradefloor_persistence::{Database, Transaction};
@@ -127,15 +127,21 @@ pub(crate) const INSERT_ROWS_MAX: usize = 256;
 
 /// Inserts `rows` (each as many values as `columns` names) into `table`, up to
 /// [`INSERT_ROWS_MAX`] rows per statement: one round trip to the database for a batch rather
-/// than one per row (each is a hop to sqlx's SQLite thread).
-pub(crate) async fn insert_rows(
+/// than one per row (each is a hop to sqlx's SQLite thread). `tail` follows the `VALUES` list
+/// of every statement (an `ON CONFLICT` clause, a `RETURNING` list, or nothing); the rows
+/// returned are those of every statement, in order. Rows of one statement must not share a
+/// conflict key (PostgreSQL refuses to update one row twice in one statement): merge them
+/// first.
+pub(crate) async fn write_rows(
     transaction: &mut Transaction,
     table: &str,
     columns: &[&str],
     rows: &[Vec<SqlValue>],
-) -> Result<(), sqlx::Error> {
+    tail: &str,
+) -> Result<Vec<Vec<SqlValue>>, sqlx::Error> {
     assert!(!columns.is_empty(), "an insert names its columns");
     let numbered = matches!(transaction, Transaction::Postgres(_));
+    let mut returned = Vec::new();
     for chunk in rows.chunks(INSERT_ROWS_MAX) {
         let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
         let mut values = Vec::with_capacity(chunk.len() * columns.len());
@@ -147,9 +153,13 @@ pub(crate) async fn insert_rows(
             push_placeholders(&mut sql, numbered, index * columns.len(), columns.len());
             values.extend(row.iter().cloned());
         }
-        execute(transaction, &sql, &values).await?;
+        if !tail.is_empty() {
+            sql.push(' ');
+            sql.push_str(tail);
+        }
+        returned.extend(fetch_in(transaction, &sql, &values).await?);
     }
-    Ok(())
+    Ok(returned)
 }
 
 /// Appends `(p, p, …)` with `count` placeholders for the parameters after the first `before`:
