@@ -58,6 +58,8 @@ pub struct LogTail {
     /// No event after the cursor can be missed by taking the bus's batches in order: false at
     /// start, after a lag, a gap or a seek, and when a database check is asked for.
     in_step: bool,
+    /// Why the next database read happens (the label of its metric).
+    why: &'static str,
     database_reads: u64,
 }
 
@@ -80,6 +82,7 @@ impl LogTail {
             cursor: after,
             pending: None,
             in_step: false,
+            why: "start",
             database_reads: 0,
         }
     }
@@ -108,7 +111,14 @@ impl LogTail {
     /// Reads the database at the next [`next`](Self::next): for events other processes
     /// appended, which no bus here carries.
     pub fn check_database(&mut self) {
-        self.in_step = false;
+        self.leave_step("check");
+    }
+
+    fn leave_step(&mut self, why: &'static str) {
+        if self.in_step {
+            self.in_step = false;
+            self.why = why;
+        }
     }
 
     /// Goes on after offset `after` instead (backwards to see events again, forwards to skip
@@ -117,7 +127,7 @@ impl LogTail {
         if after != self.cursor {
             self.cursor = after;
             self.pending = None;
-            self.in_step = false;
+            self.leave_step("seek");
         }
     }
 
@@ -139,7 +149,7 @@ impl LogTail {
                     Ok(batch) => (batch, 0),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Lagged(_) | TryRecvError::Closed) => {
-                        self.in_step = false;
+                        self.leave_step("lag");
                         continue;
                     }
                 },
@@ -158,7 +168,7 @@ impl LogTail {
             None => return,
             Some(first) if first.global_offset != self.cursor + 1 => {
                 // Events between the cursor and this batch are missing from the bus.
-                self.in_step = false;
+                self.leave_step("gap");
                 return;
             }
             Some(_) => {}
@@ -184,6 +194,8 @@ impl LogTail {
             .read_all(self.cursor, self.limit, &self.filter)
             .await?;
         self.database_reads += 1;
+        metrics::counter!("tradefloor_log_tail_database_reads_total", "why" => self.why)
+            .increment(1);
         let last = events
             .last()
             .map_or(self.cursor, |event| event.global_offset);
