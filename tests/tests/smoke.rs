@@ -6,14 +6,16 @@ use serde_json::json;
 use tradefloor_tests::{Node, NodeOptions, eventually};
 
 /// A series of each kind the node exports: requests, the journal, mailboxes, breakers,
-/// entities, read-model lag, the risk consumer group, waiting placements.
-const METRICS: [&str; 8] = [
+/// entities, read-model lag, the log's consumers' database reads (each reads at start), the
+/// risk consumer group, waiting placements.
+const METRICS: [&str; 9] = [
     "tradefloor_http_requests_total{method=\"POST\",route=\"/v1/orders\",status=\"201\"}",
     "tradefloor_journal_commit_seconds",
     "tradefloor_mailbox_length{kind=\"shard\",actor=\"/trading/books\"}",
     "tradefloor_breaker_state{breaker=\"/trading/accounts/journal\"}",
     "tradefloor_entities{region=\"/trading/sagas\"}",
     "tradefloor_projection_lag_events{consumer=\"trading.balances\"}",
+    "tradefloor_log_tail_database_reads_total{why=\"start\"}",
     "tradefloor_consumer_members{group=\"trading.risk\"}",
     "tradefloor_placements_waiting",
 ];
