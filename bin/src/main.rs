@@ -7,6 +7,11 @@ use clap::Parser;
 use tradefloor::cli::{Cli, Command};
 use tradefloor::config::{LogFormat, NodeConfig};
 
+// mimalloc rather than glibc's malloc: per-thread heaps, where glibc's arenas showed up in
+// profiles as lock waits between the runtime's threads (≈ 13 % of the node's CPU in malloc).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
