@@ -344,15 +344,14 @@ impl Account {
         };
         let mut hold = hold.clone();
         let mut credited = Amount::ZERO;
-        let first = events.len();
+        // Decided into a list of its own, so that a refused leg leaves `events` untouched.
+        let mut settled = Vec::with_capacity(legs.len() + 1);
         for leg in legs {
             if hold.settled.contains(&leg.trade_id) {
                 continue;
             }
-            let event = self.decide_settle(order_id, &hold, *leg, credited, at, cause);
-            let event = event.inspect_err(|_| events.truncate(first))?;
+            let event = self.decide_settle(order_id, &hold, *leg, credited, at, cause)?;
             let AccountEvent::TradeSettled {
-                quantity,
                 debit_amount,
                 credit_amount,
                 ..
@@ -361,11 +360,12 @@ impl Account {
                 unreachable!("a leg settles")
             };
             hold.remaining = Amount(hold.remaining.get() - debit_amount.get());
-            hold.quantity_open = Quantity(hold.quantity_open.get() - quantity.get());
+            hold.quantity_open = Quantity(hold.quantity_open.get() - leg.quantity.get());
             hold.settled.insert(leg.trade_id);
             credited = Amount(credited.get() + credit_amount.get());
-            events.push(event);
+            settled.push(event);
         }
+        events.append(&mut settled);
         events.push(AccountEvent::HoldReleased {
             command: cause,
             order_id,

@@ -1080,6 +1080,7 @@ proptest! {
         // The account applies each command as it arrives; its answers come back in any
         // order, possibly repeated, with the book's events.
         let mut settled_by_account: Vec<TradeId> = Vec::new();
+        let mut settle_sent: Vec<TradeId> = Vec::new();
         let mut releases = 0;
         let mut picks = picks.into_iter();
         let mut duplicates = duplicates.into_iter().cycle();
@@ -1097,6 +1098,8 @@ proptest! {
                 match command {
                     AccountCommand::SettleTrade { trade_id, at, .. } => {
                         prop_assert_eq!(releases, 0, "no settlement after the release");
+                        prop_assert!(!settle_sent.contains(&trade_id), "each leg settled once");
+                        settle_sent.push(trade_id);
                         if !settled_by_account.contains(&trade_id) {
                             settled_by_account.push(trade_id);
                         }
