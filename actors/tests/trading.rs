@@ -399,6 +399,105 @@ async fn the_read_models_supervisor_giving_up_is_reported() {
     exchange.shutdown().await.unwrap();
 }
 
+/// On the happy path an order's saga writes only its start: the hold, the book's word on the
+/// order, its fills, settlement and release are facts of the account's and the book's
+/// journals, which a restarted exchange folds into the same sagas (and read models).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_journals_only_its_start_and_recovers_the_rest_from_the_other_journals() {
+    use tradefloor_persistence::Filter;
+
+    let (journal, _directory) = journal().await;
+    let exchange = exchange(journal.clone()).await;
+    let maker = exchange
+        .place_order(limit("bob", Side::Sell, 100, 10))
+        .await
+        .unwrap();
+    let mut orders = vec![maker.order_id];
+    for quantity in [3, 4] {
+        let taker = exchange
+            .place_order(limit("alice", Side::Buy, 100, quantity))
+            .await
+            .unwrap();
+        assert_eq!(taker.status, OrderStatus::Filled);
+        orders.push(taker.order_id);
+    }
+    let resting = exchange
+        .place_order(limit("alice", Side::Buy, 90, 5))
+        .await
+        .unwrap();
+    orders.push(resting.order_id);
+    let mut before = Vec::new();
+    for order_id in &orders[1..3] {
+        before.push(settled(&exchange, *order_id).await);
+    }
+    for order_id in [orders[0], orders[3]] {
+        before.push(exchange.order(order_id).await.unwrap());
+    }
+    caught_up(&exchange).await;
+    let rows_before = projections::dump(journal.database()).await.unwrap();
+    exchange.shutdown().await.unwrap();
+
+    let saga_events = journal
+        .read_all(0, 1_000, &Filter::Kind("order_saga".to_owned()))
+        .await
+        .unwrap();
+    let names: Vec<&str> = saga_events
+        .iter()
+        .map(|event| event.name.as_str())
+        .collect();
+    assert_eq!(
+        names, ["saga.started"; 4],
+        "one start per order, nothing else"
+    );
+
+    let exchange = Exchange::start(journal.clone(), trading_config())
+        .await
+        .unwrap();
+    let mut after = Vec::new();
+    for order_id in &orders[1..3] {
+        after.push(exchange.order(*order_id).await.unwrap());
+    }
+    for order_id in [orders[0], orders[3]] {
+        after.push(exchange.order(order_id).await.unwrap());
+    }
+    assert_eq!(
+        after, before,
+        "the sagas as they were, fills and settlement included"
+    );
+    assert!(after[0].finished && after[1].finished);
+    assert_eq!(after[2].filled_quantity, Quantity(7));
+    assert_eq!(after[3].status, OrderStatus::Open);
+    // The maker fills up after the restart: its saga goes on from the derived state.
+    exchange
+        .place_order(limit("alice", Side::Buy, 100, 3))
+        .await
+        .unwrap();
+    let maker = settled(&exchange, orders[0]).await;
+    assert_eq!(maker.status, OrderStatus::Filled);
+    assert_eq!(maker.fills.len(), 3);
+    caught_up(&exchange).await;
+    let live = projections::dump(journal.database()).await.unwrap();
+    exchange.shutdown().await.unwrap();
+    assert_ne!(
+        live, rows_before,
+        "the read models followed the restarted exchange"
+    );
+    projections::rebuild_all(
+        &journal,
+        &trading_config().projections,
+        trading_config().candle_watermark_micros,
+    )
+    .await
+    .unwrap();
+    let rebuilt = projections::dump(journal.database()).await.unwrap();
+    assert_eq!(
+        live, rebuilt,
+        "the live read models equal a rebuild from offset 0"
+    );
+    let orders = &live[projections::orders::ORDERS_TABLE];
+    assert_eq!(orders.len(), 5);
+}
+
 /// A crash between a generated order's hold and its saga's start leaves a hold no saga will
 /// release: the next start of the application releases it, and leaves a hold that has its
 /// saga alone.

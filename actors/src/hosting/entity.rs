@@ -35,13 +35,14 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tradefloor_domain::account::{Account, AccountEvent};
 use tradefloor_domain::book::{BookEvent, OrderBook};
-use tradefloor_domain::saga::OrderSaga;
-use tradefloor_domain::{Aggregate, Message, Priority};
+use tradefloor_domain::saga::{OrderSaga, SagaEvent, SagaInput};
+use tradefloor_domain::{Aggregate, Message, OrderId, Priority};
 use tradefloor_persistence::{
-    Error as JournalError, EventCodec, Journal, NewEvent, SnapshotStore, codec,
+    Error as JournalError, EventCodec, Journal, NewEvent, SnapshotStore, StoredEvent, codec,
 };
 
 use crate::error::Error;
+use crate::hosting::log_fold;
 use crate::runtime::dead_letters::{DeadLetter, DeadLetters};
 
 /// An aggregate the runtime can host as a persistent entity.
@@ -75,9 +76,49 @@ pub trait Persistent:
             <Self::Event as Message>::NAMES,
         )
     }
+
+    /// Whether `event`, decided by a command against this state, must be written. An entity
+    /// that folds other streams' events (a saga) may skip the events that only record them:
+    /// its host keeps them in memory and writes them before the next event that must be
+    /// written, so the entity's own stream is always an exact prefix of its life, and
+    /// recovery derives the rest again from the events tagged [`Persistent::related_tag`].
+    fn must_journal(&self, _event: &Self::Event) -> bool {
+        true
+    }
+
+    /// Whether a later command may still write an event. Once not, the events skipped so far
+    /// are never needed before another, and the host drops them from memory.
+    fn may_write_later(&self) -> bool {
+        true
+    }
+
+    /// The tag other streams' events about entity `entity_id` carry, for an entity that
+    /// folds them ([`Persistent::related_inputs`]); `None` for one that does not.
+    fn related_tag(_entity_id: &str) -> Option<String> {
+        None
+    }
+
+    /// What an event of another stream is to entities of this kind: `(entity id, command)`
+    /// pairs, decided at recovery after the entity's own events. Commands must be idempotent
+    /// (a fact already folded decides nothing), as the answers they stand for are.
+    fn related_inputs(_stored: &StoredEvent) -> Vec<(String, Self::Command)> {
+        Vec::new()
+    }
+
+    /// Whether related `command` shows that a fold of the log from the middle missed an
+    /// earlier related fact, so the entity must be folded again from the journal.
+    fn misses_an_earlier_fact(&self, _command: &Self::Command) -> bool {
+        false
+    }
 }
 
 impl Persistent for Account {
+    fn tags(event: &AccountEvent) -> Vec<String> {
+        SagaInput::from_account(event)
+            .map(|(order_id, _)| vec![order_tag(order_id)])
+            .unwrap_or_default()
+    }
+
     fn effective_at(event: &AccountEvent) -> Option<i64> {
         Some(event.effective_at().micros())
     }
@@ -85,14 +126,69 @@ impl Persistent for Account {
 
 impl Persistent for OrderBook {
     fn tags(event: &BookEvent) -> Vec<String> {
+        let orders = event.order_ids().into_iter().map(order_tag);
         match event {
-            BookEvent::Traded(_) => vec!["trade".to_owned()],
-            _ => Vec::new(),
+            BookEvent::Traded(_) => std::iter::once("trade".to_owned()).chain(orders).collect(),
+            _ => orders.collect(),
         }
     }
 }
 
-impl Persistent for OrderSaga {}
+/// The tag of the account's and the book's events about an order: what its saga folds.
+pub fn order_tag(order_id: OrderId) -> String {
+    format!("{ORDER_TAG_PREFIX}{order_id}")
+}
+
+const ORDER_TAG_PREFIX: &str = "order:";
+
+/// The order saga journals only what the account's and the book's events do not say
+/// ([`OrderSaga::must_journal`]): on the happy path its start alone.
+impl Persistent for OrderSaga {
+    fn must_journal(&self, event: &SagaEvent) -> bool {
+        OrderSaga::must_journal(self, event)
+    }
+
+    fn may_write_later(&self) -> bool {
+        !self.is_finished()
+    }
+
+    fn related_tag(entity_id: &str) -> Option<String> {
+        Some(format!("{ORDER_TAG_PREFIX}{entity_id}"))
+    }
+
+    fn related_inputs(stored: &StoredEvent) -> Vec<(String, SagaInput)> {
+        // Events written before the tags existed were folded by journals that wrote
+        // every saga event; they are not inputs.
+        if !stored
+            .tags
+            .iter()
+            .any(|tag| tag.starts_with(ORDER_TAG_PREFIX))
+        {
+            return Vec::new();
+        }
+        let inputs = match stored.kind.as_str() {
+            Account::KIND => Account::codec()
+                .decode(stored)
+                .ok()
+                .and_then(|event| SagaInput::from_account(&event))
+                .into_iter()
+                .collect(),
+            OrderBook::KIND => OrderBook::codec()
+                .decode(stored)
+                .map(|event| SagaInput::from_book(&event))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        inputs
+            .into_iter()
+            .map(|(order_id, input)| (order_id.to_string(), input))
+            .collect()
+    }
+
+    fn misses_an_earlier_fact(&self, input: &SagaInput) -> bool {
+        OrderSaga::misses_an_earlier_fact(self, input)
+    }
+}
 
 /// The journal stream of an entity.
 pub fn stream_of<A: Aggregate>(entity_id: &str) -> String {
@@ -233,6 +329,11 @@ pub(crate) struct Cell<A: Aggregate> {
     /// entity's queue costs one pointer (a `VecDeque` that once held a command keeps its
     /// buffer, four envelopes of 200 bytes, for as long as the entity lives).
     lanes: Option<Box<Lanes<A>>>,
+    /// Events applied but not written ([`Persistent::must_journal`]), in order: written
+    /// before the next event that must be. Allocated only while there are some: boxed so an
+    /// entity without any pays one pointer, not a `Vec`'s three words.
+    #[allow(clippy::box_collection)]
+    pub(crate) unwritten: Option<Box<Vec<A::Event>>>,
     pub(crate) last_active: Instant,
 }
 
@@ -245,8 +346,29 @@ impl<A: Aggregate> Cell<A> {
             sequence: 0,
             events_since_snapshot: 0,
             lanes: None,
+            unwritten: None,
             last_active: now,
         }
+    }
+
+    /// Keeps events applied without writing them, for the next write.
+    pub(crate) fn hold_unwritten(&mut self, events: Vec<A::Event>) {
+        if !events.is_empty() {
+            self.unwritten.get_or_insert_default().extend(events);
+        }
+    }
+
+    /// How many events are applied but not written.
+    pub(crate) fn unwritten_len(&self) -> usize {
+        self.unwritten.as_ref().map_or(0, |events| events.len())
+    }
+
+    /// Takes the events applied but not written yet, oldest first.
+    pub(crate) fn take_unwritten(&mut self) -> Vec<A::Event> {
+        self.unwritten
+            .take()
+            .map(|events| *events)
+            .unwrap_or_default()
     }
 
     /// Queues a command in its lane, or gives it back when that lane is full.
@@ -312,11 +434,48 @@ impl<A: Aggregate> Cell<A> {
     }
 }
 
-/// Recovers an entity: the latest snapshot, then every later event of its stream.
+/// An entity as recovered: its state, the last sequence of its stream, and the events it
+/// derived again from other streams' events (not written yet).
+pub(crate) struct Recovered<A: Aggregate> {
+    pub(crate) state: A,
+    pub(crate) sequence: u64,
+    pub(crate) unwritten: Vec<A::Event>,
+}
+
+/// Recovers an entity: the latest snapshot, then every later event of its stream; for an
+/// entity that folds other streams' events ([`Persistent::related_tag`]), its own stream
+/// (never snapshotted) and then every event tagged for it, as the inputs they stand for.
 ///
 /// Errors are the journal's, typed, so the breaker can tell a database that is down (a
 /// failure) from data it cannot decode (not one).
 pub(crate) async fn recover<A: Persistent>(
+    journal: &Journal,
+    snapshots: &SnapshotStore,
+    entity_id: &str,
+    page_events: usize,
+) -> Result<Recovered<A>, JournalError> {
+    if A::related_tag(entity_id).is_none() {
+        let (state, sequence) = recover_own(journal, snapshots, entity_id, page_events).await?;
+        return Ok(Recovered {
+            state,
+            sequence,
+            unwritten: Vec::new(),
+        });
+    }
+    let (folded, mut unwritten) =
+        log_fold::fold_from_journal::<A>(journal, entity_id, u64::MAX, page_events).await?;
+    if !folded.state.may_write_later() {
+        unwritten.clear();
+    }
+    Ok(Recovered {
+        state: folded.state,
+        sequence: folded.sequence,
+        unwritten,
+    })
+}
+
+/// An entity's own stream folded, from its latest snapshot.
+async fn recover_own<A: Persistent>(
     journal: &Journal,
     snapshots: &SnapshotStore,
     entity_id: &str,
@@ -399,6 +558,6 @@ mod tests {
     fn an_idle_cell_is_the_state_plus_a_few_words() {
         assert_eq!(size_of::<Phase<Account>>(), 16);
         let runtime_part = size_of::<Cell<Account>>() - size_of::<Account>();
-        assert!(runtime_part <= 64, "{runtime_part} bytes besides the state");
+        assert!(runtime_part <= 72, "{runtime_part} bytes besides the state");
     }
 }

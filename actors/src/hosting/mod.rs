@@ -5,6 +5,7 @@
 pub mod config;
 pub mod consumer_group;
 pub mod entity;
+pub(crate) mod log_fold;
 pub mod log_tail;
 pub mod projection;
 pub mod region;

@@ -31,6 +31,7 @@ use tradefloor_persistence::{Filter, Journal};
 
 use crate::error::Error;
 use crate::hosting::entity::Persistent;
+use crate::hosting::log_fold::{Folding, LogFold};
 use crate::hosting::region::{ShardRegion, shard_of};
 use crate::routing::remote::{self, Call, Forward, Forwarding};
 
@@ -465,10 +466,11 @@ impl<P: ProcessManager> SagaHost<P> {
     /// deadline, re-sends what it still waits on. Run once at start, after a crash. Returns how
     /// many were ticked.
     ///
-    /// The sagas' events are read once, in log order, and folded as they come, so a saga
-    /// that is [finished](ProcessManager::finished) is not ticked (a tick costs its recovery
-    /// from the journal). Only unfinished sagas are held in memory meanwhile; a saga whose
-    /// events cannot be decoded here, or that has events after it finished, is ticked anyway.
+    /// The log is read once, in order, and the sagas folded as they come (their own events
+    /// and the account's and the book's facts about them, see [`LogFold`]), so a saga that is
+    /// [finished](ProcessManager::finished) is not ticked (a tick costs its recovery from the
+    /// journal). Only unfinished sagas are held in memory meanwhile; a saga the fold cannot be
+    /// sure of (events it cannot decode here, events after it finished) is ticked anyway.
     pub async fn resume(&self, journal: &Journal) -> Result<usize, Error> {
         self.resume_where(journal, |_| true).await
     }
@@ -480,19 +482,14 @@ impl<P: ProcessManager> SagaHost<P> {
         journal: &Journal,
         select: impl Fn(&str) -> bool,
     ) -> Result<usize, Error> {
-        let prefix = format!("{}|", P::KIND);
-        let codec = P::codec();
-        let mut folding: HashMap<String, P> = HashMap::new();
-        let mut finished: HashSet<String> = HashSet::new();
+        let page_events = self.inner.config.resume_page_events;
+        let mut fold = LogFold::<P>::new(page_events);
         let mut unsure: HashSet<String> = HashSet::new();
+        let mut foldings = Vec::new();
         let mut after = 0;
         loop {
             let page = journal
-                .read_all(
-                    after,
-                    self.inner.config.resume_page_events,
-                    &Filter::Kind(P::KIND.to_owned()),
-                )
+                .read_all(after, page_events, &Filter::All)
                 .await
                 .map_err(|error| Error::Persistence {
                     actor: self.inner.region.path().to_owned(),
@@ -501,33 +498,26 @@ impl<P: ProcessManager> SagaHost<P> {
             let Some(last) = page.last() else { break };
             after = last.global_offset;
             for stored in &page {
-                let Some(saga_id) = stored.stream.strip_prefix(&prefix) else {
-                    continue;
-                };
-                if !select(saga_id) {
-                    continue;
-                }
-                if unsure.contains(saga_id) {
-                    continue;
-                }
-                let event = match codec.decode(stored) {
-                    Ok(event) if !finished.contains(saga_id) => event,
-                    _ => {
-                        finished.remove(saga_id);
-                        folding.remove(saga_id);
-                        unsure.insert(saga_id.to_owned());
-                        continue;
+                fold.fold(
+                    stored,
+                    |id| select(id) && !unsure.contains(id),
+                    &mut foldings,
+                );
+                for folding in foldings.drain(..) {
+                    match folding {
+                        Folding::Changed(id) => {
+                            if fold.get(&id).is_some_and(|saga| saga.state.finished()) {
+                                fold.remove(&id);
+                            }
+                        }
+                        Folding::Unsure(id) => {
+                            unsure.insert(id);
+                        }
                     }
-                };
-                let saga = folding.entry(saga_id.to_owned()).or_default();
-                saga.apply(&event);
-                if saga.finished() {
-                    folding.remove(saga_id);
-                    finished.insert(saga_id.to_owned());
                 }
             }
         }
-        let seen: Vec<String> = folding.into_keys().chain(unsure).collect();
+        let seen: Vec<String> = fold.into_ids().chain(unsure).collect();
         // A saga that cannot be ticked now (e.g. its database is briefly locked by what a
         // crashed node left behind) is tried again a few rounds later before giving up.
         let mut pending: Vec<&String> = seen.iter().collect();

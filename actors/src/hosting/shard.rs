@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use tradefloor_domain::Aggregate;
 use tradefloor_persistence::{
     AppendOutcome, AppendRequest, Error as JournalError, Fence, Journal, Snapshot, SnapshotStore,
     codec,
@@ -20,7 +21,7 @@ use tradefloor_persistence::{
 use crate::error::Error;
 use crate::hosting::config::EntityConfig;
 use crate::hosting::entity::{
-    self, Cell, Decided, Envelope, Persistent, Persisting, Phase, Request,
+    self, Cell, Decided, Envelope, Persistent, Persisting, Phase, Recovered, Request,
     is_infrastructure_failure, stream_of,
 };
 use crate::runtime::breaker::CircuitBreaker;
@@ -37,7 +38,7 @@ pub(crate) enum ShardMessage<A: Persistent> {
     Recovered {
         entity_id: String,
         generation: u64,
-        result: Result<Result<(A, u64), JournalError>, Error>,
+        result: Result<Result<Recovered<A>, JournalError>, Error>,
     },
     /// A journal write finished, or the breaker refused it or gave up on it (outer `Err`).
     Persisted {
@@ -356,6 +357,8 @@ impl<A: Persistent> ShardState<A> {
         while matches!(cell.phase, Phase::Ready) {
             let mut batch: Vec<Decided<A>> = Vec::new();
             let mut new_events = Vec::new();
+            // Events of this batch not written (yet): taken by its first write, if any.
+            let mut held = Vec::new();
             while batch.len() < commands_max {
                 let Some(envelope) = first.take().or_else(|| cell.next()) else {
                     break;
@@ -418,22 +421,37 @@ impl<A: Persistent> ShardState<A> {
                     cell.requeue_front(envelope);
                     break;
                 }
-                let encoded = match entity::encode::<A>(&events) {
-                    Ok(encoded) => encoded,
-                    Err(reason) => {
-                        // Nothing applied: refused like a decision would be, at once.
-                        envelope.answer(
-                            Err(Error::Failed {
-                                actor: format!("{}/{entity_id}", self.arguments.path),
-                                reason,
-                            }),
-                            &self.arguments.dead_letters,
-                            &self.arguments.path,
-                        );
-                        continue;
+                let writes = !new_events.is_empty()
+                    || events.iter().any(|event| cell.state.must_journal(event))
+                    || cell.unwritten_len() + held.len() + events.len() >= events_max / 2;
+                if writes {
+                    // What was skipped so far goes first, so the stream stays a prefix.
+                    let mut skipped = cell.take_unwritten();
+                    skipped.append(&mut held);
+                    let encoded = entity::encode::<A>(&skipped).and_then(|mut encoded| {
+                        encoded.extend(entity::encode::<A>(&events)?);
+                        Ok(encoded)
+                    });
+                    match encoded {
+                        Ok(encoded) => new_events.extend(encoded),
+                        Err(reason) => {
+                            // Nothing of it applied: refused like a decision would be, at
+                            // once; the skipped events stay for the next write.
+                            cell.hold_unwritten(skipped);
+                            envelope.answer(
+                                Err(Error::Failed {
+                                    actor: format!("{}/{entity_id}", self.arguments.path),
+                                    reason,
+                                }),
+                                &self.arguments.dead_letters,
+                                &self.arguments.path,
+                            );
+                            continue;
+                        }
                     }
-                };
-                new_events.extend(encoded);
+                } else {
+                    held.extend(events.iter().cloned());
+                }
                 // Applied now so the next command of the batch is decided after it; thrown
                 // away (the entity recovers) if the write fails.
                 for event in &events {
@@ -451,7 +469,19 @@ impl<A: Persistent> ShardState<A> {
             if batch.is_empty() {
                 break;
             }
-            debug_assert!(!new_events.is_empty(), "a batch starts with a write");
+            if new_events.is_empty() {
+                // Only skipped events: their facts are durable elsewhere, so the batch is
+                // answered now and the entity stays ready.
+                cell.hold_unwritten(held);
+                if !cell.state.may_write_later() {
+                    cell.take_unwritten();
+                }
+                for decided in batch {
+                    answer_decided(decided, &self.arguments.dead_letters, &self.arguments.path);
+                }
+                continue;
+            }
+            debug_assert!(held.is_empty(), "a write takes what was held");
             let request = AppendRequest {
                 stream: stream_of::<A>(entity_id),
                 kind: A::KIND.to_owned(),
@@ -545,24 +575,14 @@ impl<A: Persistent> ShardState<A> {
                 let written = outcome.last_sequence + 1 - outcome.first_sequence;
                 // Durable: only now may the callers hear of it, in order.
                 for decided in batch {
-                    match decided.outcome {
-                        Ok(Some(reply)) => decided.envelope.answer_with_events(
-                            Ok(reply),
-                            decided.events,
-                            &self.arguments.dead_letters,
-                            &self.arguments.path,
-                        ),
-                        Ok(None) => {}
-                        Err(refusal) => decided.envelope.answer(
-                            Err(refusal),
-                            &self.arguments.dead_letters,
-                            &self.arguments.path,
-                        ),
-                    }
+                    answer_decided(decided, &self.arguments.dead_letters, &self.arguments.path);
                 }
                 cell.events_since_snapshot += written;
                 let every = self.arguments.config.snapshot_every_events;
-                if every > 0 && cell.events_since_snapshot >= every {
+                // An entity that skips events is never snapshotted: its recovery derives
+                // them again from other streams, which a snapshot would not say it did.
+                let snapshots = A::related_tag(&entity_id).is_none();
+                if snapshots && every > 0 && cell.events_since_snapshot >= every {
                     cell.events_since_snapshot = 0;
                     save_snapshot(
                         self.arguments.journal.clone(),
@@ -599,7 +619,7 @@ impl<A: Persistent> ShardState<A> {
         myself: &ActorRef<ShardMessage<A>>,
         entity_id: String,
         generation: u64,
-        result: Result<Result<(A, u64), JournalError>, Error>,
+        result: Result<Result<Recovered<A>, JournalError>, Error>,
     ) {
         self.recoveries_running -= 1;
         self.start_waiting_recovery(myself);
@@ -611,9 +631,15 @@ impl<A: Persistent> ShardState<A> {
             return;
         }
         let refusal = match result {
-            Ok(Ok((state, sequence))) => {
+            Ok(Ok(Recovered {
+                state,
+                sequence,
+                unwritten,
+            })) => {
                 cell.state = state;
                 cell.sequence = sequence;
+                cell.take_unwritten();
+                cell.hold_unwritten(unwritten);
                 cell.events_since_snapshot = 0;
                 cell.phase = Phase::Ready;
                 self.drive(myself, &entity_id, None);
@@ -739,4 +765,17 @@ fn save_snapshot<A: Persistent>(
             warn!(stream = %snapshot.stream, %error, "snapshot not saved");
         }
     });
+}
+
+/// Answers a decided command of a batch whose events are durable (or need no write).
+fn answer_decided<A: Aggregate>(decided: Decided<A>, dead_letters: &DeadLetters, path: &str) {
+    match decided.outcome {
+        Ok(Some(reply)) => {
+            decided
+                .envelope
+                .answer_with_events(Ok(reply), decided.events, dead_letters, path);
+        }
+        Ok(None) => {}
+        Err(refusal) => decided.envelope.answer(Err(refusal), dead_letters, path),
+    }
 }

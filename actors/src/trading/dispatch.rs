@@ -81,16 +81,8 @@ impl TradingDispatcher {
             // What the book did, to every saga it concerns, in the order it was written.
             Ok((_, events)) => events
                 .into_iter()
-                .flat_map(|event| {
-                    super::feed::concerned(&event)
-                        .into_iter()
-                        .map(move |order_id| {
-                            let input = SagaInput::Book {
-                                event: event.clone(),
-                            };
-                            (order_id.to_string(), input)
-                        })
-                })
+                .flat_map(|event| SagaInput::from_book(&event))
+                .map(|(order_id, input)| (order_id.to_string(), input))
                 .collect(),
             Err(error) => {
                 // No answer, but the book may have written events: let the feed look now.
@@ -122,6 +114,11 @@ pub fn account_answer<R>(
             trade_id: *trade_id,
             at,
         },
+        // No hold left means the order's finish settled the leg first: its answer tells.
+        (
+            AccountCommand::SettleTrade { .. },
+            Err(Error::Rejected(tradefloor_domain::Error::HoldNotFound { .. })),
+        ) => return None,
         (AccountCommand::SettleTrade { trade_id, .. }, Err(Error::Rejected(reason))) => {
             SagaInput::SettleRejected {
                 trade_id: *trade_id,

@@ -28,7 +28,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tradefloor_domain::Aggregate;
-use tradefloor_domain::book::{BookEvent, OrderBook};
+use tradefloor_domain::book::OrderBook;
 use tradefloor_domain::saga::{OrderSaga, SagaInput};
 use tradefloor_persistence::{Filter, Journal, OffsetStore, StoredEvent};
 
@@ -156,20 +156,6 @@ impl BookFeed {
     }
 }
 
-/// The orders a book event concerns: their sagas get it.
-pub(crate) fn concerned(event: &BookEvent) -> Vec<u64> {
-    match event {
-        BookEvent::Accepted { order, .. } => vec![order.order_id.0],
-        BookEvent::Traded(trade) => vec![trade.maker_order_id.0, trade.taker_order_id.0],
-        BookEvent::Rested { order_id, .. }
-        | BookEvent::Ended { order_id, .. }
-        | BookEvent::Blocked { order_id, .. } => vec![order_id.0],
-        BookEvent::Listed { .. } | BookEvent::Halted { .. } | BookEvent::Resumed { .. } => {
-            Vec::new()
-        }
-    }
-}
-
 /// Delivers one saga's inputs in order, retrying transient failures.
 async fn deliver(
     host: SagaHost<OrderSaga>,
@@ -220,10 +206,8 @@ impl FeedState {
         let mut by_saga: BTreeMap<u64, Vec<SagaInput>> = BTreeMap::new();
         for stored in &events {
             let event = codec.decode(stored).map_err(|error| self.storage(error))?;
-            for order_id in concerned(&event) {
-                by_saga.entry(order_id).or_default().push(SagaInput::Book {
-                    event: event.clone(),
-                });
+            for (order_id, input) in SagaInput::from_book(&event) {
+                by_saga.entry(order_id.0).or_default().push(input);
             }
         }
         let mut deliveries = JoinSet::new();

@@ -40,8 +40,8 @@ use tradefloor_domain::book::{BookCommand, OrderBook, Trade};
 use tradefloor_domain::history::{HistoricalBalance, RecordedEvent, account_as_of};
 use tradefloor_domain::saga::{OrderSaga, OrderView, SagaInput};
 use tradefloor_domain::{
-    AccountId, Aggregate, Amount, Asset, CommandId, MarketSpec, OrderId, OrderType, Price,
-    Quantity, Side, Symbol, TimeInForce, Timestamp,
+    AccountId, Amount, Asset, CommandId, MarketSpec, OrderId, OrderType, Price, Quantity, Side,
+    Symbol, TimeInForce, Timestamp,
 };
 use tradefloor_persistence::{Journal, OffsetStore};
 
@@ -946,7 +946,8 @@ fn consumers() -> [(&'static str, tradefloor_persistence::Filter); 6] {
         ),
         (
             projections::orders::NAME,
-            tradefloor_persistence::Filter::Kind(OrderSaga::KIND.to_owned()),
+            // The sagas' events and the facts of the accounts and the books about orders.
+            tradefloor_persistence::Filter::All,
         ),
         (
             projections::trades::NAME,

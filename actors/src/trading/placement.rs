@@ -22,7 +22,7 @@ use tradefloor_domain::saga::{OrderSaga, OrderView, SagaCommand, SagaInput};
 use tradefloor_domain::{OrderId, OrderSpec, OrderStatus};
 
 use super::dispatch::{account_answer, book_refusal};
-use super::{Exchange, NewOrder, feed};
+use super::{Exchange, NewOrder};
 use crate::error::Error;
 
 /// A placement under way: its saga as the placement folds it, and what the hosted sagas
@@ -165,11 +165,8 @@ impl Exchange {
 
     fn fold_book_events(&self, placing: &mut Placing, events: Vec<BookEvent>) -> Result<(), Error> {
         for event in events {
-            for order_id in feed::concerned(&event) {
+            for (order_id, input) in SagaInput::from_book(&event) {
                 let saga_id = order_id.to_string();
-                let input = SagaInput::Book {
-                    event: event.clone(),
-                };
                 if saga_id == placing.saga_id {
                     placing.answer(input)?;
                 } else {

@@ -137,6 +137,22 @@ pub enum BookEvent {
     },
 }
 
+impl BookEvent {
+    /// The orders the event is about (a trade's maker and taker): their sagas learn of it.
+    pub fn order_ids(&self) -> Vec<OrderId> {
+        match self {
+            BookEvent::Accepted { order, .. } => vec![order.order_id],
+            BookEvent::Traded(trade) => vec![trade.maker_order_id, trade.taker_order_id],
+            BookEvent::Rested { order_id, .. }
+            | BookEvent::Ended { order_id, .. }
+            | BookEvent::Blocked { order_id, .. } => vec![*order_id],
+            BookEvent::Listed { .. } | BookEvent::Halted { .. } | BookEvent::Resumed { .. } => {
+                Vec::new()
+            }
+        }
+    }
+}
+
 impl Message for BookEvent {
     const SCHEMA_VERSION: u16 = 1;
 

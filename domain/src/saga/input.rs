@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::Leg;
+use crate::account::{AccountEvent, Leg};
 use crate::aggregate::Message;
 use crate::book::event::BookEvent;
 use crate::error::Error;
-use crate::ids::TradeId;
+use crate::ids::{OrderId, TradeId};
 use crate::market::MarketSpec;
 use crate::order::OrderSpec;
 use crate::units::Timestamp;
@@ -122,6 +122,43 @@ impl SagaInput {
                 })
                 .chain([SagaInput::HoldReleased { at }])
                 .collect(),
+        }
+    }
+
+    /// What a book event is to the sagas of the orders it concerns, by order.
+    pub fn from_book(event: &BookEvent) -> Vec<(OrderId, SagaInput)> {
+        event
+            .order_ids()
+            .into_iter()
+            .map(|order_id| {
+                let input = SagaInput::Book {
+                    event: event.clone(),
+                };
+                (order_id, input)
+            })
+            .collect()
+    }
+
+    /// What an account event is to the saga of the order it concerns: the answer the saga
+    /// got (or would have got) to the command that caused it. A finish's events, one per leg
+    /// then the release, are these inputs in the order of a finish's answer.
+    pub fn from_account(event: &AccountEvent) -> Option<(OrderId, SagaInput)> {
+        match *event {
+            AccountEvent::HoldPlaced { order_id, at, .. } => {
+                Some((order_id, SagaInput::HoldPlaced { at }))
+            }
+            AccountEvent::TradeSettled {
+                order_id,
+                trade_id,
+                at,
+                ..
+            } => Some((order_id, SagaInput::LegSettled { trade_id, at })),
+            AccountEvent::HoldReleased { order_id, at, .. } => {
+                Some((order_id, SagaInput::HoldReleased { at }))
+            }
+            AccountEvent::Deposited { .. }
+            | AccountEvent::Withdrawn { .. }
+            | AccountEvent::RiskLimitsSet { .. } => None,
         }
     }
 }

@@ -538,12 +538,18 @@ impl OrderSaga {
                 quantity,
                 ..
             } => {
-                self.fills.push(Fill {
-                    trade_id: *trade_id,
-                    price: *price,
-                    quantity: *quantity,
-                    settled: false,
-                });
+                // In trade order, whatever order the fills were delivered in: a saga folded
+                // from the book's journal after a crash lists them as the live one did.
+                let at = self.fills.partition_point(|fill| fill.trade_id < *trade_id);
+                self.fills.insert(
+                    at,
+                    Fill {
+                        trade_id: *trade_id,
+                        price: *price,
+                        quantity: *quantity,
+                        settled: false,
+                    },
+                );
             }
             SagaEvent::Rested { .. } => self.rested = true,
             SagaEvent::Ended {
@@ -986,6 +992,51 @@ impl OrderSaga {
     /// Whether the saga has started (it has an order to show).
     pub fn is_started(&self) -> bool {
         self.placement.is_some()
+    }
+
+    /// Whether `event`, decided by an input against this state, must be written to the saga's
+    /// journal. The saga's record of what the account and the book did (the hold placed, the
+    /// book's word on the order, its fills, settled legs, the release) is a fact of their
+    /// journals already: a host may skip writing it and derive it again at recovery from
+    /// their events about the order ([`SagaInput::from_account`], [`SagaInput::from_book`]).
+    /// What only the saga knows (its start, refusals, cancels, retries, timeouts) must be
+    /// written, and so must a release while the hold is not known placed: a release of a hold
+    /// that may never have existed leaves no event on the account.
+    pub fn must_journal(&self, event: &SagaEvent) -> bool {
+        match event {
+            SagaEvent::HoldConfirmed { .. }
+            | SagaEvent::Accepted { .. }
+            | SagaEvent::Filled { .. }
+            | SagaEvent::Rested { .. }
+            | SagaEvent::Ended { .. }
+            | SagaEvent::LegSettled { .. } => false,
+            SagaEvent::Released { .. } => self.hold != Hold::Placed,
+            SagaEvent::Started { .. }
+            | SagaEvent::HoldRefused { .. }
+            | SagaEvent::SubmitRefused { .. }
+            | SagaEvent::SettleRefused { .. }
+            | SagaEvent::CancelRequested { .. }
+            | SagaEvent::CancelRefused { .. }
+            | SagaEvent::Retried { .. }
+            | SagaEvent::TimedOut { .. }
+            | SagaEvent::Stalled { .. }
+            | SagaEvent::Resumed { .. }
+            | SagaEvent::CancelQueued { .. } => true,
+        }
+    }
+
+    /// Whether `input`, a fact of the account's or the book's journal about this order, shows
+    /// that the saga missed an earlier one: anything but the hold's answer presupposes the
+    /// saga started and the hold placed (the book gets the order only after both). The hold
+    /// itself may be recorded just before the saga's start, so a fold of the log that
+    /// starts in the middle (a read model after a restart) can miss it; it must then fold the
+    /// saga again from the journal.
+    pub fn misses_an_earlier_fact(&self, input: &SagaInput) -> bool {
+        (self.placement.is_none() || self.hold == Hold::Requested)
+            && !matches!(
+                input,
+                SagaInput::HoldPlaced { .. } | SagaInput::HoldRejected { .. }
+            )
     }
 
     /// Whether the saga has nothing left to do: the order's status is final, every fill is

@@ -1184,3 +1184,143 @@ fn answers_refuse_nested_batches_and_starts_and_change_nothing() {
     }
     assert_eq!(given.saga.view().status, OrderStatus::Pending);
 }
+
+/// A host that writes only what [`OrderSaga::must_journal`] asks for: what it skipped goes
+/// first into its next write, as the entity host does.
+#[derive(Default)]
+struct SkippingHost {
+    saga: OrderSaga,
+    written: Vec<SagaEvent>,
+    unwritten: Vec<SagaEvent>,
+}
+
+impl SkippingHost {
+    fn step(&mut self, input: &SagaInput) -> Vec<SagaCommand> {
+        let events = self.saga.decide(input).unwrap();
+        let writes = events.iter().any(|event| self.saga.must_journal(event));
+        for event in &events {
+            self.saga.apply(event);
+        }
+        if writes {
+            self.written.append(&mut self.unwritten);
+            self.written.extend(events.iter().cloned());
+        } else {
+            self.unwritten.extend(events.iter().cloned());
+        }
+        self.saga.commands(&events)
+    }
+
+    /// The saga as recovery folds it: the written events, then every fact of the other
+    /// journals in their order, as inputs.
+    fn recovered(&self, facts: &[SagaInput]) -> OrderSaga {
+        let mut saga = OrderSaga::default();
+        for event in &self.written {
+            saga.apply(event);
+        }
+        for fact in facts {
+            saga.step(fact).unwrap();
+        }
+        saga
+    }
+}
+
+proptest! {
+    /// However the answers and the book's events arrive (shuffled, repeated, with timer ticks
+    /// and a user's cancel among them), a saga folded from what its host wrote and the facts
+    /// of the account's and the book's journals is, at any point, a saga that could be, and
+    /// once every fact was delivered it is the live saga.
+    #[test]
+    fn a_saga_folded_from_its_written_events_and_the_facts_is_the_live_one(
+        picks in proptest::collection::vec(any::<prop::sample::Index>(), 60),
+        duplicates in proptest::collection::vec(any::<bool>(), 60),
+        ticks in proptest::collection::vec(any::<bool>(), 60),
+        cancel_at in 0i64..60,
+    ) {
+        let order = limit_buy(10);
+        let mut host = SkippingHost::default();
+        host.step(&start(order));
+        host.step(&SagaInput::HoldPlaced { at: t(1) });
+        // The account's and the book's journals, in log order.
+        let mut facts = vec![SagaInput::HoldPlaced { at: t(1) }];
+        let mut pool = scenario_book_events();
+        facts.extend(pool.iter().cloned());
+        let mut applied: Vec<TradeId> = Vec::new();
+        let mut released = false;
+        let mut picks = picks.into_iter();
+        let (mut duplicates, mut ticks) = (duplicates.into_iter(), ticks.into_iter());
+        let mut round: i64 = 0;
+        while !pool.is_empty() {
+            round += 1;
+            let index = picks.next().map_or(0, |pick| pick.index(pool.len()));
+            let input = if duplicates.next().unwrap_or(false) {
+                pool[index].clone()
+            } else {
+                pool.swap_remove(index)
+            };
+            let mut commands = host.step(&input);
+            if ticks.next().unwrap_or(false) {
+                commands.extend(host.step(&SagaInput::Tick { now: t(60 * round) }));
+            }
+            if round == cancel_at {
+                commands.extend(host.step(&SagaInput::CancelRequested { at: t(round) }));
+            }
+            for command in commands {
+                let SagaCommand::Account { command, .. } = command else { continue };
+                match command {
+                    AccountCommand::SettleTrade { trade_id, at, .. } if !released => {
+                        if !applied.contains(&trade_id) {
+                            applied.push(trade_id);
+                            facts.push(SagaInput::LegSettled { trade_id, at });
+                        }
+                        pool.push(SagaInput::LegSettled { trade_id, at });
+                    }
+                    AccountCommand::Finish { legs, at, .. } => {
+                        if !released {
+                            for leg in &legs {
+                                if !applied.contains(&leg.trade_id) {
+                                    applied.push(leg.trade_id);
+                                    facts.push(SagaInput::LegSettled { trade_id: leg.trade_id, at });
+                                }
+                            }
+                            facts.push(SagaInput::HoldReleased { at });
+                            released = true;
+                        }
+                        pool.push(finished(&legs.iter().map(|leg| leg.trade_id.0).collect::<Vec<_>>(), at));
+                    }
+                    AccountCommand::ReleaseHold { at, .. } => {
+                        if !released {
+                            facts.push(SagaInput::HoldReleased { at });
+                            released = true;
+                        }
+                        pool.push(SagaInput::HoldReleased { at });
+                    }
+                    _ => {}
+                }
+            }
+            // A crash now: recovery folds without a panic and knows at least what the live
+            // saga knows.
+            let recovered = host.recovered(&facts);
+            prop_assert!(recovered.view().filled_quantity >= host.saga.view().filled_quantity);
+        }
+        prop_assert!(host.saga.is_finished());
+        let recovered = host.recovered(&facts);
+        prop_assert_eq!(recovered.view(), host.saga.view());
+        prop_assert!(recovered.is_finished());
+        prop_assert_eq!(recovered.outstanding(), host.saga.outstanding());
+    }
+}
+
+#[test]
+fn on_the_happy_path_only_the_start_is_written() {
+    let order = limit_buy(10);
+    let mut host = SkippingHost::default();
+    host.step(&start(order));
+    host.step(&SagaInput::HoldPlaced { at: t(1) });
+    for input in scenario_book_events() {
+        host.step(&input);
+    }
+    host.step(&finished(&[1, 2, 3], t(5)));
+    assert!(host.saga.is_finished());
+    let names: Vec<&str> = host.written.iter().map(SagaEvent::name).collect();
+    assert_eq!(names, ["saga.started"]);
+}

@@ -1,25 +1,25 @@
-//! Orders with status and fills, from the order sagas' events.
+//! Orders with status and fills, from the order sagas' events and the account's and the
+//! book's facts about orders.
 //!
-//! An order's row is its saga's [`OrderView`] after the batch's last event of that saga. The
-//! saga's state at a sequence is fixed by its events (the journal never changes them), so the
-//! projection folds the saga's events (the domain's own status rules, no copy of them here,
-//! and a replay from offset 0 gives the same rows). It keeps the sagas it folded in memory
-//! and folds each batch's events onto them; only a saga it does not hold at the sequence just
-//! before the batch's first event of it (after a restart, or evicted) is read from the
-//! journal. Every read happens before the batch's first write, so the batch's transaction
-//! holds SQLite's write lock only for its row writes (the journal's writer waits on that
-//! lock).
+//! An order's row is its saga's [`OrderView`] after the batch's last event about the order.
+//! The saga journals only what the other journals do not say, so the projection folds the
+//! saga as its host recovers it (the domain's own status rules, no copy of them here, and a
+//! replay from offset 0 gives the same rows), with a [`LogFold`]: it keeps the sagas it folded
+//! in memory and folds each batch's events onto them; only a saga the fold cannot be sure of
+//! (after a restart, evicted, or with own events written after facts it folded) is read from
+//! the journal. Every read happens before the batch's first write, so the batch's transaction
+//! holds SQLite's write lock only for its row writes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeSet;
 
 use tradefloor_domain::book::EndReason;
 use tradefloor_domain::saga::{OrderSaga, OrderView};
-use tradefloor_domain::{Aggregate, OrderStatus, OrderType, Side};
+use tradefloor_domain::{OrderStatus, OrderType, Side};
 use tradefloor_persistence::{Filter, Journal, StoredEvent, Transaction};
 
 use super::sql::{self, SqlValue};
 use super::{ReadModelError, begin_batch, to_sql};
-use crate::hosting::entity::Persistent;
+use crate::hosting::log_fold::{self, Folding, LogFold};
 use crate::hosting::projection::Projection;
 
 /// The projection's name (its offset-store key).
@@ -65,13 +65,31 @@ fn end_reason_name(reason: EndReason) -> &'static str {
 /// Default of [`OrdersProjection::with_cache_max`]: sagas kept in memory.
 pub const CACHE_SAGAS_MAX_DEFAULT: usize = 100_000;
 
+/// Holds recorded before their saga's start, kept until it comes (normally the next batch).
+const EARLY_FACTS_MAX: usize = 65_536;
+
+/// Events per read when a saga is folded from the journal.
+const READ_PAGE_EVENTS: usize = 1_000;
+
 /// Keeps `trading_orders` and `trading_order_fills`.
-#[derive(Debug)]
 pub struct OrdersProjection {
     journal: Journal,
-    /// Unfinished sagas folded so far, by stream, with the last sequence folded in.
-    cache: HashMap<String, (OrderSaga, u64)>,
+    /// Unfinished sagas folded so far.
+    fold: LogFold<OrderSaga>,
     cache_max: usize,
+    /// The last offset applied: a batch that starts at or before it is applied again after a
+    /// rollback, so what the fold holds is ahead of it.
+    last_offset: u64,
+}
+
+impl std::fmt::Debug for OrdersProjection {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("OrdersProjection")
+            .field("sagas", &self.fold.len())
+            .field("cache_max", &self.cache_max)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OrdersProjection {
@@ -83,64 +101,73 @@ impl OrdersProjection {
 
     /// [`OrdersProjection::new`] keeping up to `cache_max` unfinished sagas in memory (a
     /// finished saga is dropped at once; past the bound the whole cache is dropped, and each
-    /// saga is read from the journal again at its next event).
+    /// saga is folded from the journal again at its next event).
     pub fn with_cache_max(journal: Journal, cache_max: usize) -> Self {
         Self {
             journal,
-            cache: HashMap::new(),
+            fold: LogFold::new(EARLY_FACTS_MAX),
             cache_max,
+            last_offset: 0,
         }
     }
 
-    /// The saga of `stream` folded through `events` (its events in this batch, contiguous
-    /// and in order), from the cache when it holds the saga right before them.
-    async fn fold(
+    /// Folds the batch's events into the sagas they concern (reading the journal only for a
+    /// saga the fold cannot be sure of) and returns the views of those that changed.
+    async fn fold_batch(
         &mut self,
-        stream: &str,
-        events: &[&StoredEvent],
-    ) -> Result<OrderSaga, ReadModelError> {
-        let (first, last) = (events[0].sequence, events[events.len() - 1].sequence);
-        let cached = self.cache.remove(stream);
-        let saga = match cached {
-            Some((mut saga, sequence)) if sequence + 1 == first => {
-                let codec = <OrderSaga as Persistent>::codec();
-                for stored in events {
-                    saga.apply(&codec.decode(stored)?);
+        events: &[StoredEvent],
+    ) -> Result<Vec<OrderView>, ReadModelError> {
+        if events
+            .first()
+            .is_some_and(|first| first.global_offset <= self.last_offset)
+        {
+            self.fold.clear();
+        }
+        let mut changed = BTreeSet::new();
+        let mut foldings = Vec::new();
+        // A saga folded from the journal is folded through the whole batch at once.
+        let through = events.last().map_or(0, |last| last.global_offset);
+        for stored in events {
+            self.fold.fold(stored, |_| true, &mut foldings);
+            for folding in foldings.drain(..) {
+                match folding {
+                    Folding::Changed(id) => {
+                        changed.insert(id);
+                    }
+                    Folding::Unsure(id) => {
+                        let (folded, _) = log_fold::fold_from_journal::<OrderSaga>(
+                            &self.journal,
+                            &id,
+                            through,
+                            READ_PAGE_EVENTS,
+                        )
+                        .await?;
+                        self.fold.insert(id.clone(), folded);
+                        changed.insert(id);
+                    }
                 }
-                saga
             }
-            // A batch applied again after a rollback: the cache is already there.
-            Some((saga, sequence)) if sequence == last => saga,
-            _ => self.saga_at(stream, last).await?,
-        };
-        if !saga.view().finished && self.cache_max > 0 {
-            if self.cache.len() >= self.cache_max {
-                self.cache.clear();
-            }
-            self.cache.insert(stream.to_owned(), (saga.clone(), last));
         }
-        Ok(saga)
-    }
-
-    /// The saga `saga_id` as of sequence `through`.
-    async fn saga_at(&self, stream: &str, through: u64) -> Result<OrderSaga, ReadModelError> {
-        let codec = <OrderSaga as Persistent>::codec();
-        let mut saga = OrderSaga::default();
-        let mut next = 1;
-        while next <= through {
-            let limit = usize::try_from(through - next + 1).unwrap_or(usize::MAX);
-            let page = self.journal.read_stream(stream, next, limit).await?;
-            let Some(last) = page.last() else {
-                return Err(ReadModelError::Corrupt(format!(
-                    "{stream} ends before {through}"
-                )));
+        if let Some(last) = events.last() {
+            self.last_offset = last.global_offset;
+        }
+        let mut views = Vec::with_capacity(changed.len());
+        for id in changed {
+            let Some(folded) = self.fold.get(&id) else {
+                continue;
             };
-            next = last.sequence + 1;
-            for stored in &page {
-                saga.apply(&codec.decode(stored)?);
+            if folded.state.is_started() {
+                let view = folded.state.view();
+                if view.finished {
+                    self.fold.remove(&id);
+                }
+                views.push(view);
             }
         }
-        Ok(saga)
+        if self.fold.len() > self.cache_max {
+            self.fold.clear();
+        }
+        Ok(views)
     }
 }
 
@@ -243,7 +270,8 @@ impl Projection for OrdersProjection {
     }
 
     fn filter(&self) -> Filter {
-        Filter::Kind(<OrderSaga as Aggregate>::KIND.to_owned())
+        // The sagas' own events and the account's and the book's facts about orders.
+        Filter::All
     }
 
     async fn apply(
@@ -251,25 +279,15 @@ impl Projection for OrdersProjection {
         transaction: &mut Transaction,
         events: &[StoredEvent],
     ) -> Result<(), ReadModelError> {
-        // Each saga's events in the batch, in order; folded (reading the journal only for a
-        // saga not in the cache) before the first write of the transaction.
-        let mut by_stream: BTreeMap<&str, Vec<&StoredEvent>> = BTreeMap::new();
-        for event in events {
-            by_stream.entry(&event.stream).or_default().push(event);
-        }
-        let mut views = Vec::with_capacity(by_stream.len());
-        for (stream, stream_events) in by_stream {
-            let saga = self.fold(stream, &stream_events).await?;
-            if saga != OrderSaga::default() {
-                views.push(saga.view());
-            }
-        }
+        // Every read happens before the transaction's first write.
+        let views = self.fold_batch(events).await?;
         begin_batch(transaction, NAME).await?;
         write_views(transaction, &views).await
     }
 
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
-        self.cache.clear();
+        self.fold.clear();
+        self.last_offset = 0;
         sql::execute(transaction, "DELETE FROM trading_orders", &[]).await?;
         sql::execute(transaction, "DELETE FROM trading_order_fills", &[]).await?;
         Ok(())
