@@ -18,8 +18,8 @@ use tradefloor_actors::{
     SupervisionConfig, Supervisor, SupervisorArgs, rebuild,
 };
 use tradefloor_persistence::{
-    AppendRequest, Database, Journal, JournalConfig, NewEvent, OffsetStore, StoredEvent,
-    Transaction,
+    AppendRequest, Database, Error as StorageError, Journal, JournalConfig, NewEvent, OffsetStore,
+    StoredEvent, Transaction,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -216,7 +216,7 @@ enum CountError {
     #[error("injected failure")]
     Injected,
     #[error(transparent)]
-    Sql(#[from] sqlx::Error),
+    Storage(#[from] StorageError),
 }
 
 /// Counts events per stream.
@@ -237,28 +237,15 @@ const UPSERT: &str = "INSERT INTO counts (stream, events, last_sequence, out_of_
     last_sequence = excluded.last_sequence, out_of_order = counts.out_of_order + \
     CASE WHEN excluded.last_sequence = counts.last_sequence + 1 THEN 0 ELSE 1 END";
 
-async fn count(transaction: &mut Transaction, event: &StoredEvent) -> Result<(), sqlx::Error> {
+async fn count(transaction: &mut Transaction, event: &StoredEvent) -> Result<(), StorageError> {
     let sequence = i64::try_from(event.sequence).unwrap();
     let out_of_order = i64::from(sequence != 1);
-    match transaction {
-        Transaction::Sqlite(transaction) => {
-            sqlx::query(UPSERT)
-                .bind(&event.stream)
-                .bind(sequence)
-                .bind(out_of_order)
-                .execute(&mut **transaction)
-                .await?;
-        }
-        Transaction::Postgres(transaction) => {
-            sqlx::query(UPSERT)
-                .bind(&event.stream)
-                .bind(sequence)
-                .bind(out_of_order)
-                .execute(&mut **transaction)
-                .await?;
-        }
-    }
-    Ok(())
+    let values = [
+        event.stream.as_str().into(),
+        sequence.into(),
+        out_of_order.into(),
+    ];
+    transaction.execute(UPSERT, &values).await
 }
 
 impl Projection for Counts {
@@ -292,18 +279,7 @@ impl Projection for Counts {
     }
 
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), CountError> {
-        match transaction {
-            Transaction::Sqlite(transaction) => {
-                sqlx::query("DELETE FROM counts")
-                    .execute(&mut **transaction)
-                    .await?;
-            }
-            Transaction::Postgres(transaction) => {
-                sqlx::query("DELETE FROM counts")
-                    .execute(&mut **transaction)
-                    .await?;
-            }
-        }
+        transaction.execute("DELETE FROM counts", &[]).await?;
         Ok(())
     }
 }

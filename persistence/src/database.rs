@@ -8,6 +8,8 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres, Sqlite, SqlitePool};
 
 use crate::config::JournalConfig;
 use crate::error::Error;
+use crate::read_model_writer::WriterTransaction;
+use crate::sql_value::{SqlValue, bind_values, decode_rows};
 
 /// Rows an SQLite connection's worker thread may buffer ahead of the reading task.
 const SQLITE_ROW_BUFFER_ROWS: usize = 4_096;
@@ -25,18 +27,72 @@ pub enum Database {
 /// consumer offset (see [`crate::offset::OffsetStore::commit_in`]).
 #[derive(Debug)]
 pub enum Transaction {
-    /// On SQLite.
+    /// On SQLite, through sqlx.
     Sqlite(sqlx::Transaction<'static, Sqlite>),
     /// On PostgreSQL.
     Postgres(sqlx::Transaction<'static, Postgres>),
+    /// On SQLite, through the read models' own write connection (see
+    /// [`crate::Journal::begin_read_models`]): writes are buffered until the next query or
+    /// the commit.
+    Writer(WriterTransaction),
 }
 
 impl Transaction {
+    /// Runs one statement (`$1`-style placeholders, or anonymous `?` on SQLite). On the
+    /// read-model writer it is buffered and runs with the next query or the commit, so its
+    /// error (a constraint, say) shows there.
+    pub async fn execute(&mut self, sql: &str, values: &[SqlValue]) -> Result<(), Error> {
+        match self {
+            Transaction::Sqlite(transaction) => {
+                bind_values!(sqlx::query(sql), values)
+                    .execute(&mut **transaction)
+                    .await?;
+            }
+            Transaction::Postgres(transaction) => {
+                bind_values!(sqlx::query(sql), values)
+                    .execute(&mut **transaction)
+                    .await?;
+            }
+            Transaction::Writer(transaction) => transaction.execute(sql, values),
+        }
+        Ok(())
+    }
+
+    /// Runs one query (after every statement before it) and returns its rows.
+    pub async fn fetch(
+        &mut self,
+        sql: &str,
+        values: &[SqlValue],
+    ) -> Result<Vec<Vec<SqlValue>>, Error> {
+        Ok(match self {
+            Transaction::Sqlite(transaction) => {
+                let rows = bind_values!(sqlx::query(sql), values)
+                    .fetch_all(&mut **transaction)
+                    .await?;
+                decode_rows!(rows)?
+            }
+            Transaction::Postgres(transaction) => {
+                let rows = bind_values!(sqlx::query(sql), values)
+                    .fetch_all(&mut **transaction)
+                    .await?;
+                decode_rows!(rows)?
+            }
+            Transaction::Writer(transaction) => transaction.fetch(sql, values).await?,
+        })
+    }
+
+    /// Whether placeholders are numbered (`$1`, PostgreSQL) rather than anonymous (`?`,
+    /// SQLite, where sqlx looks each `$n` up by name, a linear search per parameter).
+    pub fn numbered_placeholders(&self) -> bool {
+        matches!(self, Transaction::Postgres(_))
+    }
+
     /// Makes every write of the transaction durable, atomically.
     pub async fn commit(self) -> Result<(), Error> {
         match self {
             Transaction::Sqlite(transaction) => transaction.commit().await?,
             Transaction::Postgres(transaction) => transaction.commit().await?,
+            Transaction::Writer(transaction) => transaction.commit().await?,
         }
         Ok(())
     }
@@ -46,6 +102,8 @@ impl Transaction {
         match self {
             Transaction::Sqlite(transaction) => transaction.rollback().await?,
             Transaction::Postgres(transaction) => transaction.rollback().await?,
+            // Rolled back when dropped.
+            Transaction::Writer(transaction) => drop(transaction),
         }
         Ok(())
     }
@@ -122,6 +180,33 @@ impl Database {
             Database::Sqlite(pool) => Transaction::Sqlite(pool.begin().await?),
             Database::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
         })
+    }
+
+    /// Runs one query on the pool and returns its rows (`$1`-style placeholders).
+    pub async fn fetch(&self, sql: &str, values: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, Error> {
+        Ok(match self {
+            Database::Sqlite(pool) => {
+                let rows = bind_values!(sqlx::query(sql), values)
+                    .fetch_all(pool)
+                    .await?;
+                decode_rows!(rows)?
+            }
+            Database::Postgres(pool) => {
+                let rows = bind_values!(sqlx::query(sql), values)
+                    .fetch_all(pool)
+                    .await?;
+                decode_rows!(rows)?
+            }
+        })
+    }
+
+    /// Runs one statement on the pool, outside any transaction (creating a table, say).
+    pub async fn execute(&self, sql: &str) -> Result<(), Error> {
+        match self {
+            Database::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop)?,
+            Database::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop)?,
+        }
+        Ok(())
     }
 
     /// Closes every connection.

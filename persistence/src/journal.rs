@@ -6,8 +6,9 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::JournalConfig;
-use crate::database::Database;
+use crate::database::{Database, Transaction};
 use crate::error::Error;
+use crate::read_model_writer::{ReadModelWriter, WriterTransaction};
 use crate::record::{AppendOutcome, AppendRequest, Filter, LogBatch, StoredEvent, TAG_SEPARATOR};
 use crate::sqlite_writer::SqliteWriter;
 use crate::writer::{self, Appender, PendingAppend};
@@ -25,16 +26,37 @@ struct Inner {
     config: JournalConfig,
     writer: mpsc::Sender<PendingAppend>,
     write_gate: Option<WriteGate>,
-    /// Where read models live when not beside the journal (see [`Journal::read_models`]).
-    read_models: Option<ReadModels>,
+    /// Where read models live: beside the journal, or in a database of their own (see
+    /// [`Journal::read_models`]).
+    read_models: ReadModels,
     bus: broadcast::Sender<LogBatch>,
 }
 
-/// A database of its own for the read models, and the turns of its writers.
+/// The read models' database, the turns of its writers and, on SQLite, their write
+/// connection.
 #[derive(Debug)]
 struct ReadModels {
     database: Database,
     write_gate: Option<WriteGate>,
+    writer: Option<ReadModelWriter>,
+}
+
+impl ReadModels {
+    fn open(
+        database: Database,
+        write_gate: Option<WriteGate>,
+        config: &JournalConfig,
+    ) -> Result<Self, Error> {
+        let writer = match &database {
+            Database::Sqlite(pool) => Some(ReadModelWriter::open(pool, config)?),
+            Database::Postgres(_) => None,
+        };
+        Ok(Self {
+            database,
+            write_gate,
+            writer,
+        })
+    }
 }
 
 /// The write gate of an SQLite database; none on PostgreSQL (no single write lock).
@@ -75,22 +97,25 @@ impl Journal {
         config: JournalConfig,
     ) -> Result<Self, Error> {
         read_models.migrate().await?;
-        let read_models = ReadModels {
-            write_gate: write_gate_of(&read_models),
-            database: read_models,
-        };
         Self::open_in(database, Some(read_models), config).await
     }
 
     async fn open_in(
         database: Database,
-        read_models: Option<ReadModels>,
+        read_models: Option<Database>,
         config: JournalConfig,
     ) -> Result<Self, Error> {
         config.validate()?;
         database.migrate().await?;
         let (sender, receiver) = mpsc::channel(config.queue_appends_max);
         let write_gate = write_gate_of(&database);
+        let read_models = match read_models {
+            Some(read_models) => {
+                let gate = write_gate_of(&read_models);
+                ReadModels::open(read_models, gate, &config)?
+            }
+            None => ReadModels::open(database.clone(), write_gate.clone(), &config)?,
+        };
         let (bus, _) = broadcast::channel(config.bus_batches_max);
         let appender = match &database {
             Database::Sqlite(pool) => Appender::Sqlite(SqliteWriter::open(pool, &config)?),
@@ -118,20 +143,34 @@ impl Journal {
     /// The database of the read models (projections' tables and every consumer's offset):
     /// the journal's own, unless opened with [`Journal::open_with_read_models`].
     pub fn read_models(&self) -> &Database {
-        match &self.inner.read_models {
-            Some(read_models) => &read_models.database,
-            None => &self.inner.database,
-        }
+        &self.inner.read_models.database
     }
 
     /// A turn to write to [`Journal::read_models`] (see [`Journal::write_turn`]).
     pub async fn read_model_turn(&self) -> Option<WriteTurn> {
-        match &self.inner.read_models {
-            Some(read_models) => match &read_models.write_gate {
-                Some(gate) => Some(gate.turn("background").await),
-                None => None,
-            },
-            None => self.write_turn().await,
+        match &self.inner.read_models.write_gate {
+            Some(gate) => Some(gate.turn("background").await),
+            None => None,
+        }
+    }
+
+    /// Begins a transaction on [`Journal::read_models`], for a read model's batch and its
+    /// offset. On SQLite it holds this process's turn to write (see [`Journal::write_turn`])
+    /// until it ends, and runs on the read models' own write connection, on a thread of its
+    /// own: its writes go there together with its next query or its commit, one hop for
+    /// many statements (see [`crate::WriterTransaction`]). On PostgreSQL it is a pool's
+    /// transaction.
+    pub async fn begin_read_models(&self) -> Result<Transaction, Error> {
+        let read_models = &self.inner.read_models;
+        match &read_models.writer {
+            Some(writer) => {
+                let turn = self.read_model_turn().await;
+                Ok(Transaction::Writer(WriterTransaction::new(
+                    writer.clone(),
+                    turn,
+                )))
+            }
+            None => read_models.database.begin().await,
         }
     }
 

@@ -2,8 +2,8 @@
 //!
 //! Generic over event types: it stores bytes with a name, a schema version, tags and two
 //! times, and never knows the trading model. Two backends: SQLite (an embedded file, the
-//! default; appends through one synchronous connection on a thread of its own, reads through
-//! sqlx) and PostgreSQL (production, through sqlx).
+//! default; appends through one synchronous connection on a thread of its own, read-model
+//! transactions through another ([`Journal::begin_read_models`]), reads through sqlx) and PostgreSQL (production, through sqlx).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), tradefloor_persistence::Error> {
@@ -57,12 +57,14 @@ pub mod journal;
 pub mod offset;
 pub mod record;
 pub mod snapshot;
+pub mod sql_value;
 mod write_gate;
 mod writer;
 
 mod backend;
 mod batch;
 mod postgres;
+mod read_model_writer;
 mod sqlite;
 mod sqlite_writer;
 
@@ -72,7 +74,9 @@ pub use database::{Database, Transaction};
 pub use error::Error;
 pub use journal::{Journal, WriteTurn};
 pub use offset::OffsetStore;
+pub use read_model_writer::WriterTransaction;
 pub use record::{
     AppendOutcome, AppendRequest, Fence, Filter, LogBatch, NewEvent, Snapshot, StoredEvent,
 };
 pub use snapshot::SnapshotStore;
+pub use sql_value::SqlValue;

@@ -70,6 +70,10 @@ impl OffsetStore {
                 )
                 .await
             }
+            Transaction::Writer(transaction) => {
+                transaction.commit_offset(consumer, partition, position);
+                Ok(())
+            }
         }
     }
 
@@ -80,23 +84,11 @@ impl OffsetStore {
         consumer: &str,
         partition: u32,
     ) -> Result<(), Error> {
-        const DELETE: &str = "DELETE FROM offsets WHERE consumer = $1 AND partition = $2";
-        match transaction {
-            Transaction::Sqlite(transaction) => {
-                sqlx::query(DELETE)
-                    .bind(consumer)
-                    .bind(i64::from(partition))
-                    .execute(&mut **transaction)
-                    .await?;
-            }
-            Transaction::Postgres(transaction) => {
-                sqlx::query(DELETE)
-                    .bind(consumer)
-                    .bind(i64::from(partition))
-                    .execute(&mut **transaction)
-                    .await?;
-            }
-        }
-        Ok(())
+        transaction
+            .execute(
+                "DELETE FROM offsets WHERE consumer = $1 AND partition = $2",
+                &[consumer.into(), i64::from(partition).into()],
+            )
+            .await
     }
 }

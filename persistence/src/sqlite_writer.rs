@@ -46,19 +46,7 @@ impl SqliteWriter {
     /// Opens a write connection to the (migrated) journal file of `pool` and starts its
     /// thread.
     pub(crate) fn open(pool: &SqlitePool, config: &JournalConfig) -> Result<Self, Error> {
-        let connection = Connection::open_with_flags(
-            pool.connect_options().get_filename(),
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        let synchronous = if config.sqlite_synchronous_full {
-            "FULL"
-        } else {
-            "NORMAL"
-        };
-        connection.pragma_update(None, "synchronous", synchronous)?;
-        connection.busy_timeout(config.sqlite_busy_timeout)?;
-        connection.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS_MAX);
+        let connection = open_write_connection(pool, config, PREPARED_STATEMENTS_MAX)?;
         // One batch at a time: the group-commit writer waits for each before cutting the next.
         let (jobs, inbox) = sync_mpsc::sync_channel(1);
         std::thread::Builder::new()
@@ -94,6 +82,29 @@ impl SqliteWriter {
             .await
             .unwrap_or_else(|_| (Vec::new(), Err(Error::WriterStopped)))
     }
+}
+
+/// A synchronous connection to the (migrated) SQLite file of `pool`, in WAL mode, keeping up to
+/// `prepared_max` statements prepared: a writer thread's own.
+pub(crate) fn open_write_connection(
+    pool: &SqlitePool,
+    config: &JournalConfig,
+    prepared_max: usize,
+) -> Result<Connection, Error> {
+    let connection = Connection::open_with_flags(
+        pool.connect_options().get_filename(),
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = if config.sqlite_synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    connection.pragma_update(None, "synchronous", synchronous)?;
+    connection.busy_timeout(config.sqlite_busy_timeout)?;
+    connection.set_prepared_statement_cache_capacity(prepared_max);
+    Ok(connection)
 }
 
 fn serve(mut connection: Connection, inbox: sync_mpsc::Receiver<Job>) {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tradefloor_persistence::codec::{self, EventCodec};
 use tradefloor_persistence::{
     AppendRequest, Database, Error, Fence, Filter, Journal, JournalConfig, NewEvent, OffsetStore,
-    Snapshot, SnapshotStore, Transaction,
+    Snapshot, SnapshotStore, SqlValue, Transaction,
 };
 
 /// A journal on a fresh database, and how to clean it up.
@@ -609,15 +609,7 @@ async fn snapshots(harness: &Harness) {
 }
 
 async fn execute(transaction: &mut Transaction, sql: &str) {
-    match transaction {
-        Transaction::Sqlite(transaction) => {
-            sqlx::query(sql).execute(&mut **transaction).await.map(drop)
-        }
-        Transaction::Postgres(transaction) => {
-            sqlx::query(sql).execute(&mut **transaction).await.map(drop)
-        }
-    }
-    .unwrap();
+    transaction.execute(sql, &[]).await.unwrap();
 }
 
 async fn count_rows(database: &Database) -> i64 {
@@ -688,6 +680,128 @@ async fn offsets_commit_with_the_read_model(harness: &Harness) {
         ),
         "{stale:?}"
     );
+}
+
+/// The read models' transactions (on SQLite, their own write connection on a thread, with
+/// writes buffered until a query or the commit): all or nothing with their offset, in order
+/// with their queries, a refused offset or statement failing the whole transaction, and one
+/// dropped unfinished leaving nothing behind.
+async fn read_model_transactions(harness: &Harness) {
+    let journal = &harness.journal;
+    let database = journal.read_models();
+    let offsets = OffsetStore::new(database.clone());
+    let mut setup = journal.begin_read_models().await.unwrap();
+    execute(
+        &mut setup,
+        "CREATE TABLE model (id BIGINT PRIMARY KEY, value TEXT, n BIGINT)",
+    )
+    .await;
+    setup.commit().await.unwrap();
+
+    // Values are bound by number, whatever order the placeholders come in.
+    let mut first = journal.begin_read_models().await.unwrap();
+    first
+        .execute(
+            "INSERT INTO model (n, value, id) VALUES ($3, $2, $1)",
+            &[1.into(), "one".into(), 10.into()],
+        )
+        .await
+        .unwrap();
+    first
+        .execute(
+            "INSERT INTO model (id, value, n) VALUES ($1, $2, $3)",
+            &[2.into(), SqlValue::NullText, SqlValue::Null],
+        )
+        .await
+        .unwrap();
+    // A query sees the writes before it.
+    let rows = first
+        .fetch("SELECT id, value, n FROM model ORDER BY id", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            vec![1.into(), "one".into(), 10.into()],
+            vec![2.into(), SqlValue::Null, SqlValue::Null],
+        ]
+    );
+    OffsetStore::commit_in(&mut first, "model", 0, 5)
+        .await
+        .unwrap();
+    first.commit().await.unwrap();
+    assert_eq!(offsets.load("model", 0).await.unwrap(), 5);
+    assert_eq!(count("model", database).await, 2);
+
+    // A stale offset fails the commit, and with it every write of the transaction.
+    // (PostgreSQL refuses at once, the SQLite writer at the commit.)
+    let refused = {
+        let mut stale = journal.begin_read_models().await.unwrap();
+        execute(&mut stale, "INSERT INTO model (id) VALUES (3)").await;
+        match OffsetStore::commit_in(&mut stale, "model", 0, 4).await {
+            Ok(()) => stale.commit().await,
+            Err(error) => Err(error),
+        }
+    };
+    assert!(
+        matches!(
+            refused,
+            Err(Error::StaleOffset {
+                current: 5,
+                requested: 4,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(count("model", database).await, 2);
+
+    // A statement the database refuses fails the transaction at its next query.
+    let mut refused = journal.begin_read_models().await.unwrap();
+    execute(&mut refused, "INSERT INTO model (id) VALUES (4)").await;
+    let _ = refused
+        .execute("INSERT INTO model (id) VALUES (1)", &[])
+        .await;
+    assert!(
+        refused
+            .fetch("SELECT COUNT(*) FROM model", &[])
+            .await
+            .is_err()
+    );
+    drop(refused);
+    assert_eq!(count("model", database).await, 2);
+
+    // Dropped after a query (its writes applied but not committed): rolled back, and the
+    // next transaction starts clean.
+    let mut dropped = journal.begin_read_models().await.unwrap();
+    execute(&mut dropped, "INSERT INTO model (id) VALUES (5)").await;
+    dropped
+        .fetch("SELECT COUNT(*) FROM model", &[])
+        .await
+        .unwrap();
+    drop(dropped);
+    let mut next = journal.begin_read_models().await.unwrap();
+    execute(&mut next, "INSERT INTO model (id) VALUES (6)").await;
+    next.commit().await.unwrap();
+    let ids = database
+        .fetch("SELECT id FROM model ORDER BY id", &[])
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![vec![1.into()], vec![2.into()], vec![6.into()]]);
+
+    // Rolled back explicitly: nothing kept.
+    let mut rolled_back = journal.begin_read_models().await.unwrap();
+    execute(&mut rolled_back, "DELETE FROM model").await;
+    rolled_back.rollback().await.unwrap();
+    assert_eq!(count("model", database).await, 3);
+}
+
+async fn count(table: &str, database: &Database) -> i64 {
+    let rows = database
+        .fetch(&format!("SELECT COUNT(*) FROM {table}"), &[])
+        .await
+        .unwrap();
+    rows[0][0].integer().unwrap()
 }
 
 async fn bitemporal_reads(harness: &Harness) {
@@ -1152,6 +1266,7 @@ conformance! {
     readers_never_skip => readers_never_skip;
     snapshots => snapshots;
     offsets => offsets_commit_with_the_read_model;
+    read_model_transactions => read_model_transactions;
     bitemporal => bitemporal_reads;
     upcasting => upcasting_and_bad_payloads;
     filters => filters_and_limits;

@@ -573,12 +573,13 @@ impl<H: ConsumerHandler> MemberState<H> {
 
     async fn commit(&mut self, pending: &BTreeMap<u32, u64>) -> Result<(), StorageError> {
         let group = self.membership.group.name();
-        // On SQLite, queue behind this process's other writers (see `Journal::write_turn`).
-        let _turn = self.journal.read_model_turn().await;
+        // Every partition's offset in one transaction (on SQLite, on the read models' writer).
+        let mut transaction = self.journal.begin_read_models().await?;
         for (partition, offset) in pending {
-            self.offsets.commit(group, *partition, *offset).await?;
-            self.commits += 1;
+            OffsetStore::commit_in(&mut transaction, group, *partition, *offset).await?;
         }
+        transaction.commit().await?;
+        self.commits += pending.len() as u64;
         Ok(())
     }
 

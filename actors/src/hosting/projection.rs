@@ -251,12 +251,10 @@ impl Feed {
             "the tail yields offsets after the cursor"
         );
         assert!(last >= first, "the tail yields offsets in order");
-        let database = self.journal.read_models();
-        // On SQLite, queue behind this process's other writers rather than poll for the
-        // database's write lock (see `Journal::write_turn`).
-        let _turn = self.journal.read_model_turn().await;
+        // On SQLite this queues behind this process's other writers rather than poll for the
+        // database's write lock, and runs on the read models' own write connection.
         let storage = |source| storage(&self.name, source);
-        let mut transaction = database.begin().await.map_err(storage)?;
+        let mut transaction = self.journal.begin_read_models().await.map_err(storage)?;
         if let Err(source) = projection.apply(&mut transaction, &events).await {
             // Dropping the transaction would roll it back too; saying so is clearer.
             let _ = transaction.rollback().await;
@@ -488,8 +486,7 @@ pub async fn rebuild<P: Projection>(
         return Err(storage(&name, StorageError::InvalidRequest(reason)));
     }
     let mut transaction = journal
-        .read_models()
-        .begin()
+        .begin_read_models()
         .await
         .map_err(|source| storage(&name, source))?;
     if let Err(source) = projection.reset(&mut transaction).await {

@@ -185,6 +185,14 @@ async fn deliver(
 }
 
 impl FeedState {
+    /// Records that the feed delivered everything up to `offset` (on SQLite, on the read
+    /// models' writer, behind this process's other writers).
+    async fn commit(&self, offset: u64) -> Result<(), tradefloor_persistence::Error> {
+        let mut transaction = self.journal.begin_read_models().await?;
+        OffsetStore::commit_in(&mut transaction, FEED_NAME, 0, offset).await?;
+        transaction.commit().await
+    }
+
     fn storage(&self, error: impl std::fmt::Display) -> Error {
         Error::Persistence {
             actor: FEED_NAME.to_owned(),
@@ -227,10 +235,7 @@ impl FeedState {
             // Not committed: the whole batch comes again; sagas deduplicate.
             return Err(error);
         }
-        // On SQLite, queue behind this process's other writers (see `Journal::write_turn`).
-        let _turn = self.journal.read_model_turn().await;
-        OffsetStore::new(self.journal.read_models().clone())
-            .commit(FEED_NAME, 0, last)
+        self.commit(last)
             .await
             .map_err(|error| self.storage(error))?;
         self.stats.offset = last;

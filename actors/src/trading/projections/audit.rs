@@ -61,7 +61,7 @@ impl Projection for AuditProjection {
                 ])
             })
             .collect::<Result<Vec<Vec<SqlValue>>, ReadModelError>>()?;
-        sql::write_rows(transaction, AUDIT_TABLE, &COLUMNS, &rows, "").await?;
+        sql::insert_rows(transaction, AUDIT_TABLE, &COLUMNS, &rows, "").await?;
         Ok(())
     }
 

@@ -339,7 +339,7 @@ impl CandlesProjection {
         for (key, batch) in windows {
             rows.push(merge_stored(transaction, &key, batch).await?.row(&key)?);
         }
-        sql::write_rows(
+        sql::insert_rows(
             transaction,
             CANDLES_TABLE,
             &WINDOW_COLUMNS,
@@ -358,7 +358,7 @@ impl CandlesProjection {
                 to_sql(dropped, "late_dropped")?.into(),
             ]);
         }
-        sql::write_rows(
+        sql::insert_rows(
             transaction,
             CLOCKS_TABLE,
             &["symbol", "latest_at", "late_dropped"],

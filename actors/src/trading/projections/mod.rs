@@ -32,12 +32,10 @@ use sql::SqlValue;
 /// restarts it and the batch comes again.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadModelError {
-    /// The database refused a statement.
-    #[error("read model SQL failed: {0}")]
-    Sql(#[from] sqlx::Error),
-    /// The journal could not be read or an event not decoded.
-    #[error("read model input failed: {0}")]
-    Journal(#[from] tradefloor_persistence::Error),
+    /// The database refused a statement, the journal could not be read or an event not
+    /// decoded.
+    #[error("read model storage failed: {0}")]
+    Storage(#[from] tradefloor_persistence::Error),
     /// A value does not fit its column (money above `i64::MAX`): fix the schema.
     #[error("value out of range: {0}")]
     OutOfRange(String),

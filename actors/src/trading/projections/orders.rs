@@ -241,7 +241,7 @@ async fn write_views(
             ]);
         }
     }
-    sql::write_rows(
+    sql::insert_rows(
         transaction,
         ORDERS_TABLE,
         &ORDER_COLUMNS,
@@ -251,7 +251,7 @@ async fn write_views(
          end_reason = excluded.end_reason, finished = excluded.finished",
     )
     .await?;
-    sql::write_rows(
+    sql::insert_rows(
         transaction,
         FILLS_TABLE,
         &FILL_COLUMNS,

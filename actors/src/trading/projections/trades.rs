@@ -108,7 +108,7 @@ impl Projection for TradesProjection {
                 trade.at.micros().into(),
             ]);
         }
-        sql::write_rows(transaction, "trading_trades", &INSERT_COLUMNS, &rows, "").await?;
+        sql::insert_rows(transaction, "trading_trades", &INSERT_COLUMNS, &rows, "").await?;
         Ok(())
     }
 
