@@ -618,3 +618,88 @@ async fn a_withdrawal_retried_after_a_thousand_fills_repeats_its_first_answer() 
         "nothing changed"
     );
 }
+
+on_both_backends!(command_ids_are_recognised_beyond_what_the_account_remembers);
+/// A deposit's and a withdrawal's command ids are recognised at any age: retried after more
+/// commands of the same account than it remembers (each deposit, hold and release is one),
+/// each gets its first answer and changes nothing; reused with another body, it is refused
+/// and changes nothing either.
+async fn command_ids_are_recognised_beyond_what_the_account_remembers(journal: Journal) {
+    use tradefloor_actors::Error;
+    use tradefloor_domain::account::COMMAND_IDS_REMEMBERED_MAX;
+    use tradefloor_domain::{CommandId, Error as DomainError};
+
+    let exchange = exchange(journal).await;
+    let carol = || account("carol");
+    let deposit_id = CommandId::new("d-1").unwrap();
+    let withdrawal_id = CommandId::new("w-1").unwrap();
+    let deposit = |amount| {
+        exchange.deposit(
+            carol(),
+            asset("USD"),
+            Amount(amount),
+            Some(deposit_id),
+            None,
+        )
+    };
+    let withdraw = |amount| {
+        exchange.withdraw(
+            carol(),
+            asset("USD"),
+            Amount(amount),
+            Some(withdrawal_id),
+            None,
+        )
+    };
+    let first_deposit = deposit(500).await.unwrap();
+    let first_withdrawal = withdraw(100).await.unwrap();
+    // More commands than the account remembers: deposits, and orders (a hold and a release
+    // each, for those that end).
+    for _ in 0..COMMAND_IDS_REMEMBERED_MAX {
+        exchange
+            .deposit(carol(), asset("USD"), Amount(1), None, None)
+            .await
+            .unwrap();
+    }
+    for _ in 0..20 {
+        let order = exchange
+            .place_order(limit("carol", Side::Buy, 1, 1))
+            .await
+            .unwrap();
+        exchange.cancel_order(order.order_id).await.unwrap();
+        settled(&exchange, order.order_id).await;
+    }
+    let before = balance(&exchange, "carol", "USD").await;
+    assert_eq!(before, (500 - 100 + COMMAND_IDS_REMEMBERED_MAX as u64, 0));
+
+    assert_eq!(
+        withdraw(100).await.unwrap(),
+        first_withdrawal,
+        "the first answer"
+    );
+    assert_eq!(
+        deposit(500).await.unwrap(),
+        first_deposit,
+        "the first answer"
+    );
+    for reused in [withdraw(7).await, deposit(7).await] {
+        assert!(
+            matches!(reused, Err(Error::Rejected(DomainError::CommandIdReused))),
+            "{reused:?}"
+        );
+    }
+    assert_eq!(
+        balance(&exchange, "carol", "USD").await,
+        before,
+        "nothing changed"
+    );
+    // A new id after all that is applied once.
+    let fresh = CommandId::new("w-2").unwrap();
+    for _ in 0..2 {
+        exchange
+            .withdraw(carol(), asset("USD"), Amount(10), Some(fresh), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(balance(&exchange, "carol", "USD").await, (before.0 - 10, 0));
+}

@@ -33,12 +33,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tradefloor_domain::account::{Account, AccountEvent};
+use tradefloor_domain::account::{Account, AccountCommand, AccountEvent};
 use tradefloor_domain::book::{BookEvent, OrderBook};
 use tradefloor_domain::saga::{OrderSaga, SagaEvent, SagaInput};
-use tradefloor_domain::{Aggregate, Message, OrderId, Priority};
+use tradefloor_domain::{Aggregate, Error as DomainError, Message, OrderId, Priority};
 use tradefloor_persistence::{
-    Error as JournalError, EventCodec, Journal, NewEvent, SnapshotStore, StoredEvent, codec,
+    Error as JournalError, EventCodec, Filter, Journal, NewEvent, SnapshotStore, StoredEvent, codec,
 };
 
 use crate::error::Error;
@@ -77,6 +77,22 @@ pub trait Persistent:
         )
     }
 
+    /// The tag indexing the events of `command` in the journal, for a command whose id must
+    /// be recognised at any age, beyond what the state remembers (`None`: the state's memory
+    /// is enough). The host tags the command's events with it and, before deciding such a
+    /// command that the state does not recognise as a repeat, looks the tag up: a command
+    /// found there is a retry, answered as it was the first time (see [`first_answer`]).
+    fn command_tag(_entity_id: &str, _command: &Self::Command) -> Option<String> {
+        None
+    }
+
+    /// Whether the state still remembers every command id it ever applied, so that a
+    /// command with a [`Persistent::command_tag`] it does not recognise is certainly new and
+    /// needs no lookup.
+    fn remembers_every_command(&self) -> bool {
+        false
+    }
+
     /// Whether `event`, decided by a command against this state, must be written. An entity
     /// that folds other streams' events (a saga) may skip the events that only record them:
     /// its host keeps them in memory and writes them before the next event that must be
@@ -113,6 +129,23 @@ pub trait Persistent:
 }
 
 impl Persistent for Account {
+    /// Deposits, withdrawals and limits: what clients retry. Holds and settlements stay
+    /// recognisable through the holds themselves (see the account's `is_repeat`).
+    fn command_tag(entity_id: &str, command: &AccountCommand) -> Option<String> {
+        match command {
+            AccountCommand::Deposit { command_id, .. }
+            | AccountCommand::Withdraw { command_id, .. }
+            | AccountCommand::SetRiskLimits { command_id, .. } => {
+                Some(format!("{COMMAND_TAG_PREFIX}{entity_id}/{command_id}"))
+            }
+            _ => None,
+        }
+    }
+
+    fn remembers_every_command(&self) -> bool {
+        Account::remembers_every_command(self)
+    }
+
     fn tags(event: &AccountEvent) -> Vec<String> {
         SagaInput::from_account(event)
             .map(|(order_id, _)| vec![order_tag(order_id)])
@@ -132,6 +165,61 @@ impl Persistent for OrderBook {
             _ => orders.collect(),
         }
     }
+}
+
+/// How an account's client command tags its events: `command:{account}/{command id}` (`/` is
+/// in neither id).
+const COMMAND_TAG_PREFIX: &str = "command:";
+
+/// Events per read while an entity's stream is replayed for [`first_answer`].
+const FIRST_ANSWER_PAGE_EVENTS: usize = 1_000;
+
+/// The answer `command` got the first time, if the journal holds events tagged `tag` (its
+/// [`Persistent::command_tag`]) in `stream`: the stream replayed up to the command's last
+/// event, deciding the command again there (a repeat: its first reply, or the refusal of a
+/// reused id with another body). `None` if no such event exists: the command is new. Costs a
+/// replay of the stream's history up to the command; only retries older than what the
+/// entity remembers pay it.
+pub(crate) async fn first_answer<A: Persistent>(
+    journal: &Journal,
+    stream: &str,
+    tag: String,
+    command: &A::Command,
+) -> Result<Option<Result<A::Reply, DomainError>>, JournalError> {
+    let tagged = journal
+        .read_all(0, FIRST_ANSWER_PAGE_EVENTS, &Filter::Tag(tag))
+        .await?;
+    let Some(last) = tagged
+        .iter()
+        .filter(|event| event.stream == stream)
+        .map(|event| event.sequence)
+        .max()
+    else {
+        return Ok(None);
+    };
+    let codec = A::codec();
+    let mut state = A::default();
+    let mut next = 1;
+    while next <= last {
+        let page = journal
+            .read_stream(stream, next, FIRST_ANSWER_PAGE_EVENTS)
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        for stored in page.iter().take_while(|stored| stored.sequence <= last) {
+            state.apply(&codec.decode(stored)?);
+            next = stored.sequence + 1;
+        }
+    }
+    assert!(next > last, "a tagged event is in its stream");
+    Ok(match state.decide(command) {
+        Ok(events) if events.is_empty() => Some(Ok(state.reply(command, &events))),
+        // The index says the id was applied, the replayed state does not remember it: an
+        // aggregate whose memory of ids is not exact. Decided as new, as it would have been.
+        Ok(_) => None,
+        Err(refusal) => Some(Err(refusal)),
+    })
 }
 
 /// The tag of the account's and the book's events about an order: what its saga folds.
@@ -232,6 +320,8 @@ pub(crate) struct Envelope<A: Aggregate> {
     pub(crate) entity_id: String,
     pub(crate) request: Request<A>,
     pub(crate) reply: Option<ReplyTo<A>>,
+    /// Its [`Persistent::command_tag`] was looked up and not found: the command is new.
+    pub(crate) looked_up: bool,
 }
 
 impl<A: Aggregate> Envelope<A> {
@@ -294,6 +384,9 @@ pub(crate) enum Phase<A: Aggregate> {
     /// Writing the events of a batch of commands; commands wait. Boxed: an idle entity
     /// should not carry room for a batch (this keeps `Phase` at 16 bytes).
     Persisting(Box<Persisting<A>>),
+    /// Reading the journal for the first answer to a command the state does not remember
+    /// (see [`first_answer`]); commands wait.
+    LookingUp,
 }
 
 /// The batch being persisted: its commands in order, each with its decided outcome.

@@ -482,6 +482,7 @@ impl<A: Persistent> ShardRegion<A> {
             entity_id: entity_id.to_owned(),
             request,
             reply,
+            looked_up: false,
         };
         let delivery = ShardMessage::Deliver(envelope, activation);
         if handle.actor.cast(delivery).is_err() {

@@ -46,6 +46,12 @@ pub(crate) enum ShardMessage<A: Persistent> {
         generation: u64,
         result: Result<Result<AppendOutcome, JournalError>, Error>,
     },
+    /// The journal was read for the first answer to a command (see `entity::first_answer`).
+    LookedUp {
+        generation: u64,
+        envelope: Envelope<A>,
+        result: Result<FirstAnswer<A>, JournalError>,
+    },
     /// Passivate entities idle for longer than the configured time.
     Passivate,
     /// Finish what was accepted, then stop: the hand-off primitive.
@@ -188,6 +194,11 @@ impl<A: Persistent> Actor for Shard<A> {
                 generation,
                 result,
             } => state.persisted(&myself, entity_id, generation, result),
+            ShardMessage::LookedUp {
+                generation,
+                envelope,
+                result,
+            } => state.looked_up(&myself, generation, envelope, result),
             ShardMessage::Passivate => state.passivate(),
             ShardMessage::Stop(reply) => {
                 state
@@ -375,7 +386,28 @@ impl<A: Persistent> ShardState<A> {
                     }
                     continue;
                 }
-                let events = match cell.state.decide(envelope.command()) {
+                let decision = cell.state.decide(envelope.command());
+                let tag = A::command_tag(entity_id, envelope.command());
+                let known = envelope.looked_up
+                    || matches!(&decision, Ok(events) if events.is_empty())
+                    || cell.state.remembers_every_command();
+                if let Some(tag) = tag.as_ref().filter(|_| !known) {
+                    if batch.is_empty() {
+                        cell.phase = Phase::LookingUp;
+                        look_up(
+                            &self.arguments.journal,
+                            myself,
+                            cell.generation,
+                            tag,
+                            envelope,
+                        );
+                    } else {
+                        // Looked up once the batch is durable, so the lookup sees it.
+                        cell.requeue_front(envelope);
+                    }
+                    break;
+                }
+                let events = match decision {
                     Err(refusal) if batch.is_empty() => {
                         envelope.answer(
                             Err(Error::Rejected(refusal)),
@@ -421,7 +453,8 @@ impl<A: Persistent> ShardState<A> {
                     cell.requeue_front(envelope);
                     break;
                 }
-                let writes = !new_events.is_empty()
+                let writes = tag.is_some()
+                    || !new_events.is_empty()
                     || events.iter().any(|event| cell.state.must_journal(event))
                     || cell.unwritten_len() + held.len() + events.len() >= events_max / 2;
                 if writes {
@@ -433,7 +466,15 @@ impl<A: Persistent> ShardState<A> {
                         Ok(encoded)
                     });
                     match encoded {
-                        Ok(encoded) => new_events.extend(encoded),
+                        Ok(mut encoded) => {
+                            if let Some(tag) = &tag {
+                                let first = encoded.len() - events.len();
+                                for event in &mut encoded[first..] {
+                                    event.tags.push(tag.clone());
+                                }
+                            }
+                            new_events.extend(encoded);
+                        }
                         Err(reason) => {
                             // Nothing of it applied: refused like a decision would be, at
                             // once; the skipped events stay for the next write.
@@ -614,6 +655,51 @@ impl<A: Persistent> ShardState<A> {
         }
     }
 
+    /// Answers a command with its first answer, found in the journal, or decides it as new.
+    fn looked_up(
+        &mut self,
+        myself: &ActorRef<ShardMessage<A>>,
+        generation: u64,
+        mut envelope: Envelope<A>,
+        result: Result<FirstAnswer<A>, JournalError>,
+    ) {
+        let entity_id = envelope.entity_id.clone();
+        let path = self.path_of(&entity_id);
+        let (dead_letters, shard_path) = (&self.arguments.dead_letters, &self.arguments.path);
+        let cell = self
+            .entities
+            .get_mut(&entity_id)
+            .filter(|cell| cell.generation == generation);
+        let Some(cell) = cell.filter(|cell| matches!(cell.phase, Phase::LookingUp)) else {
+            // The shard was fenced meanwhile and dropped its entities.
+            let actor = path;
+            return envelope.answer(Err(Error::Stopped { actor }), dead_letters, shard_path);
+        };
+        cell.phase = Phase::Ready;
+        metrics::counter!("tradefloor_entity_command_lookups_total", "kind" => A::KIND,
+            "found" => if matches!(result, Ok(Some(_))) { "yes" } else { "no" })
+        .increment(1);
+        match result {
+            Ok(None) => {
+                envelope.looked_up = true;
+                return self.drive(myself, &entity_id, Some(envelope));
+            }
+            Ok(Some(first)) => {
+                let first = first.map_err(Error::Rejected);
+                envelope.answer(first, dead_letters, shard_path);
+            }
+            Err(error) => {
+                let reason = format!("reading the first answer failed: {error}");
+                let failure = Error::Persistence {
+                    actor: path,
+                    reason,
+                };
+                envelope.answer(Err(failure), dead_letters, shard_path);
+            }
+        }
+        self.drive(myself, &entity_id, None);
+    }
+
     fn recovered(
         &mut self,
         myself: &ActorRef<ShardMessage<A>>,
@@ -733,6 +819,31 @@ impl<A: Persistent> ShardState<A> {
             myself.stop(Some("stopped for hand-off".to_owned()));
         }
     }
+}
+
+/// What the journal says of a command the state does not remember: its first answer, or
+/// `None` if it is new.
+type FirstAnswer<A> = Option<Result<<A as Aggregate>::Reply, tradefloor_domain::Error>>;
+
+/// Reads the first answer to `envelope`'s command (tagged `tag`) off the shard, and sends it
+/// back with the envelope.
+fn look_up<A: Persistent>(
+    journal: &Journal,
+    myself: &ActorRef<ShardMessage<A>>,
+    generation: u64,
+    tag: &str,
+    envelope: Envelope<A>,
+) {
+    let (journal, myself, tag) = (journal.clone(), myself.clone(), tag.to_owned());
+    tokio::spawn(async move {
+        let stream = stream_of::<A>(&envelope.entity_id);
+        let result = entity::first_answer::<A>(&journal, &stream, tag, envelope.command()).await;
+        let _ = myself.cast(ShardMessage::LookedUp {
+            generation,
+            envelope,
+            result,
+        });
+    });
 }
 
 fn save_snapshot<A: Persistent>(

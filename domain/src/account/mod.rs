@@ -29,9 +29,10 @@ use crate::units::{Amount, Quantity, Timestamp};
 /// Saga commands stay idempotent beyond this window through their holds (one hold per order,
 /// each trade settled once per hold), and settlements never enter it; the window serves the
 /// deposits, withdrawals and limits clients retry, and the holds and releases of orders (two
-/// per order). Bounded so that a million accounts fit in memory: a retry older than the last
-/// 256 such commands of its account is not recognised (a durable index by command id, loaded
-/// on demand, is what exact deduplication at any age needs; not built yet).
+/// per order). Bounded so that a million accounts fit in memory: a deposit, withdrawal or
+/// limits command older than the last 256 such commands of its account is recognised by its
+/// host instead, which looks its id up in the journal (an index of tagged events) before
+/// deciding a command the account does not remember.
 pub const COMMAND_IDS_REMEMBERED_MAX: usize = 256;
 
 /// Most legs one [`AccountCommand::Finish`] settles: its events (one per leg and the release)
@@ -133,6 +134,13 @@ impl Account {
     /// The risk limits in force.
     pub fn limits(&self) -> &RiskLimits {
         &self.limits
+    }
+
+    /// Whether the account has forgotten no command id yet (fewer than
+    /// [`COMMAND_IDS_REMEMBERED_MAX`] remembered ones so far; the window never shrinks): a
+    /// command id it does not remember is then certainly new.
+    pub fn remembers_every_command(&self) -> bool {
+        self.outcome_order.len() < COMMAND_IDS_REMEMBERED_MAX
     }
 
     /// Whether the command id is remembered (its repeat would be a no-op).

@@ -667,3 +667,27 @@ fn settlements_leave_the_id_window_to_the_commands_clients_retry() {
     // A settlement retried while its hold lives is still a no-op.
     assert_eq!(account.decide(&settle(1, 1, 10, 1)), Ok(vec![]));
 }
+
+#[test]
+fn an_account_knows_whether_it_has_forgotten_a_command_id() {
+    let mut commands = Vec::new();
+    for index in 0..COMMAND_IDS_REMEMBERED_MAX - 1 {
+        commands.push(deposit(&format!("d{index}"), btc(), 1));
+    }
+    let (account, _) = given(&commands);
+    assert!(
+        account.remembers_every_command(),
+        "a new id is certainly new"
+    );
+    commands.push(deposit("last", btc(), 1));
+    let (account, _) = given(&commands);
+    assert!(account.remembers(id("d0")));
+    assert!(
+        !account.remembers_every_command(),
+        "the window is full: the next id pushes the first out"
+    );
+    commands.push(deposit("one-more", btc(), 1));
+    let (account, _) = given(&commands);
+    assert!(!account.remembers(id("d0")), "forgotten");
+    assert!(!account.remembers_every_command());
+}
