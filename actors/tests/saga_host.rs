@@ -479,3 +479,50 @@ async fn resume_ticks_only_unfinished_sagas() {
     let node = start_node(&journal, false).await;
     assert_eq!(node.host.resume(&journal).await.unwrap(), 1);
 }
+
+/// Resuming from an index of unfinished work reads only the log after it: the sagas it lists
+/// and those of the log after its offset are ticked; a saga left unfinished before the offset
+/// and not listed is not found (so the history before it is not read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_from_an_index_reads_only_the_log_after_it() {
+    let (journal, _directory) = journal().await;
+    let indexed_at;
+    {
+        let node = start_node(&journal, false).await;
+        bob_sells_ten_to_alice(&node).await;
+        fund(&node, "bob", "BTC", 100).await;
+        place(&node, order(3, "bob", Side::Sell, 105, 5)).await;
+        wait_for(&node, 3, OrderStatus::Open).await;
+        indexed_at = journal.last_offset().await.unwrap();
+        place(&node, order(4, "bob", Side::Sell, 110, 5)).await;
+        wait_for(&node, 4, OrderStatus::Open).await;
+        node.host.region().stop().await.unwrap();
+        node.trading.accounts.stop().await.unwrap();
+        node.trading.books.stop().await.unwrap();
+    }
+    let node = start_node(&journal, false).await;
+    let everything = |_: &str| true;
+    let listed = vec!["3".to_owned()];
+    let resumed = node
+        .host
+        .resume_from(&journal, listed, indexed_at, everything);
+    assert_eq!(
+        resumed.await.unwrap(),
+        2,
+        "order 3 as listed, order 4 from the log"
+    );
+    let resumed = node
+        .host
+        .resume_from(&journal, Vec::new(), indexed_at, everything);
+    assert_eq!(resumed.await.unwrap(), 1, "order 3 is before the offset");
+    let only_three = |id: &str| id == "3";
+    let listed = vec!["3".to_owned()];
+    let resumed = node
+        .host
+        .resume_from(&journal, listed, indexed_at, only_three);
+    assert_eq!(
+        resumed.await.unwrap(),
+        1,
+        "what select leaves out is not ticked"
+    );
+}

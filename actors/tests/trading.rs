@@ -215,9 +215,11 @@ async fn partial_fills_cancel_and_the_hold_is_released(journal: Journal) {
     assert_eq!(buy.status, OrderStatus::PartiallyFilled);
     assert_eq!(buy.filled_quantity, Quantity(4));
     settled(&exchange, sell.order_id).await;
-    // 6 still resting at 100: 600 USD held.
+    // 6 still resting at 100: 600 USD held, and the hold indexed for the orphan sweep.
     let open = exchange.account(account("alice")).await.unwrap();
     assert_eq!(open.open_orders.len(), 1);
+    caught_up(&exchange).await;
+    assert_eq!(open_holds(&exchange).await, vec![buy.order_id.0]);
     exchange.cancel_order(buy.order_id).await.unwrap();
     let cancelled = settled(&exchange, buy.order_id).await;
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
@@ -231,7 +233,19 @@ async fn partial_fills_cancel_and_the_hold_is_released(journal: Journal) {
             .open_orders
             .is_empty()
     );
+    caught_up(&exchange).await;
+    assert!(open_holds(&exchange).await.is_empty());
     exchange.shutdown().await.unwrap();
+}
+
+/// The order ids of the balances read model's open holds.
+async fn open_holds(exchange: &Exchange) -> Vec<u64> {
+    let (holds, _) = projections::balances::open_holds(exchange.journal().read_models())
+        .await
+        .unwrap();
+    let mut ids: Vec<u64> = holds.keys().map(|order_id| order_id.0).collect();
+    ids.sort_unstable();
+    ids
 }
 
 on_both_backends!(ioc_fok_and_post_only_follow_their_rules);

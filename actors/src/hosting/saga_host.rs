@@ -482,11 +482,39 @@ impl<P: ProcessManager> SagaHost<P> {
         journal: &Journal,
         select: impl Fn(&str) -> bool,
     ) -> Result<usize, Error> {
+        self.resume_from(journal, Vec::new(), 0, select).await
+    }
+
+    /// [`SagaHost::resume_where`] from an index of unfinished work instead of the whole log:
+    /// `unfinished` names every saga that was unfinished after offset `after` (a read model
+    /// that commits its offset with its rows gives both), so only the log after `after` is
+    /// read. Each of `unfinished` that `select` picks is ticked (a finished one recovers and
+    /// does nothing), and so is every saga of the log after `after` that the fold does not
+    /// see finish. Memory: the unfinished sagas only, never the finished ones.
+    pub async fn resume_from(
+        &self,
+        journal: &Journal,
+        unfinished: Vec<String>,
+        after: u64,
+        select: impl Fn(&str) -> bool,
+    ) -> Result<usize, Error> {
+        let mut seen: HashSet<String> = unfinished.into_iter().filter(|id| select(id)).collect();
+        seen.extend(self.fold_log_after(journal, after, &select).await?);
+        self.tick_all(seen.into_iter().collect()).await
+    }
+
+    /// The sagas `select` picks with events after `after` that the fold does not see finish
+    /// (those it cannot be sure of included).
+    async fn fold_log_after(
+        &self,
+        journal: &Journal,
+        mut after: u64,
+        select: &impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, Error> {
         let page_events = self.inner.config.resume_page_events;
         let mut fold = LogFold::<P>::new(page_events);
         let mut unsure: HashSet<String> = HashSet::new();
         let mut foldings = Vec::new();
-        let mut after = 0;
         loop {
             let page = journal
                 .read_all(after, page_events, &Filter::All)
@@ -517,7 +545,11 @@ impl<P: ProcessManager> SagaHost<P> {
                 }
             }
         }
-        let seen: Vec<String> = fold.into_ids().chain(unsure).collect();
+        Ok(fold.into_ids().chain(unsure).collect())
+    }
+
+    /// Ticks each of `seen`; returns how many.
+    async fn tick_all(&self, seen: Vec<String>) -> Result<usize, Error> {
         // A saga that cannot be ticked now (e.g. its database is briefly locked by what a
         // crashed node left behind) is tried again a few rounds later before giving up.
         let mut pending: Vec<&String> = seen.iter().collect();

@@ -101,7 +101,7 @@ impl Exchange {
         let adopted_at = self.now();
         tokio::spawn(async move {
             let select = |saga_id: &str| adopted.contains(&shard_of(saga_id, shard_count));
-            match host.resume_where(&journal, select).await {
+            match super::recovery::resume_sagas(&host, &journal, select).await {
                 Ok(resumed) => tracing::info!(resumed, "sagas of adopted shards resumed"),
                 Err(error) => tracing::warn!(%error, "sagas of adopted shards not resumed"),
             }

@@ -224,7 +224,7 @@ impl Exchange {
     ) -> Result<Self, Error> {
         let exchange = Self::start_regions(registry, journal, config, None).await?;
         exchange.start_services().await?;
-        let resumed = exchange.host.resume(&exchange.journal).await?;
+        let resumed = recovery::resume_sagas(&exchange.host, &exchange.journal, |_| true).await?;
         let released = exchange
             .hold_sweep()
             .run(|_| true, i64::MAX, exchange.now())

@@ -1,4 +1,11 @@
-//! What a node does at start besides resuming sagas: release the holds a crash orphaned.
+//! What a node does at start, and for the shards it adopts: resume the unfinished order
+//! sagas, and release the holds a crash orphaned.
+//!
+//! The sagas are resumed from an index of unfinished work, not from the whole log: the orders
+//! read model's unfinished rows, and the log after the offset it had applied
+//! ([`projections::orders::unfinished`], [`SagaHost::resume_from`]); the holds, from the
+//! balances read model's open holds and the accounts' events after its offset
+//! ([`projections::balances::open_holds`]).
 //!
 //! A placement with a generated order id starts the order's saga and places its hold at once
 //! (see [`placement`](super::placement)), so a crash can leave a hold committed without the
@@ -18,6 +25,21 @@ use tradefloor_persistence::{Filter, Journal, StoredEvent};
 use crate::error::Error;
 use crate::hosting::entity::{Persistent, stream_of};
 use crate::hosting::region::ShardRegion;
+use crate::hosting::saga_host::SagaHost;
+use crate::trading::projections;
+
+/// Ticks every unfinished order saga `select` picks (see the module's documentation);
+/// answers how many.
+pub(super) async fn resume_sagas(
+    host: &SagaHost<OrderSaga>,
+    journal: &Journal,
+    select: impl Fn(&str) -> bool,
+) -> Result<usize, Error> {
+    let (unfinished, after) = projections::orders::unfinished(journal.read_models())
+        .await
+        .map_err(|error| projections::storage("orders", error))?;
+    host.resume_from(journal, unfinished, after, select).await
+}
 
 /// The event names the sweep decodes (the others it skips unread).
 const HOLD_EVENTS: [&str; 2] = ["account.hold_placed", "account.hold_released"];
@@ -35,10 +57,9 @@ impl HoldSweep {
     /// Releases every hold recorded before `recorded_before` (microseconds, journal time)
     /// whose order `select` picks and whose saga has no events; answers how many.
     ///
-    /// Reads the accounts' events once, in log order, keeping only the holds still open, then
-    /// looks up each one's saga stream. A node runs it at start, before it takes commands; a
-    /// cluster node for the sagas of the shards it adopts, with `recorded_before` the time of
-    /// the adoption, so a hold that a placement on this node has just placed (its saga's start
+    /// Takes the holds still open (see `open_holds`), then looks up each one's saga stream. A
+    /// node runs it at start, before it takes commands; a cluster node for the sagas of the
+    /// shards it adopts, with `recorded_before` the time of the adoption, so a hold that a placement on this node has just placed (its saga's start
     /// on the way) is never taken for an orphan.
     pub(super) async fn run(
         &self,
@@ -76,13 +97,21 @@ impl HoldSweep {
         Ok(released)
     }
 
-    /// The holds recorded before `recorded_before` and open at the end of the log, by order.
+    /// The holds recorded before `recorded_before` and open at the end of the log, by order:
+    /// those the balances read model holds open, then the account events after its offset
+    /// (so the history before it is not read).
     async fn open_holds(&self, recorded_before: i64) -> Result<HashMap<OrderId, AccountId>, Error> {
+        let (indexed, mut after) = projections::balances::open_holds(self.journal.read_models())
+            .await
+            .map_err(|error| projections::storage("holds", error))?;
+        let mut open: HashMap<OrderId, AccountId> = indexed
+            .into_iter()
+            .filter(|(_, (_, recorded_at))| *recorded_at < recorded_before)
+            .map(|(order_id, (account_id, _))| (order_id, account_id))
+            .collect();
         let codec = <Account as Persistent>::codec();
         let filter = Filter::Kind(Account::KIND.to_owned());
         let prefix = format!("{}|", Account::KIND);
-        let mut open = HashMap::new();
-        let mut after = 0;
         loop {
             let page = self
                 .journal

@@ -1,17 +1,17 @@
 //! Balances and positions: `{total, held}` per account and asset from the accounts' events,
 //! and base quantity bought and sold per account and market from the books' trades.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tradefloor_domain::account::{Account, AccountEvent};
-use tradefloor_domain::{AccountId, Asset, Side};
-use tradefloor_persistence::{Filter, StoredEvent, Transaction};
+use tradefloor_domain::{AccountId, Asset, OrderId, Side};
+use tradefloor_persistence::{Database, Filter, OffsetStore, StoredEvent, Transaction};
 
 use super::sql;
 use super::trades::{decode_trade, symbol_of};
-use super::{ReadModelError, begin_batch, to_sql};
+use super::{ReadModelError, begin_batch, from_sql, to_sql};
 use crate::hosting::entity::Persistent;
-use crate::hosting::projection::Projection;
+use crate::hosting::projection::{PROJECTION_PARTITION, Projection};
 
 /// The projection's name (its offset-store key).
 pub const NAME: &str = "trading.balances";
@@ -19,6 +19,8 @@ pub const NAME: &str = "trading.balances";
 pub const BALANCES_TABLE: &str = "trading_balances";
 /// Positions per account and market.
 pub const POSITIONS_TABLE: &str = "trading_positions";
+/// Open holds by order: the index a node sweeps for holds a crash orphaned.
+pub const HOLDS_TABLE: &str = "trading_holds";
 
 pub(crate) const CREATE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS trading_balances (account_id TEXT NOT NULL, \
@@ -27,7 +29,36 @@ pub(crate) const CREATE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS trading_positions (account_id TEXT NOT NULL, \
      symbol TEXT NOT NULL, bought BIGINT NOT NULL, sold BIGINT NOT NULL, \
      trades BIGINT NOT NULL, PRIMARY KEY (account_id, symbol))",
+    "CREATE TABLE IF NOT EXISTS trading_holds (order_id BIGINT PRIMARY KEY, \
+     account_id TEXT NOT NULL, recorded_at BIGINT NOT NULL)",
 ];
+
+/// The holds open after the offset this read model had applied, and that offset: where a
+/// sweep for orphaned holds starts instead of offset 0 (see `recovery`). The offset is read
+/// first, so the rows are at least that recent and the log after it holds everything newer.
+pub async fn open_holds(
+    database: &Database,
+) -> Result<(HashMap<OrderId, (AccountId, i64)>, u64), ReadModelError> {
+    let after = OffsetStore::new(database.clone())
+        .load(NAME, PROJECTION_PARTITION)
+        .await?;
+    let rows = sql::fetch(
+        database,
+        "SELECT order_id, account_id, recorded_at FROM trading_holds",
+        &[],
+    )
+    .await?;
+    let mut open = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let order_id = OrderId(from_sql(&row[0], "order_id")?);
+        let account = row[1].text().unwrap_or_default();
+        let account_id = AccountId::new(account)
+            .map_err(|error| ReadModelError::Corrupt(format!("hold of {order_id}: {error}")))?;
+        let recorded_at = row[2].integer().unwrap_or_default();
+        open.insert(order_id, (account_id, recorded_at));
+    }
+    Ok((open, after))
+}
 
 /// Keeps `trading_balances` and `trading_positions`.
 #[derive(Debug, Default)]
@@ -93,6 +124,10 @@ struct Batch {
     balances: BTreeMap<(String, String), (i128, i128)>,
     /// `(bought, sold, trades)` added per `(account, symbol)`.
     positions: BTreeMap<(String, String), (u64, u64, u64)>,
+    /// Holds placed by the batch and still open at its end: `(account, recorded at)`.
+    placed: BTreeMap<OrderId, (String, i64)>,
+    /// Holds placed before the batch and released in it.
+    released: Vec<OrderId>,
 }
 
 impl Batch {
@@ -103,6 +138,21 @@ impl Batch {
             .or_default();
         entry.0 += change.total;
         entry.1 += change.held;
+    }
+
+    fn hold(&mut self, account: &str, event: &AccountEvent, recorded_at: i64) {
+        match event {
+            AccountEvent::HoldPlaced { order_id, .. } => {
+                self.placed
+                    .insert(*order_id, (account.to_owned(), recorded_at));
+            }
+            AccountEvent::HoldReleased { order_id, .. }
+                if self.placed.remove(order_id).is_none() =>
+            {
+                self.released.push(*order_id);
+            }
+            _ => {}
+        }
     }
 
     fn trade(
@@ -126,7 +176,8 @@ impl Batch {
         Ok(())
     }
 
-    async fn write(self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
+    async fn write(mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
+        self.write_holds(transaction).await?;
         let column = |value: i128| {
             i64::try_from(value).map_err(|_| ReadModelError::OutOfRange(format!("balance {value}")))
         };
@@ -192,6 +243,31 @@ impl Batch {
     }
 }
 
+impl Batch {
+    async fn write_holds(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
+        let mut rows = Vec::with_capacity(self.placed.len());
+        for (order_id, (account, recorded_at)) in std::mem::take(&mut self.placed) {
+            let order_id = to_sql(order_id.0, "order_id")?;
+            rows.push(vec![order_id.into(), account.into(), recorded_at.into()]);
+        }
+        let columns = ["order_id", "account_id", "recorded_at"];
+        sql::insert_rows(transaction, HOLDS_TABLE, &columns, &rows, "").await?;
+        for chunk in self.released.chunks(sql::INSERT_ROWS_MAX) {
+            let ids = chunk
+                .iter()
+                .map(|order_id| to_sql(order_id.0, "order_id").map(|id| id.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Integers only: nothing to quote.
+            let delete = format!(
+                "DELETE FROM trading_holds WHERE order_id IN ({})",
+                ids.join(", ")
+            );
+            sql::execute(transaction, &delete, &[]).await?;
+        }
+        Ok(())
+    }
+}
+
 impl Projection for BalancesProjection {
     type Error = ReadModelError;
 
@@ -221,6 +297,7 @@ impl Projection for BalancesProjection {
                     for change in changes(&event) {
                         batch.change(account, &change);
                     }
+                    batch.hold(account, &event, stored.recorded_at);
                 }
                 "order_book" if stored.name == "book.traded" => {
                     let Some(trade) = decode_trade(stored)? else {
@@ -250,6 +327,7 @@ impl Projection for BalancesProjection {
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
         sql::execute(transaction, "DELETE FROM trading_balances", &[]).await?;
         sql::execute(transaction, "DELETE FROM trading_positions", &[]).await?;
+        sql::execute(transaction, "DELETE FROM trading_holds", &[]).await?;
         Ok(())
     }
 }

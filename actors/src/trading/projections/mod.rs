@@ -81,6 +81,7 @@ pub(crate) async fn begin_batch(
 pub const TABLES: &[(&str, &str)] = &[
     (balances::BALANCES_TABLE, "account_id, asset"),
     (balances::POSITIONS_TABLE, "account_id, symbol"),
+    (balances::HOLDS_TABLE, "order_id"),
     (orders::ORDERS_TABLE, "order_id"),
     (orders::FILLS_TABLE, "order_id, trade_id"),
     (trades::TRADES_TABLE, "symbol, trade_id"),

@@ -15,12 +15,12 @@ use std::collections::BTreeSet;
 use tradefloor_domain::book::EndReason;
 use tradefloor_domain::saga::{OrderSaga, OrderView};
 use tradefloor_domain::{OrderStatus, OrderType, Side};
-use tradefloor_persistence::{Filter, Journal, StoredEvent, Transaction};
+use tradefloor_persistence::{Database, Filter, Journal, OffsetStore, StoredEvent, Transaction};
 
 use super::sql::{self, SqlValue};
-use super::{ReadModelError, begin_batch, to_sql};
+use super::{ReadModelError, begin_batch, from_sql, to_sql};
 use crate::hosting::log_fold::{self, Folding, LogFold};
-use crate::hosting::projection::Projection;
+use crate::hosting::projection::{PROJECTION_PARTITION, Projection};
 
 /// The projection's name (its offset-store key).
 pub const NAME: &str = "trading.orders";
@@ -38,7 +38,30 @@ pub(crate) const CREATE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS trading_order_fills (order_id BIGINT NOT NULL, \
      trade_id BIGINT NOT NULL, price BIGINT NOT NULL, quantity BIGINT NOT NULL, \
      settled BIGINT NOT NULL, PRIMARY KEY (order_id, trade_id))",
+    // The index of unfinished work a node resumes its sagas from (see `unfinished`).
+    "CREATE INDEX IF NOT EXISTS trading_orders_unfinished ON trading_orders (finished, order_id)",
 ];
+
+/// Where resuming the order sagas can start instead of offset 0: the orders this read model
+/// holds unfinished, and the offset it had applied. The offset is read first: the rows read
+/// after it are at least that recent, and the log after it holds everything newer, so every
+/// saga unfinished at the end of the log is in one or the other.
+pub async fn unfinished(database: &Database) -> Result<(Vec<String>, u64), ReadModelError> {
+    let after = OffsetStore::new(database.clone())
+        .load(NAME, PROJECTION_PARTITION)
+        .await?;
+    let rows = sql::fetch(
+        database,
+        "SELECT order_id FROM trading_orders WHERE finished = 0 ORDER BY order_id",
+        &[],
+    )
+    .await?;
+    let ids = rows
+        .iter()
+        .map(|row| from_sql(&row[0], "order_id").map(|id| id.to_string()))
+        .collect::<Result<_, _>>()?;
+    Ok((ids, after))
+}
 
 /// The stable name of an order status, as the HTTP contract spells it.
 pub fn status_name(status: OrderStatus) -> &'static str {
