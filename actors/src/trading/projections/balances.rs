@@ -146,10 +146,12 @@ impl Batch {
                 self.placed
                     .insert(*order_id, (account.to_owned(), recorded_at));
             }
-            AccountEvent::HoldReleased { order_id, .. }
-                if self.placed.remove(order_id).is_none() =>
-            {
-                self.released.push(*order_id);
+            AccountEvent::HoldReleased { order_id, .. } => {
+                // A hold placed and released within the batch never reaches the table.
+                let placed_in_batch = self.placed.remove(order_id).is_some();
+                if !placed_in_batch {
+                    self.released.push(*order_id);
+                }
             }
             _ => {}
         }
