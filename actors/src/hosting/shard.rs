@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use tradefloor_domain::Aggregate;
 use tradefloor_persistence::{
-    AppendOutcome, AppendRequest, Error as JournalError, Fence, Journal, Snapshot, SnapshotStore,
-    codec,
+    AppendOutcome, AppendRequest, Error as JournalError, Fence, Journal, NewEvent, Snapshot,
+    SnapshotStore, codec,
 };
 
 use crate::error::Error;
@@ -365,190 +365,26 @@ impl<A: Persistent> ShardState<A> {
         let Some(cell) = self.entities.get_mut(entity_id) else {
             return;
         };
+        let driver = Driver {
+            arguments: &self.arguments,
+            myself,
+            entity_id,
+        };
         while matches!(cell.phase, Phase::Ready) {
-            let mut batch: Vec<Decided<A>> = Vec::new();
-            let mut new_events = Vec::new();
-            // Events of this batch not written (yet): taken by its first write, if any.
-            let mut held = Vec::new();
-            while batch.len() < commands_max {
+            let mut cut = Cut::new(events_max);
+            while cut.batch.len() < commands_max {
                 let Some(envelope) = first.take().or_else(|| cell.next()) else {
                     break;
                 };
                 cell.last_active = Instant::now();
-                if let Request::Inspect(_) = envelope.request {
-                    if !batch.is_empty() {
-                        // It must not see the batch's events before they are durable.
-                        cell.requeue_front(envelope);
-                        break;
-                    }
-                    if let Request::Inspect(inspect) = envelope.request {
-                        inspect(&cell.state);
-                    }
-                    continue;
-                }
-                let decision = cell.state.decide(envelope.command());
-                let tag = A::command_tag(entity_id, envelope.command());
-                let known = envelope.looked_up
-                    || matches!(&decision, Ok(events) if events.is_empty())
-                    || cell.state.remembers_every_command();
-                if let Some(tag) = tag.as_ref().filter(|_| !known) {
-                    if batch.is_empty() {
-                        cell.phase = Phase::LookingUp;
-                        look_up(
-                            &self.arguments.journal,
-                            myself,
-                            cell.generation,
-                            tag,
-                            envelope,
-                        );
-                    } else {
-                        // Looked up once the batch is durable, so the lookup sees it.
-                        cell.requeue_front(envelope);
-                    }
+                if let Next::Stop = driver.admit(cell, envelope, &mut cut) {
                     break;
                 }
-                let events = match decision {
-                    Err(refusal) if batch.is_empty() => {
-                        envelope.answer(
-                            Err(Error::Rejected(refusal)),
-                            &self.arguments.dead_letters,
-                            &self.arguments.path,
-                        );
-                        continue;
-                    }
-                    Err(refusal) => {
-                        batch.push(Decided {
-                            envelope,
-                            outcome: Err(Error::Rejected(refusal)),
-                            events: Vec::new(),
-                        });
-                        continue;
-                    }
-                    Ok(events) => events,
-                };
-                if events.is_empty() {
-                    // A repeat of an applied command: the first outcome, nothing to write.
-                    let reply = envelope
-                        .wants_reply()
-                        .then(|| cell.state.reply(envelope.command(), &events));
-                    if batch.is_empty() {
-                        if let Some(reply) = reply {
-                            envelope.answer(
-                                Ok(reply),
-                                &self.arguments.dead_letters,
-                                &self.arguments.path,
-                            );
-                        }
-                    } else {
-                        batch.push(Decided {
-                            envelope,
-                            outcome: Ok(reply),
-                            events,
-                        });
-                    }
-                    continue;
-                }
-                if !new_events.is_empty() && new_events.len() + events.len() > events_max {
-                    // Not in this append: it goes first in the next batch.
-                    cell.requeue_front(envelope);
-                    break;
-                }
-                let writes = tag.is_some()
-                    || !new_events.is_empty()
-                    || events.iter().any(|event| cell.state.must_journal(event))
-                    || cell.unwritten_len() + held.len() + events.len() >= events_max / 2;
-                if writes {
-                    // What was skipped so far goes first, so the stream stays a prefix.
-                    let mut skipped = cell.take_unwritten();
-                    skipped.append(&mut held);
-                    let encoded = entity::encode::<A>(&skipped).and_then(|mut encoded| {
-                        encoded.extend(entity::encode::<A>(&events)?);
-                        Ok(encoded)
-                    });
-                    match encoded {
-                        Ok(mut encoded) => {
-                            if let Some(tag) = &tag {
-                                let first = encoded.len() - events.len();
-                                for event in &mut encoded[first..] {
-                                    event.tags.push(tag.clone());
-                                }
-                            }
-                            new_events.extend(encoded);
-                        }
-                        Err(reason) => {
-                            // Nothing of it applied: refused like a decision would be, at
-                            // once; the skipped events stay for the next write.
-                            cell.hold_unwritten(skipped);
-                            envelope.answer(
-                                Err(Error::Failed {
-                                    actor: format!("{}/{entity_id}", self.arguments.path),
-                                    reason,
-                                }),
-                                &self.arguments.dead_letters,
-                                &self.arguments.path,
-                            );
-                            continue;
-                        }
-                    }
-                } else {
-                    held.extend(events.iter().cloned());
-                }
-                // Applied now so the next command of the batch is decided after it; thrown
-                // away (the entity recovers) if the write fails.
-                for event in &events {
-                    cell.state.apply(event);
-                }
-                let reply = envelope
-                    .wants_reply()
-                    .then(|| cell.state.reply(envelope.command(), &events));
-                batch.push(Decided {
-                    envelope,
-                    outcome: Ok(reply),
-                    events,
-                });
             }
-            if batch.is_empty() {
+            if cut.batch.is_empty() {
                 break;
             }
-            if new_events.is_empty() {
-                // Only skipped events: their facts are durable elsewhere, so the batch is
-                // answered now and the entity stays ready.
-                cell.hold_unwritten(held);
-                if !cell.state.may_write_later() {
-                    cell.take_unwritten();
-                }
-                for decided in batch {
-                    answer_decided(decided, &self.arguments.dead_letters, &self.arguments.path);
-                }
-                continue;
-            }
-            debug_assert!(held.is_empty(), "a write takes what was held");
-            let request = AppendRequest {
-                stream: stream_of::<A>(entity_id),
-                kind: A::KIND.to_owned(),
-                expected_sequence: cell.sequence,
-                events: new_events,
-                fence: self.arguments.fence.clone(),
-            };
-            let (journal, breaker, myself, generation) = (
-                self.arguments.journal.clone(),
-                self.arguments.breaker.clone(),
-                myself.clone(),
-                cell.generation,
-            );
-            let entity_id = entity_id.to_owned();
-            tokio::spawn(async move {
-                // Not polled at all when the breaker is open: nothing is written then.
-                let result = breaker
-                    .call_with(journal.append(request), is_infrastructure_failure)
-                    .await;
-                let _ = myself.cast(ShardMessage::Persisted {
-                    entity_id,
-                    generation,
-                    result,
-                });
-            });
-            cell.phase = Phase::Persisting(Box::new(Persisting { batch }));
+            driver.finish(cell, cut);
         }
     }
 
@@ -817,6 +653,239 @@ impl<A: Persistent> ShardState<A> {
             let reply = self.stopping.take().expect("checked above");
             let _ = reply.send(());
             myself.stop(Some("stopped for hand-off".to_owned()));
+        }
+    }
+}
+
+/// A batch being cut from an entity's queue by [`ShardState::drive`].
+struct Cut<A: Persistent> {
+    batch: Vec<Decided<A>>,
+    /// The batch's write, encoded: empty while nothing of the batch must be written.
+    new_events: Vec<NewEvent>,
+    /// Events of this batch not written (yet): taken by its first write, if any.
+    held: Vec<A::Event>,
+    /// The journal's bound on one append.
+    events_max: usize,
+}
+
+impl<A: Persistent> Cut<A> {
+    fn new(events_max: usize) -> Self {
+        Self {
+            batch: Vec::new(),
+            new_events: Vec::new(),
+            held: Vec::new(),
+            events_max,
+        }
+    }
+}
+
+/// Whether the cut goes on after a command.
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// What [`ShardState::drive`] needs besides the entity's cell.
+struct Driver<'a, A: Persistent> {
+    arguments: &'a ShardArguments,
+    myself: &'a ActorRef<ShardMessage<A>>,
+    entity_id: &'a str,
+}
+
+impl<A: Persistent> Driver<'_, A> {
+    /// Decides `envelope`'s command into the cut: answered at once while the cut writes
+    /// nothing (a refusal, a repeat), else applied in memory and added to the batch.
+    fn admit(&self, cell: &mut Cell<A>, envelope: Envelope<A>, cut: &mut Cut<A>) -> Next {
+        if let Request::Inspect(_) = envelope.request {
+            return self.inspect(cell, envelope, cut);
+        }
+        let decision = cell.state.decide(envelope.command());
+        let tag = A::command_tag(self.entity_id, envelope.command());
+        let known = envelope.looked_up
+            || matches!(&decision, Ok(events) if events.is_empty())
+            || cell.state.remembers_every_command();
+        if let Some(tag) = tag.as_ref().filter(|_| !known) {
+            if cut.batch.is_empty() {
+                cell.phase = Phase::LookingUp;
+                look_up(
+                    &self.arguments.journal,
+                    self.myself,
+                    cell.generation,
+                    tag,
+                    envelope,
+                );
+            } else {
+                // Looked up once the batch is durable, so the lookup sees it.
+                cell.requeue_front(envelope);
+            }
+            return Next::Stop;
+        }
+        let events = match decision {
+            Err(refusal) => {
+                self.answer_in_order(envelope, Err(Error::Rejected(refusal)), cut);
+                return Next::Continue;
+            }
+            Ok(events) if events.is_empty() => {
+                // A repeat of an applied command: the first outcome, nothing to write.
+                let reply = envelope
+                    .wants_reply()
+                    .then(|| cell.state.reply(envelope.command(), &events));
+                self.answer_in_order(envelope, Ok(reply), cut);
+                return Next::Continue;
+            }
+            Ok(events) => events,
+        };
+        if !cut.new_events.is_empty() && cut.new_events.len() + events.len() > cut.events_max {
+            // Not in this append: it goes first in the next batch.
+            cell.requeue_front(envelope);
+            return Next::Stop;
+        }
+        if let Err(reason) = write_or_hold(cell, &events, tag.as_deref(), cut) {
+            // Nothing of it applied: refused like a decision would be, at once.
+            let actor = format!("{}/{}", self.arguments.path, self.entity_id);
+            let failure = Error::Failed { actor, reason };
+            envelope.answer(
+                Err(failure),
+                &self.arguments.dead_letters,
+                &self.arguments.path,
+            );
+            return Next::Continue;
+        }
+        // Applied now so the next command of the batch is decided after it; thrown away (the
+        // entity recovers) if the write fails.
+        for event in &events {
+            cell.state.apply(event);
+        }
+        let reply = envelope
+            .wants_reply()
+            .then(|| cell.state.reply(envelope.command(), &events));
+        cut.batch.push(Decided {
+            envelope,
+            outcome: Ok(reply),
+            events,
+        });
+        Next::Continue
+    }
+
+    /// Runs an inspection, unless the cut has commands: it must not see their events before
+    /// they are durable, so it waits for the next batch.
+    fn inspect(&self, cell: &mut Cell<A>, envelope: Envelope<A>, cut: &Cut<A>) -> Next {
+        if !cut.batch.is_empty() {
+            cell.requeue_front(envelope);
+            return Next::Stop;
+        }
+        if let Request::Inspect(inspect) = envelope.request {
+            inspect(&cell.state);
+        }
+        Next::Continue
+    }
+
+    /// Answers a command that writes nothing now if nothing is before it in the cut, else
+    /// after the batch before it (in order).
+    fn answer_in_order(
+        &self,
+        envelope: Envelope<A>,
+        outcome: Result<Option<A::Reply>, Error>,
+        cut: &mut Cut<A>,
+    ) {
+        let decided = Decided {
+            envelope,
+            outcome,
+            events: Vec::new(),
+        };
+        if cut.batch.is_empty() {
+            answer_decided(decided, &self.arguments.dead_letters, &self.arguments.path);
+        } else {
+            cut.batch.push(decided);
+        }
+    }
+
+    /// Ends a cut: answers it at once if it writes nothing (its events' facts are durable
+    /// elsewhere), else starts its append and waits for it.
+    fn finish(&self, cell: &mut Cell<A>, cut: Cut<A>) {
+        let Cut {
+            batch,
+            new_events,
+            held,
+            ..
+        } = cut;
+        if new_events.is_empty() {
+            cell.hold_unwritten(held);
+            if !cell.state.may_write_later() {
+                cell.take_unwritten();
+            }
+            for decided in batch {
+                answer_decided(decided, &self.arguments.dead_letters, &self.arguments.path);
+            }
+            return;
+        }
+        debug_assert!(held.is_empty(), "a write takes what was held");
+        let request = AppendRequest {
+            stream: stream_of::<A>(self.entity_id),
+            kind: A::KIND.to_owned(),
+            expected_sequence: cell.sequence,
+            events: new_events,
+            fence: self.arguments.fence.clone(),
+        };
+        let (journal, breaker, myself, generation) = (
+            self.arguments.journal.clone(),
+            self.arguments.breaker.clone(),
+            self.myself.clone(),
+            cell.generation,
+        );
+        let entity_id = self.entity_id.to_owned();
+        tokio::spawn(async move {
+            // Not polled at all when the breaker is open: nothing is written then.
+            let result = breaker
+                .call_with(journal.append(request), is_infrastructure_failure)
+                .await;
+            let _ = myself.cast(ShardMessage::Persisted {
+                entity_id,
+                generation,
+                result,
+            });
+        });
+        cell.phase = Phase::Persisting(Box::new(Persisting { batch }));
+    }
+}
+
+/// Adds `events` to the cut's write (after the events skipped so far, so the stream stays a
+/// prefix; tagged `tag` if the command has one), or holds them unwritten if nothing makes the
+/// cut write. An encoding failure leaves the skipped events held for the next write.
+fn write_or_hold<A: Persistent>(
+    cell: &mut Cell<A>,
+    events: &[A::Event],
+    tag: Option<&str>,
+    cut: &mut Cut<A>,
+) -> Result<(), String> {
+    let writes = tag.is_some()
+        || !cut.new_events.is_empty()
+        || events.iter().any(|event| cell.state.must_journal(event))
+        || cell.unwritten_len() + cut.held.len() + events.len() >= cut.events_max / 2;
+    if !writes {
+        cut.held.extend(events.iter().cloned());
+        return Ok(());
+    }
+    let mut skipped = cell.take_unwritten();
+    skipped.append(&mut cut.held);
+    let encoded = entity::encode::<A>(&skipped).and_then(|mut encoded| {
+        encoded.extend(entity::encode::<A>(events)?);
+        Ok(encoded)
+    });
+    match encoded {
+        Ok(mut encoded) => {
+            if let Some(tag) = tag {
+                let first = encoded.len() - events.len();
+                for event in &mut encoded[first..] {
+                    event.tags.push(tag.to_owned());
+                }
+            }
+            cut.new_events.extend(encoded);
+            Ok(())
+        }
+        Err(reason) => {
+            cell.hold_unwritten(skipped);
+            Err(reason)
         }
     }
 }
