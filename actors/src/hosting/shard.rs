@@ -419,21 +419,7 @@ impl<A: Persistent> ShardState<A> {
         let Persisting { batch } = *persisting;
         match result {
             Err(open @ Error::BreakerOpen { .. }) => {
-                // Nothing was attempted, so the journal still holds the entity as it was, but
-                // the batch is applied in memory: the commands fail fast and the entity is
-                // dropped from memory without a read (which the open breaker would refuse
-                // too). Its waiting commands activate it again, recovering it from the journal
-                // once the breaker lets a read through.
-                self.fail_batch(batch, &open);
-                let mut cell = self.entities.remove(&entity_id).expect("looked up above");
-                self.count_entities();
-                let mut waiting = Vec::with_capacity(cell.queued());
-                while let Some(envelope) = cell.next() {
-                    waiting.push(envelope);
-                }
-                for envelope in waiting {
-                    self.deliver(myself, envelope, Activation::Recover);
-                }
+                self.forget_unwritten(myself, &entity_id, batch, &open);
             }
             Err(error) => {
                 // The write ran past the breaker's call timeout and was dropped: whether it
@@ -443,32 +429,7 @@ impl<A: Persistent> ShardState<A> {
                 self.activate(myself, &entity_id);
             }
             Ok(Ok(outcome)) => {
-                assert_eq!(
-                    outcome.first_sequence,
-                    cell.sequence + 1,
-                    "the journal appends right after the head"
-                );
-                cell.sequence = outcome.last_sequence;
-                let written = outcome.last_sequence + 1 - outcome.first_sequence;
-                // Durable: only now may the callers hear of it, in order.
-                for decided in batch {
-                    answer_decided(decided, &self.arguments.dead_letters, &self.arguments.path);
-                }
-                cell.events_since_snapshot += written;
-                let every = self.arguments.config.snapshot_every_events;
-                // An entity that skips events is never snapshotted: its recovery derives
-                // them again from other streams, which a snapshot would not say it did.
-                let snapshots = A::related_tag(&entity_id).is_none();
-                if snapshots && every > 0 && cell.events_since_snapshot >= every {
-                    cell.events_since_snapshot = 0;
-                    save_snapshot(
-                        self.arguments.journal.clone(),
-                        self.snapshots.clone(),
-                        stream_of::<A>(&entity_id),
-                        cell.sequence,
-                        cell.state.clone(),
-                    );
-                }
+                self.written(&entity_id, batch, &outcome);
                 self.drive(myself, &entity_id, None);
             }
             Ok(Err(JournalError::Fenced { .. })) => {
@@ -488,6 +449,66 @@ impl<A: Persistent> ShardState<A> {
                 );
                 self.activate(myself, &entity_id);
             }
+        }
+    }
+
+    /// A batch the open breaker kept from the journal: nothing was attempted, so the journal
+    /// still holds the entity as it was, but the batch is applied in memory. The commands fail
+    /// fast and the entity is dropped from memory without a read (which the open breaker would
+    /// refuse too); its waiting commands activate it again, recovering it from the journal once
+    /// the breaker lets a read through.
+    fn forget_unwritten(
+        &mut self,
+        myself: &ActorRef<ShardMessage<A>>,
+        entity_id: &str,
+        batch: Vec<Decided<A>>,
+        open: &Error,
+    ) {
+        self.fail_batch(batch, open);
+        let mut cell = self
+            .entities
+            .remove(entity_id)
+            .expect("its write was running");
+        self.count_entities();
+        let mut waiting = Vec::with_capacity(cell.queued());
+        while let Some(envelope) = cell.next() {
+            waiting.push(envelope);
+        }
+        for envelope in waiting {
+            self.deliver(myself, envelope, Activation::Recover);
+        }
+    }
+
+    /// A batch's append is durable: only now may its callers hear of it, in order; the
+    /// entity is snapshotted when one is due.
+    fn written(&mut self, entity_id: &str, batch: Vec<Decided<A>>, outcome: &AppendOutcome) {
+        let cell = self
+            .entities
+            .get_mut(entity_id)
+            .expect("its write was running");
+        assert_eq!(
+            outcome.first_sequence,
+            cell.sequence + 1,
+            "the journal appends right after the head"
+        );
+        cell.sequence = outcome.last_sequence;
+        for decided in batch {
+            answer_decided(decided, &self.arguments.dead_letters, &self.arguments.path);
+        }
+        cell.events_since_snapshot += outcome.last_sequence + 1 - outcome.first_sequence;
+        let every = self.arguments.config.snapshot_every_events;
+        // An entity that skips events is never snapshotted: its recovery derives them again
+        // from other streams, which a snapshot would not say it did.
+        let snapshots = A::related_tag(entity_id).is_none();
+        if snapshots && every > 0 && cell.events_since_snapshot >= every {
+            cell.events_since_snapshot = 0;
+            save_snapshot(
+                self.arguments.journal.clone(),
+                self.snapshots.clone(),
+                stream_of::<A>(entity_id),
+                cell.sequence,
+                cell.state.clone(),
+            );
         }
     }
 
