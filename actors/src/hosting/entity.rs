@@ -212,7 +212,13 @@ pub(crate) async fn first_answer<A: Persistent>(
             next = stored.sequence + 1;
         }
     }
-    assert!(next > last, "a tagged event is in its stream");
+    if next <= last {
+        // The tag index names an event its stream does not hold: answer an error rather than
+        // decide the command as new (or leave it waiting).
+        return Err(JournalError::InvalidRequest(format!(
+            "{stream} ends before sequence {last}, which its command's tag names"
+        )));
+    }
     Ok(match state.decide(command) {
         Ok(events) if events.is_empty() => Some(Ok(state.reply(command, &events))),
         // The index says the id was applied, the replayed state does not remember it: an
