@@ -235,7 +235,7 @@ macro_rules! backend_operations {
             partition: u32,
         ) -> Result<Option<u64>, Error> {
             let position: Option<i64> =
-                sqlx::query_scalar("SELECT position FROM offsets WHERE consumer = $1 AND partition = $2")
+                sqlx::query_scalar($crate::backend::LOAD_OFFSET)
                     .bind(consumer)
                     .bind(i64::from(partition))
                     .fetch_optional(&mut *connection)
@@ -251,12 +251,7 @@ macro_rules! backend_operations {
             position: u64,
             now: i64,
         ) -> Result<(), Error> {
-            let stored: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO offsets (consumer, partition, position, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (consumer, partition) DO UPDATE SET position = excluded.position, \
-                 updated_at = excluded.updated_at WHERE offsets.position <= excluded.position \
-                 RETURNING position",
-            )
+            let stored: Option<i64> = sqlx::query_scalar($crate::backend::COMMIT_OFFSET)
             .bind(consumer)
             .bind(i64::from(partition))
             .bind(to_db(position)?)
@@ -278,3 +273,14 @@ macro_rules! backend_operations {
 }
 
 pub(crate) use backend_operations;
+
+/// A consumer's stored position on a partition.
+pub(crate) const LOAD_OFFSET: &str =
+    "SELECT position FROM offsets WHERE consumer = $1 AND partition = $2";
+
+/// Moves a consumer's position forward (or keeps it): returns the row only if it moved, so
+/// no row means the position would have moved back.
+pub(crate) const COMMIT_OFFSET: &str = "INSERT INTO offsets (consumer, partition, position, updated_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (consumer, partition) DO UPDATE SET \
+     position = excluded.position, updated_at = excluded.updated_at \
+     WHERE offsets.position <= excluded.position RETURNING position";

@@ -147,7 +147,7 @@ impl Journal {
     }
 
     /// A turn to write to [`Journal::read_models`] (see [`Journal::write_turn`]).
-    pub async fn read_model_turn(&self) -> Option<WriteTurn> {
+    async fn read_model_turn(&self) -> Option<WriteTurn> {
         match &self.inner.read_models.write_gate {
             Some(gate) => Some(gate.turn("background").await),
             None => None,

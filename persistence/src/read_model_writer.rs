@@ -18,7 +18,7 @@ use rusqlite::Connection;
 use sqlx::SqlitePool;
 use tokio::sync::oneshot;
 
-use crate::backend::to_db;
+use crate::backend::{COMMIT_OFFSET, LOAD_OFFSET, from_db, to_db};
 use crate::config::JournalConfig;
 use crate::error::Error;
 use crate::journal::WriteTurn;
@@ -173,31 +173,22 @@ fn apply(connection: &Connection, write: &Write) -> Result<(), Error> {
             position,
             now,
         } => {
+            let values = rusqlite::params![consumer, i64::from(*partition), to_db(*position)?, now];
             let moved = connection
-                .prepare_cached(
-                    "INSERT INTO offsets (consumer, partition, position, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (consumer, partition) DO UPDATE SET \
-                     position = excluded.position, updated_at = excluded.updated_at \
-                     WHERE offsets.position <= excluded.position",
-                )?
-                .execute(rusqlite::params![
-                    consumer,
-                    i64::from(*partition),
-                    to_db(*position)?,
-                    now
-                ])?;
-            if moved == 0 {
+                .prepare_cached(&indexed_placeholders(COMMIT_OFFSET))?
+                .query(values)?
+                .next()?
+                .is_some();
+            if !moved {
                 let current: i64 = connection
-                    .prepare_cached(
-                        "SELECT position FROM offsets WHERE consumer = ?1 AND partition = ?2",
-                    )?
+                    .prepare_cached(&indexed_placeholders(LOAD_OFFSET))?
                     .query_row(rusqlite::params![consumer, i64::from(*partition)], |row| {
                         row.get(0)
                     })?;
                 return Err(Error::StaleOffset {
                     consumer: consumer.clone(),
                     partition: *partition,
-                    current: u64::try_from(current).unwrap_or_default(),
+                    current: from_db(current, "offset")?,
                     requested: *position,
                 });
             }

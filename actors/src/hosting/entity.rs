@@ -219,13 +219,15 @@ pub(crate) async fn first_answer<A: Persistent>(
             "{stream} ends before sequence {last}, which its command's tag names"
         )));
     }
-    Ok(match state.decide(command) {
-        Ok(events) if events.is_empty() => Some(Ok(state.reply(command, &events))),
-        // The index says the id was applied, the replayed state does not remember it: an
-        // aggregate whose memory of ids is not exact. Decided as new, as it would have been.
-        Ok(_) => None,
-        Err(refusal) => Some(Err(refusal)),
-    })
+    match state.decide(command) {
+        Ok(events) if events.is_empty() => Ok(Some(Ok(state.reply(command, &events)))),
+        // The index says the command was applied, the state it left does not recognise it:
+        // deciding it as new could apply it twice, so the caller gets an error instead.
+        Ok(_) => Err(JournalError::InvalidRequest(format!(
+            "{stream} does not recognise the command its tag names at sequence {last}"
+        ))),
+        Err(refusal) => Ok(Some(Err(refusal))),
+    }
 }
 
 /// The tag of the account's and the book's events about an order: what its saga folds.

@@ -59,8 +59,9 @@ impl HoldSweep {
     ///
     /// Takes the holds still open (see `open_holds`), then looks up each one's saga stream. A
     /// node runs it at start, before it takes commands; a cluster node for the sagas of the
-    /// shards it adopts, with `recorded_before` the time of the adoption, so a hold that a placement on this node has just placed (its saga's start
-    /// on the way) is never taken for an orphan.
+    /// shards it adopts, with `recorded_before` the time of the adoption, so a hold that a
+    /// placement on this node has just placed (its saga's start on the way) is never taken
+    /// for an orphan.
     pub(super) async fn run(
         &self,
         select: impl Fn(&str) -> bool,
