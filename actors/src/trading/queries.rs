@@ -12,7 +12,7 @@ use tradefloor_domain::book::{BookDepth, OrderBook, Trade};
 use tradefloor_domain::saga::{OrderSaga, OrderView};
 use tradefloor_domain::{AccountId, OrderId, Symbol};
 
-use super::projections::{self, sql};
+use super::projections;
 use super::state::load_state;
 use super::{AccountView, Exchange, balance_view};
 use super::{Candle, CandleInterval};
@@ -99,9 +99,7 @@ impl Exchange {
     /// The market's latest trades (up to `limit`), newest first, from the trade tape.
     pub async fn trades(&self, symbol: Symbol, limit: usize) -> Result<Vec<Trade>, Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = sql::fetch(
-            self.journal.read_models(),
-            &format!(
+        let rows = self.journal.read_models().fetch(&format!(
                 "SELECT {} FROM trading_trades WHERE symbol = $1 ORDER BY trade_id DESC LIMIT $2",
                 projections::trades::COLUMNS
             ),
@@ -123,21 +121,23 @@ impl Exchange {
         limit: usize,
     ) -> Result<Vec<Candle>, Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = sql::fetch(
-            self.journal.read_models(),
-            &format!(
-                "SELECT {} FROM trading_candles WHERE symbol = $1 AND interval_seconds = $2 \
+        let rows = self
+            .journal
+            .read_models()
+            .fetch(
+                &format!(
+                    "SELECT {} FROM trading_candles WHERE symbol = $1 AND interval_seconds = $2 \
                  ORDER BY bucket_start DESC LIMIT $3",
-                projections::candles::COLUMNS
-            ),
-            &[
-                symbol.as_str().into(),
-                interval.seconds().into(),
-                limit.into(),
-            ],
-        )
-        .await
-        .map_err(|error| projections::storage("candles", error))?;
+                    projections::candles::COLUMNS
+                ),
+                &[
+                    symbol.as_str().into(),
+                    interval.seconds().into(),
+                    limit.into(),
+                ],
+            )
+            .await
+            .map_err(|error| projections::storage("candles", error))?;
         rows.iter()
             .map(|row| Candle::from_row(row))
             .collect::<Result<_, _>>()

@@ -21,7 +21,7 @@ use tradefloor_domain::account::Account;
 use tradefloor_domain::{Aggregate, Asset};
 use tradefloor_persistence::{Database, Filter, Journal, StoredEvent};
 
-use super::projections::sql::{self, SqlValue};
+use super::projections::sql::SqlValue;
 use super::projections::{ReadModelError, from_sql, to_sql};
 use crate::hosting::consumer_group::{ConsumerConfig, ConsumerHandler};
 use crate::hosting::entity::Persistent;
@@ -120,19 +120,19 @@ pub struct RiskFlag {
 
 /// Creates the flags table (idempotent).
 pub async fn create_table(database: &Database) -> Result<(), ReadModelError> {
-    sql::execute_on(database, CREATE).await?;
+    database.execute(CREATE).await?;
     Ok(())
 }
 
 /// Every flag, by account then asset.
 pub async fn flags(database: &Database) -> Result<Vec<RiskFlag>, ReadModelError> {
-    let rows = sql::fetch(
-        database,
-        "SELECT account_id, asset, position, position_limit, first_offset, last_offset, \
+    let rows = database
+        .fetch(
+            "SELECT account_id, asset, position, position_limit, first_offset, last_offset, \
          flagged_at FROM risk_flags ORDER BY account_id, asset",
-        &[],
-    )
-    .await?;
+            &[],
+        )
+        .await?;
     rows.iter()
         .map(|row| {
             let text = |index: usize, what: &str| {
@@ -254,7 +254,7 @@ impl ConsumerHandler for RiskHandler {
                 to_sql(event.global_offset, "offset")?.into(),
                 event.recorded_at.into(),
             ];
-            sql::fetch(self.journal.read_models(), UPSERT, &values).await?;
+            self.journal.read_models().fetch(UPSERT, &values).await?;
             tracing::info!(account = %account_id, %asset, position, limit, "position over limit");
         }
         Ok(())

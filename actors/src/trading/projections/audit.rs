@@ -66,7 +66,9 @@ impl Projection for AuditProjection {
     }
 
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
-        sql::execute(transaction, "DELETE FROM trading_audit", &[]).await?;
+        transaction
+            .execute("DELETE FROM trading_audit", &[])
+            .await?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use tradefloor_domain::account::{Account, AccountEvent};
 use tradefloor_domain::{AccountId, Asset, OrderId, Side};
 use tradefloor_persistence::{Database, Filter, OffsetStore, StoredEvent, Transaction};
 
-use super::sql;
+use super::sql::{self, SqlValue};
 use super::trades::{decode_trade, symbol_of};
 use super::{ReadModelError, begin_batch, from_sql, to_sql};
 use crate::hosting::entity::Persistent;
@@ -42,19 +42,21 @@ pub async fn open_holds(
     let after = OffsetStore::new(database.clone())
         .load(NAME, PROJECTION_PARTITION)
         .await?;
-    let rows = sql::fetch(
-        database,
-        "SELECT order_id, account_id, recorded_at FROM trading_holds",
-        &[],
-    )
-    .await?;
+    let rows = database
+        .fetch(
+            "SELECT order_id, account_id, recorded_at FROM trading_holds",
+            &[],
+        )
+        .await?;
     let mut open = HashMap::with_capacity(rows.len());
     for row in rows {
         let order_id = OrderId(from_sql(&row[0], "order_id")?);
         let account = row[1].text().unwrap_or_default();
         let account_id = AccountId::new(account)
             .map_err(|error| ReadModelError::Corrupt(format!("hold of {order_id}: {error}")))?;
-        let recorded_at = row[2].integer().unwrap_or_default();
+        let recorded_at = row[2].integer().ok_or_else(|| {
+            ReadModelError::Corrupt(format!("hold of {order_id}: recorded_at {:?}", row[2]))
+        })?;
         open.insert(order_id, (account_id, recorded_at));
     }
     Ok((open, after))
@@ -254,18 +256,12 @@ impl Batch {
         }
         let columns = ["order_id", "account_id", "recorded_at"];
         sql::insert_rows(transaction, HOLDS_TABLE, &columns, &rows, "").await?;
-        for chunk in self.released.chunks(sql::INSERT_ROWS_MAX) {
-            let ids = chunk
-                .iter()
-                .map(|order_id| to_sql(order_id.0, "order_id").map(|id| id.to_string()))
-                .collect::<Result<Vec<_>, _>>()?;
-            // Integers only: nothing to quote.
-            let delete = format!(
-                "DELETE FROM trading_holds WHERE order_id IN ({})",
-                ids.join(", ")
-            );
-            sql::execute(transaction, &delete, &[]).await?;
-        }
+        let released = self
+            .released
+            .iter()
+            .map(|order_id| to_sql(order_id.0, "order_id").map(SqlValue::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        sql::delete_in(transaction, HOLDS_TABLE, "order_id", &released).await?;
         Ok(())
     }
 }
@@ -327,9 +323,15 @@ impl Projection for BalancesProjection {
     }
 
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
-        sql::execute(transaction, "DELETE FROM trading_balances", &[]).await?;
-        sql::execute(transaction, "DELETE FROM trading_positions", &[]).await?;
-        sql::execute(transaction, "DELETE FROM trading_holds", &[]).await?;
+        transaction
+            .execute("DELETE FROM trading_balances", &[])
+            .await?;
+        transaction
+            .execute("DELETE FROM trading_positions", &[])
+            .await?;
+        transaction
+            .execute("DELETE FROM trading_holds", &[])
+            .await?;
         Ok(())
     }
 }

@@ -262,12 +262,12 @@ const WINDOW_COLUMNS: [&str; 12] = [
 type Clock = (i64, u64);
 
 async fn load_clock(transaction: &mut Transaction, symbol: &str) -> Result<Clock, ReadModelError> {
-    let rows = sql::fetch_in(
-        transaction,
-        "SELECT latest_at, late_dropped FROM trading_candle_clocks WHERE symbol = $1",
-        &[symbol.into()],
-    )
-    .await?;
+    let rows = transaction
+        .fetch(
+            "SELECT latest_at, late_dropped FROM trading_candle_clocks WHERE symbol = $1",
+            &[symbol.into()],
+        )
+        .await?;
     Ok(match rows.first() {
         Some(row) => (
             row[0].integer().unwrap_or(i64::MIN),
@@ -283,13 +283,13 @@ async fn merge_stored(
     key: &WindowKey,
     batch: Window,
 ) -> Result<Window, ReadModelError> {
-    let rows = sql::fetch_in(
-        transaction,
-        "SELECT open, high, low, close, open_at, close_at, volume, notional, trades \
+    let rows = transaction
+        .fetch(
+            "SELECT open, high, low, close, open_at, close_at, volume, notional, trades \
          FROM trading_candles WHERE symbol = $1 AND interval_seconds = $2 AND bucket_start = $3",
-        &[key.0.as_str().into(), key.1.into(), key.2.into()],
-    )
-    .await?;
+            &[key.0.as_str().into(), key.1.into(), key.2.into()],
+        )
+        .await?;
     match rows.first() {
         Some(row) => Window::from_row(row)?.then(batch),
         None => Ok(batch),
@@ -398,8 +398,12 @@ impl Projection for CandlesProjection {
     }
 
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
-        sql::execute(transaction, "DELETE FROM trading_candles", &[]).await?;
-        sql::execute(transaction, "DELETE FROM trading_candle_clocks", &[]).await?;
+        transaction
+            .execute("DELETE FROM trading_candles", &[])
+            .await?;
+        transaction
+            .execute("DELETE FROM trading_candle_clocks", &[])
+            .await?;
         Ok(())
     }
 }

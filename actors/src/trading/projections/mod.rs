@@ -67,13 +67,13 @@ pub(crate) async fn begin_batch(
     transaction: &mut Transaction,
     projection: &str,
 ) -> Result<(), ReadModelError> {
-    sql::execute(
-        transaction,
-        "INSERT INTO trading_read_model_batches (projection, batches) VALUES ($1, 1) \
+    transaction
+        .execute(
+            "INSERT INTO trading_read_model_batches (projection, batches) VALUES ($1, 1) \
          ON CONFLICT (projection) DO UPDATE SET batches = trading_read_model_batches.batches + 1",
-        &[projection.into()],
-    )
-    .await?;
+            &[projection.into()],
+        )
+        .await?;
     Ok(())
 }
 
@@ -103,7 +103,8 @@ pub async fn create_tables(database: &Database) -> Result<(), Error> {
         .chain(candles::CREATE.iter().copied())
         .chain(audit::CREATE.iter().copied());
     for statement in statements {
-        sql::execute_on(database, statement)
+        database
+            .execute(statement)
             .await
             .map_err(|error| storage("read models", error))?;
     }
@@ -114,13 +115,10 @@ pub async fn create_tables(database: &Database) -> Result<(), Error> {
 pub async fn dump(database: &Database) -> Result<BTreeMap<String, Vec<Vec<SqlValue>>>, Error> {
     let mut tables = BTreeMap::new();
     for (table, order) in TABLES {
-        let rows = sql::fetch(
-            database,
-            &format!("SELECT * FROM {table} ORDER BY {order}"),
-            &[],
-        )
-        .await
-        .map_err(|error| storage(table, error))?;
+        let rows = database
+            .fetch(&format!("SELECT * FROM {table} ORDER BY {order}"), &[])
+            .await
+            .map_err(|error| storage(table, error))?;
         tables.insert((*table).to_owned(), rows);
     }
     Ok(tables)

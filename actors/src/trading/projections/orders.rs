@@ -50,12 +50,12 @@ pub async fn unfinished(database: &Database) -> Result<(Vec<String>, u64), ReadM
     let after = OffsetStore::new(database.clone())
         .load(NAME, PROJECTION_PARTITION)
         .await?;
-    let rows = sql::fetch(
-        database,
-        "SELECT order_id FROM trading_orders WHERE finished = 0 ORDER BY order_id",
-        &[],
-    )
-    .await?;
+    let rows = database
+        .fetch(
+            "SELECT order_id FROM trading_orders WHERE finished = 0 ORDER BY order_id",
+            &[],
+        )
+        .await?;
     let ids = rows
         .iter()
         .map(|row| from_sql(&row[0], "order_id").map(|id| id.to_string()))
@@ -311,8 +311,12 @@ impl Projection for OrdersProjection {
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
         self.fold.clear();
         self.last_offset = 0;
-        sql::execute(transaction, "DELETE FROM trading_orders", &[]).await?;
-        sql::execute(transaction, "DELETE FROM trading_order_fills", &[]).await?;
+        transaction
+            .execute("DELETE FROM trading_orders", &[])
+            .await?;
+        transaction
+            .execute("DELETE FROM trading_order_fills", &[])
+            .await?;
         Ok(())
     }
 }

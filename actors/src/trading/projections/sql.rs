@@ -5,19 +5,9 @@
 //! SQLite and PostgreSQL both accept. Generated multi-row inserts are the exception: on
 //! SQLite they use anonymous `?` placeholders (see [`insert_rows`]).
 
-use tradefloor_persistence::{Database, Error, Transaction};
+use tradefloor_persistence::{Error, Transaction};
 
 pub use tradefloor_persistence::SqlValue;
-
-/// Runs one statement inside `transaction` (on SQLite's read-model writer, with the next
-/// query or the commit).
-pub(crate) async fn execute(
-    transaction: &mut Transaction,
-    sql: &str,
-    values: &[SqlValue],
-) -> Result<(), Error> {
-    transaction.execute(sql, values).await
-}
 
 /// Rows one multi-row `INSERT` carries at most: with a read model's handful of columns the
 /// placeholders stay far below SQLite's (32 766) and PostgreSQL's (65 535) limits.
@@ -88,6 +78,24 @@ fn statements(
         .collect()
 }
 
+/// Deletes the rows of `table` whose `column` is one of `keys`, up to [`INSERT_ROWS_MAX`]
+/// keys per statement, each bound (so the statement's text depends only on how many: the
+/// SQLite writer keeps it prepared).
+pub(crate) async fn delete_in(
+    transaction: &mut Transaction,
+    table: &str,
+    column: &str,
+    keys: &[SqlValue],
+) -> Result<(), Error> {
+    let numbered = transaction.numbered_placeholders();
+    for chunk in keys.chunks(INSERT_ROWS_MAX) {
+        let mut sql = format!("DELETE FROM {table} WHERE {column} IN ");
+        push_placeholders(&mut sql, numbered, 0, chunk.len());
+        transaction.execute(&sql, chunk).await?;
+    }
+    Ok(())
+}
+
 /// Appends `(p, p, …)` with `count` placeholders for the parameters after the first `before`:
 /// `$n` when `numbered` (PostgreSQL), anonymous `?` otherwise (SQLite). sqlx binds each
 /// parameter of an SQLite statement by looking its name up among the statement's named
@@ -108,30 +116,6 @@ fn push_placeholders(sql: &mut String, numbered: bool, before: usize, count: usi
         }
     }
     sql.push(')');
-}
-
-/// Runs one query inside `transaction` (after every statement before it) and returns its
-/// rows.
-pub(crate) async fn fetch_in(
-    transaction: &mut Transaction,
-    sql: &str,
-    values: &[SqlValue],
-) -> Result<Vec<Vec<SqlValue>>, Error> {
-    transaction.fetch(sql, values).await
-}
-
-/// Runs one query on the pool and returns its rows.
-pub(crate) async fn fetch(
-    database: &Database,
-    sql: &str,
-    values: &[SqlValue],
-) -> Result<Vec<Vec<SqlValue>>, Error> {
-    database.fetch(sql, values).await
-}
-
-/// Runs one statement on the pool (table creation).
-pub(crate) async fn execute_on(database: &Database, sql: &str) -> Result<(), Error> {
-    database.execute(sql).await
 }
 
 #[cfg(test)]

@@ -113,7 +113,9 @@ impl Projection for TradesProjection {
     }
 
     async fn reset(&mut self, transaction: &mut Transaction) -> Result<(), ReadModelError> {
-        sql::execute(transaction, "DELETE FROM trading_trades", &[]).await?;
+        transaction
+            .execute("DELETE FROM trading_trades", &[])
+            .await?;
         Ok(())
     }
 }
