@@ -631,6 +631,11 @@ async fn a_withdrawal_retried_after_a_thousand_fills_repeats_its_first_answer() 
         before,
         "nothing changed"
     );
+    std::sync::Arc::into_inner(exchange)
+        .expect("the takers are done")
+        .shutdown()
+        .await
+        .unwrap();
 }
 
 on_both_backends!(command_ids_are_recognised_beyond_what_the_account_remembers);
@@ -716,4 +721,7 @@ async fn command_ids_are_recognised_beyond_what_the_account_remembers(journal: J
             .unwrap();
     }
     assert_eq!(balance(&exchange, "carol", "USD").await, (before.0 - 10, 0));
+    // Stopped before the schema is dropped: a read model still writing would deadlock with
+    // the DROP.
+    exchange.shutdown().await.unwrap();
 }
