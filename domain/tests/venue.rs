@@ -425,6 +425,7 @@ impl Venue {
                 account.state,
                 "replay of {account_id}"
             );
+            check_balance_changes(account_id, account);
         }
         for asset in self.external.keys().chain(totals.keys()) {
             assert_eq!(
@@ -543,6 +544,35 @@ impl Venue {
 }
 
 /// The orders a book event concerns, i.e. the sagas it is routed to.
+/// The balances followed through [`AccountEvent::balance_changes`] alone (what read models
+/// and the risk monitor do) are the account's balances.
+fn check_balance_changes(account_id: &AccountId, account: &Logged<Account>) {
+    let mut followed: BTreeMap<Asset, (i128, i128)> = BTreeMap::new();
+    for change in account
+        .events
+        .iter()
+        .flat_map(AccountEvent::balance_changes)
+    {
+        let balance = followed.entry(change.asset).or_default();
+        balance.0 += change.total;
+        balance.1 += change.held;
+    }
+    for (asset, balance) in account.state.balances() {
+        assert_eq!(
+            followed.remove(asset).unwrap_or_default(),
+            (
+                i128::from(balance.total.get()),
+                i128::from(balance.held.get())
+            ),
+            "{account_id} {asset} followed by its balance changes"
+        );
+    }
+    assert!(
+        followed.values().all(|balance| *balance == (0, 0)),
+        "{account_id}: changes of assets it holds none of: {followed:?}"
+    );
+}
+
 fn concerned_orders(event: &BookEvent) -> Vec<OrderId> {
     match event {
         BookEvent::Accepted { order, .. } => vec![order.order_id],

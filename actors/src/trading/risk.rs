@@ -3,8 +3,10 @@
 //!
 //! The group's members ([`ConsumerMember`]s running a [`RiskHandler`]) share the log's
 //! partitions; one account's events all land in one partition, so a member sees them in
-//! sequence order. For each event the handler folds the account up to that event (from its
-//! cache, or from the journal after a partition moved to it) and upserts a row of
+//! sequence order. For each event the handler folds the account's totals per asset up to that
+//! event ([`AccountEvent::balance_changes`], from its cache, or from the journal after a
+//! partition moved to it; never the whole account, whose memory of commands it does not
+//! need) and upserts a row of
 //! `risk_flags` for every asset over its limit. Delivery is at least once: the upsert is
 //! idempotent (keyed by account and asset, a replayed event changes nothing), so a member
 //! that dies before committing and the one that repeats its events leave the same table.
@@ -17,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
-use tradefloor_domain::account::Account;
+use tradefloor_domain::account::{Account, AccountEvent};
 use tradefloor_domain::{Aggregate, Asset};
 use tradefloor_persistence::{Database, Filter, Journal, StoredEvent};
 
@@ -156,13 +158,31 @@ pub async fn flags(database: &Database) -> Result<Vec<RiskFlag>, ReadModelError>
         .collect()
 }
 
+/// An account's total balance per asset, as of one of its events: all the monitor checks.
+#[derive(Debug, Default)]
+struct Totals {
+    totals: BTreeMap<Asset, i128>,
+    /// The sequence of the last event folded in.
+    sequence: u64,
+}
+
+impl Totals {
+    fn apply(&mut self, event: &AccountEvent, sequence: u64) {
+        for change in event.balance_changes() {
+            *self.totals.entry(change.asset).or_default() += change.total;
+        }
+        self.sequence = sequence;
+    }
+}
+
 /// What each risk member does with an account's event. See the [module docs](self).
 #[derive(Debug)]
 pub struct RiskHandler {
     journal: Journal,
     config: RiskConfig,
-    /// Accounts folded so far, with the sequence they are folded up to.
-    accounts: HashMap<String, (Account, u64)>,
+    /// Accounts' totals folded so far (from the balance changes of their events, not by
+    /// folding whole accounts: the monitor needs nothing else).
+    accounts: HashMap<String, Totals>,
 }
 
 impl RiskHandler {
@@ -175,52 +195,62 @@ impl RiskHandler {
         }
     }
 
-    /// The account of `event` folded up to (and including) it.
-    async fn fold(
-        &mut self,
-        account_id: &str,
-        event: &StoredEvent,
-    ) -> Result<&Account, ReadModelError> {
-        let (mut account, mut sequence) = match self.accounts.remove(account_id) {
-            // A repeated event (after a partition moved back): fold again from the start.
-            Some((_, sequence)) if sequence >= event.sequence => (Account::default(), 0),
-            Some(cached) => cached,
-            None => (Account::default(), 0),
-        };
+    /// Folds the totals of the account of `event` up to (and including) it.
+    async fn fold(&mut self, account_id: &str, event: &StoredEvent) -> Result<(), ReadModelError> {
         let codec = <Account as Persistent>::codec();
-        if sequence + 1 == event.sequence {
-            account.apply(&codec.decode(event)?);
-            sequence = event.sequence;
+        let cached = self.accounts.get(account_id).map(|totals| totals.sequence);
+        // The next event of an account followed so far (the common case) needs no catching up.
+        if cached.is_none_or(|sequence| sequence + 1 != event.sequence) {
+            // A repeated event (after a partition moved back) folds again from the start.
+            let start = match cached {
+                Some(sequence) if sequence < event.sequence => {
+                    self.accounts.remove(account_id).unwrap_or_default()
+                }
+                _ => Totals::default(),
+            };
+            let totals = self.catch_up(start, event).await?;
+            self.accounts.insert(account_id.to_owned(), totals);
         }
-        while sequence < event.sequence {
+        let totals = self
+            .accounts
+            .get_mut(account_id)
+            .expect("caught up just above");
+        if totals.sequence + 1 == event.sequence {
+            totals.apply(&codec.decode(event)?, event.sequence);
+        }
+        Ok(())
+    }
+
+    /// Folds the account's stream from the journal until the event before `event`.
+    async fn catch_up(
+        &self,
+        mut totals: Totals,
+        event: &StoredEvent,
+    ) -> Result<Totals, ReadModelError> {
+        let codec = <Account as Persistent>::codec();
+        while totals.sequence + 1 < event.sequence {
             let page = self
                 .journal
                 .read_stream(
                     &event.stream,
-                    sequence + 1,
+                    totals.sequence + 1,
                     self.journal.config().read_rows_max,
                 )
                 .await?;
             if page.is_empty() {
                 return Err(ReadModelError::Corrupt(format!(
-                    "{} ends at {sequence}, before event {}",
-                    event.stream, event.sequence
+                    "{} ends at {}, before event {}",
+                    event.stream, totals.sequence, event.sequence
                 )));
             }
             for stored in page
                 .iter()
-                .filter(|stored| stored.sequence <= event.sequence)
+                .filter(|stored| stored.sequence < event.sequence)
             {
-                account.apply(&codec.decode(stored)?);
-                sequence = stored.sequence;
+                totals.apply(&codec.decode(stored)?, stored.sequence);
             }
         }
-        Ok(&self
-            .accounts
-            .entry(account_id.to_owned())
-            .insert_entry((account, sequence))
-            .into_mut()
-            .0)
+        Ok(totals)
     }
 }
 
@@ -230,19 +260,22 @@ impl ConsumerHandler for RiskHandler {
     async fn handle(&mut self, _partition: u32, event: &StoredEvent) -> Result<(), Self::Error> {
         let Some(account_id) = event
             .stream
-            .strip_prefix(&format!("{}|", Account::KIND))
-            .map(str::to_owned)
+            .strip_prefix(Account::KIND)
+            .and_then(|rest| rest.strip_prefix('|'))
         else {
             return Ok(());
         };
-        let config = self.config.clone();
-        let account = self.fold(&account_id, event).await?;
-        let breaches: Vec<(Asset, u64, u64)> = account
-            .balances()
+        let account_id = account_id.to_owned();
+        self.fold(&account_id, event).await?;
+        let config = &self.config;
+        let totals = &self.accounts[&account_id];
+        let breaches: Vec<(Asset, u64, u64)> = totals
+            .totals
             .iter()
-            .filter_map(|(asset, balance)| {
+            .filter_map(|(asset, total)| {
                 let limit = config.limit_of(asset)?;
-                (balance.total.get() > limit).then_some((*asset, balance.total.get(), limit))
+                let total = u64::try_from(*total).ok()?;
+                (total > limit).then_some((*asset, total, limit))
             })
             .collect();
         for (asset, position, limit) in breaches {

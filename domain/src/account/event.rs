@@ -120,7 +120,55 @@ pub enum AccountEvent {
     },
 }
 
+/// How an event moves one balance: signed changes of its total and of what is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BalanceChange {
+    /// The asset.
+    pub asset: Asset,
+    /// Change of the total.
+    pub total: i128,
+    /// Change of the amount held.
+    pub held: i128,
+}
+
 impl AccountEvent {
+    /// How the event moves the account's balances (at most two: a trade's debit and credit),
+    /// so that read models and monitors follow balances without folding whole accounts.
+    pub fn balance_changes(&self) -> impl Iterator<Item = BalanceChange> {
+        let signed = |amount: Amount| i128::from(amount.get());
+        let change = |asset: Asset, total: i128, held: i128| BalanceChange { asset, total, held };
+        let (first, second) = match self {
+            AccountEvent::Deposited { asset, amount, .. } => {
+                (Some(change(*asset, signed(*amount), 0)), None)
+            }
+            AccountEvent::Withdrawn { asset, amount, .. } => {
+                (Some(change(*asset, -signed(*amount), 0)), None)
+            }
+            AccountEvent::HoldPlaced { asset, amount, .. } => {
+                (Some(change(*asset, 0, signed(*amount))), None)
+            }
+            AccountEvent::TradeSettled {
+                debit_asset,
+                debit_amount,
+                credit_asset,
+                credit_amount,
+                ..
+            } => (
+                Some(change(
+                    *debit_asset,
+                    -signed(*debit_amount),
+                    -signed(*debit_amount),
+                )),
+                Some(change(*credit_asset, signed(*credit_amount), 0)),
+            ),
+            AccountEvent::HoldReleased { asset, amount, .. } => {
+                (Some(change(*asset, 0, -signed(*amount))), None)
+            }
+            AccountEvent::RiskLimitsSet { .. } => (None, None),
+        };
+        first.into_iter().chain(second)
+    }
+
     /// The command this event came from.
     pub fn command(&self) -> CommandRef {
         match self {

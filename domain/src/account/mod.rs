@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 pub use self::command::{AccountCommand, Leg};
-pub use self::event::{AccountEvent, CommandRef};
+pub use self::event::{AccountEvent, BalanceChange, CommandRef};
 pub use self::limits::{OPEN_ORDERS_MAX_DEFAULT, RiskLimits};
 use crate::aggregate::Aggregate;
 use crate::error::Error;

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tradefloor_domain::account::{Account, AccountEvent};
-use tradefloor_domain::{AccountId, Asset, OrderId, Side};
+use tradefloor_domain::account::{Account, AccountEvent, BalanceChange};
+use tradefloor_domain::{AccountId, OrderId, Side};
 use tradefloor_persistence::{Database, Filter, OffsetStore, StoredEvent, Transaction};
 
 use super::sql::{self, SqlValue};
@@ -66,58 +66,6 @@ pub async fn open_holds(
 #[derive(Debug, Default)]
 pub struct BalancesProjection;
 
-/// How an event moves one balance: signed changes of total and held.
-struct Change {
-    asset: Asset,
-    total: i128,
-    held: i128,
-}
-
-fn changes(event: &AccountEvent) -> Vec<Change> {
-    let signed = |amount: tradefloor_domain::Amount| i128::from(amount.get());
-    match event {
-        AccountEvent::Deposited { asset, amount, .. } => vec![Change {
-            asset: *asset,
-            total: signed(*amount),
-            held: 0,
-        }],
-        AccountEvent::Withdrawn { asset, amount, .. } => vec![Change {
-            asset: *asset,
-            total: -signed(*amount),
-            held: 0,
-        }],
-        AccountEvent::HoldPlaced { asset, amount, .. } => vec![Change {
-            asset: *asset,
-            total: 0,
-            held: signed(*amount),
-        }],
-        AccountEvent::TradeSettled {
-            debit_asset,
-            debit_amount,
-            credit_asset,
-            credit_amount,
-            ..
-        } => vec![
-            Change {
-                asset: *debit_asset,
-                total: -signed(*debit_amount),
-                held: -signed(*debit_amount),
-            },
-            Change {
-                asset: *credit_asset,
-                total: signed(*credit_amount),
-                held: 0,
-            },
-        ],
-        AccountEvent::HoldReleased { asset, amount, .. } => vec![Change {
-            asset: *asset,
-            total: 0,
-            held: -signed(*amount),
-        }],
-        AccountEvent::RiskLimitsSet { .. } => Vec::new(),
-    }
-}
-
 /// A batch's net effect, merged per row so that each row is written once, with one
 /// multi-row upsert per table that adds to what the row holds (no read before the write).
 #[derive(Default)]
@@ -133,7 +81,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn change(&mut self, account: &str, change: &Change) {
+    fn change(&mut self, account: &str, change: &BalanceChange) {
         let entry = self
             .balances
             .entry((account.to_owned(), change.asset.as_str().to_owned()))
@@ -292,7 +240,7 @@ impl Projection for BalancesProjection {
                         ReadModelError::Corrupt(format!("{} is not an account", stored.stream))
                     })?;
                     let event = codec.decode(stored)?;
-                    for change in changes(&event) {
+                    for change in event.balance_changes() {
                         batch.change(account, &change);
                     }
                     batch.hold(account, &event, stored.recorded_at);
