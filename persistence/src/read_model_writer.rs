@@ -9,8 +9,15 @@
 //! The thread prepares each statement once and reuses it.
 //!
 //! One transaction at a time: the caller holds the database's write turn (see
-//! `Journal::write_turn`) from its first statement to its commit, and a transaction dropped
-//! unfinished is rolled back before the next one begins.
+//! `Journal::write_turn`) from its first statement until its commit is queued, and a
+//! transaction dropped unfinished is rolled back before the next one begins.
+//!
+//! Group commit: each read-model transaction runs in a savepoint of one SQLite transaction,
+//! which the thread commits when it has nothing else queued (or [`GROUP_TRANSACTIONS_MAX`]
+//! are waiting). The read models, the book feed and the consumer groups wake on the same
+//! log batches, so their transactions arrive together: one commit (its WAL frames and its
+//! fsync) serves them all instead of one each. A transaction that fails rolls back to its
+//! savepoint and leaves the others in; each is answered only once the commit is durable.
 
 use std::sync::mpsc as sync_mpsc;
 
@@ -28,6 +35,9 @@ use crate::sqlite_writer::open_write_connection;
 /// Statements the connection keeps prepared: a multi-row insert is a statement per row count,
 /// so read models use a few dozen.
 const PREPARED_STATEMENTS_MAX: usize = 128;
+
+/// Most read-model transactions committed together as one SQLite transaction.
+const GROUP_TRANSACTIONS_MAX: usize = 64;
 
 /// Rows read back.
 pub(crate) type Rows = Vec<Vec<SqlValue>>;
@@ -88,11 +98,56 @@ impl ReadModelWriter {
     }
 }
 
+/// The thread's transactions: one SQLite transaction at a time, holding the read-model
+/// transactions committed into it (each in a savepoint of its own) until it commits them all.
+struct Group<'c> {
+    connection: &'c Connection,
+    /// An SQLite transaction is open.
+    open: bool,
+    /// A read-model transaction is open, in its savepoint.
+    member_open: bool,
+    /// The read-model transactions released into the open SQLite transaction, waiting for its
+    /// commit to be answered.
+    committed: Vec<oneshot::Sender<Result<Rows, Error>>>,
+}
+
 fn serve(connection: &Connection, inbox: &sync_mpsc::Receiver<Job>) {
-    let mut open = false;
-    for job in inbox {
+    let mut group = Group {
+        connection,
+        open: false,
+        member_open: false,
+        committed: Vec::new(),
+    };
+    loop {
+        // Commit the group when the thread would otherwise wait, or when it is full: what
+        // queued while the last commit ran joins the next one.
+        let job = if group.member_open || !group.open {
+            inbox.recv().ok()
+        } else if group.committed.len() >= GROUP_TRANSACTIONS_MAX {
+            group.commit();
+            continue;
+        } else {
+            match inbox.try_recv() {
+                Ok(job) => Some(job),
+                Err(sync_mpsc::TryRecvError::Empty) => {
+                    group.commit();
+                    continue;
+                }
+                Err(sync_mpsc::TryRecvError::Disconnected) => None,
+            }
+        };
+        let Some(job) = job else {
+            group.commit();
+            return;
+        };
+        group.handle(job);
+    }
+}
+
+impl Group<'_> {
+    fn handle(&mut self, job: Job) {
         match job {
-            Job::Rollback => rollback(connection, &mut open),
+            Job::Rollback => self.roll_back_member(),
             Job::Run {
                 begin,
                 writes,
@@ -100,64 +155,104 @@ fn serve(connection: &Connection, inbox: &sync_mpsc::Receiver<Job>) {
                 commit,
                 reply,
             } => {
-                if begin && open {
+                if begin && self.member_open {
                     // Cannot happen (an unfinished transaction is rolled back when dropped,
                     // before its turn ends); if it did, its writes must not join this one.
                     tracing::warn!("read-model transaction left open; rolled back");
-                    rollback(connection, &mut open);
+                    self.roll_back_member();
                 }
-                let outcome = run(
-                    connection,
-                    &mut open,
-                    begin,
-                    &writes,
-                    query.as_ref(),
-                    commit,
-                );
-                if outcome.is_err() {
-                    rollback(connection, &mut open);
+                match self.run(begin, &writes, query.as_ref(), commit) {
+                    Ok(_) if commit => self.committed.push(reply),
+                    outcome => {
+                        if outcome.is_err() {
+                            self.roll_back_member();
+                        }
+                        // A caller that gave up waiting dropped its transaction: its
+                        // rollback follows.
+                        let _ = reply.send(outcome);
+                    }
                 }
-                // A caller that gave up waiting dropped its transaction: its rollback follows.
-                let _ = reply.send(outcome);
             }
         }
     }
-}
 
-fn rollback(connection: &Connection, open: &mut bool) {
-    if std::mem::take(open) {
-        if let Err(error) = connection.execute_batch("ROLLBACK") {
-            // SQLite may have rolled back by itself (after an I/O error, say).
-            tracing::debug!(%error, "read-model rollback");
+    /// Runs one job of a read-model transaction; a commit releases its savepoint into the
+    /// group (answered when the group commits).
+    fn run(
+        &mut self,
+        begin: bool,
+        writes: &[Write],
+        query: Option<&Statement>,
+        commit: bool,
+    ) -> Result<Rows, Error> {
+        if begin {
+            if !self.open {
+                self.connection.execute_batch("BEGIN IMMEDIATE")?;
+                self.open = true;
+            }
+            self.connection.execute_batch("SAVEPOINT read_model")?;
+            self.member_open = true;
+        }
+        assert!(
+            self.member_open,
+            "a read-model transaction writes only once begun"
+        );
+        for write in writes {
+            apply(self.connection, write)?;
+        }
+        let rows = match query {
+            Some(statement) => fetch(self.connection, statement)?,
+            None => Vec::new(),
+        };
+        if commit {
+            self.connection.execute_batch("RELEASE read_model")?;
+            self.member_open = false;
+        }
+        Ok(rows)
+    }
+
+    /// Undoes the open read-model transaction, leaving the others of the group as they are.
+    fn roll_back_member(&mut self) {
+        if std::mem::take(&mut self.member_open) {
+            let undone = self
+                .connection
+                .execute_batch("ROLLBACK TO read_model; RELEASE read_model");
+            if let Err(error) = undone {
+                tracing::debug!(%error, "read-model rollback");
+            }
+        }
+        if self.open && self.connection.is_autocommit() {
+            // SQLite rolled back the whole transaction by itself (after an I/O error, say):
+            // the transactions released into it are lost, and told so now.
+            self.open = false;
+            let lost = Error::InvalidRequest(
+                "the read models' SQLite transaction was rolled back by SQLite".to_owned(),
+            );
+            for reply in self.committed.drain(..) {
+                let _ = reply.send(Err(lost.clone()));
+            }
         }
     }
-}
 
-fn run(
-    connection: &Connection,
-    open: &mut bool,
-    begin: bool,
-    writes: &[Write],
-    query: Option<&Statement>,
-    commit: bool,
-) -> Result<Rows, Error> {
-    if begin {
-        connection.execute_batch("BEGIN IMMEDIATE")?;
-        *open = true;
+    /// Commits the open SQLite transaction and answers every read-model transaction in it.
+    fn commit(&mut self) {
+        debug_assert!(
+            !self.member_open,
+            "a group commits between its transactions"
+        );
+        if !std::mem::take(&mut self.open) {
+            return;
+        }
+        let outcome = self.connection.execute_batch("COMMIT").map_err(Error::from);
+        if outcome.is_err() && !self.connection.is_autocommit() {
+            let _ = self.connection.execute_batch("ROLLBACK");
+        }
+        metrics::histogram!("tradefloor_read_model_group_transactions")
+            .record(self.committed.len() as f64);
+        for reply in self.committed.drain(..) {
+            let _ = reply.send(outcome.clone().map(|()| Vec::new()));
+        }
     }
-    assert!(*open, "a read-model transaction writes only once begun");
-    for write in writes {
-        apply(connection, write)?;
-    }
-    let rows = match query {
-        Some(statement) => fetch(connection, statement)?,
-        None => Vec::new(),
-    };
-    if commit {
-        connection.execute_batch("COMMIT")?;
-        *open = false;
-    }
-    Ok(rows)
 }
 
 fn apply(connection: &Connection, write: &Write) -> Result<(), Error> {
@@ -230,8 +325,8 @@ pub struct WriterTransaction {
     pending: Vec<Write>,
     /// The thread holds an open transaction for this one.
     begun: bool,
-    /// This process's turn at the database's write lock, for as long as the transaction lasts.
-    _turn: Option<WriteTurn>,
+    /// This process's turn at the database's write lock, until the commit is queued.
+    turn: Option<WriteTurn>,
 }
 
 impl WriterTransaction {
@@ -240,7 +335,7 @@ impl WriterTransaction {
             writer,
             pending: Vec::new(),
             begun: false,
-            _turn: turn,
+            turn,
         }
     }
 
@@ -271,12 +366,29 @@ impl WriterTransaction {
         self.send(Some(query), false).await
     }
 
-    /// Applies the buffered writes and commits.
+    /// Applies the buffered writes and commits. The thread may commit this transaction
+    /// together with the ones queued behind it (each in a savepoint of its own, so one that
+    /// fails undoes only itself): the turn is given up once the commit is queued, so the next
+    /// transaction can queue its work meanwhile, and the answer comes once all are durable.
     pub(crate) async fn commit(mut self) -> Result<(), Error> {
         if !self.begun && self.pending.is_empty() {
             return Ok(());
         }
-        self.send(None, true).await.map(drop)
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Run {
+            begin: !self.begun,
+            writes: std::mem::take(&mut self.pending),
+            query: None,
+            commit: true,
+            reply,
+        };
+        // From here the thread finishes the transaction either way: nothing to roll back
+        // when this is dropped (a rollback sent later would undo the next transaction).
+        self.begun = false;
+        let sent = self.writer.jobs.send(job);
+        drop(self.turn.take());
+        sent.map_err(|_| Error::WriterStopped)?;
+        answer.await.map_err(|_| Error::WriterStopped)?.map(drop)
     }
 
     async fn send(&mut self, query: Option<Statement>, commit: bool) -> Result<Rows, Error> {

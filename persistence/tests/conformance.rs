@@ -794,6 +794,35 @@ async fn read_model_transactions(harness: &Harness) {
     execute(&mut rolled_back, "DELETE FROM model").await;
     rolled_back.rollback().await.unwrap();
     assert_eq!(count("model", database).await, 3);
+
+    // Transactions committed at the same time (on SQLite, one group commit with a savepoint
+    // each): the one that fails leaves the others in.
+    let mut committing = tokio::task::JoinSet::new();
+    for id in 100..132_i64 {
+        let journal = journal.clone();
+        committing.spawn(async move {
+            let mut transaction = journal.begin_read_models().await?;
+            // 113 also writes a row that exists: it alone must fail.
+            let ids: &[i64] = if id == 113 { &[id, 1] } else { &[id] };
+            for id in ids {
+                transaction
+                    .execute("INSERT INTO model (id) VALUES ($1)", &[(*id).into()])
+                    .await?;
+            }
+            OffsetStore::commit_in(&mut transaction, &format!("model-{id}"), 0, 1).await?;
+            transaction.commit().await.map(|()| id)
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(outcome) = committing.join_next().await {
+        if let Err(error) = outcome.unwrap() {
+            failed.push(error.to_string());
+        }
+    }
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(count("model", database).await, 3 + 31);
+    assert_eq!(offsets.load("model-113", 0).await.unwrap(), 0);
+    assert_eq!(offsets.load("model-131", 0).await.unwrap(), 1);
 }
 
 async fn count(table: &str, database: &Database) -> i64 {
