@@ -32,9 +32,10 @@ use crate::journal::WriteTurn;
 use crate::sql_value::SqlValue;
 use crate::sqlite_writer::open_write_connection;
 
-/// Statements the connection keeps prepared: a multi-row insert is a statement per row count,
-/// so read models use a few dozen.
-const PREPARED_STATEMENTS_MAX: usize = 128;
+/// Statements the connection keeps prepared: a multi-row insert is a statement per row count
+/// (read models cut batches into power-of-two row counts, at most nine per statement), so read
+/// models use about a hundred; a statement pushed out is parsed again at its next use.
+const PREPARED_STATEMENTS_MAX: usize = 256;
 
 /// Most read-model transactions committed together as one SQLite transaction.
 const GROUP_TRANSACTIONS_MAX: usize = 64;

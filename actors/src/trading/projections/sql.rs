@@ -10,12 +10,31 @@ use tradefloor_persistence::{Error, Transaction};
 pub use tradefloor_persistence::SqlValue;
 
 /// Rows one multi-row `INSERT` carries at most: with a read model's handful of columns the
-/// placeholders stay far below SQLite's (32 766) and PostgreSQL's (65 535) limits.
+/// placeholders stay far below SQLite's (32 766) and PostgreSQL's (65 535) limits. A power
+/// of two (see [`chunks`]).
 pub(crate) const INSERT_ROWS_MAX: usize = 256;
 
+/// `items` cut into chunks whose lengths are powers of two, largest first, at most
+/// [`INSERT_ROWS_MAX`]: a statement's text depends on its row count, and statements are
+/// prepared once and kept, so a few sizes (at most nine per statement, and nine statements
+/// per batch of up to 511) keep every one prepared, where a statement per batch size would
+/// be parsed again and again.
+fn chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    const { assert!(INSERT_ROWS_MAX.is_power_of_two()) };
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let size = 1 << items.len().min(INSERT_ROWS_MAX).ilog2();
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
 /// Inserts `rows` (each as many values as `columns` names) into `table`, up to
-/// [`INSERT_ROWS_MAX`] rows per statement: a few statements for a batch rather than one per
-/// row. `tail` follows the `VALUES` list of every statement (an `ON CONFLICT` clause or
+/// [`INSERT_ROWS_MAX`] rows per statement (in [`chunks`]): a few statements for a batch rather
+/// than one per row. `tail` follows the `VALUES` list of every statement (an `ON CONFLICT` clause or
 /// nothing). Rows of one statement must not share a conflict key (PostgreSQL refuses to
 /// update one row twice in one statement): merge them first.
 pub(crate) async fn insert_rows(
@@ -57,7 +76,7 @@ fn statements(
 ) -> Vec<(String, Vec<SqlValue>)> {
     assert!(!columns.is_empty(), "an insert names its columns");
     let numbered = transaction.numbered_placeholders();
-    rows.chunks(INSERT_ROWS_MAX)
+    chunks(rows)
         .map(|chunk| {
             let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
             let mut values = Vec::with_capacity(chunk.len() * columns.len());
@@ -78,9 +97,9 @@ fn statements(
         .collect()
 }
 
-/// Deletes the rows of `table` whose `column` is one of `keys`, up to [`INSERT_ROWS_MAX`]
-/// keys per statement, each bound (so the statement's text depends only on how many: the
-/// SQLite writer keeps it prepared).
+/// Deletes the rows of `table` whose `column` is one of `keys`, in [`chunks`] of keys, each
+/// bound (so the statement's text depends only on how many: the SQLite writer keeps it
+/// prepared).
 pub(crate) async fn delete_in(
     transaction: &mut Transaction,
     table: &str,
@@ -88,7 +107,7 @@ pub(crate) async fn delete_in(
     keys: &[SqlValue],
 ) -> Result<(), Error> {
     let numbered = transaction.numbered_placeholders();
-    for chunk in keys.chunks(INSERT_ROWS_MAX) {
+    for chunk in chunks(keys) {
         let mut sql = format!("DELETE FROM {table} WHERE {column} IN ");
         push_placeholders(&mut sql, numbered, 0, chunk.len());
         transaction.execute(&sql, chunk).await?;
@@ -120,7 +139,33 @@ fn push_placeholders(sql: &mut String, numbered: bool, before: usize, count: usi
 
 #[cfg(test)]
 mod tests {
-    use super::push_placeholders;
+    use super::{INSERT_ROWS_MAX, chunks, push_placeholders};
+
+    #[test]
+    fn chunks_are_powers_of_two_largest_first() {
+        let sizes = |count: usize| {
+            let items = vec![0_u8; count];
+            chunks(&items).map(<[u8]>::len).collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), vec![1]);
+        assert_eq!(sizes(7), vec![4, 2, 1]);
+        assert_eq!(sizes(64), vec![64]);
+        assert_eq!(
+            sizes(2 * INSERT_ROWS_MAX + 3),
+            vec![INSERT_ROWS_MAX, INSERT_ROWS_MAX, 2, 1]
+        );
+        for count in 0..1_000 {
+            let sizes = sizes(count);
+            assert_eq!(sizes.iter().sum::<usize>(), count);
+            assert!(
+                sizes
+                    .iter()
+                    .all(|size| size.is_power_of_two() && *size <= INSERT_ROWS_MAX)
+            );
+            assert!(sizes.windows(2).all(|pair| pair[0] >= pair[1]));
+        }
+    }
 
     #[test]
     fn placeholders_are_numbered_on_postgres_and_anonymous_on_sqlite() {
