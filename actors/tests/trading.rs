@@ -512,16 +512,11 @@ async fn a_saga_journals_only_its_start_and_recovers_the_rest_from_the_other_jou
     assert_eq!(orders.len(), 5);
 }
 
-/// A crash between a generated order's hold and its saga's start leaves a hold no saga will
-/// release: the next start of the application releases it, and leaves a hold that has its
-/// saga alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hold_without_a_saga_is_released_at_start() {
-    use tradefloor_actors::{EntityConfig, ShardRegion};
-    use tradefloor_domain::CommandId;
-    use tradefloor_domain::account::{Account, AccountCommand};
-
-    let (journal, _directory) = journal().await;
+/// An exchange on `journal` in which alice places a buy of 5 at 90 (450 USD held) and that is
+/// stopped; then alice's hold of 1 000 USD for `orphan`, placed with no saga: what a crash
+/// after a generated order's hold and before its saga's start leaves behind. Answers the
+/// resting order.
+async fn resting_and_orphan(journal: &Journal, orphan: OrderId) -> OrderView {
     let exchange = exchange(journal.clone()).await;
     let resting = exchange
         .place_order(limit("alice", Side::Buy, 90, 5))
@@ -529,9 +524,16 @@ async fn a_hold_without_a_saga_is_released_at_start() {
         .unwrap();
     assert_eq!(resting.status, OrderStatus::Open);
     exchange.shutdown().await.unwrap();
+    place_orphan_hold(journal, orphan).await;
+    resting
+}
 
-    // What a crash after the hold's commit and before the start's leaves behind.
-    let orphan = OrderId(424_242);
+/// Places alice's hold of 1 000 USD for `orphan` through an accounts region of its own.
+async fn place_orphan_hold(journal: &Journal, orphan: OrderId) {
+    use tradefloor_actors::{EntityConfig, ShardRegion};
+    use tradefloor_domain::CommandId;
+    use tradefloor_domain::account::{Account, AccountCommand};
+
     let accounts =
         ShardRegion::<Account>::start("/orphan/accounts", journal.clone(), EntityConfig::default())
             .await
@@ -552,6 +554,15 @@ async fn a_hold_without_a_saga_is_released_at_start() {
         .await
         .unwrap();
     accounts.stop().await.unwrap();
+}
+
+/// A crash between a generated order's hold and its saga's start leaves a hold no saga will
+/// release: the next start of the application releases it, and leaves a hold that has its
+/// saga alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_without_a_saga_is_released_at_start() {
+    let (journal, _directory) = journal().await;
+    resting_and_orphan(&journal, OrderId(424_242)).await;
 
     let exchange = Exchange::start(journal, trading_config()).await.unwrap();
     let alice = exchange.account(account("alice")).await.unwrap();
@@ -563,6 +574,49 @@ async fn a_hold_without_a_saga_is_released_at_start() {
         "only the resting order's hold is left"
     );
     assert_eq!(alice.open_orders.len(), 1);
+    exchange.shutdown().await.unwrap();
+}
+
+/// A data directory from before the balances read model kept its index of open holds (the
+/// table missing, the read model's offset far along): at the next start the read model is
+/// built again from offset 0 with the index, so a hold orphaned before the upgrade is found
+/// and released, and the resting order's hold is indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_model_from_before_the_holds_index_is_built_again_with_it() {
+    use tradefloor_actors::hosting::projection::rebuild;
+
+    let (journal, _directory) = journal().await;
+    // The orphan's hold is one the read model applied (its offset is past it) before the
+    // upgrade.
+    let resting = resting_and_orphan(&journal, OrderId(424_243)).await;
+    rebuild(
+        &journal,
+        &mut projections::balances::BalancesProjection,
+        &trading_config().projections,
+    )
+    .await
+    .unwrap();
+    journal
+        .read_models()
+        .execute("DROP TABLE trading_holds")
+        .await
+        .unwrap();
+
+    let exchange = Exchange::start(journal, trading_config()).await.unwrap();
+    let usd = exchange.account(account("alice")).await.unwrap().balances[&asset("USD")];
+    assert_eq!(usd.held, Amount(450), "the orphan's hold is released");
+    caught_up(&exchange).await;
+    assert_eq!(open_holds(&exchange).await, vec![resting.order_id.0]);
+    let balances = &projections::dump(exchange.journal().read_models())
+        .await
+        .unwrap()["trading_balances"];
+    let alice_usd: Vec<tradefloor_persistence::SqlValue> = vec![
+        "alice".into(),
+        "USD".into(),
+        100_000_i64.into(),
+        450_i64.into(),
+    ];
+    assert!(balances.contains(&alice_usd), "{balances:?}");
     exchange.shutdown().await.unwrap();
 }
 

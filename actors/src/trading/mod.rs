@@ -248,7 +248,7 @@ impl Exchange {
             feed_wake: feed_wake.clone(),
         };
         let host = SagaHost::new(sagas, dispatcher, clock.clone(), config.saga_host.clone());
-        create_tables(journal.read_models()).await?;
+        create_tables(&journal).await?;
         let now = u64::try_from(clock().micros()).unwrap_or(0);
         let config_partitions = config.risk.partition_count.max(1);
         Ok(Self {
@@ -360,11 +360,11 @@ const CREATE_TABLES_ATTEMPTS: u32 = 5;
 /// Creates the read-model tables if missing. Nodes of a cluster start together: two
 /// PostgreSQL sessions creating one table at once can both pass `IF NOT EXISTS` and the
 /// loser fails on the catalog's unique index; the next attempt finds the table.
-async fn create_tables(database: &tradefloor_persistence::Database) -> Result<(), Error> {
+async fn create_tables(journal: &Journal) -> Result<(), Error> {
     let mut attempt = 1;
     loop {
-        let created = match projections::create_tables(database).await {
-            Ok(()) => risk::create_table(database)
+        let created = match projections::create_tables(journal).await {
+            Ok(()) => risk::create_table(journal.read_models())
                 .await
                 .map_err(|error| projections::storage("risk", error)),
             Err(error) => Err(error),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tradefloor_domain::account::{Account, AccountEvent, BalanceChange};
 use tradefloor_domain::{AccountId, OrderId, Side};
-use tradefloor_persistence::{Database, Filter, OffsetStore, StoredEvent, Transaction};
+use tradefloor_persistence::{Database, Filter, Journal, OffsetStore, StoredEvent, Transaction};
 
 use super::sql::{self, SqlValue};
 use super::trades::{decode_trade, symbol_of};
@@ -60,6 +60,28 @@ pub async fn open_holds(
         open.insert(order_id, (account_id, recorded_at));
     }
     Ok((open, after))
+}
+
+/// Empties the read model and its offset if it has applied events, so that it is built
+/// again from offset 0 (by its actor, once started): for a read model written before it kept
+/// the open holds, whose index it would otherwise lack for every hold placed until then.
+pub(super) async fn reset_without_holds(journal: &Journal) -> Result<(), ReadModelError> {
+    let offset = OffsetStore::new(journal.read_models().clone())
+        .load(NAME, PROJECTION_PARTITION)
+        .await?;
+    if offset == 0 {
+        return Ok(());
+    }
+    let mut transaction = journal.begin_read_models().await?;
+    BalancesProjection.reset(&mut transaction).await?;
+    OffsetStore::reset_in(&mut transaction, NAME, PROJECTION_PARTITION).await?;
+    transaction.commit().await?;
+    tracing::warn!(
+        projection = NAME,
+        offset,
+        "balances read model without its index of open holds: built again from offset 0"
+    );
+    Ok(())
 }
 
 /// Keeps `trading_balances` and `trading_positions`.

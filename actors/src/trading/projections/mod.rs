@@ -93,8 +93,28 @@ pub const TABLES: &[(&str, &str)] = &[
     (audit::AUDIT_TABLE, "global_offset"),
 ];
 
-/// Creates every read-model table that does not exist yet.
-pub async fn create_tables(database: &Database) -> Result<(), Error> {
+/// Creates every read-model table that does not exist yet. A balances read model written
+/// before it kept its index of open holds (`trading_holds`) is reset, so it is built again
+/// from offset 0 with that index: the sweep for orphaned holds trusts it.
+pub async fn create_tables(journal: &Journal) -> Result<(), Error> {
+    let database = journal.read_models();
+    let holds_indexed = database
+        .fetch(
+            &format!("SELECT 1 FROM {} LIMIT 1", balances::HOLDS_TABLE),
+            &[],
+        )
+        .await
+        .is_ok();
+    create_every_table(database).await?;
+    if !holds_indexed {
+        balances::reset_without_holds(journal)
+            .await
+            .map_err(|error| storage("balances", error))?;
+    }
+    Ok(())
+}
+
+async fn create_every_table(database: &Database) -> Result<(), Error> {
     let statements = [BATCHES_TABLE]
         .into_iter()
         .chain(balances::CREATE.iter().copied())
@@ -103,8 +123,14 @@ pub async fn create_tables(database: &Database) -> Result<(), Error> {
         .chain(candles::CREATE.iter().copied())
         .chain(audit::CREATE.iter().copied());
     for statement in statements {
+        let statement = match database {
+            // On SQLite only `INTEGER PRIMARY KEY` is the table's own key (its rowid): a
+            // `BIGINT` key is a second B-tree written with every row. Both are 64 bits there.
+            Database::Sqlite(_) => statement.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY"),
+            Database::Postgres(_) => statement.to_owned(),
+        };
         database
-            .execute(statement)
+            .execute(&statement)
             .await
             .map_err(|error| storage("read models", error))?;
     }
@@ -134,7 +160,7 @@ pub async fn rebuild_all(
         actor: "read models".to_owned(),
         reason: error,
     };
-    create_tables(journal.read_models()).await?;
+    create_tables(journal).await?;
     rebuild(journal, &mut balances::BalancesProjection, config)
         .await
         .map_err(|error| fail(error.to_string()))?;
