@@ -305,6 +305,11 @@ async fn fetch_stream_heads(
 }
 
 /// How many of the `(stream, sequence)` pairs are stored: one index probe each.
+///
+/// Each pair is probed on its own (`LATERAL … LIMIT 1`): written as one semi-join, the
+/// plan PostgreSQL cached for the statement while `events` was small hashed the pairs and
+/// scanned the whole table, and kept doing so as it grew (5 ms per batch at 100 k events,
+/// 40 % of the writer's time).
 async fn count_existing(
     connection: &mut Connection,
     pairs: &[(&str, i64)],
@@ -315,8 +320,9 @@ async fn count_existing(
     let (streams, sequences): (Vec<&str>, Vec<i64>) = pairs.iter().copied().unzip();
     let count: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM UNNEST($1::text[], $2::bigint[]) AS wanted(stream, sequence) \
-         WHERE EXISTS (SELECT 1 FROM events \
-         WHERE events.stream = wanted.stream AND events.sequence = wanted.sequence)",
+         CROSS JOIN LATERAL (SELECT 1 FROM events \
+         WHERE events.stream = wanted.stream AND events.sequence = wanted.sequence LIMIT 1) \
+         AS found",
     )
     .bind(streams)
     .bind(sequences)
