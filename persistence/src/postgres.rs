@@ -1,7 +1,8 @@
 //! The journal's SQL on PostgreSQL.
 //!
 //! Batches go in as arrays (`UNNEST`): one statement text whatever the batch size, so it is
-//! parsed and planned once per connection, and one round trip per table.
+//! parsed and planned once per connection. The common case of a batch is one call of the
+//! `journal_append_batch` function (migration 0002): one round trip, committed by itself.
 
 crate::backend::backend_operations!(sqlx::Postgres);
 
@@ -25,121 +26,100 @@ pub(crate) async fn append_batch(
     }
 }
 
-/// The common path: assumes each stream's head is the sequence its first append in
-/// the batch expects, so no head is read and the head row is locked and advanced by
-/// the batch's event count in one statement. The assumption is verified in the
-/// transaction before it commits: a head below the expected sequence by one batched
-/// existence check of each expected predecessor `(stream, expected)`, a head above it
-/// by the `(stream, sequence)` unique index on insert. Returns `None`, having rolled
-/// back, if either fails or a fence refuses an append (its refusal would leave the
-/// stream's head unverified).
+/// The common path: assumes each stream's head is the sequence its first append in the
+/// batch expects and no fence moved past the epochs the batch carries, so nothing is read
+/// first and the whole batch is one call of `journal_append_batch` (one round trip, committed
+/// by itself). The function verifies the assumptions after locking the head row and raises
+/// if one fails; a head above the expected sequence fails on the `(stream, sequence)` unique
+/// index. Either way nothing is kept and this returns `None`.
 async fn append_batch_optimistic(
     pool: &Pool<Database>,
     batch: &[AppendRequest],
     recorded_at: i64,
 ) -> Result<Option<Vec<Result<AppendOutcome, Error>>>, Error> {
-    // The head each append found (`Ok`) or the head that refuses it (`Err`).
-    let mut found: Vec<Result<u64, u64>> = Vec::with_capacity(batch.len());
-    let mut heads: HashMap<&str, u64> = HashMap::with_capacity(batch.len());
-    let mut predecessors: Vec<(&str, i64)> = Vec::with_capacity(batch.len());
-    // Every expected sequence fits the database's integer: checked once, for the casts below.
-    to_db(
-        batch
-            .iter()
-            .map(|request| request.expected_sequence)
-            .max()
-            .unwrap_or(0),
-    )?;
-    let mut events_total: u64 = 0;
-    for request in batch {
-        let stream = request.stream.as_str();
-        let head = *heads.entry(stream).or_insert_with(|| {
-            if request.expected_sequence > 0 {
-                predecessors.push((stream, request.expected_sequence as i64));
-            }
-            request.expected_sequence
-        });
-        if head != request.expected_sequence {
-            found.push(Err(head));
-            continue;
-        }
-        heads.insert(stream, head + request.events.len() as u64);
-        events_total += request.events.len() as u64;
-        found.push(Ok(head));
-    }
-    // Each stream's first append is accepted by construction.
-    assert!(events_total > 0);
-
-    let mut transaction = pool.begin().await?;
-    let last_offset: i64 = sqlx::query_scalar(
-        "UPDATE journal_head SET last_offset = last_offset + $1 WHERE id = 1 \
-         RETURNING last_offset",
-    )
-    .bind(to_db(events_total)?)
-    .fetch_one(&mut *transaction)
-    .await?;
-    let fences: BTreeSet<&str> = batch
-        .iter()
-        .filter_map(|request| request.fence.as_ref())
-        .map(|fence| fence.key.as_str())
-        .collect();
-    let mut epochs = fence_epochs(&mut transaction, &fences).await?;
-    let mut touched_fences: BTreeMap<&str, u64> = BTreeMap::new();
-    for (request, _) in batch.iter().zip(&found).filter(|(_, found)| found.is_ok()) {
-        let Some(fence) = &request.fence else {
-            continue;
-        };
-        if fence.epoch < epochs.get(fence.key.as_str()).copied().unwrap_or(0) {
-            transaction.rollback().await?;
-            return Ok(None);
-        }
-        epochs.insert(fence.key.as_str(), fence.epoch);
-        touched_fences.insert(fence.key.as_str(), fence.epoch);
-    }
-    if count_existing(&mut transaction, &predecessors).await? != predecessors.len() {
-        transaction.rollback().await?;
+    let Some(assumed) = Assumed::of(batch)? else {
         return Ok(None);
-    }
-
+    };
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut rows = Vec::with_capacity(events_total as usize);
-    let mut offset = last_offset - to_db(events_total)?;
-    for (request, found) in batch.iter().zip(found) {
-        let head = match found {
-            Ok(head) => head,
-            Err(actual) => {
-                outcomes.push(Err(Error::Conflict {
-                    stream: request.stream.clone(),
-                    expected: request.expected_sequence,
-                    actual,
-                }));
+    let mut rows = Vec::with_capacity(batch.len());
+    // Offsets relative to the batch, from 1: the function adds the head's offset.
+    let mut offset = 0;
+    for (request, found) in batch.iter().zip(&assumed.found) {
+        outcomes.push(match *found {
+            Ok(head) => Ok(accept(request, head, &mut offset, &mut rows, recorded_at)?),
+            Err(actual) => Err(Error::Conflict {
+                stream: request.stream.clone(),
+                expected: request.expected_sequence,
+                actual,
+            }),
+        });
+    }
+    let last_offset = match call_append_batch(pool, &rows, &assumed, recorded_at).await {
+        Ok(last_offset) => last_offset,
+        Err(Error::Database(error)) if assumption_failed(&error) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let base = from_db(last_offset - offset, "offset")?;
+    for outcome in outcomes.iter_mut().flatten() {
+        outcome.first_offset += base;
+    }
+    Ok(Some(outcomes))
+}
+
+/// What the optimistic path assumes of a batch, without reading anything.
+struct Assumed<'a> {
+    /// The head each append found (`Ok`), or the head that refuses it (`Err`): a later
+    /// append of a stream whose earlier one expected another sequence.
+    found: Vec<Result<u64, u64>>,
+    /// Each stream's expected head `(stream, sequence)`, above 0: must be stored.
+    predecessors: Vec<(&'a str, i64)>,
+    /// Each fence of an accepted append: the lowest epoch carried (no stored epoch may be
+    /// above it) and the highest (stored after).
+    fences: BTreeMap<&'a str, (i64, i64)>,
+}
+
+impl<'a> Assumed<'a> {
+    /// `None` if the batch's own fences go back in epoch: that append must be refused, which
+    /// the checked path does.
+    fn of(batch: &'a [AppendRequest]) -> Result<Option<Self>, Error> {
+        let mut assumed = Assumed {
+            found: Vec::with_capacity(batch.len()),
+            predecessors: Vec::with_capacity(batch.len()),
+            fences: BTreeMap::new(),
+        };
+        let mut heads: HashMap<&str, u64> = HashMap::with_capacity(batch.len());
+        for request in batch {
+            let stream = request.stream.as_str();
+            let head = match heads.get(stream) {
+                Some(head) => *head,
+                None => {
+                    if request.expected_sequence > 0 {
+                        let sequence = to_db(request.expected_sequence)?;
+                        assumed.predecessors.push((stream, sequence));
+                    }
+                    request.expected_sequence
+                }
+            };
+            if head != request.expected_sequence {
+                assumed.found.push(Err(head));
                 continue;
             }
-        };
-        outcomes.push(Ok(accept(
-            request,
-            head,
-            &mut offset,
-            &mut rows,
-            recorded_at,
-        )?));
-    }
-    assert_eq!(offset, last_offset);
-    match insert_events(&mut transaction, &rows, recorded_at).await {
-        Ok(()) => {}
-        Err(Error::Database(error))
-            if error
-                .as_database_error()
-                .is_some_and(|error| error.is_unique_violation()) =>
-        {
-            // A stream is past the sequence its writer expected: a stale writer.
-            transaction.rollback().await?;
-            return Ok(None);
+            heads.insert(stream, head + request.events.len() as u64);
+            assumed.found.push(Ok(head));
+            if let Some(fence) = &request.fence {
+                let epoch = to_db(fence.epoch)?;
+                let (_, highest) = assumed
+                    .fences
+                    .entry(fence.key.as_str())
+                    .or_insert((epoch, epoch));
+                if epoch < *highest {
+                    return Ok(None);
+                }
+                *highest = epoch;
+            }
         }
-        Err(error) => return Err(error),
+        Ok(Some(assumed))
     }
-    finish_batch(transaction, &rows, touched_fences).await?;
-    Ok(Some(outcomes))
 }
 
 /// Writes the tags and fence epochs of a batch whose events are inserted, and commits.
@@ -304,31 +284,104 @@ async fn fetch_stream_heads(
     .await?)
 }
 
-/// How many of the `(stream, sequence)` pairs are stored: one index probe each.
-///
-/// Each pair is probed on its own (`LATERAL … LIMIT 1`): written as one semi-join, the
-/// plan PostgreSQL cached for the statement while `events` was small hashed the pairs and
-/// scanned the whole table, and kept doing so as it grew (5 ms per batch at 100 k events,
-/// 40 % of the writer's time).
-async fn count_existing(
-    connection: &mut Connection,
-    pairs: &[(&str, i64)],
-) -> Result<usize, Error> {
-    if pairs.is_empty() {
-        return Ok(0);
+/// Calls `journal_append_batch` (migration 0002) with the batch's rows, relative offsets
+/// from 1; returns the last offset handed out.
+async fn call_append_batch(
+    pool: &Pool<Database>,
+    rows: &[EventRow<'_>],
+    assumed: &Assumed<'_>,
+    recorded_at: i64,
+) -> Result<i64, Error> {
+    let columns = EventColumns::of(rows, recorded_at);
+    let (mut tag_names, mut tag_offsets) = (Vec::new(), Vec::new());
+    for row in rows {
+        for tag in &row.request.events[row.event].tags {
+            tag_names.push(tag.as_str());
+            tag_offsets.push(row.offset);
+        }
     }
-    let (streams, sequences): (Vec<&str>, Vec<i64>) = pairs.iter().copied().unzip();
-    let count: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM UNNEST($1::text[], $2::bigint[]) AS wanted(stream, sequence) \
-         CROSS JOIN LATERAL (SELECT 1 FROM events \
-         WHERE events.stream = wanted.stream AND events.sequence = wanted.sequence LIMIT 1) \
-         AS found",
+    let (predecessor_streams, predecessor_sequences): (Vec<&str>, Vec<i64>) =
+        assumed.predecessors.iter().copied().unzip();
+    let fence_keys: Vec<&str> = assumed.fences.keys().copied().collect();
+    let (fence_lowest, fence_highest): (Vec<i64>, Vec<i64>) =
+        assumed.fences.values().copied().unzip();
+    Ok(sqlx::query_scalar(
+        "SELECT journal_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, $16, $17, $18)",
     )
-    .bind(streams)
-    .bind(sequences)
-    .fetch_one(&mut *connection)
-    .await?;
-    Ok(from_db(count, "count")? as usize)
+    .bind(i64::try_from(rows.len()).expect("a batch's rows fit i64"))
+    .bind(columns.offsets)
+    .bind(columns.streams)
+    .bind(columns.kinds)
+    .bind(columns.sequences)
+    .bind(columns.names)
+    .bind(columns.versions)
+    .bind(columns.payloads)
+    .bind(columns.tags)
+    .bind(columns.effective)
+    .bind(recorded_at)
+    .bind(tag_names)
+    .bind(tag_offsets)
+    .bind(predecessor_streams)
+    .bind(predecessor_sequences)
+    .bind(fence_keys)
+    .bind(fence_lowest)
+    .bind(fence_highest)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Whether `journal_append_batch` failed because the optimistic path's assumption did not
+/// hold (nothing of the batch was kept): a stream behind its expected head or a fence moved
+/// on (`TF001`, raised by the function), or a stream beyond it (a unique violation).
+fn assumption_failed(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|error| {
+        error.is_unique_violation() || error.code().as_deref() == Some("TF001")
+    })
+}
+
+/// The event rows of a batch as one array per column, for `UNNEST`.
+struct EventColumns<'a> {
+    offsets: Vec<i64>,
+    streams: Vec<&'a str>,
+    kinds: Vec<&'a str>,
+    sequences: Vec<i64>,
+    names: Vec<&'a str>,
+    versions: Vec<i32>,
+    payloads: Vec<&'a [u8]>,
+    tags: Vec<std::borrow::Cow<'a, str>>,
+    effective: Vec<i64>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(rows: &'a [EventRow<'a>], recorded_at: i64) -> Self {
+        let mut columns = EventColumns {
+            offsets: Vec::with_capacity(rows.len()),
+            streams: Vec::with_capacity(rows.len()),
+            kinds: Vec::with_capacity(rows.len()),
+            sequences: Vec::with_capacity(rows.len()),
+            names: Vec::with_capacity(rows.len()),
+            versions: Vec::with_capacity(rows.len()),
+            payloads: Vec::with_capacity(rows.len()),
+            tags: Vec::with_capacity(rows.len()),
+            effective: Vec::with_capacity(rows.len()),
+        };
+        for row in rows {
+            let event = &row.request.events[row.event];
+            columns.offsets.push(row.offset);
+            columns.streams.push(row.request.stream.as_str());
+            columns.kinds.push(row.request.kind.as_str());
+            columns.sequences.push(row.sequence);
+            columns.names.push(event.name.as_str());
+            columns.versions.push(i32::from(event.schema_version));
+            columns.payloads.push(event.payload.as_slice());
+            columns.tags.push(row.stored_tags());
+            columns
+                .effective
+                .push(event.effective_at.unwrap_or(recorded_at));
+        }
+        columns
+    }
 }
 
 /// Inserts the event rows in one statement.
@@ -337,27 +390,7 @@ async fn insert_events(
     rows: &[EventRow<'_>],
     recorded_at: i64,
 ) -> Result<(), Error> {
-    let mut offsets = Vec::with_capacity(rows.len());
-    let mut streams = Vec::with_capacity(rows.len());
-    let mut kinds = Vec::with_capacity(rows.len());
-    let mut sequences = Vec::with_capacity(rows.len());
-    let mut names = Vec::with_capacity(rows.len());
-    let mut versions = Vec::with_capacity(rows.len());
-    let mut payloads = Vec::with_capacity(rows.len());
-    let mut tags = Vec::with_capacity(rows.len());
-    let mut effective = Vec::with_capacity(rows.len());
-    for row in rows {
-        let event = &row.request.events[row.event];
-        offsets.push(row.offset);
-        streams.push(row.request.stream.as_str());
-        kinds.push(row.request.kind.as_str());
-        sequences.push(row.sequence);
-        names.push(event.name.as_str());
-        versions.push(i32::from(event.schema_version));
-        payloads.push(event.payload.as_slice());
-        tags.push(row.stored_tags());
-        effective.push(event.effective_at.unwrap_or(recorded_at));
-    }
+    let columns = EventColumns::of(rows, recorded_at);
     sqlx::query(
         "INSERT INTO events (global_offset, stream, kind, sequence, event_name, schema_version, \
          payload, tags, recorded_at, effective_at) \
@@ -367,15 +400,15 @@ async fn insert_events(
          AS row(global_offset, stream, kind, sequence, event_name, schema_version, payload, \
          tags, effective_at)",
     )
-    .bind(offsets)
-    .bind(streams)
-    .bind(kinds)
-    .bind(sequences)
-    .bind(names)
-    .bind(versions)
-    .bind(payloads)
-    .bind(tags)
-    .bind(effective)
+    .bind(columns.offsets)
+    .bind(columns.streams)
+    .bind(columns.kinds)
+    .bind(columns.sequences)
+    .bind(columns.names)
+    .bind(columns.versions)
+    .bind(columns.payloads)
+    .bind(columns.tags)
+    .bind(columns.effective)
     .bind(recorded_at)
     .execute(&mut *connection)
     .await?;
