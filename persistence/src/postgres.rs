@@ -54,16 +54,35 @@ async fn append_batch_optimistic(
             }),
         });
     }
-    let last_offset = match call_append_batch(pool, &rows, &assumed, recorded_at).await {
+    let mut connection = pool.acquire().await?;
+    let written = call_append_batch(
+        &mut connection,
+        &rows,
+        &assumed.predecessors,
+        &assumed.fences,
+        recorded_at,
+    )
+    .await;
+    let last_offset = match written {
         Ok(last_offset) => last_offset,
         Err(Error::Database(error)) if assumption_failed(&error) => return Ok(None),
         Err(error) => return Err(error),
     };
-    let base = from_db(last_offset - offset, "offset")?;
+    Ok(Some(with_offsets(outcomes, last_offset, offset)?))
+}
+
+/// The outcomes of appends decided with offsets relative to the batch (from 1 to
+/// `relative_last`), moved to the offsets the journal handed out (up to `last_offset`).
+fn with_offsets(
+    mut outcomes: Vec<Result<AppendOutcome, Error>>,
+    last_offset: i64,
+    relative_last: i64,
+) -> Result<Vec<Result<AppendOutcome, Error>>, Error> {
+    let base = from_db(last_offset - relative_last, "offset")?;
     for outcome in outcomes.iter_mut().flatten() {
         outcome.first_offset += base;
     }
-    Ok(Some(outcomes))
+    Ok(outcomes)
 }
 
 /// What the optimistic path assumes of a batch, without reading anything.
@@ -122,27 +141,6 @@ impl<'a> Assumed<'a> {
     }
 }
 
-/// Writes the tags and fence epochs of a batch whose events are inserted, and commits.
-async fn finish_batch(
-    mut transaction: sqlx::Transaction<'_, Database>,
-    rows: &[EventRow<'_>],
-    touched_fences: BTreeMap<&str, u64>,
-) -> Result<(), Error> {
-    insert_tags(&mut transaction, rows).await?;
-    for (fence, epoch) in touched_fences {
-        sqlx::query(
-            "INSERT INTO fences (fence, epoch) VALUES ($1, $2) \
-             ON CONFLICT (fence) DO UPDATE SET epoch = excluded.epoch",
-        )
-        .bind(fence)
-        .bind(to_db(epoch)?)
-        .execute(&mut *transaction)
-        .await?;
-    }
-    transaction.commit().await?;
-    Ok(())
-}
-
 /// Decides every append of a batch against the stream heads read. The head row is
 /// locked first, so batches from every writer commit in offset order; the stream heads
 /// are read after that lock, so no other writer can move them before this transaction
@@ -153,12 +151,10 @@ async fn append_batch_checked(
     recorded_at: i64,
 ) -> Result<Vec<Result<AppendOutcome, Error>>, Error> {
     let mut transaction = pool.begin().await?;
-    let last_offset: i64 = sqlx::query_scalar(
-        "UPDATE journal_head SET last_offset = last_offset WHERE id = 1 \
-         RETURNING last_offset",
-    )
-    .fetch_one(&mut *transaction)
-    .await?;
+    // Locks the head row; `journal_append_batch` advances it.
+    sqlx::query("SELECT last_offset FROM journal_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut *transaction)
+        .await?;
     let mut seen: HashSet<&str> = HashSet::with_capacity(batch.len());
     let streams: Vec<&str> = batch
         .iter()
@@ -172,23 +168,27 @@ async fn append_batch_checked(
         .map(|fence| fence.key.as_str())
         .collect();
     let epochs = fence_epochs(&mut transaction, &fences).await?;
+    // Offsets relative to the batch, from 1, as on the optimistic path.
     let Decided {
         outcomes,
         rows,
         touched_fences,
-        last_offset: offset,
-    } = decide(batch, heads, epochs, last_offset, recorded_at)?;
+        last_offset: relative_last,
+    } = decide(batch, heads, epochs, 0, recorded_at)?;
     if rows.is_empty() {
         transaction.rollback().await?;
         return Ok(outcomes);
     }
-    insert_events(&mut transaction, &rows, recorded_at).await?;
-    sqlx::query("UPDATE journal_head SET last_offset = $1 WHERE id = 1")
-        .bind(offset)
-        .execute(&mut *transaction)
-        .await?;
-    finish_batch(transaction, &rows, touched_fences).await?;
-    Ok(outcomes)
+    // Decided against what was read under the lock: no predecessor to check, and each fence's
+    // epoch is at least the one stored.
+    let mut fences = BTreeMap::new();
+    for (fence, epoch) in touched_fences {
+        let epoch = to_db(epoch)?;
+        fences.insert(fence, (epoch, epoch));
+    }
+    let last_offset = call_append_batch(&mut transaction, &rows, &[], &fences, recorded_at).await?;
+    transaction.commit().await?;
+    with_offsets(outcomes, last_offset, relative_last)
 }
 
 /// The head of each of `streams` (distinct) that has events, from the events
@@ -287,9 +287,10 @@ async fn fetch_stream_heads(
 /// Calls `journal_append_batch` (migration 0002) with the batch's rows, relative offsets
 /// from 1; returns the last offset handed out.
 async fn call_append_batch(
-    pool: &Pool<Database>,
+    connection: &mut Connection,
     rows: &[EventRow<'_>],
-    assumed: &Assumed<'_>,
+    predecessors: &[(&str, i64)],
+    fences: &BTreeMap<&str, (i64, i64)>,
     recorded_at: i64,
 ) -> Result<i64, Error> {
     let columns = EventColumns::of(rows, recorded_at);
@@ -301,10 +302,9 @@ async fn call_append_batch(
         }
     }
     let (predecessor_streams, predecessor_sequences): (Vec<&str>, Vec<i64>) =
-        assumed.predecessors.iter().copied().unzip();
-    let fence_keys: Vec<&str> = assumed.fences.keys().copied().collect();
-    let (fence_lowest, fence_highest): (Vec<i64>, Vec<i64>) =
-        assumed.fences.values().copied().unzip();
+        predecessors.iter().copied().unzip();
+    let fence_keys: Vec<&str> = fences.keys().copied().collect();
+    let (fence_lowest, fence_highest): (Vec<i64>, Vec<i64>) = fences.values().copied().unzip();
     Ok(sqlx::query_scalar(
         "SELECT journal_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
          $14, $15, $16, $17, $18)",
@@ -327,7 +327,7 @@ async fn call_append_batch(
     .bind(fence_keys)
     .bind(fence_lowest)
     .bind(fence_highest)
-    .fetch_one(pool)
+    .fetch_one(&mut *connection)
     .await?)
 }
 
@@ -382,58 +382,4 @@ impl<'a> EventColumns<'a> {
         }
         columns
     }
-}
-
-/// Inserts the event rows in one statement.
-async fn insert_events(
-    connection: &mut Connection,
-    rows: &[EventRow<'_>],
-    recorded_at: i64,
-) -> Result<(), Error> {
-    let columns = EventColumns::of(rows, recorded_at);
-    sqlx::query(
-        "INSERT INTO events (global_offset, stream, kind, sequence, event_name, schema_version, \
-         payload, tags, recorded_at, effective_at) \
-         SELECT global_offset, stream, kind, sequence, event_name, schema_version, payload, \
-         tags, $10, effective_at FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
-         $4::bigint[], $5::text[], $6::integer[], $7::bytea[], $8::text[], $9::bigint[]) \
-         AS row(global_offset, stream, kind, sequence, event_name, schema_version, payload, \
-         tags, effective_at)",
-    )
-    .bind(columns.offsets)
-    .bind(columns.streams)
-    .bind(columns.kinds)
-    .bind(columns.sequences)
-    .bind(columns.names)
-    .bind(columns.versions)
-    .bind(columns.payloads)
-    .bind(columns.tags)
-    .bind(columns.effective)
-    .bind(recorded_at)
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
-}
-
-/// Inserts one `event_tags` row per tag of each event.
-async fn insert_tags(connection: &mut Connection, rows: &[EventRow<'_>]) -> Result<(), Error> {
-    let (mut tags, mut offsets) = (Vec::new(), Vec::new());
-    for row in rows {
-        for tag in &row.request.events[row.event].tags {
-            tags.push(tag.as_str());
-            offsets.push(row.offset);
-        }
-    }
-    if tags.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO event_tags (tag, global_offset) \
-         SELECT * FROM UNNEST($1::text[], $2::bigint[])",
-    )
-    .bind(tags)
-    .bind(offsets)
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
 }

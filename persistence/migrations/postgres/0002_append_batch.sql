@@ -3,7 +3,8 @@
 -- first (batches commit in offset order), then the assumptions the caller made without reading
 -- are checked, and any that fails raises SQLSTATE TF001 so that nothing is kept and the caller
 -- decides the batch against the heads it reads instead. A stream above the sequence expected
--- fails on the (stream, sequence) unique index (SQLSTATE 23505), handled the same way.
+-- fails on the (stream, sequence) unique index (SQLSTATE 23505), handled the same way. The
+-- checked path calls it too, in its transaction, with nothing left to check.
 --
 --   event_count        events in the batch; offsets are relative, 1 .. event_count
 --   fence_keys …       each fence the batch's appends carry, with the lowest epoch they carry
