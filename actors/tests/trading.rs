@@ -530,6 +530,12 @@ async fn resting_and_orphan(journal: &Journal, orphan: OrderId) -> OrderView {
 
 /// Places alice's hold of 1 000 USD for `orphan` through an accounts region of its own.
 async fn place_orphan_hold(journal: &Journal, orphan: OrderId) {
+    place_hold_without_saga(journal, "alice", orphan, false).await;
+}
+
+/// Places `owner`'s hold of 1 000 USD for `orphan` (depositing the funds first if `fund`)
+/// through an accounts region of its own.
+async fn place_hold_without_saga(journal: &Journal, owner: &str, orphan: OrderId, fund: bool) {
     use tradefloor_actors::{EntityConfig, ShardRegion};
     use tradefloor_domain::CommandId;
     use tradefloor_domain::account::{Account, AccountCommand};
@@ -538,6 +544,19 @@ async fn place_orphan_hold(journal: &Journal, orphan: OrderId) {
         ShardRegion::<Account>::start("/orphan/accounts", journal.clone(), EntityConfig::default())
             .await
             .unwrap();
+    if fund {
+        let deposit = AccountCommand::Deposit {
+            command_id: CommandId::new("fund-orphan").unwrap(),
+            asset: asset("USD"),
+            amount: Amount(5_000),
+            effective_at: None,
+            at: Timestamp(1),
+        };
+        accounts
+            .ask(owner, deposit, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
     let hold = AccountCommand::PlaceHold {
         command_id: CommandId::derived(orphan, "hold").unwrap(),
         order_id: orphan,
@@ -550,10 +569,41 @@ async fn place_orphan_hold(journal: &Journal, orphan: OrderId) {
         at: Timestamp(1),
     };
     accounts
-        .ask("alice", hold, Duration::from_secs(5))
+        .ask(owner, hold, Duration::from_secs(5))
         .await
         .unwrap();
     accounts.stop().await.unwrap();
+}
+
+/// An account holding for an order whose saga has not started (the instant between a
+/// generated order's hold and its start, or a hold the next sweep will release) is answered:
+/// the hold counts in its balance, and no open order is made up for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_with_a_hold_whose_saga_has_not_started_is_answered() {
+    let (journal, _directory) = journal().await;
+    let exchange = exchange(journal.clone()).await;
+    let resting = exchange
+        .place_order(limit("alice", Side::Buy, 90, 5))
+        .await
+        .unwrap();
+    // carol is not in the exchange's memory: her account is read from the journal as it is
+    // first asked for, hold and all.
+    place_hold_without_saga(&journal, "carol", OrderId(525_252), true).await;
+
+    let carol = exchange.account(account("carol")).await.unwrap();
+    let usd = carol.balances[&asset("USD")];
+    assert_eq!((usd.total, usd.held), (Amount(5_000), Amount(1_000)));
+    assert!(carol.open_orders.is_empty(), "{:?}", carol.open_orders);
+    let alice = exchange.account(account("alice")).await.unwrap();
+    assert_eq!(
+        alice
+            .open_orders
+            .iter()
+            .map(|order| order.order_id)
+            .collect::<Vec<_>>(),
+        vec![resting.order_id]
+    );
+    exchange.shutdown().await.unwrap();
 }
 
 /// A crash between a generated order's hold and its saga's start leaves a hold no saga will
