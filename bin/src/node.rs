@@ -169,15 +169,19 @@ async fn join_cluster(
     trading: tradefloor_actors::trading::TradingConfig,
 ) -> Result<(Arc<Exchange>, Arc<ClusterNode>), Error> {
     let remote_config = config.cluster.remote_config();
-    let transport = Arc::new(ClusterTransport::new(remote_config.clone()));
+    let transport = Arc::new(ClusterTransport::new(
+        config.node_id.clone(),
+        remote_config.clone(),
+    ));
     let remoting = Arc::new(Remoting::new(
         config.node_id.clone(),
         trading.entities.shard_count,
-        transport,
+        transport.clone(),
         config.cluster.remoting_config(),
     ));
     let listen = config.cluster_listen_addr()?;
-    let endpoint = Endpoint::start(listen, secret, remoting.clone(), &remote_config).await?;
+    let endpoint =
+        Endpoint::start(listen, secret, remoting.clone(), &transport, &remote_config).await?;
     tracing::info!(%listen, advertised = %config.cluster_advertised(), "cluster endpoint listening");
     let exchange =
         Exchange::start_clustered(registry, journal.clone(), trading, remoting.clone()).await?;

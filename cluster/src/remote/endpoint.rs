@@ -1,0 +1,171 @@
+//! This node's endpoint in the cluster: the ractor_cluster server, the gateway and the
+//! inbox, and the log of sessions (which also gives up the calls of a connection that broke).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use tradefloor_actors::routing::remote::Remoting;
+
+use super::gateway::{Gateway, GatewayMessage};
+use super::inbox::{Inbox, InboxMessage, Waiting};
+use super::{ClusterTransport, RemoteConfig};
+use crate::error::Error;
+
+/// Logs sessions that closed before they authenticated: a peer with another secret (or
+/// not a Tradefloor node at all).
+struct SessionLog {
+    /// The sessions that authenticated, shared with the [`Endpoint`].
+    authenticated: Arc<Mutex<HashSet<u64>>>,
+    /// The calls waiting for answers: those to a node whose connection closed are given up.
+    waiting: Arc<Waiting>,
+}
+
+impl NodeEventSubscription for SessionLog {
+    fn node_session_opened(&self, session: NodeServerSessionInformation) {
+        tracing::debug!(peer = %session.peer_addr, "cluster connection opened");
+    }
+
+    fn node_session_disconnected(&self, session: NodeServerSessionInformation) {
+        let was_authenticated = self
+            .authenticated
+            .lock()
+            .expect("no panics under the lock")
+            .remove(&session.node_id);
+        if was_authenticated {
+            // ractor_cluster names a peer `{node name}@{host}`.
+            let node = session
+                .peer_name
+                .as_ref()
+                .map(|name| name.name.split('@').next().unwrap_or_default().to_owned());
+            let given_up = node
+                .as_deref()
+                .map_or(0, |node| self.waiting.fail_node(node));
+            tracing::warn!(peer = %session.peer_addr, ?node, given_up, "cluster connection closed");
+        } else {
+            tracing::warn!(
+                peer = %session.peer_addr,
+                "cluster connection closed before it authenticated (a different cluster secret, or a duplicate connection)"
+            );
+        }
+    }
+
+    fn node_session_authenicated(&self, session: NodeServerSessionInformation) {
+        self.authenticated
+            .lock()
+            .expect("no panics under the lock")
+            .insert(session.node_id);
+        tracing::info!(peer = %session.peer_addr, "cluster connection authenticated");
+    }
+}
+
+/// This node's endpoint in the cluster: the ractor_cluster server, the gateway and the inbox.
+pub struct Endpoint {
+    server: ActorRef<NodeServerMessage>,
+    gateway: ActorRef<GatewayMessage>,
+    inbox: ActorRef<InboxMessage>,
+    /// The ractor_cluster sessions that authenticated (by session id).
+    authenticated: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl Endpoint {
+    /// Listens on `listen` for other nodes (authenticating them with `secret`), serves their
+    /// calls with `remoting` and takes the answers to `transport`'s calls.
+    pub async fn start(
+        listen: SocketAddr,
+        secret: &str,
+        remoting: Arc<Remoting>,
+        transport: &ClusterTransport,
+        config: &RemoteConfig,
+    ) -> Result<Self, Error> {
+        let node_id = remoting.node_id().to_owned();
+        let server = NodeServer::new(
+            listen.port(),
+            secret.to_owned(),
+            node_id.clone(),
+            listen.ip().to_string(),
+            None,
+            Some(NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(listen.ip());
+        let (server, _) = Actor::spawn(None, server, ())
+            .await
+            .map_err(|error| Error::Remoting(format!("cluster server: {error}")))?;
+        let authenticated = Arc::new(Mutex::new(HashSet::new()));
+        server
+            .cast(NodeServerMessage::SubscribeToEvents {
+                id: "tradefloor-session-log".to_owned(),
+                subscription: Box::new(SessionLog {
+                    authenticated: authenticated.clone(),
+                    waiting: transport.waiting(),
+                }),
+            })
+            .map_err(|error| Error::Remoting(error.to_string()))?;
+        let (inbox, _) = Actor::spawn(
+            None,
+            Inbox,
+            (transport.node_id().to_owned(), transport.waiting()),
+        )
+        .await
+        .map_err(|error| Error::Remoting(format!("inbox: {error}")))?;
+        let (gateway, _) = Actor::spawn(None, Gateway, (remoting, config.clone()))
+            .await
+            .map_err(|error| Error::Remoting(format!("gateway: {error}")))?;
+        Ok(Self {
+            server,
+            gateway,
+            inbox,
+            authenticated,
+        })
+    }
+
+    /// The peer names (node ids) this node has an authenticated connection to.
+    pub async fn connected(&self) -> Result<HashSet<String>, Error> {
+        let sessions = ractor::call!(self.server, NodeServerMessage::GetSessions)
+            .map_err(|error| Error::Remoting(error.to_string()))?;
+        let authenticated = self
+            .authenticated
+            .lock()
+            .expect("no panics under the lock")
+            .clone();
+        let mut connected = HashSet::new();
+        for session in sessions
+            .values()
+            .filter(|session| authenticated.contains(&session.node_id))
+        {
+            // ractor_cluster names a peer `{node name}@{host}`.
+            if let Some(name) = &session.peer_name {
+                let node = name.name.split('@').next().unwrap_or_default();
+                connected.insert(node.to_owned());
+            }
+        }
+        Ok(connected)
+    }
+
+    /// Dials another node's cluster address (host:port) in the background, giving up after
+    /// `timeout`: an unreachable host must not hold up the caller (a heartbeat). The
+    /// handshake authenticates the connection; [`connected`](Self::connected) shows it.
+    pub fn dial(&self, address: &str, timeout: Duration) {
+        let server = self.server.clone();
+        let address = address.to_owned();
+        tokio::spawn(async move {
+            let attempt = ractor_cluster::client_connect(&server, address.as_str());
+            match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%address, %error, "not connected"),
+                Err(_) => tracing::debug!(%address, ?timeout, "connection attempt timed out"),
+            }
+        });
+    }
+
+    /// Stops the gateway, the inbox and the server (closing every connection).
+    pub fn stop(&self) {
+        self.gateway.stop(None);
+        self.inbox.stop(None);
+        self.server.stop(None);
+    }
+}
