@@ -96,6 +96,25 @@ pub enum Error {
     Migration(#[source] Arc<sqlx::migrate::MigrateError>),
 }
 
+impl Error {
+    /// Whether the statement failed because a table it names does not exist (and for no
+    /// other reason: a caller may create or rebuild what is missing, never what failed).
+    pub fn is_missing_table(&self) -> bool {
+        match self {
+            Error::Database(error) => match error.as_ref() {
+                sqlx::Error::Database(database) => {
+                    // PostgreSQL's undefined_table; SQLite has no code of its own for it.
+                    database.code().as_deref() == Some("42P01")
+                        || database.message().starts_with("no such table")
+                }
+                _ => false,
+            },
+            Error::Sqlite(error) => error.to_string().starts_with("no such table"),
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
         Error::Database(Arc::new(error))

@@ -134,6 +134,10 @@ macro_rules! decode_rows {
                         if let Ok(integer) = row.try_get::<Option<i64>, _>(index) {
                             return Ok(SqlValue::from(integer));
                         }
+                        // PostgreSQL's INTEGER (a literal, a count of a small type) is 32 bits.
+                        if let Ok(integer) = row.try_get::<Option<i32>, _>(index) {
+                            return Ok(SqlValue::from(integer.map(i64::from)));
+                        }
                         row.try_get::<Option<String>, _>(index)
                             .map(|text| text.map_or(SqlValue::Null, SqlValue::Text))
                     })

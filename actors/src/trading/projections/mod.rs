@@ -98,13 +98,19 @@ pub const TABLES: &[(&str, &str)] = &[
 /// from offset 0 with that index: the sweep for orphaned holds trusts it.
 pub async fn create_tables(journal: &Journal) -> Result<(), Error> {
     let database = journal.read_models();
-    let holds_indexed = database
+    // Only a missing table means an old read model: any other failure resets nothing (a
+    // reset of the shared tables while another node's read model writes them corrupts them).
+    let holds_indexed = match database
         .fetch(
-            &format!("SELECT 1 FROM {} LIMIT 1", balances::HOLDS_TABLE),
+            &format!("SELECT order_id FROM {} LIMIT 1", balances::HOLDS_TABLE),
             &[],
         )
         .await
-        .is_ok();
+    {
+        Ok(_) => true,
+        Err(error) if error.is_missing_table() => false,
+        Err(error) => return Err(storage("balances", error)),
+    };
     create_every_table(database).await?;
     if !holds_indexed {
         balances::reset_without_holds(journal)
