@@ -26,6 +26,10 @@ pub enum GatewayMessage {
     Calls(Vec<u8>),
 }
 
+/// Most calling nodes the gateway keeps an answer queue (and its task) for: far more nodes
+/// than a cluster has, so that a peer naming itself anew in every frame cannot grow them.
+const CALLERS_MAX: usize = 1_024;
+
 /// The gateway actor (see the [module docs](self)).
 pub(super) struct Gateway;
 
@@ -77,7 +81,10 @@ impl Actor for Gateway {
         };
         metrics::histogram!("tradefloor_cluster_calls_per_frame", "side" => "served")
             .record(frame.calls.len() as f64);
-        let answers = state.answers_to(&frame.from);
+        let Some(answers) = state.answers_to(&frame.from) else {
+            tracing::warn!(from = %frame.from, "frame of calls dropped: too many callers");
+            return Ok(());
+        };
         for (id, call) in frame.calls {
             let Ok(permit) = state.serving.clone().try_acquire_owned() else {
                 let refused: Reply = Err(ActorError::Overloaded {
@@ -103,10 +110,14 @@ impl Actor for Gateway {
 }
 
 impl GatewayState {
-    /// The answer queue to node `from`, started at its first call.
-    fn answers_to(&mut self, from: &str) -> mpsc::Sender<(u64, Reply)> {
+    /// The answer queue to node `from`, started at its first call; `None` past
+    /// [`CALLERS_MAX`] callers.
+    fn answers_to(&mut self, from: &str) -> Option<mpsc::Sender<(u64, Reply)>> {
         if let Some(queue) = self.answers.get(from) {
-            return queue.clone();
+            return Some(queue.clone());
+        }
+        if self.answers.len() >= CALLERS_MAX {
+            return None;
         }
         let (queue, waiting) = mpsc::channel(self.config.serving_max.max(1));
         tokio::spawn(send_answers(
@@ -116,7 +127,7 @@ impl GatewayState {
             waiting,
         ));
         self.answers.insert(from.to_owned(), queue.clone());
-        queue
+        Some(queue)
     }
 }
 
