@@ -16,6 +16,11 @@ use super::inbox::{Inbox, InboxMessage, Waiting};
 use super::{ClusterTransport, RemoteConfig};
 use crate::error::Error;
 
+/// The node id in a peer's name, which ractor_cluster makes `{node id}@{host}`.
+fn node_of(peer_name: &str) -> &str {
+    peer_name.split('@').next().unwrap_or_default()
+}
+
 /// Logs sessions that closed before they authenticated: a peer with another secret (or
 /// not a Tradefloor node at all).
 struct SessionLog {
@@ -37,14 +42,8 @@ impl NodeEventSubscription for SessionLog {
             .expect("no panics under the lock")
             .remove(&session.node_id);
         if was_authenticated {
-            // ractor_cluster names a peer `{node name}@{host}`.
-            let node = session
-                .peer_name
-                .as_ref()
-                .map(|name| name.name.split('@').next().unwrap_or_default().to_owned());
-            let given_up = node
-                .as_deref()
-                .map_or(0, |node| self.waiting.fail_node(node));
+            let node = session.peer_name.as_ref().map(|name| node_of(&name.name));
+            let given_up = node.map_or(0, |node| self.waiting.fail_node(node));
             tracing::warn!(peer = %session.peer_addr, ?node, given_up, "cluster connection closed");
         } else {
             tracing::warn!(
@@ -137,10 +136,8 @@ impl Endpoint {
             .values()
             .filter(|session| authenticated.contains(&session.node_id))
         {
-            // ractor_cluster names a peer `{node name}@{host}`.
             if let Some(name) = &session.peer_name {
-                let node = name.name.split('@').next().unwrap_or_default();
-                connected.insert(node.to_owned());
+                connected.insert(node_of(&name.name).to_owned());
             }
         }
         Ok(connected)

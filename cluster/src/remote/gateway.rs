@@ -143,7 +143,7 @@ async fn send_answers(
     while let Some(replies) = frames.next().await {
         metrics::histogram!("tradefloor_cluster_calls_per_frame", "side" => "answered")
             .record(replies.len() as f64);
-        let bytes = encode_answers(replies, &node_id);
+        let bytes = encode_answers(replies, &node_id, config.frame_bytes_max);
         let Some(inbox) = remote_member::<InboxMessage>(&inbox_group(&to)) else {
             tracing::debug!(node = %to, "answers dropped: not connected to the caller");
             continue;
@@ -154,12 +154,11 @@ async fn send_answers(
     }
 }
 
-/// The frame of `replies`; an answer too large for a frame is replaced by the error saying
-/// so.
-fn encode_answers(mut replies: Vec<(u64, Reply)>, node_id: &str) -> Vec<u8> {
-    let frame_limit = codec::FRAME_LIMIT / 2;
+/// The frame of `replies`; an answer larger than `bytes_max` (the bound on a call, too) is
+/// replaced by the error saying so.
+fn encode_answers(mut replies: Vec<(u64, Reply)>, node_id: &str, bytes_max: usize) -> Vec<u8> {
     for (_, reply) in &mut replies {
-        if reply_size(reply) > frame_limit {
+        if reply_size(reply) > bytes_max {
             *reply = Err(ActorError::Failed {
                 actor: format!("{node_id}/gateway"),
                 reason: format!(
