@@ -101,7 +101,7 @@ async fn drain(tail: &mut LogTail, into: &mut Vec<StoredEvent>) {
         if batch.is_empty() && !tail.has_more() {
             return;
         }
-        into.extend(batch);
+        into.extend(batch.iter().map(|stored| StoredEvent::clone(stored)));
     }
 }
 

@@ -258,7 +258,7 @@ impl Projection for Counts {
     async fn apply(
         &mut self,
         transaction: &mut Transaction,
-        events: &[StoredEvent],
+        events: &[Arc<StoredEvent>],
     ) -> Result<(), CountError> {
         let batch = self.faults.batches.fetch_add(1, Ordering::SeqCst) + 1;
         let fault = self.faults.planned.lock().unwrap().remove(&batch);

@@ -106,8 +106,9 @@ impl Filter {
 /// One committed batch of the global log as the journal's writer publishes it on the log bus
 /// (see [`crate::Journal::subscribe`]): every event the batch committed, unfiltered, in offset
 /// order, each as [`crate::Journal::read_all`] returns it. Offsets within a batch are
-/// contiguous; built once and shared by every subscriber.
-pub type LogBatch = std::sync::Arc<[StoredEvent]>;
+/// contiguous; built once and shared by every subscriber, each event too (a subscriber that
+/// keeps some of a batch's events shares them rather than copying their payloads and names).
+pub type LogBatch = std::sync::Arc<[std::sync::Arc<StoredEvent>]>;
 
 /// The latest snapshot of a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]

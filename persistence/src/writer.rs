@@ -198,7 +198,7 @@ fn committed_events(
             ..
         } = request;
         for (index, event) in (0u64..).zip(events) {
-            committed.push(StoredEvent {
+            committed.push(std::sync::Arc::new(StoredEvent {
                 global_offset: outcome.first_offset + index,
                 stream: stream.clone(),
                 kind: kind.clone(),
@@ -209,7 +209,7 @@ fn committed_events(
                 tags: event.tags,
                 recorded_at: outcome.recorded_at,
                 effective_at: event.effective_at.unwrap_or(outcome.recorded_at),
-            });
+            }));
         }
     }
     // Appends are accepted in batch order with rising offsets, so this is a linear check;

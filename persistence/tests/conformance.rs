@@ -1131,7 +1131,11 @@ async fn the_bus_publishes_what_reads_return(harness: &Harness) {
             offsets,
             (first..first + offsets.len() as u64).collect::<Vec<_>>()
         );
-        published.extend(batch.iter().cloned());
+        published.extend(
+            batch
+                .iter()
+                .map(|stored| tradefloor_persistence::StoredEvent::clone(stored)),
+        );
     }
     assert_eq!(
         published,

@@ -132,8 +132,9 @@ impl LogTail {
     }
 
     /// The matching events after the cursor available now, at most the limit, in offset
-    /// order; empty if there are none. Never waits for new events.
-    pub async fn next(&mut self) -> Result<Vec<StoredEvent>, StorageError> {
+    /// order; empty if there are none. Never waits for new events. The events are shared with
+    /// the bus's other subscribers, not copied.
+    pub async fn next(&mut self) -> Result<Vec<Arc<StoredEvent>>, StorageError> {
         let mut events = Vec::new();
         while events.len() < self.limit {
             if !self.in_step {
@@ -161,7 +162,7 @@ impl LogTail {
 
     /// Moves the cursor over `batch` from `start`, collecting the matching events up to the
     /// limit (the rest stays pending); leaves the step at a gap.
-    fn take(&mut self, batch: LogBatch, start: usize, events: &mut Vec<StoredEvent>) {
+    fn take(&mut self, batch: LogBatch, start: usize, events: &mut Vec<Arc<StoredEvent>>) {
         let seen = batch[start..].partition_point(|event| event.global_offset <= self.cursor);
         let start = start + seen;
         match batch.get(start) {
@@ -187,7 +188,7 @@ impl LogTail {
 
     /// Reads the matching events after the cursor from the database (see the [module](self)
     /// on why the cursor may move to the head read first).
-    async fn read_database(&mut self) -> Result<Vec<StoredEvent>, StorageError> {
+    async fn read_database(&mut self) -> Result<Vec<Arc<StoredEvent>>, StorageError> {
         let head = self.journal.last_offset().await?;
         let events = self
             .journal
@@ -205,7 +206,7 @@ impl LogTail {
         } else {
             self.cursor = last;
         }
-        Ok(events)
+        Ok(events.into_iter().map(Arc::new).collect())
     }
 }
 

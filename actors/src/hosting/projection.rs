@@ -28,6 +28,7 @@
 //! [`Supervisor`]: crate::runtime::supervisor::Supervisor
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -72,7 +73,7 @@ pub trait Projection: Send + 'static {
     fn apply(
         &mut self,
         transaction: &mut Transaction,
-        events: &[StoredEvent],
+        events: &[Arc<StoredEvent>],
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Empties the read model, inside `transaction`, for [`rebuild`]: afterwards its tables

@@ -202,7 +202,7 @@ impl FeedState {
 
     /// Takes the tail's next batch, delivers and commits it; returns its size.
     async fn step(&mut self) -> Result<usize, Error> {
-        let events: Vec<StoredEvent> = self
+        let events: Vec<Arc<StoredEvent>> = self
             .tail
             .next()
             .await

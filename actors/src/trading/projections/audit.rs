@@ -1,5 +1,7 @@
 //! The audit log: one row per event of the global log, in offset order.
 
+use std::sync::Arc;
+
 use tradefloor_persistence::{Filter, StoredEvent, Transaction};
 
 use super::sql::{self, SqlValue};
@@ -44,7 +46,7 @@ impl Projection for AuditProjection {
     async fn apply(
         &mut self,
         transaction: &mut Transaction,
-        events: &[StoredEvent],
+        events: &[Arc<StoredEvent>],
     ) -> Result<(), ReadModelError> {
         begin_batch(transaction, NAME).await?;
         let rows = events

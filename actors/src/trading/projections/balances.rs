@@ -1,6 +1,8 @@
 //! Balances and positions: `{total, held}` per account and asset from the accounts' events,
 //! and base quantity bought and sold per account and market from the books' trades.
 
+use std::sync::Arc;
+
 use std::collections::{BTreeMap, HashMap};
 
 use tradefloor_domain::account::{Account, AccountEvent, BalanceChange};
@@ -250,7 +252,7 @@ impl Projection for BalancesProjection {
     async fn apply(
         &mut self,
         transaction: &mut Transaction,
-        events: &[StoredEvent],
+        events: &[Arc<StoredEvent>],
     ) -> Result<(), ReadModelError> {
         begin_batch(transaction, NAME).await?;
         let codec = <Account as Persistent>::codec();

@@ -10,6 +10,8 @@
 //! VWAP is kept as two integers, Σ price × quantity and Σ quantity, and divided only when
 //! read (rounded down): no float, every sum checked.
 
+use std::sync::Arc;
+
 use std::collections::BTreeMap;
 
 use tradefloor_domain::book::Trade;
@@ -385,7 +387,7 @@ impl Projection for CandlesProjection {
     async fn apply(
         &mut self,
         transaction: &mut Transaction,
-        events: &[StoredEvent],
+        events: &[Arc<StoredEvent>],
     ) -> Result<(), ReadModelError> {
         begin_batch(transaction, NAME).await?;
         let mut trades = Vec::with_capacity(events.len());

@@ -10,6 +10,8 @@
 //! the journal. Every read happens before the batch's first write, so the batch's transaction
 //! holds SQLite's write lock only for its row writes.
 
+use std::sync::Arc;
+
 use std::collections::BTreeSet;
 
 use tradefloor_domain::book::EndReason;
@@ -138,7 +140,7 @@ impl OrdersProjection {
     /// saga the fold cannot be sure of) and returns the views of those that changed.
     async fn fold_batch(
         &mut self,
-        events: &[StoredEvent],
+        events: &[Arc<StoredEvent>],
     ) -> Result<Vec<OrderView>, ReadModelError> {
         if events
             .first()
@@ -300,7 +302,7 @@ impl Projection for OrdersProjection {
     async fn apply(
         &mut self,
         transaction: &mut Transaction,
-        events: &[StoredEvent],
+        events: &[Arc<StoredEvent>],
     ) -> Result<(), ReadModelError> {
         // Every read happens before the transaction's first write.
         let views = self.fold_batch(events).await?;

@@ -1,5 +1,7 @@
 //! The trade tape: every trade of every market, from the books' `Traded` events.
 
+use std::sync::Arc;
+
 use tradefloor_domain::book::{BookEvent, OrderBook, Trade};
 use tradefloor_domain::{AccountId, OrderId, Price, Quantity, Side, Symbol, Timestamp, TradeId};
 use tradefloor_persistence::{Filter, StoredEvent, Transaction};
@@ -84,7 +86,7 @@ impl Projection for TradesProjection {
     async fn apply(
         &mut self,
         transaction: &mut Transaction,
-        events: &[StoredEvent],
+        events: &[Arc<StoredEvent>],
     ) -> Result<(), ReadModelError> {
         begin_batch(transaction, NAME).await?;
         let mut rows = Vec::with_capacity(events.len());
