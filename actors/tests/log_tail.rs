@@ -56,14 +56,14 @@ impl Harness {
     async fn finish(self) {
         self.ours.database().close().await;
         self.theirs.database().close().await;
-        if let Some((url, schema)) = self.schema {
-            if let Database::Postgres(pool) = Database::connect(&url, &config()).await.unwrap() {
-                sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-                pool.close().await;
-            }
+        if let Some((url, schema)) = self.schema
+            && let Database::Postgres(pool) = Database::connect(&url, &config()).await.unwrap()
+        {
+            sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
         }
     }
 }

@@ -62,8 +62,8 @@ impl MarketSpec {
                 Amount::BALANCE_MAX
             ));
         }
-        if self.min_quantity.get() % self.lot_size.get() != 0
-            || self.max_quantity.get() % self.lot_size.get() != 0
+        if !self.min_quantity.get().is_multiple_of(self.lot_size.get())
+            || !self.max_quantity.get().is_multiple_of(self.lot_size.get())
         {
             return invalid("min and max quantity must be multiples of the lot size".to_owned());
         }
@@ -87,7 +87,7 @@ impl MarketSpec {
         if price.get() > Amount::BALANCE_MAX.get() {
             return Err(Error::Overflow);
         }
-        if price.get() % self.tick_size.get() != 0 {
+        if !price.get().is_multiple_of(self.tick_size.get()) {
             return Err(Error::BadTick {
                 price,
                 tick_size: self.tick_size,
@@ -101,7 +101,7 @@ impl MarketSpec {
         if quantity.is_zero() {
             return Err(Error::zero("quantity"));
         }
-        if quantity.get() % self.lot_size.get() != 0 {
+        if !quantity.get().is_multiple_of(self.lot_size.get()) {
             return Err(Error::BadLot {
                 quantity,
                 lot_size: self.lot_size,

@@ -34,7 +34,7 @@ impl Rng {
     }
 
     fn one_in(&mut self, n: u64) -> bool {
-        n != 0 && self.next() % n == 0
+        n != 0 && self.next().is_multiple_of(n)
     }
 }
 
@@ -166,10 +166,10 @@ impl Venue {
             at: self.at(),
         };
         let account = self.accounts.entry(account_id).or_default();
-        if let Ok((events, _)) = account.execute(&command) {
-            if !events.is_empty() {
-                *self.external.entry(asset).or_default() += i128::from(amount);
-            }
+        if let Ok((events, _)) = account.execute(&command)
+            && !events.is_empty()
+        {
+            *self.external.entry(asset).or_default() += i128::from(amount);
         }
     }
 

@@ -287,15 +287,15 @@ impl Client {
                     }
                 }
             };
-            if let Outcome::Placed(_, answer) = &outcome {
-                if is_resting(answer) {
-                    self.resting
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(order_id(answer));
-                    if self.rng.below(100) < 15 {
-                        just_rested = Some(order_id(answer));
-                    }
+            if let Outcome::Placed(_, answer) = &outcome
+                && is_resting(answer)
+            {
+                self.resting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(order_id(answer));
+                if self.rng.below(100) < 15 {
+                    just_rested = Some(order_id(answer));
                 }
             }
             outcomes.push(outcome);

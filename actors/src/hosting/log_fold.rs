@@ -112,10 +112,10 @@ impl<P: Persistent> LogFold<P> {
             return;
         }
         for (id, command) in P::related_inputs(stored) {
-            if select(&id) {
-                if let Some(folding) = self.fold_related(id, stored.global_offset, command) {
-                    out.push(folding);
-                }
+            if select(&id)
+                && let Some(folding) = self.fold_related(id, stored.global_offset, command)
+            {
+                out.push(folding);
             }
         }
     }

@@ -72,10 +72,10 @@ impl Guardian {
 
 /// The crate error for a failed start, keeping a supervisor's own error when there is one.
 fn start_error(error: SpawnErr) -> Error {
-    if let SpawnErr::StartupFailed(cause) = &error {
-        if let Some(error) = cause.downcast_ref::<Error>() {
-            return error.clone();
-        }
+    if let SpawnErr::StartupFailed(cause) = &error
+        && let Some(error) = cause.downcast_ref::<Error>()
+    {
+        return error.clone();
     }
     Error::StartFailed {
         actor: GUARDIAN_NAME.to_string(),
