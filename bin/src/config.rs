@@ -78,6 +78,10 @@ pub struct ClusterSettings {
     pub handoff_waiting_max: usize,
     /// How long a leaving node waits for its shards to be handed off.
     pub leave_timeout_ms: u64,
+    /// How long a connection to the cluster port may take to authenticate.
+    pub handshake_timeout_ms: u64,
+    /// Connections to the cluster port that have not authenticated yet, at most.
+    pub unauthenticated_connections_max: usize,
 }
 
 impl Default for ClusterSettings {
@@ -98,6 +102,8 @@ impl Default for ClusterSettings {
             handoff_waiting_max: tradefloor_actors::routing::remote::RemotingConfig::default()
                 .waiting_max,
             leave_timeout_ms: 20_000,
+            handshake_timeout_ms: millis(remote.guard.handshake_timeout),
+            unauthenticated_connections_max: remote.guard.unauthenticated_max,
         }
     }
 }
@@ -121,6 +127,11 @@ impl ClusterSettings {
         tradefloor_cluster::remote::RemoteConfig {
             calls_in_flight_max: self.calls_in_flight_max,
             serving_max: self.serving_max,
+            guard: tradefloor_cluster::remote::GuardConfig {
+                handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+                unauthenticated_max: self.unauthenticated_connections_max,
+                ..tradefloor_cluster::remote::GuardConfig::default()
+            },
             ..tradefloor_cluster::remote::RemoteConfig::default()
         }
     }
@@ -422,6 +433,13 @@ impl NodeConfig {
         {
             return invalid("cluster.secret is shorter than 16 characters".to_owned());
         }
+        if !self.seeds.is_empty() && self.cluster.secret.is_none() {
+            return invalid(
+                "seeds are set but cluster.secret is not: a node joins a cluster only with the \
+                 cluster's secret (set it, or drop the seeds to run standalone)"
+                    .to_owned(),
+            );
+        }
         if self.cluster.secret.is_some() {
             self.cluster_listen_addr()?;
             self.cluster
@@ -432,6 +450,15 @@ impl NodeConfig {
             if self.cluster.moves_max == 0 || self.cluster.calls_in_flight_max == 0 {
                 return invalid(
                     "cluster.moves_max and calls_in_flight_max must be positive".to_owned(),
+                );
+            }
+            if self.cluster.handshake_timeout_ms == 0
+                || self.cluster.unauthenticated_connections_max == 0
+            {
+                return invalid(
+                    "cluster.handshake_timeout_ms and unauthenticated_connections_max must be \
+                     positive"
+                        .to_owned(),
                 );
             }
         }

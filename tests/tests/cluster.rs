@@ -615,3 +615,111 @@ async fn a_node_with_another_secret_is_refused() {
         "no shard moved for the outsider"
     );
 }
+
+/// Reads `stream` until the node closes it; how long that took, or `None` if it was still
+/// open after `within`. What the node sends meanwhile (nothing, for a guarded connection) is
+/// read and dropped.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buffer = [0_u8; 1024];
+    loop {
+        let left = within.checked_sub(started.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A connection to `address` that sent `bytes`.
+async fn sent(address: &str, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("the cluster port accepts");
+    // The node may close the connection before the last byte is written: not a failure.
+    let _ = stream.write_all(bytes).await;
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_cluster_port_closes_the_connection_and_changes_nothing() {
+    let Some(mut cluster) = Cluster::start("cluster_port_guard", 1).await else {
+        return;
+    };
+    let port = cluster.member(1).cluster_addr.clone();
+    let prompt = Duration::from_secs(3);
+    // A length prefix of 2^62 bytes (what aborted the node), and one of 1 GiB.
+    for prefix in [0x4000_0000_0000_0000_u64, 1 << 30] {
+        let mut stream = sent(&port, &prefix.to_be_bytes()).await;
+        assert!(
+            closed_within(&mut stream, prompt).await.is_some(),
+            "a length prefix of {prefix} bytes is refused at once"
+        );
+    }
+    // Small frames of garbage: ractor_cluster would discard them one by one, forever.
+    let frames: Vec<u8> = (0..5_u8)
+        .flat_map(|k| [&10_u64.to_be_bytes()[..], &[k; 10][..]].concat())
+        .collect();
+    let mut stream = sent(&port, &frames).await;
+    assert!(
+        closed_within(&mut stream, prompt).await.is_some(),
+        "garbage frames"
+    );
+    // More unauthenticated connections than the cap (64): the ones past it are closed at
+    // once, while the others wait out the handshake deadline (5 s).
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(sent(&port, &[]).await);
+    }
+    let mut over = sent(&port, &[]).await;
+    assert!(
+        closed_within(&mut over, prompt).await.is_some(),
+        "a connection past the cap is closed at once"
+    );
+    // A slow handshake: one byte a second, never a whole frame header's worth of sense.
+    let mut slow = sent(&port, &[0]).await;
+    let trickle = async {
+        use tokio::io::AsyncWriteExt;
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if slow.write_all(&[0]).await.is_err() || started.elapsed() > Duration::from_secs(10) {
+                return;
+            }
+        }
+    };
+    trickle.await;
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(1))
+            .await
+            .is_some(),
+        "a handshake that takes 10 s was cut off"
+    );
+    for mut stream in idle {
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "an idle connection outlived the handshake deadline"
+        );
+    }
+    // The node serves on: a second node joins through the same port, and orders go through.
+    let second = cluster.add_node().await;
+    let layout = cluster.settled().await;
+    assert!(
+        layout.owned_by(cluster.id(second)) > 0,
+        "the second node took its share"
+    );
+    for number in [1, second] {
+        deposit(
+            &cluster.http(number),
+            &format!("guard-{number}"),
+            "USD",
+            1_000,
+        )
+        .await;
+    }
+}

@@ -1,8 +1,9 @@
-//! This node's endpoint in the cluster: the ractor_cluster server, the gateway and the
-//! inbox, and the log of sessions (which also gives up the calls of a connection that broke).
+//! This node's endpoint in the cluster: the ractor_cluster server behind the cluster port's
+//! [guard](super::guard), the gateway and the inbox, and the log of sessions (which also gives
+//! up the calls of a connection that broke).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tradefloor_actors::routing::remote::Remoting;
 
 use super::gateway::{Gateway, GatewayMessage};
+use super::guard::{self, GuardConfig};
 use super::inbox::{Inbox, InboxMessage, Waiting};
 use super::{ClusterTransport, RemoteConfig};
 use crate::error::Error;
@@ -69,6 +71,9 @@ pub struct Endpoint {
     inbox: ActorRef<InboxMessage>,
     /// The ractor_cluster sessions that authenticated (by session id).
     authenticated: Arc<Mutex<HashSet<u64>>>,
+    /// The cluster port's accept loop.
+    accepting: tokio::task::JoinHandle<()>,
+    guard: GuardConfig,
 }
 
 impl Endpoint {
@@ -82,18 +87,24 @@ impl Endpoint {
         config: &RemoteConfig,
     ) -> Result<Self, Error> {
         let node_id = remoting.node_id().to_owned();
+        let port = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|error| Error::Remoting(format!("cluster port {listen}: {error}")))?;
+        // ractor_cluster 0.15 always opens a listener of its own: it gets a loopback port
+        // nobody is told of, and every connection goes through the guard on `listen`.
         let server = NodeServer::new(
-            listen.port(),
+            0,
             secret.to_owned(),
             node_id.clone(),
             listen.ip().to_string(),
             None,
             Some(NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(listen.ip());
+        .with_listen_addr(Ipv4Addr::LOCALHOST.into());
         let (server, _) = Actor::spawn(None, server, ())
             .await
             .map_err(|error| Error::Remoting(format!("cluster server: {error}")))?;
+        let accepting = tokio::spawn(guard::accept(port, server.clone(), config.guard.clone()));
         let authenticated = Arc::new(Mutex::new(HashSet::new()));
         server
             .cast(NodeServerMessage::SubscribeToEvents {
@@ -119,6 +130,8 @@ impl Endpoint {
             gateway,
             inbox,
             authenticated,
+            accepting,
+            guard: config.guard.clone(),
         })
     }
 
@@ -149,8 +162,9 @@ impl Endpoint {
     pub fn dial(&self, address: &str, timeout: Duration) {
         let server = self.server.clone();
         let address = address.to_owned();
+        let config = self.guard.clone();
         tokio::spawn(async move {
-            let attempt = ractor_cluster::client_connect(&server, address.as_str());
+            let attempt = guard::dial(&server, address.as_str(), &config);
             match tokio::time::timeout(timeout, attempt).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::debug!(%address, %error, "not connected"),
@@ -161,6 +175,7 @@ impl Endpoint {
 
     /// Stops the gateway, the inbox and the server (closing every connection).
     pub fn stop(&self) {
+        self.accepting.abort();
         self.gateway.stop(None);
         self.inbox.stop(None);
         self.server.stop(None);

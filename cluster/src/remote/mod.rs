@@ -24,6 +24,7 @@
 
 mod endpoint;
 mod gateway;
+mod guard;
 mod inbox;
 mod transport;
 
@@ -35,6 +36,7 @@ use tradefloor_actors::routing::remote::{Call, Reply};
 
 pub use endpoint::Endpoint;
 pub use gateway::GatewayMessage;
+pub use guard::GuardConfig;
 pub use inbox::InboxMessage;
 pub use transport::ClusterTransport;
 
@@ -75,6 +77,8 @@ pub struct RemoteConfig {
     pub frame_bytes_max: usize,
     /// The breaker in front of each remote node.
     pub breaker: BreakerConfig,
+    /// The cluster port's bounds for connections that have not authenticated.
+    pub guard: GuardConfig,
 }
 
 impl Default for RemoteConfig {
@@ -88,6 +92,7 @@ impl Default for RemoteConfig {
                 call_timeout: Duration::from_secs(30),
                 ..BreakerConfig::default()
             },
+            guard: GuardConfig::default(),
         }
     }
 }
