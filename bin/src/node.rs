@@ -13,7 +13,7 @@ use tradefloor_actors::trading::Exchange;
 use tradefloor_cluster::Node;
 use tradefloor_cluster::remote::{ClusterTransport, Endpoint};
 use tradefloor_cluster::runtime::{ClusterNode, Exit, Joining};
-use tradefloor_persistence::{Database, Journal};
+use tradefloor_persistence::{ClaimMode, Database, Journal, JournalClaim};
 
 use crate::config::NodeConfig;
 use crate::error::Error;
@@ -41,6 +41,12 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
         }
     };
     let journal = open_journal(&config).await?;
+    // Held until the node stops: a second standalone node on this journal refuses to start.
+    let claim_mode = match config.cluster.secret {
+        Some(_) => ClaimMode::Shared,
+        None => ClaimMode::Exclusive,
+    };
+    let _claim = JournalClaim::take(journal.database(), &config.node_id, claim_mode).await?;
     let registry = Registry::default();
     let listener = std::net::TcpListener::bind(config.http_addr()?)?;
     let address = listener.local_addr()?;

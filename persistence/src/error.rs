@@ -80,6 +80,10 @@ pub enum Error {
         /// The position asked for.
         requested: u64,
     },
+    /// Another node holds the journal in a way this one cannot share (see
+    /// [`crate::claim::JournalClaim`]).
+    #[error("{0}")]
+    Claimed(String),
     /// The group-commit writer is gone (the journal is shutting down).
     #[error("the journal writer has stopped")]
     WriterStopped,

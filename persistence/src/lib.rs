@@ -49,6 +49,7 @@
 //! [`offset`], [`codec`] (bincode 2, envelopes, upcasting), [`database`] (connection and
 //! migrations), [`config`] (every limit), [`record`] (what goes in and comes out).
 
+pub mod claim;
 pub mod codec;
 pub mod config;
 pub mod database;
@@ -68,6 +69,7 @@ mod read_model_writer;
 mod sqlite;
 mod sqlite_writer;
 
+pub use claim::{ClaimMode, JournalClaim};
 pub use codec::EventCodec;
 pub use config::JournalConfig;
 pub use database::{Database, Transaction};

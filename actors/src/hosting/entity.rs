@@ -630,7 +630,8 @@ pub(crate) fn is_infrastructure_failure(error: &JournalError) -> bool {
         | JournalError::UnknownEvent { .. }
         | JournalError::Encode { .. }
         | JournalError::InvalidRequest(_)
-        | JournalError::StaleOffset { .. } => false,
+        | JournalError::StaleOffset { .. }
+        | JournalError::Claimed(_) => false,
     }
 }
 
