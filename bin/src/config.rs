@@ -182,7 +182,11 @@ pub enum LogFormat {
 pub enum Role {
     /// Everything, including market listing and the cluster routes.
     Admin,
-    /// Only the accounts listed with the token.
+    /// The funding system: deposits into and withdrawals from any account, and reading
+    /// accounts; no orders, no admin routes.
+    Funding,
+    /// Orders, cancels, withdrawals and reads on the accounts listed with the token; no
+    /// deposits (money comes in through the funding system).
     Trader,
 }
 
@@ -194,7 +198,7 @@ pub struct TokenConfig {
     pub token: String,
     /// What it may do.
     pub role: Role,
-    /// The accounts a trader acts on (ignored for admins).
+    /// The accounts a trader acts on (none for admins and funding, which act on every one).
     #[serde(default)]
     pub accounts: Vec<String>,
 }
@@ -479,6 +483,12 @@ impl NodeConfig {
             if token.role == Role::Trader && token.accounts.is_empty() {
                 return invalid(format!("trader token #{} lists no accounts", index + 1));
             }
+            if token.role != Role::Trader && !token.accounts.is_empty() {
+                return invalid(format!(
+                    "token #{} lists accounts, but only a trader's are limited to some",
+                    index + 1
+                ));
+            }
         }
         let limits = &self.http_limits;
         if limits.body_bytes_max == 0
@@ -604,6 +614,7 @@ mod tests {
             ("TRADEFLOOR_CLUSTER_ADDR", "127.0.0.1:2001"),
             ("TRADEFLOOR_HTTP_LIMITS__BODY_BYTES_MAX", "2000"),
             ("TRADEFLOOR_SEEDS", "127.0.0.1:1,127.0.0.1:2"),
+            ("TRADEFLOOR_CLUSTER__SECRET", "a-cluster-secret-0123"),
         ]);
         args.http = Some("127.0.0.1:1002".to_owned());
         let config = NodeConfig::load_from(&args, environment).unwrap();

@@ -1,4 +1,5 @@
-//! Bearer tokens and roles (DESIGN §5): no or a wrong token is 401 with `WWW-Authenticate`, a
+//! Bearer tokens and roles (DESIGN §5): no or a wrong token is 401 with `WWW-Authenticate`; the
+//! funding system credits any account and trades nothing; a
 //! trader acts on its own accounts only and never on admin routes (403), health and metrics
 //! are open; without tokens a node refuses a non-loopback address; no token reaches the logs.
 
@@ -11,11 +12,13 @@ use tradefloor_tests::{
 const ADMIN_TOKEN: &str = "admin-secret-token-7f3a9c2e51";
 const TRADER_TOKEN: &str = "alice-trader-token-b84d06e1f7";
 const WRONG_TOKEN: &str = "alice-trader-token-b84d06e1f8";
+const FUNDING_TOKEN: &str = "funding-system-token-5c9e27a0d3";
 
 fn config() -> String {
     format!(
         "[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nrole = \"admin\"\n\n\
-         [[tokens]]\ntoken = \"{TRADER_TOKEN}\"\nrole = \"trader\"\naccounts = [\"alice\"]\n"
+         [[tokens]]\ntoken = \"{TRADER_TOKEN}\"\nrole = \"trader\"\naccounts = [\"alice\"]\n\n\
+         [[tokens]]\ntoken = \"{FUNDING_TOKEN}\"\nrole = \"funding\"\n"
     )
 }
 
@@ -35,6 +38,7 @@ async fn tokens_authenticate_and_roles_authorize() {
     let mut node = Node::start(options).await;
     let admin = node.http(Some(ADMIN_TOKEN));
     let trader = node.http(Some(TRADER_TOKEN));
+    let funding = node.http(Some(FUNDING_TOKEN));
     let anonymous = node.http(None);
     let impostor = node.http(Some(WRONG_TOKEN));
 
@@ -68,14 +72,49 @@ async fn tokens_authenticate_and_roles_authorize() {
         .await;
     assert_eq!(reply.status, 401, "a prefix of a token is no token");
 
-    // The trader on its own account.
+    // The funding system credits and reads any account, and trades nothing.
     let transfer = json!({"asset": "USD", "amount": 1_000});
-    let own: Vec<(Method, &str, Option<Value>, u16)> = vec![
+    let funded: Vec<(Method, &str, Option<Value>, u16)> = vec![
         (
             Method::POST,
             "/v1/accounts/alice/deposits",
             Some(transfer.clone()),
             200,
+        ),
+        (
+            Method::POST,
+            "/v1/accounts/bob/withdrawals",
+            Some(json!({"asset": "BTC", "amount": 1})),
+            200,
+        ),
+        (Method::GET, "/v1/accounts/bob", None, 200),
+        (Method::GET, "/v1/accounts/bob/history", None, 200),
+        (
+            Method::POST,
+            "/v1/orders",
+            Some(limit_order("alice", "buy", 90, 1)),
+            403,
+        ),
+        (Method::DELETE, &bob_order, None, 403),
+        (Method::GET, "/v1/cluster/members", None, 403),
+        (Method::POST, "/v1/markets/BTC-USD/halt", None, 403),
+    ];
+    for (method, path, body, status) in funded {
+        let reply = send(&funding, method.clone(), path, body).await;
+        assert_eq!(
+            reply.status, status,
+            "funding {method} {path}: {}",
+            reply.body
+        );
+    }
+
+    // The trader on its own account: everything but a deposit.
+    let own: Vec<(Method, &str, Option<Value>, u16)> = vec![
+        (
+            Method::POST,
+            "/v1/accounts/alice/deposits",
+            Some(transfer.clone()),
+            403,
         ),
         (
             Method::POST,
@@ -185,7 +224,7 @@ async fn tokens_authenticate_and_roles_authorize() {
         logs.contains("ready"),
         "the node's logs were captured: {logs}"
     );
-    for token in [ADMIN_TOKEN, TRADER_TOKEN, WRONG_TOKEN] {
+    for token in [ADMIN_TOKEN, TRADER_TOKEN, WRONG_TOKEN, FUNDING_TOKEN] {
         assert!(!logs.contains(token), "a token appears in the logs");
     }
 }
@@ -214,6 +253,11 @@ async fn bad_token_configurations_are_refused_at_start() {
         (
             "[[tokens]]\ntoken = \"a-long-enough-owner-token\"\nrole = \"owner\"\n",
             "owner",
+        ),
+        (
+            "[[tokens]]\ntoken = \"a-long-enough-funding-token\"\nrole = \"funding\"\n\
+             accounts = [\"alice\"]\n",
+            "only a trader's are limited",
         ),
     ];
     for (config, reason) in cases {

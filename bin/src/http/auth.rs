@@ -1,4 +1,6 @@
-//! Bearer tokens and roles: an `admin` does everything; a `trader` acts only on its accounts.
+//! Bearer tokens and roles: an `admin` does everything; `funding` (the funding system) moves
+//! money in and out of any account and reads accounts; a `trader` trades, withdraws and reads
+//! on its own accounts only, and deposits nothing (a trader could otherwise mint money).
 //!
 //! Tokens are compared in constant time, every configured token is tried (so timing does not
 //! tell which one nearly matched), and no token is ever logged. With no tokens configured the
@@ -46,9 +48,12 @@ impl Tokens {
             }
         }
         match found {
-            Some(token) if token.role == Role::Admin => Ok(Principal::Admin),
-            Some(token) => Ok(Principal::Trader {
-                accounts: token.accounts.iter().cloned().collect(),
+            Some(token) => Ok(match token.role {
+                Role::Admin => Principal::Admin,
+                Role::Funding => Principal::Funding,
+                Role::Trader => Principal::Trader {
+                    accounts: token.accounts.iter().cloned().collect(),
+                },
             }),
             None => Err(ApiError::unauthorized()),
         }
@@ -60,6 +65,8 @@ impl Tokens {
 pub enum Principal {
     /// May do everything.
     Admin,
+    /// Deposits, withdrawals and reads on every account.
+    Funding,
     /// May act on these accounts only.
     Trader {
         /// The token's accounts.
@@ -72,16 +79,46 @@ impl Principal {
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self {
             Principal::Admin => Ok(()),
-            Principal::Trader { .. } => Err(ApiError::forbidden("this route is for admins")),
+            Principal::Funding | Principal::Trader { .. } => {
+                Err(ApiError::forbidden("this route is for admins"))
+            }
         }
     }
 
-    /// 403 unless the caller may act on `account_id`.
+    /// 403 unless the caller may trade on `account_id` (orders and cancels).
     pub fn require_account(&self, account_id: &str) -> Result<(), ApiError> {
         match self {
             Principal::Admin => Ok(()),
-            Principal::Trader { accounts } if accounts.contains(account_id) => Ok(()),
+            Principal::Funding => Err(ApiError::forbidden(
+                "a funding token moves money; it does not trade",
+            )),
+            Principal::Trader { .. } => self.require_own(account_id),
+        }
+    }
+
+    /// 403 unless the caller may credit accounts: admins and the funding system.
+    pub fn require_deposit(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin | Principal::Funding => Ok(()),
             Principal::Trader { .. } => Err(ApiError::forbidden(
+                "deposits come from the funding system, not from a trader's token",
+            )),
+        }
+    }
+
+    /// 403 unless the caller may withdraw from or read `account_id`: admins, the funding
+    /// system, and a trader on its own accounts.
+    pub fn require_funds(&self, account_id: &str) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin | Principal::Funding => Ok(()),
+            Principal::Trader { .. } => self.require_own(account_id),
+        }
+    }
+
+    fn require_own(&self, account_id: &str) -> Result<(), ApiError> {
+        match self {
+            Principal::Trader { accounts } if accounts.contains(account_id) => Ok(()),
+            _ => Err(ApiError::forbidden(
                 "this token may not act on that account",
             )),
         }
@@ -116,6 +153,11 @@ mod tests {
                 accounts: vec![],
             },
             TokenConfig {
+                token: "funding-secret-0123456789".to_owned(),
+                role: Role::Funding,
+                accounts: vec![],
+            },
+            TokenConfig {
                 token: "trader-secret-0123456789".to_owned(),
                 role: Role::Trader,
                 accounts: vec!["alice".to_owned()],
@@ -132,8 +174,22 @@ mod tests {
         );
         let trader = tokens.principal(Some(b"trader-secret-0123456789")).unwrap();
         assert!(trader.require_account("alice").is_ok());
+        assert!(trader.require_funds("alice").is_ok());
         assert_eq!(trader.require_account("bob").unwrap_err().code, "forbidden");
+        assert_eq!(trader.require_funds("bob").unwrap_err().code, "forbidden");
+        assert_eq!(trader.require_deposit().unwrap_err().code, "forbidden");
         assert_eq!(trader.require_admin().unwrap_err().code, "forbidden");
+        let funding = tokens
+            .principal(Some(b"funding-secret-0123456789"))
+            .unwrap();
+        assert_eq!(funding, Principal::Funding);
+        assert!(funding.require_deposit().is_ok());
+        assert!(funding.require_funds("bob").is_ok());
+        assert_eq!(
+            funding.require_account("bob").unwrap_err().code,
+            "forbidden"
+        );
+        assert_eq!(funding.require_admin().unwrap_err().code, "forbidden");
     }
 
     #[test]

@@ -53,7 +53,10 @@ async fn transfer(
     direction: Direction,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = convert::account_id(id)?;
-    principal.require_account(account_id.as_str())?;
+    match direction {
+        Direction::In => principal.require_deposit()?,
+        Direction::Out => principal.require_funds(account_id.as_str())?,
+    }
     let asset = convert::asset(&body.asset)?;
     let command_id = body.command_id.as_deref().map(CommandId::new).transpose()?;
     let amount = Amount(body.amount);
@@ -102,7 +105,7 @@ pub async fn account(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = convert::account_id(&id)?;
-    principal.require_account(account_id.as_str())?;
+    principal.require_funds(account_id.as_str())?;
     let view = state
         .call(move |exchange| async move { Ok(exchange.account(account_id).await?) })
         .await?;
@@ -131,7 +134,7 @@ pub async fn history(
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = convert::account_id(&id)?;
-    principal.require_account(account_id.as_str())?;
+    principal.require_funds(account_id.as_str())?;
     let query = query.into_inner();
     let limit =
         super::markets::bounded(query.limit, HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, "limit")?;
