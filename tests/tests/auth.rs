@@ -27,6 +27,18 @@ async fn send(http: &Http, method: Method, path: &str, body: Option<Value>) -> R
     http.call(method, path, body.as_ref()).await
 }
 
+/// Sends each request as `who` and checks its status.
+async fn expect_statuses(http: &Http, who: &str, cases: Vec<(Method, &str, Option<Value>, u16)>) {
+    for (method, path, body, status) in cases {
+        let reply = send(http, method.clone(), path, body).await;
+        assert_eq!(
+            reply.status, status,
+            "{who} {method} {path}: {}",
+            reply.body
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_authenticate_and_roles_authorize() {
     let options = NodeOptions {
@@ -99,14 +111,7 @@ async fn tokens_authenticate_and_roles_authorize() {
         (Method::GET, "/v1/cluster/members", None, 403),
         (Method::POST, "/v1/markets/BTC-USD/halt", None, 403),
     ];
-    for (method, path, body, status) in funded {
-        let reply = send(&funding, method.clone(), path, body).await;
-        assert_eq!(
-            reply.status, status,
-            "funding {method} {path}: {}",
-            reply.body
-        );
-    }
+    expect_statuses(&funding, "funding", funded).await;
 
     // The trader on its own account: everything but a deposit.
     let own: Vec<(Method, &str, Option<Value>, u16)> = vec![
@@ -130,14 +135,7 @@ async fn tokens_authenticate_and_roles_authorize() {
         (Method::GET, "/v1/markets/BTC-USD/trades", None, 200),
         (Method::GET, "/v1/markets/BTC-USD/candles", None, 200),
     ];
-    for (method, path, body, status) in own {
-        let reply = send(&trader, method.clone(), path, body).await;
-        assert_eq!(
-            reply.status, status,
-            "trader {method} {path}: {}",
-            reply.body
-        );
-    }
+    expect_statuses(&trader, "trader", own).await;
     let alice_bid = place(&trader, &limit_order("alice", "buy", 90, 1)).await;
     let alice_order = format!("/v1/orders/{}", alice_bid["order_id"]);
     assert_eq!(
