@@ -28,6 +28,8 @@ fn config() -> TradingConfig {
             batch_events_max: 16,
             poll_interval: Duration::from_millis(20),
             batch_interval_min: Duration::from_millis(5),
+            // Fewer than the accounts: members drop accounts' totals and fold them again.
+            accounts_cached_max: 4,
         },
         ..trading_config()
     }

@@ -22,6 +22,20 @@ use crate::error::Error;
 /// the probe reads them from the journal every second, beside the load it measures.
 pub const LAG_PROBE_EVENTS_MAX: usize = 1_000;
 
+/// How often the exporter's upkeep runs: it drains the histograms' samples into their
+/// summaries, which otherwise grow with every request until the next scrape.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs the exporter's upkeep every [`UPKEEP_INTERVAL`] until the task is dropped.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut ticker = tokio::time::interval(UPKEEP_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 /// Installs the process-wide Prometheus recorder.
 pub fn install() -> Result<PrometheusHandle, Error> {
     PrometheusBuilder::new()

@@ -34,7 +34,10 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
         );
     }
     let metrics = match crate::metrics::install() {
-        Ok(handle) => Some(handle),
+        Ok(handle) => {
+            tokio::spawn(crate::metrics::upkeep(handle.clone()));
+            Some(handle)
+        }
         Err(error) => {
             tracing::warn!(%error, "metrics disabled");
             None

@@ -211,10 +211,15 @@ async fn tokens_authenticate_and_roles_authorize() {
         assert_eq!(admin.get(path).await.0, 200, "admin GET {path}");
     }
 
-    // Operations are open to anyone.
+    // Operations are open to anyone; other nodes' metrics only to admins.
     for path in ["/health/live", "/health/ready", "/metrics", "/openapi.json"] {
         assert_eq!(anonymous.get(path).await.0, 200, "anonymous GET {path}");
     }
+    for path in ["/metrics?node=all", "/metrics?node=n2"] {
+        assert_eq!(anonymous.get(path).await.0, 401, "anonymous GET {path}");
+        assert_eq!(trader.get(path).await.0, 403, "trader GET {path}");
+    }
+    assert_eq!(admin.get("/metrics?node=all").await.0, 200);
 
     assert_eq!(node.stop().await, Some(0));
     let logs = node.logs();

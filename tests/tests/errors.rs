@@ -689,3 +689,31 @@ async fn a_stalled_client_is_cut_off_while_others_are_served() {
     let (status, _) = http.get("/health/live").await;
     assert_eq!(status, 200, "the node still serves");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_make_no_new_metric_series() {
+    let node = Node::start(NodeOptions::with_config(config())).await;
+    let http = node.http(None);
+    let invented: Vec<String> = (0..20).map(|k| format!("INVENTED{k}")).collect();
+    for name in &invented {
+        let method = Method::from_bytes(name.as_bytes()).expect("a valid method token");
+        let reply = http.call(method, "/v1/orders", None).await;
+        assert_eq!(reply.status, 405, "{name}: {}", reply.body);
+    }
+    let metrics = reqwest::get(format!("{}/metrics", node.url))
+        .await
+        .expect("the node answers")
+        .text()
+        .await
+        .expect("a text body");
+    assert!(
+        metrics.contains("method=\"other\""),
+        "invented methods are counted as other"
+    );
+    for name in &invented {
+        assert!(
+            !metrics.contains(name.as_str()),
+            "{name} became a label value"
+        );
+    }
+}

@@ -65,6 +65,9 @@ pub struct RiskConfig {
     /// The shortest time between two batches a member takes from the log bus (see
     /// [`ConsumerConfig::batch_interval_min`]).
     pub batch_interval_min: Duration,
+    /// Most accounts whose totals a member keeps in memory; the least recently seen go first
+    /// (an account seen again is folded from the journal).
+    pub accounts_cached_max: usize,
 }
 
 impl Default for RiskConfig {
@@ -77,6 +80,7 @@ impl Default for RiskConfig {
             batch_events_max: 256,
             poll_interval: Duration::from_millis(100),
             batch_interval_min: crate::hosting::log_tail::BATCH_INTERVAL_MIN_DEFAULT,
+            accounts_cached_max: 100_000,
         }
     }
 }
@@ -175,14 +179,63 @@ impl Totals {
     }
 }
 
+/// Accounts' totals, at most a bound of them, the least recently used dropped first (about:
+/// two generations, a lookup in the old one moving the entry to the young one, the old one
+/// dropped whole when the young one is half the bound; every operation O(1)).
+#[derive(Debug)]
+struct TotalsCache {
+    young: HashMap<String, Totals>,
+    old: HashMap<String, Totals>,
+    max: usize,
+}
+
+impl TotalsCache {
+    fn new(max: usize) -> Self {
+        assert!(max >= 2, "the cache holds two generations");
+        Self {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            max,
+        }
+    }
+
+    /// The account's totals, moved to the young generation.
+    fn get_mut(&mut self, account_id: &str) -> Option<&mut Totals> {
+        if !self.young.contains_key(account_id) {
+            let totals = self.old.remove(account_id)?;
+            self.insert(account_id.to_owned(), totals);
+        }
+        self.young.get_mut(account_id)
+    }
+
+    fn remove(&mut self, account_id: &str) -> Option<Totals> {
+        self.young
+            .remove(account_id)
+            .or_else(|| self.old.remove(account_id))
+    }
+
+    fn insert(&mut self, account_id: String, totals: Totals) {
+        if self.young.len() >= self.max / 2 {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(account_id, totals);
+        debug_assert!(self.young.len() + self.old.len() <= self.max);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
+
 /// What each risk member does with an account's event. See the [module docs](self).
 #[derive(Debug)]
 pub struct RiskHandler {
     journal: Journal,
     config: RiskConfig,
     /// Accounts' totals folded so far (from the balance changes of their events, not by
-    /// folding whole accounts: the monitor needs nothing else).
-    accounts: HashMap<String, Totals>,
+    /// folding whole accounts: the monitor needs nothing else), bounded.
+    accounts: TotalsCache,
 }
 
 impl RiskHandler {
@@ -190,15 +243,18 @@ impl RiskHandler {
     pub fn new(journal: Journal, config: RiskConfig) -> Self {
         Self {
             journal,
+            accounts: TotalsCache::new(config.accounts_cached_max),
             config,
-            accounts: HashMap::new(),
         }
     }
 
     /// Folds the totals of the account of `event` up to (and including) it.
     async fn fold(&mut self, account_id: &str, event: &StoredEvent) -> Result<(), ReadModelError> {
         let codec = <Account as Persistent>::codec();
-        let cached = self.accounts.get(account_id).map(|totals| totals.sequence);
+        let cached = self
+            .accounts
+            .get_mut(account_id)
+            .map(|totals| totals.sequence);
         // The next event of an account followed so far (the common case) needs no catching up.
         if cached.is_none_or(|sequence| sequence + 1 != event.sequence) {
             // A repeated event (after a partition moved back) folds again from the start.
@@ -268,7 +324,10 @@ impl ConsumerHandler for RiskHandler {
         let account_id = account_id.to_owned();
         self.fold(&account_id, event).await?;
         let config = &self.config;
-        let totals = &self.accounts[&account_id];
+        let totals = self
+            .accounts
+            .get_mut(&account_id)
+            .expect("folded just above");
         let breaches: Vec<(Asset, u64, u64)> = totals
             .totals
             .iter()
@@ -291,5 +350,27 @@ impl ConsumerHandler for RiskHandler {
             tracing::info!(account = %account_id, %asset, position, limit, "position over limit");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_its_bound_and_the_accounts_in_use() {
+        let mut cache = TotalsCache::new(4);
+        for k in 0..10_u64 {
+            cache.insert(format!("a{k}"), Totals::default());
+            // a0 is in use all along: it is never the one dropped.
+            cache.get_mut("a0").expect("a0 stays").sequence = k;
+            assert!(cache.len() <= 4, "{} accounts cached", cache.len());
+        }
+        assert_eq!(cache.get_mut("a0").map(|totals| totals.sequence), Some(9));
+        assert!(
+            cache.get_mut("a1").is_none(),
+            "the least recently used went first"
+        );
+        assert!(cache.remove("a9").is_some());
     }
 }

@@ -75,6 +75,18 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Who sent `request` (401 if its token is missing or wrong).
+    pub fn of(request: &HttpRequest) -> Result<Principal, ApiError> {
+        let Some(state) = request.app_data::<web::Data<AppState>>() else {
+            return Err(ApiError::unauthorized());
+        };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
+        state.tokens.principal(presented)
+    }
+
     /// 403 unless the caller is an admin.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self {
@@ -130,14 +142,7 @@ impl FromRequest for Principal {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(state) = request.app_data::<web::Data<AppState>>() else {
-            return ready(Err(ApiError::unauthorized()));
-        };
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
-        ready(state.tokens.principal(presented))
+        ready(Principal::of(request))
     }
 }
 

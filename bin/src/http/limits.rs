@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
 
@@ -26,9 +26,9 @@ pub async fn guard(
             .map(|response| response.map_into_boxed_body());
     };
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let permit = state.in_flight.clone().try_acquire_owned();
-    if permit.is_err() && !is_probe(request.path()) {
+    if permit.is_err() && !is_probe(request.path(), request.query_string()) {
         metrics::counter!("tradefloor_http_shed_total").increment(1);
         let error = ApiError::retry(
             StatusCode::TOO_MANY_REQUESTS,
@@ -39,7 +39,7 @@ pub async fn guard(
             ),
             state.limits.retry_after_seconds,
         );
-        record(&method, "shed", error.status, started);
+        record(method, "shed", error.status, started);
         return Ok(request.into_response(error.error_response()));
     }
     let deadline = state.limits.request_deadline();
@@ -49,12 +49,12 @@ pub async fn guard(
                 .request()
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_owned());
-            record(&method, &route, response.status(), started);
+            record(method, &route, response.status(), started);
             Ok(response.map_into_boxed_body())
         }
         Ok(Err(error)) => {
             record(
-                &method,
+                method,
                 "error",
                 error.as_response_error().status_code(),
                 started,
@@ -65,18 +65,42 @@ pub async fn guard(
         // repeating it with the same id tells its outcome.
         Err(_) => {
             let error = ApiError::deadline(deadline);
-            record(&method, "timeout", error.status, started);
+            record(method, "timeout", error.status, started);
             Err(error.into())
         }
     }
 }
 
-/// Routes that answer from memory at once and must answer under overload.
-fn is_probe(path: &str) -> bool {
-    matches!(path, "/health/live" | "/health/ready" | "/metrics")
+/// Routes that answer from memory at once and must answer under overload: the health checks
+/// and this node's own metrics (not another node's: `?node=` asks the cluster).
+fn is_probe(path: &str, query: &str) -> bool {
+    match path {
+        "/health/live" | "/health/ready" => true,
+        "/metrics" => !query.split('&').any(|pair| pair.starts_with("node=")),
+        _ => false,
+    }
 }
 
-fn record(method: &str, route: &str, status: StatusCode, started: Instant) {
+/// The method as a metrics label: one of the methods HTTP defines, or `other`, so that a
+/// client inventing method names cannot create series without bound.
+fn method_label(method: &Method) -> &'static str {
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ]
+    .iter()
+    .find(|known| *known == method)
+    .map_or("other", Method::as_str)
+}
+
+fn record(method: &'static str, route: &str, status: StatusCode, started: Instant) {
     let labels = [
         ("method", method.to_owned()),
         ("route", route.to_owned()),

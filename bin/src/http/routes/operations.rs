@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use tradefloor_cluster::runtime::ClusterNode;
 
@@ -35,16 +35,21 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     }))
 }
 
-/// Prometheus text exposition: this node's, another member's (`?node=n2`) or every
-/// member's (`?node=all`, each sample labelled with its `node`).
+/// Prometheus text exposition: this node's (open to anyone, never shed), another member's
+/// (`?node=n2`) or every member's (`?node=all`, each sample labelled with its `node`); those
+/// two ask other nodes, so they are for admins and shed like any route.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(), params(MetricsQuery),
     responses((status = 200, description = "Prometheus text format", body = String,
         content_type = "text/plain")))]
 pub async fn metrics(
+    request: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<MetricsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let me = state.identity.node_id.clone();
+    if query.node.as_deref().is_some_and(|node| node != me) {
+        Principal::of(&request)?.require_admin()?;
+    }
     let text = match query.node.as_deref() {
         None => local_metrics(&state),
         Some(node) if node == me => local_metrics(&state),
