@@ -51,6 +51,10 @@ pub enum Error {
     /// An argument or a configuration is malformed or out of range; fix the caller.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// This node's configuration differs from the cluster's in a setting every member must
+    /// share; it may not join.
+    #[error("{0}")]
+    Misconfigured(String),
     /// The cluster endpoint (ractor_cluster server, gateway, a connection) failed.
     #[error("cluster remoting: {0}")]
     Remoting(String),

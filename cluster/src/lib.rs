@@ -72,6 +72,7 @@ pub mod plan;
 pub mod remote;
 pub mod runtime;
 mod schema;
+mod settings;
 pub mod time;
 
 pub use allocation::{Allocation, fence_key};

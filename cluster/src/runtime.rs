@@ -144,6 +144,19 @@ impl ClusterNode {
             let name = format!("{UNIT_LEASE_PREFIX}{unit}");
             unit_leases.insert(unit, Lease::open(database.clone(), &name).await?);
         }
+        let shard_count = joining.remoting.placement().shard_count();
+        crate::settings::agree_shard_count(&database, shard_count).await?;
+        if let Some(row) = allocation
+            .assignments()
+            .await?
+            .into_iter()
+            .find(|row| row.shard >= shard_count)
+        {
+            return Err(Error::Misconfigured(format!(
+                "the cluster has shard {} but this node's trading.shard_count is {shard_count}",
+                row.shard
+            )));
+        }
         authenticate(&joining, &membership).await?;
         let member = membership.join(&joining.node, Timestamp::now()).await?;
         membership

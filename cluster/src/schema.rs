@@ -25,9 +25,10 @@ pub(crate) use on_pool;
 const SCHEMA_LOCK_KEY: i64 = 0x7472_6164_6566_6c72;
 
 /// The membership table (see [`crate::membership`]), the lease table (see
-/// [`crate::lease`]) and the shard table (see [`crate::allocation`]). Timestamps are
-/// milliseconds since the Unix epoch.
-const TABLES: [&str; 3] = [
+/// [`crate::lease`]), the shard table (see [`crate::allocation`]) and the settings every
+/// member must share (see [`crate::settings`]). Timestamps are milliseconds since the Unix
+/// epoch.
+const TABLES: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS cluster_members (
         node_id TEXT PRIMARY KEY,
         http_addr TEXT NOT NULL,
@@ -56,6 +57,11 @@ const TABLES: [&str; 3] = [
         target TEXT,
         changed_at_ms BIGINT NOT NULL,
         CHECK ((handoff = 'active') = (target IS NULL))
+    )",
+    // Written once, by the first node that joins; never changed.
+    "CREATE TABLE IF NOT EXISTS cluster_settings (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
     )",
 ];
 

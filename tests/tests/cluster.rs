@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tradefloor_tests::cluster::{CLUSTER_TIMEOUT, Cluster, Layout, shard_of};
+use tradefloor_tests::cluster::{CLUSTER_TIMEOUT, Cluster, Layout, SECRET, shard_of};
 use tradefloor_tests::journal::{assert_conservation, assert_one_writer};
 use tradefloor_tests::load::{Ledger, Load};
 use tradefloor_tests::{
@@ -722,4 +722,39 @@ async fn garbage_on_the_cluster_port_closes_the_connection_and_changes_nothing()
         )
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_shard_count_is_refused_at_join() {
+    let Some(mut cluster) = Cluster::start("cluster_shard_count", 1).await else {
+        return;
+    };
+    let before = cluster.settled().await;
+    let mut options = cluster.outsider_options("n9", SECRET);
+    options.env.push((
+        "TRADEFLOOR_TRADING__SHARD_COUNT".to_owned(),
+        "128".to_owned(),
+    ));
+    let mut outsider = Node::launch(options).await;
+    let status = outsider.exited(CLUSTER_TIMEOUT).await;
+    assert!(
+        status.is_some_and(|code| code != 0),
+        "the node with 128 shards exited with {status:?}: {}",
+        outsider.logs()
+    );
+    let said = |logs: &str| logs.contains("trading.shard_count is 128 but the cluster's is 256");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !said(&outsider.logs()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(said(&outsider.logs()), "{}", outsider.logs());
+    let (status, members) = cluster.http(1).get("/v1/cluster/members").await;
+    assert_eq!(status, 200, "{members}");
+    assert_eq!(
+        members["members"].as_array().map(Vec::len),
+        Some(1),
+        "{members}"
+    );
+    assert_eq!(cluster.settled().await.moved_since(&before), 0);
+    deposit(&cluster.http(1), "shards-a", "USD", 10).await;
 }
