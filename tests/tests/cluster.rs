@@ -579,13 +579,9 @@ async fn manual_rebalance_and_move_under_load_lose_nothing() {
     assert_one_writer(&cluster.database).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_with_another_secret_is_refused() {
-    let Some(mut cluster) = Cluster::start("cluster_secret", 2).await else {
-        return;
-    };
-    let before = cluster.settled().await;
-    let mut outsider = Node::launch(cluster.outsider_options("n9", "not-the-cluster-secret")).await;
+/// Waits for `outsider` (launched with captured logs) to exit non-zero and to have said
+/// `words`.
+async fn refused_saying(mut outsider: Node, words: &str) {
     let status = outsider.exited(CLUSTER_TIMEOUT).await;
     assert!(
         status.is_some_and(|code| code != 0),
@@ -593,12 +589,21 @@ async fn a_node_with_another_secret_is_refused() {
         outsider.logs()
     );
     // Its last words reach the captured log a moment after the exit.
-    let said = |logs: &str| logs.contains("is this node's cluster secret the cluster's?");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !said(&outsider.logs()) && Instant::now() < deadline {
+    while !outsider.logs().contains(words) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(said(&outsider.logs()), "{}", outsider.logs());
+    assert!(outsider.logs().contains(words), "{}", outsider.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_secret_is_refused() {
+    let Some(mut cluster) = Cluster::start("cluster_secret", 2).await else {
+        return;
+    };
+    let before = cluster.settled().await;
+    let outsider = Node::launch(cluster.outsider_options("n9", "not-the-cluster-secret")).await;
+    refused_saying(outsider, "is this node's cluster secret the cluster's?").await;
     let (status, members) = cluster.http(1).get("/v1/cluster/members").await;
     assert_eq!(status, 200, "{members}");
     let ids: Vec<&str> = members["members"]
@@ -735,19 +740,12 @@ async fn a_node_with_another_shard_count_is_refused_at_join() {
         "TRADEFLOOR_TRADING__SHARD_COUNT".to_owned(),
         "128".to_owned(),
     ));
-    let mut outsider = Node::launch(options).await;
-    let status = outsider.exited(CLUSTER_TIMEOUT).await;
-    assert!(
-        status.is_some_and(|code| code != 0),
-        "the node with 128 shards exited with {status:?}: {}",
-        outsider.logs()
-    );
-    let said = |logs: &str| logs.contains("trading.shard_count is 128 but the cluster's is 256");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !said(&outsider.logs()) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(said(&outsider.logs()), "{}", outsider.logs());
+    let outsider = Node::launch(options).await;
+    refused_saying(
+        outsider,
+        "trading.shard_count is 128 but the cluster's is 256",
+    )
+    .await;
     let (status, members) = cluster.http(1).get("/v1/cluster/members").await;
     assert_eq!(status, 200, "{members}");
     assert_eq!(
