@@ -276,3 +276,45 @@ async fn bad_token_configurations_are_refused_at_start() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_tokens_refuses_other_hosts_and_cross_site_posts() {
+    let node = Node::start(NodeOptions::default()).await;
+    let http = node.http(None);
+    list_market(&http).await;
+    deposit(&http, "alice", "USD", 1_000).await;
+    let client = reqwest::Client::new();
+    let halt = format!("{}/v1/markets/{SYMBOL}/halt", node.url);
+    // What a page on another site makes a browser send: a form post, or a fetch.
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let reply = client
+            .post(&halt)
+            .header(name, value)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send()
+            .await
+            .expect("the node answers");
+        assert_eq!(reply.status(), 403, "{name}: {value}");
+    }
+    // DNS rebinding: the page's own name as the host, even for a read.
+    let reply = client
+        .get(format!("{}/v1/accounts/alice", node.url))
+        .header("host", "evil.example:8080")
+        .send()
+        .await
+        .expect("the node answers");
+    assert_eq!(reply.status(), 403);
+    // Nothing was halted; the node's own clients (and pages on its loopback) are served.
+    place(&http, &limit_order("alice", "buy", 90, 1)).await;
+    let reply = client
+        .post(&halt)
+        .header("origin", "http://127.0.0.1:3000")
+        .send()
+        .await
+        .expect("the node answers");
+    assert!(reply.status().is_success(), "{}", reply.status());
+}

@@ -1,4 +1,6 @@
-//! The endpoint's outer layer: sheds requests beyond the in-flight bound with 429, answers
+//! The endpoint's outer layer: on a node without tokens refuses what only a browser tricked
+//! by another site would send ([`loopback`](super::loopback)), sheds requests beyond the
+//! in-flight bound with 429, answers
 //! 503 `timeout` when a request outlives its deadline, and records each request's route,
 //! status and latency. Health checks and metrics are never shed: an overloaded node is
 //! alive, and a liveness probe shed with 429 would get it restarted just when it is busiest.
@@ -27,6 +29,12 @@ pub async fn guard(
     };
     let started = Instant::now();
     let method = method_label(request.method());
+    if state.tokens.is_open()
+        && let Err(error) = super::loopback::check(&request)
+    {
+        record(method, "refused", error.status, started);
+        return Ok(request.into_response(error.error_response()));
+    }
     let permit = state.in_flight.clone().try_acquire_owned();
     if permit.is_err() && !is_probe(request.path(), request.query_string()) {
         metrics::counter!("tradefloor_http_shed_total").increment(1);

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod limits;
+mod loopback;
 pub mod openapi;
 pub mod routes;
 pub mod state;
