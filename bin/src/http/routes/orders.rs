@@ -77,7 +77,9 @@ pub async fn order(
     Ok(HttpResponse::Ok().json(convert::order(&view)))
 }
 
-/// The order, if the caller may see it (a trader learns nothing of others' orders).
+/// The order, if the caller may see it. Another account's order is "not found", exactly as
+/// an order that does not exist: a trader learns nothing of others' orders, not even that
+/// an id is in use.
 async fn owned_order(
     state: &AppState,
     principal: &Principal,
@@ -86,7 +88,11 @@ async fn owned_order(
     let view = state
         .call(move |exchange| async move { Ok(exchange.order(order_id).await?) })
         .await?;
-    principal.require_account(view.account_id.as_str())?;
+    if principal.require_account(view.account_id.as_str()).is_err() {
+        return Err(ApiError::domain(&tradefloor_domain::Error::OrderNotFound {
+            order_id,
+        }));
+    }
     Ok(view)
 }
 
