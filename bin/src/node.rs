@@ -192,8 +192,21 @@ async fn join_cluster(
     let endpoint =
         Endpoint::start(listen, secret, remoting.clone(), &transport, &remote_config).await?;
     tracing::info!(%listen, advertised = %config.cluster_advertised(), "cluster endpoint listening");
-    let exchange =
-        Exchange::start_clustered(registry, journal.clone(), trading, remoting.clone()).await?;
+    let id_slot = tradefloor_cluster::id_slots::claim_id_slot(
+        journal.database(),
+        &config.node_id,
+        tradefloor_actors::trading::ID_SLOTS,
+    )
+    .await?;
+    tracing::info!(id_slot, "generated ids in this node's slot");
+    let exchange = Exchange::start_clustered(
+        registry,
+        journal.clone(),
+        trading,
+        remoting.clone(),
+        id_slot,
+    )
+    .await?;
     let cluster = ClusterNode::join(Joining {
         node: Node {
             node_id: config.node_id.clone(),

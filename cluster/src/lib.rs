@@ -66,6 +66,7 @@
 pub mod allocation;
 pub mod config;
 mod error;
+pub mod id_slots;
 pub mod lease;
 pub mod membership;
 pub mod plan;

@@ -25,10 +25,10 @@ pub(crate) use on_pool;
 const SCHEMA_LOCK_KEY: i64 = 0x7472_6164_6566_6c72;
 
 /// The membership table (see [`crate::membership`]), the lease table (see
-/// [`crate::lease`]), the shard table (see [`crate::allocation`]) and the settings every
-/// member must share (see [`crate::settings`]). Timestamps are milliseconds since the Unix
+/// [`crate::lease`]), the shard table (see [`crate::allocation`]), the id slots (see
+/// [`crate::id_slots`]) and the settings every member must share (see [`crate::settings`]). Timestamps are milliseconds since the Unix
 /// epoch.
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS cluster_members (
         node_id TEXT PRIMARY KEY,
         http_addr TEXT NOT NULL,
@@ -57,6 +57,11 @@ const TABLES: [&str; 4] = [
         target TEXT,
         changed_at_ms BIGINT NOT NULL,
         CHECK ((handoff = 'active') = (target IS NULL))
+    )",
+    // Which node generates ids in which slot (see [`crate::id_slots`]).
+    "CREATE TABLE IF NOT EXISTS cluster_id_slots (
+        slot BIGINT PRIMARY KEY,
+        node_id TEXT NOT NULL UNIQUE
     )",
     // Written once, by the first node that joins; never changed.
     "CREATE TABLE IF NOT EXISTS cluster_settings (

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{Backend, Random};
+use tradefloor_cluster::id_slots::claim_id_slot;
 use tradefloor_cluster::{
     ClusterConfig, Error, Eviction, Member, Membership, Node, Status, Timestamp,
 };
@@ -19,6 +20,7 @@ on_both_backends!(
     restart_with_the_same_id_rejoins_with_a_higher_incarnation,
     concurrent_declare_dead_moves_each_dead_node_exactly_once,
     heartbeat_racing_declare_dead_has_one_winner,
+    id_slots_are_distinct_kept_refused_when_full_and_taken_from_the_down,
 );
 
 const T0: Timestamp = Timestamp::from_unix_ms(1_700_000_000_000);
@@ -351,4 +353,47 @@ async fn heartbeat_racing_declare_dead_has_one_winner(backend: &Backend) {
     for database in databases {
         database.close().await;
     }
+}
+
+/// Id slots: distinct per node, kept across restarts, refused when every slot is held by a
+/// node not down, taken over from a node declared down.
+async fn id_slots_are_distinct_kept_refused_when_full_and_taken_from_the_down(backend: &Backend) {
+    let database = &backend.database;
+    let membership = Membership::open(database.clone()).await.unwrap();
+    let t0 = Timestamp::from_unix_ms(1_700_000_000_000);
+    let mut slots = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        let member = membership.join(&node(id), t0).await.unwrap();
+        membership
+            .mark_up(id, member.incarnation, t0)
+            .await
+            .unwrap();
+        slots.push(claim_id_slot(database, id, 3).await.unwrap());
+    }
+    slots.sort_unstable();
+    assert_eq!(slots, [0, 1, 2], "one slot each");
+    let n2 = claim_id_slot(database, "n2", 3).await.unwrap();
+    assert_eq!(
+        claim_id_slot(database, "n2", 3).await.unwrap(),
+        n2,
+        "a node keeps its slot"
+    );
+    let refused = claim_id_slot(database, "n4", 3).await.unwrap_err();
+    assert!(matches!(refused, Error::Misconfigured(_)), "{refused:?}");
+
+    // n2 falls silent and is declared down: n4 takes its slot; n2, back, finds none.
+    let later = Timestamp::from_unix_ms(t0.unix_ms() + 60_000);
+    for id in ["n1", "n3"] {
+        let incarnation = membership.member(id).await.unwrap().unwrap().incarnation;
+        membership.heartbeat(id, incarnation, later).await.unwrap();
+    }
+    let dead = membership
+        .declare_dead(ClusterConfig::default().failure_timeout, later)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].node.node_id, "n2");
+    assert_eq!(claim_id_slot(database, "n4", 3).await.unwrap(), n2);
+    let refused = claim_id_slot(database, "n2", 3).await.unwrap_err();
+    assert!(matches!(refused, Error::Misconfigured(_)), "{refused:?}");
 }

@@ -28,9 +28,10 @@ use super::TradingConfig;
 /// The operation placing an order on the node hosting its saga.
 const OP_PLACE_ORDER: &str = "place_order";
 
-/// Generated ids of a clustered node are `slot` modulo this, the slot a hash of the node
-/// id, so two nodes generating ids in the same microsecond rarely pick the same one.
-const ID_STRIDE: u64 = 64;
+/// Generated ids of a clustered node are its slot modulo this; each member holds a slot of
+/// its own (the cluster assigns them), so two nodes never generate the same id. Also the
+/// most members a cluster can have up at once.
+pub const ID_SLOTS: u32 = 64;
 
 /// A placement sent to the saga's node.
 #[derive(Serialize, Deserialize)]
@@ -41,20 +42,23 @@ struct PlaceOrder {
 }
 
 impl Exchange {
-    /// Starts the application as node `remoting.node_id()` of a cluster: regions with no
-    /// shard running, no service; the cluster adopts shards and starts the services where it
+    /// Starts the application as node `remoting.node_id()` of a cluster, generating ids in
+    /// `id_slot` (below [`ID_SLOTS`], the node's own in the cluster): regions with no shard
+    /// running, no service; the cluster adopts shards and starts the services where it
     /// places them. Calls from other nodes are served from now on.
     pub async fn start_clustered(
         registry: Registry,
         journal: Journal,
         config: TradingConfig,
         remoting: Arc<Remoting>,
+        id_slot: u32,
     ) -> Result<Arc<Self>, Error> {
+        assert!(id_slot < ID_SLOTS, "id slot {id_slot} of {ID_SLOTS}");
         let node_id = remoting.node_id().to_owned();
         let mut exchange =
             Self::start_regions(registry, journal, config, Some(remoting.clone())).await?;
-        exchange.id_stride = ID_STRIDE;
-        exchange.id_slot = u64::from(shard_of(&node_id, ID_STRIDE as u32));
+        exchange.id_stride = u64::from(ID_SLOTS);
+        exchange.id_slot = u64::from(id_slot);
         // Risk partitions are spread over the nodes: none is served here until the cluster
         // gives this node some; its members wait for them.
         exchange.risk_group.serve_only(&BTreeSet::new());

@@ -53,6 +53,7 @@ use tradefloor_domain::{
 };
 use tradefloor_persistence::Journal;
 
+pub use cluster::ID_SLOTS;
 pub use config::TradingConfig;
 pub use projections::candles::{Candle, CandleInterval};
 pub use risk::{RiskConfig, RiskFlag};
