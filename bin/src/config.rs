@@ -201,6 +201,10 @@ pub struct TokenConfig {
     /// The accounts a trader acts on (none for admins and funding, which act on every one).
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// Requests a second this token may make (a second's worth at once); past it, 429 with
+    /// `Retry-After`. None: no limit but the node's.
+    #[serde(default)]
+    pub requests_per_second: Option<u32>,
 }
 
 impl fmt::Debug for TokenConfig {
@@ -210,6 +214,7 @@ impl fmt::Debug for TokenConfig {
             .field("token", &"<redacted>")
             .field("role", &self.role)
             .field("accounts", &self.accounts)
+            .field("requests_per_second", &self.requests_per_second)
             .finish()
     }
 }
@@ -483,6 +488,12 @@ impl NodeConfig {
             if token.role == Role::Trader && token.accounts.is_empty() {
                 return invalid(format!("trader token #{} lists no accounts", index + 1));
             }
+            if token.requests_per_second == Some(0) {
+                return invalid(format!(
+                    "token #{} allows 0 requests a second: drop requests_per_second for no limit",
+                    index + 1
+                ));
+            }
             if token.role != Role::Trader && !token.accounts.is_empty() {
                 return invalid(format!(
                     "token #{} lists accounts, but only a trader's are limited to some",
@@ -664,6 +675,7 @@ mod tests {
             token: "0123456789abcdef0123".to_owned(),
             role: Role::Admin,
             accounts: vec![],
+            requests_per_second: None,
         };
         assert!(!format!("{token:?}").contains("0123456789abcdef"));
     }

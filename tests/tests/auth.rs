@@ -334,3 +334,42 @@ async fn a_node_without_tokens_refuses_other_hosts_and_cross_site_posts() {
         .expect("the node answers");
     assert!(reply.status().is_success(), "{}", reply.status());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_past_its_rate_limit_gets_429_with_retry_after() {
+    const LIMITED: &str = "carol-trader-token-limited-19a2";
+    let config = format!(
+        "[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nrole = \"admin\"\n\n\
+         [[tokens]]\ntoken = \"{LIMITED}\"\nrole = \"trader\"\naccounts = [\"carol\"]\n\
+         requests_per_second = 5\n"
+    );
+    let node = Node::start(NodeOptions::with_config(config)).await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    let limited = node.http(Some(LIMITED));
+    deposit(&admin, "carol", "USD", 10).await;
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let reply = send(&limited, Method::GET, "/v1/accounts/carol", None).await;
+        if reply.status == 429 {
+            let retry_after: u64 = reply
+                .header("retry-after")
+                .and_then(|value| value.parse().ok())
+                .expect("a 429 says when to retry");
+            assert!(retry_after >= 1, "{retry_after}");
+            assert_eq!(reply.code(), "too_many_requests");
+        }
+        statuses.push(reply.status);
+    }
+    let ok = statuses.iter().filter(|status| **status == 200).count();
+    assert!(ok >= 5, "the burst is served: {statuses:?}");
+    assert!(
+        statuses.contains(&429),
+        "30 requests at once exceed 5 a second: {statuses:?}"
+    );
+    // Another token is not held back by this one's limit, and the limit refills.
+    for _ in 0..10 {
+        assert_eq!(admin.get("/v1/accounts/carol").await.0, 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(limited.get("/v1/accounts/carol").await.0, 200);
+}

@@ -7,26 +7,66 @@
 //! node serves loopback only (checked at start) and every caller is an admin.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
 
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use futures_util::future::{Ready, ready};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::rate::Bucket;
 use super::state::AppState;
 use crate::config::{Role, TokenConfig};
 
-/// The configured tokens.
+/// The configured tokens, and the rate-limit bucket of each that has a limit.
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
     tokens: Vec<TokenConfig>,
+    buckets: Arc<[Option<Bucket>]>,
 }
 
 impl Tokens {
     /// The tokens of the configuration.
     pub fn new(tokens: Vec<TokenConfig>) -> Self {
-        Self { tokens }
+        let buckets = tokens
+            .iter()
+            .map(|token| token.requests_per_second.map(Bucket::new))
+            .collect();
+        Self { tokens, buckets }
+    }
+
+    /// The index of the token `presented` is, if any: every token compared in constant time.
+    fn find(&self, presented: &[u8]) -> Option<usize> {
+        let mut found = None;
+        for (index, token) in self.tokens.iter().enumerate() {
+            let equal: bool = token.token.as_bytes().ct_eq(presented).into();
+            if equal && found.is_none() {
+                found = Some(index);
+            }
+        }
+        found
+    }
+
+    /// Takes one request of `presented`'s rate limit, or answers 429 with `Retry-After`
+    /// (a missing or unknown token passes: it is refused with 401 later).
+    pub fn admit(&self, presented: Option<&[u8]>, now: Instant) -> Result<(), ApiError> {
+        let Some(index) = presented.and_then(|presented| self.find(presented)) else {
+            return Ok(());
+        };
+        let Some(bucket) = &self.buckets[index] else {
+            return Ok(());
+        };
+        bucket.take(now).map_err(|wait| {
+            let per_second = self.tokens[index].requests_per_second.unwrap_or_default();
+            ApiError::retry(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("this token's limit of {per_second} requests a second is spent"),
+                wait.as_secs().max(1),
+            )
+        })
     }
 
     /// Whether the node runs open (no tokens: loopback only).
@@ -40,14 +80,7 @@ impl Tokens {
             return Ok(Principal::Admin);
         }
         let presented = presented.ok_or_else(ApiError::unauthorized)?;
-        let mut found = None;
-        for token in &self.tokens {
-            let equal: bool = token.token.as_bytes().ct_eq(presented).into();
-            if equal && found.is_none() {
-                found = Some(token);
-            }
-        }
-        match found {
+        match self.find(presented).map(|index| &self.tokens[index]) {
             Some(token) => Ok(match token.role {
                 Role::Admin => Principal::Admin,
                 Role::Funding => Principal::Funding,
@@ -58,6 +91,13 @@ impl Tokens {
             None => Err(ApiError::unauthorized()),
         }
     }
+}
+
+/// The bearer token a request presents, if any.
+pub fn presented_token(headers: &header::HeaderMap) -> Option<&[u8]> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
 }
 
 /// The authenticated caller of a request.
@@ -80,11 +120,7 @@ impl Principal {
         let Some(state) = request.app_data::<web::Data<AppState>>() else {
             return Err(ApiError::unauthorized());
         };
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
-        state.tokens.principal(presented)
+        state.tokens.principal(presented_token(request.headers()))
     }
 
     /// 403 unless the caller is an admin.
@@ -156,16 +192,19 @@ mod tests {
                 token: "admin-secret-0123456789".to_owned(),
                 role: Role::Admin,
                 accounts: vec![],
+                requests_per_second: None,
             },
             TokenConfig {
                 token: "funding-secret-0123456789".to_owned(),
                 role: Role::Funding,
                 accounts: vec![],
+                requests_per_second: None,
             },
             TokenConfig {
                 token: "trader-secret-0123456789".to_owned(),
                 role: Role::Trader,
                 accounts: vec!["alice".to_owned()],
+                requests_per_second: None,
             },
         ])
     }

@@ -35,6 +35,12 @@ pub async fn guard(
         record(method, "refused", error.status, started);
         return Ok(request.into_response(error.error_response()));
     }
+    let presented = super::auth::presented_token(request.headers());
+    if let Err(error) = state.tokens.admit(presented, started) {
+        metrics::counter!("tradefloor_http_rate_limited_total").increment(1);
+        record(method, "rate_limited", error.status, started);
+        return Ok(request.into_response(error.error_response()));
+    }
     let permit = state.in_flight.clone().try_acquire_owned();
     if permit.is_err() && !is_probe(request.path(), request.query_string()) {
         metrics::counter!("tradefloor_http_shed_total").increment(1);

@@ -11,6 +11,7 @@ pub mod error;
 pub mod limits;
 mod loopback;
 pub mod openapi;
+mod rate;
 pub mod routes;
 pub mod state;
 
