@@ -1,6 +1,8 @@
 //! Schema fuzzing: schemathesis generates requests from `GET /openapi.json` (valid and
 //! invalid ones) and checks every answer: no 5xx, status codes, content types and headers
-//! documented, bodies that conform to their schemas, auth that is not ignored.
+//! documented, bodies that conform to their schemas, auth that is not ignored. It runs with
+//! an admin's token, then with a trader's (authorization fuzzed: another account's balances
+//! stay as they were).
 //!
 //! Needs the `st` (or `schemathesis`) command on PATH; without it the test says it was
 //! skipped, unless `SCHEMATHESIS_REQUIRED=1` (CI sets it), which makes it fail. (Not a
@@ -14,6 +16,9 @@ use tokio::process::Command;
 use tradefloor_tests::{Node, NodeOptions, deposit, limit_order, list_market, place};
 
 const ADMIN_TOKEN: &str = "fuzzing-admin-token-5e1c07d2";
+/// A trader on alice's account: the fuzzer runs once more with it, so every route's
+/// authorization is fuzzed too (403s and 404s must be documented and nothing may slip past).
+const TRADER_TOKEN: &str = "fuzzing-trader-token-a17c33e9";
 /// Test cases per operation and phase: enough to find what a fuzzer finds, bounded for CI.
 const EXAMPLES_PER_OPERATION: &str = "30";
 /// The fuzzer's whole run may take this long (it takes well under a minute here).
@@ -41,25 +46,41 @@ async fn every_answer_conforms_to_the_openapi_document() {
         println!("SKIPPED: schemathesis not installed");
         return;
     };
-    let config = format!("[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nrole = \"admin\"\n");
+    let config = format!(
+        "[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nrole = \"admin\"\n\n\
+         [[tokens]]\ntoken = \"{TRADER_TOKEN}\"\nrole = \"trader\"\naccounts = [\"alice\"]\n"
+    );
     let mut node = Node::start(NodeOptions::with_config(config)).await;
     let http = node.http(Some(ADMIN_TOKEN));
     list_market(&http).await;
     deposit(&http, "alice", "USD", 1_000_000).await;
     deposit(&http, "bob", "BTC", 1_000).await;
     place(&http, &limit_order("bob", "sell", 100, 5)).await;
+    fuzz(&schemathesis, &node.url, ADMIN_TOKEN).await;
+    assert_eq!(http.get("/health/live").await.0, 200, "the node survived");
+    // Whatever the trader's requests were, another account is not theirs to change.
+    let (status, bob_before) = http.get("/v1/accounts/bob").await;
+    assert_eq!(status, 200, "{bob_before}");
+    fuzz(&schemathesis, &node.url, TRADER_TOKEN).await;
+    assert_eq!(http.get("/health/live").await.0, 200, "the node survived");
+    let (_, bob_after) = http.get("/v1/accounts/bob").await;
+    assert_eq!(bob_after["balances"], bob_before["balances"]);
+    assert_eq!(node.stop().await, Some(0));
+}
 
+/// Runs schemathesis against the node at `url` with `token`; fails on any problem found.
+async fn fuzz(schemathesis: &std::path::Path, url: &str, token: &str) {
     let report = tempfile::tempdir().expect("a report directory");
-    let run = Command::new(&schemathesis)
+    let run = Command::new(schemathesis)
         .arg("run")
-        .arg(format!("{}/openapi.json", node.url))
+        .arg(format!("{url}/openapi.json"))
         .args(["--checks", "all"])
         // Schema-valid requests that break a rule across fields (a symbol that is not its
         // base and quote, a limit order without a price, an effective time in the future) are
         // 400s by design (DESIGN §5); the schema cannot say so, so this check cannot pass.
         .args(["--exclude-checks", "positive_data_acceptance"])
         .args(["--max-examples", EXAMPLES_PER_OPERATION])
-        .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--seed", "20260101"])
         // One worker: hypothesis on Python 3.11 trips over its own AST cache in threads.
         .args(["--workers", "1"])
@@ -85,9 +106,7 @@ async fn every_answer_conforms_to_the_openapi_document() {
     println!("{stdout}");
     assert!(
         output.status.success(),
-        "schemathesis found problems ({}):\n{stdout}\n{stderr}",
+        "schemathesis found problems with {token} ({}):\n{stdout}\n{stderr}",
         output.status
     );
-    assert_eq!(http.get("/health/live").await.0, 200, "the node survived");
-    assert_eq!(node.stop().await, Some(0));
 }
