@@ -25,10 +25,30 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     bincode::serde::encode_to_vec(value, config()).map_err(|error| error.to_string())
 }
 
-/// Decodes bytes produced by [`encode`]; trailing bytes are an error.
+/// Decodes bytes produced by [`encode`]; trailing bytes are an error, and so is a value that
+/// would claim more memory than [`DECODE_CLAIM_PER_BYTE`] times the bytes read: a value claims
+/// memory for its containers as their lengths are read, so a corrupted length prefix (in a
+/// damaged row, say) is an error here rather than an allocation that aborts the process.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    // The limit is a type parameter of bincode's configuration: one of a few tiers, each at
+    // least DECODE_CLAIM_PER_BYTE times the largest input it serves.
+    match bytes.len() {
+        0..=0x4000 => decode_within::<T, 0x10_0000>(bytes),
+        0x4001..=0x4_0000 => decode_within::<T, 0x100_0000>(bytes),
+        0x4_0001..=0x40_0000 => decode_within::<T, 0x1000_0000>(bytes),
+        0x40_0001..=0x400_0000 => decode_within::<T, 0x1_0000_0000>(bytes),
+        _ => decode_within::<T, 0x40_0000_0000>(bytes),
+    }
+}
+
+/// Memory a decoded value may claim per byte of its encoding, at most: far above what any
+/// value needs (a varint-encoded zero is one byte for eight in memory).
+pub const DECODE_CLAIM_PER_BYTE: usize = 64;
+
+fn decode_within<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T, String> {
+    let config = config().with_limit::<LIMIT>();
     let (value, read) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|error| error.to_string())?;
+        bincode::serde::decode_from_slice(bytes, config).map_err(|error| error.to_string())?;
     if read != bytes.len() {
         return Err(format!(
             "{} trailing bytes after the value",
