@@ -1,7 +1,8 @@
 //! The nemesis: three real nodes on PostgreSQL take deposits with command ids through every
 //! node while a seeded schedule of faults hits them one at a time: SIGKILL and restart, SIGSTOP
 //! past the failure timeout and SIGCONT (the node finds itself evicted and is restarted), and
-//! the cluster link of the node behind a TCP proxy cut and healed. Afterwards every deposit
+//! the cluster link of the node behind a TCP proxy cut and healed (its heartbeats go to the
+//! database, so a short cut fails the calls through the link without evicting it). Afterwards every deposit
 //! sent is repeated with its command id until acknowledged, and the checker reads the API and
 //! the journal: every deposit is in its account exactly once, and every stream had one writer
 //! at a time (gap-free sequences, fence epochs never interleaved).
