@@ -243,26 +243,21 @@ macro_rules! backend_operations {
             position.map(|position| from_db(position, "offset")).transpose()
         }
 
-        /// Moves a consumer's position forward (or keeps it); refuses to move it back. With
-        /// `from`, moves it only from there (see `ADVANCE_OFFSET`).
+        /// Moves a consumer's position forward (or keeps it); refuses to move it back.
         pub(crate) async fn commit_offset(
             connection: &mut Connection,
             consumer: &str,
             partition: u32,
-            from: Option<u64>,
             position: u64,
             now: i64,
         ) -> Result<(), Error> {
-            let query = sqlx::query_scalar($crate::backend::offset_statement(from))
-                .bind(consumer)
-                .bind(i64::from(partition))
-                .bind(to_db(position)?)
-                .bind(now);
-            let query = match from {
-                Some(from @ 1..) => query.bind(to_db(from)?),
-                None | Some(0) => query,
-            };
-            let stored: Option<i64> = query.fetch_optional(&mut *connection).await?;
+            let stored: Option<i64> = sqlx::query_scalar($crate::backend::COMMIT_OFFSET)
+            .bind(consumer)
+            .bind(i64::from(partition))
+            .bind(to_db(position)?)
+            .bind(now)
+            .fetch_optional(&mut *connection)
+            .await?;
             if stored.is_none() {
                 let current = load_offset(connection, consumer, partition).await?.unwrap_or(0);
                 return Err(Error::StaleOffset {
@@ -280,27 +275,6 @@ macro_rules! backend_operations {
 pub(crate) use backend_operations;
 
 /// A consumer's stored position on a partition.
-/// Moves a consumer's position from `$5` to `$3`, only if it is `$5`: returns the row only
-/// if it moved. A second holder of the consumer that applied the same events finds the
-/// position moved and is refused, so nothing is applied twice.
-pub(crate) const ADVANCE_OFFSET: &str = "UPDATE offsets SET position = $3, updated_at = $4 \
-     WHERE consumer = $1 AND partition = $2 AND position = $5 RETURNING position";
-
-/// [`ADVANCE_OFFSET`] from 0, which an absent row also stands for.
-pub(crate) const ADVANCE_OFFSET_FROM_ZERO: &str = "INSERT INTO offsets (consumer, partition, position, updated_at) \
-     VALUES ($1, $2, $3, $4) ON CONFLICT (consumer, partition) DO UPDATE SET \
-     position = excluded.position, updated_at = excluded.updated_at \
-     WHERE offsets.position = 0 RETURNING position";
-
-/// The statement that moves an offset: forward only (`from` is `None`), or only from `from`.
-pub(crate) fn offset_statement(from: Option<u64>) -> &'static str {
-    match from {
-        None => COMMIT_OFFSET,
-        Some(0) => ADVANCE_OFFSET_FROM_ZERO,
-        Some(_) => ADVANCE_OFFSET,
-    }
-}
-
 pub(crate) const LOAD_OFFSET: &str =
     "SELECT position FROM offsets WHERE consumer = $1 AND partition = $2";
 

@@ -42,37 +42,11 @@ impl OffsetStore {
 
     /// Commits a position inside `transaction`, next to the read-model writes made in it:
     /// both become durable together or not at all. Moving a position backwards is refused
-    /// with [`Error::StaleOffset`] (a stale member after a reassignment). For consumers
-    /// whose writes are idempotent (a repeated event changes nothing).
+    /// with [`Error::StaleOffset`] (a stale member after a reassignment).
     pub async fn commit_in(
         transaction: &mut Transaction,
         consumer: &str,
         partition: u32,
-        position: u64,
-    ) -> Result<(), Error> {
-        Self::write_in(transaction, consumer, partition, None, position).await
-    }
-
-    /// Moves a position from `from` (the one the caller read or last committed; 0 if none)
-    /// to `position` inside `transaction`, as [`commit_in`](Self::commit_in) does, but only
-    /// if it still is `from`: otherwise [`Error::StaleOffset`], and the caller rolls the
-    /// transaction back. For read models whose writes add up (balances, candles): two holders
-    /// of one consumer that applied the same events cannot both commit them.
-    pub async fn advance_in(
-        transaction: &mut Transaction,
-        consumer: &str,
-        partition: u32,
-        from: u64,
-        position: u64,
-    ) -> Result<(), Error> {
-        Self::write_in(transaction, consumer, partition, Some(from), position).await
-    }
-
-    async fn write_in(
-        transaction: &mut Transaction,
-        consumer: &str,
-        partition: u32,
-        from: Option<u64>,
         position: u64,
     ) -> Result<(), Error> {
         match transaction {
@@ -81,7 +55,6 @@ impl OffsetStore {
                     transaction,
                     consumer,
                     partition,
-                    from,
                     position,
                     now_micros(),
                 )
@@ -92,14 +65,13 @@ impl OffsetStore {
                     transaction,
                     consumer,
                     partition,
-                    from,
                     position,
                     now_micros(),
                 )
                 .await
             }
             Transaction::Writer(transaction) => {
-                transaction.commit_offset(consumer, partition, from, position);
+                transaction.commit_offset(consumer, partition, position);
                 Ok(())
             }
         }

@@ -21,11 +21,11 @@
 
 use std::sync::mpsc as sync_mpsc;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use sqlx::SqlitePool;
 use tokio::sync::oneshot;
 
-use crate::backend::{LOAD_OFFSET, from_db, offset_statement, to_db};
+use crate::backend::{COMMIT_OFFSET, LOAD_OFFSET, from_db, to_db};
 use crate::config::JournalConfig;
 use crate::error::Error;
 use crate::journal::WriteTurn;
@@ -59,8 +59,6 @@ enum Write {
     Offset {
         consumer: String,
         partition: u32,
-        /// Only from this position (`ADVANCE_OFFSET`); `None`: any position not ahead.
-        from: Option<u64>,
         position: u64,
         now: i64,
     },
@@ -268,31 +266,25 @@ fn apply(connection: &Connection, write: &Write) -> Result<(), Error> {
         Write::Offset {
             consumer,
             partition,
-            from,
             position,
             now,
         } => {
-            let key = (consumer, i64::from(*partition));
-            let to = to_db(*position)?;
-            let mut statement =
-                connection.prepare_cached(&indexed_placeholders(offset_statement(*from)))?;
-            let mut rows = match from {
-                Some(from @ 1..) => {
-                    statement.query(rusqlite::params![key.0, key.1, to, now, to_db(*from)?])?
-                }
-                None | Some(0) => statement.query(rusqlite::params![key.0, key.1, to, now])?,
-            };
-            let moved = rows.next()?.is_some();
-            drop(rows);
+            let values = rusqlite::params![consumer, i64::from(*partition), to_db(*position)?, now];
+            let moved = connection
+                .prepare_cached(&indexed_placeholders(COMMIT_OFFSET))?
+                .query(values)?
+                .next()?
+                .is_some();
             if !moved {
-                let current: Option<i64> = connection
+                let current: i64 = connection
                     .prepare_cached(&indexed_placeholders(LOAD_OFFSET))?
-                    .query_row(rusqlite::params![key.0, key.1], |row| row.get(0))
-                    .optional()?;
+                    .query_row(rusqlite::params![consumer, i64::from(*partition)], |row| {
+                        row.get(0)
+                    })?;
                 return Err(Error::StaleOffset {
                     consumer: consumer.clone(),
                     partition: *partition,
-                    current: from_db(current.unwrap_or(0), "offset")?,
+                    current: from_db(current, "offset")?,
                     requested: *position,
                 });
             }
@@ -356,18 +348,11 @@ impl WriterTransaction {
         }));
     }
 
-    /// Buffers an offset commit (from `from` only, if given).
-    pub(crate) fn commit_offset(
-        &mut self,
-        consumer: &str,
-        partition: u32,
-        from: Option<u64>,
-        position: u64,
-    ) {
+    /// Buffers an offset commit.
+    pub(crate) fn commit_offset(&mut self, consumer: &str, partition: u32, position: u64) {
         self.pending.push(Write::Offset {
             consumer: consumer.to_owned(),
             partition,
-            from,
             position,
             now: crate::writer::now_micros(),
         });

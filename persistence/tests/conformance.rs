@@ -756,48 +756,6 @@ async fn read_model_transactions(harness: &Harness) {
     );
     assert_eq!(count("model", database).await, 2);
 
-    // Two holders of one consumer that read the same offset and applied the same events:
-    // the second to commit is refused whole (what it applied is not counted twice).
-    let raced = {
-        let mut second = journal.begin_read_models().await.unwrap();
-        execute(&mut second, "INSERT INTO model (id) VALUES (3)").await;
-        match OffsetStore::advance_in(&mut second, "model", 0, 0, 5).await {
-            Ok(()) => second.commit().await,
-            Err(error) => Err(error),
-        }
-    };
-    assert!(
-        matches!(
-            raced,
-            Err(Error::StaleOffset {
-                current: 5,
-                requested: 5,
-                ..
-            })
-        ),
-        "{raced:?}"
-    );
-    assert_eq!(count("model", database).await, 2);
-    let mut onwards = journal.begin_read_models().await.unwrap();
-    OffsetStore::advance_in(&mut onwards, "model", 0, 5, 6)
-        .await
-        .unwrap();
-    onwards.commit().await.unwrap();
-    assert_eq!(offsets.load("model", 0).await.unwrap(), 6);
-    // A consumer with no offset yet advances from 0 only.
-    let fresh = {
-        let mut fresh = journal.begin_read_models().await.unwrap();
-        match OffsetStore::advance_in(&mut fresh, "other-model", 0, 3, 4).await {
-            Ok(()) => fresh.commit().await,
-            Err(error) => Err(error),
-        }
-    };
-    assert!(
-        matches!(fresh, Err(Error::StaleOffset { current: 0, .. })),
-        "{fresh:?}"
-    );
-    assert_eq!(offsets.load("other-model", 0).await.unwrap(), 0);
-
     // A statement the database refuses fails the transaction at its next query.
     let mut refused = journal.begin_read_models().await.unwrap();
     execute(&mut refused, "INSERT INTO model (id) VALUES (4)").await;

@@ -266,18 +266,9 @@ impl Feed {
                 source,
             });
         }
-        // Only from the offset this feed read or committed: were another holder of the same
-        // projection (a lease overlapping this one) to have committed these events, this
-        // batch is refused whole rather than counted twice.
-        OffsetStore::advance_in(
-            &mut transaction,
-            &self.name,
-            PROJECTION_PARTITION,
-            self.offset,
-            last,
-        )
-        .await
-        .map_err(storage)?;
+        OffsetStore::commit_in(&mut transaction, &self.name, PROJECTION_PARTITION, last)
+            .await
+            .map_err(storage)?;
         transaction.commit().await.map_err(storage)?;
         self.offset = last;
         self.stats.last_batch = events.len();

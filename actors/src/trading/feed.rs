@@ -186,12 +186,10 @@ async fn deliver(
 
 impl FeedState {
     /// Records that the feed delivered everything up to `offset` (on SQLite, on the read
-    /// models' writer, behind this process's other writers), from the offset it committed
-    /// last: a second feed (an overlapping lease) that committed meanwhile makes this one
-    /// fail and start again from the stored offset.
+    /// models' writer, behind this process's other writers).
     async fn commit(&self, offset: u64) -> Result<(), tradefloor_persistence::Error> {
         let mut transaction = self.journal.begin_read_models().await?;
-        OffsetStore::advance_in(&mut transaction, FEED_NAME, 0, self.stats.offset, offset).await?;
+        OffsetStore::commit_in(&mut transaction, FEED_NAME, 0, offset).await?;
         transaction.commit().await
     }
 
