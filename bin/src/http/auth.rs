@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use futures_util::future::{Ready, ready};
 use subtle::ConstantTimeEq;
 
@@ -49,24 +49,28 @@ impl Tokens {
         found
     }
 
-    /// Takes one request of `presented`'s rate limit, or answers 429 with `Retry-After`
-    /// (a missing or unknown token passes: it is refused with 401 later).
-    pub fn admit(&self, presented: Option<&[u8]>, now: Instant) -> Result<(), ApiError> {
-        let Some(index) = presented.and_then(|presented| self.find(presented)) else {
-            return Ok(());
+    /// Which token `presented` is, after taking one request of its rate limit, or 429 with
+    /// `Retry-After` (a missing or unknown token passes: it is refused with 401 later). The
+    /// match is kept with the request ([`MatchedToken`]), so the principal is not looked up
+    /// twice.
+    pub fn admit(&self, presented: Option<&[u8]>, now: Instant) -> Result<MatchedToken, ApiError> {
+        let index = presented.and_then(|presented| self.find(presented));
+        let Some(bucket) = index.and_then(|index| self.buckets[index].as_ref()) else {
+            return Ok(MatchedToken(index));
         };
-        let Some(bucket) = &self.buckets[index] else {
-            return Ok(());
-        };
-        bucket.take(now).map_err(|wait| {
-            let per_second = self.tokens[index].requests_per_second.unwrap_or_default();
-            ApiError::retry(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                format!("this token's limit of {per_second} requests a second is spent"),
-                wait.as_secs().max(1),
-            )
-        })
+        let index = index.expect("a bucket belongs to a token");
+        bucket
+            .take(now)
+            .map(|()| MatchedToken(Some(index)))
+            .map_err(|wait| {
+                let per_second = self.tokens[index].requests_per_second.unwrap_or_default();
+                ApiError::retry(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!("this token's limit of {per_second} requests a second is spent"),
+                    wait.as_secs().max(1),
+                )
+            })
     }
 
     /// Whether the node runs open (no tokens: loopback only).
@@ -76,11 +80,17 @@ impl Tokens {
 
     /// Who presents `presented`, if anyone.
     pub fn principal(&self, presented: Option<&[u8]>) -> Result<Principal, ApiError> {
+        self.principal_of(MatchedToken(
+            presented.and_then(|presented| self.find(presented)),
+        ))
+    }
+
+    /// Who the token `matched` is, if any.
+    fn principal_of(&self, matched: MatchedToken) -> Result<Principal, ApiError> {
         if self.is_open() {
             return Ok(Principal::Admin);
         }
-        let presented = presented.ok_or_else(ApiError::unauthorized)?;
-        match self.find(presented).map(|index| &self.tokens[index]) {
+        match matched.0.map(|index| &self.tokens[index]) {
             Some(token) => Ok(match token.role {
                 Role::Admin => Principal::Admin,
                 Role::Funding => Principal::Funding,
@@ -92,6 +102,10 @@ impl Tokens {
         }
     }
 }
+
+/// Which configured token a request presented (by index), as the endpoint's guard found it.
+#[derive(Clone, Copy, Debug)]
+pub struct MatchedToken(Option<usize>);
 
 /// The bearer token a request presents, if any.
 pub fn presented_token(headers: &header::HeaderMap) -> Option<&[u8]> {
@@ -120,7 +134,10 @@ impl Principal {
         let Some(state) = request.app_data::<web::Data<AppState>>() else {
             return Err(ApiError::unauthorized());
         };
-        state.tokens.principal(presented_token(request.headers()))
+        match request.extensions().get::<MatchedToken>() {
+            Some(matched) => state.tokens.principal_of(*matched),
+            None => state.tokens.principal(presented_token(request.headers())),
+        }
     }
 
     /// 403 unless the caller is an admin.

@@ -11,7 +11,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::{HttpMessage, ResponseError, web};
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -36,10 +36,15 @@ pub async fn guard(
         return Ok(request.into_response(error.error_response()));
     }
     let presented = super::auth::presented_token(request.headers());
-    if let Err(error) = state.tokens.admit(presented, started) {
-        metrics::counter!("tradefloor_http_rate_limited_total").increment(1);
-        record(method, "rate_limited", error.status, started);
-        return Ok(request.into_response(error.error_response()));
+    match state.tokens.admit(presented, started) {
+        Ok(matched) => {
+            request.extensions_mut().insert(matched);
+        }
+        Err(error) => {
+            metrics::counter!("tradefloor_http_rate_limited_total").increment(1);
+            record(method, "rate_limited", error.status, started);
+            return Ok(request.into_response(error.error_response()));
+        }
     }
     let permit = state.in_flight.clone().try_acquire_owned();
     if permit.is_err() && !is_probe(request.path(), request.query_string()) {
