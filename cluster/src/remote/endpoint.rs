@@ -55,7 +55,7 @@ impl NodeEventSubscription for SessionLog {
         }
     }
 
-    fn node_session_authenicated(&self, session: NodeServerSessionInformation) {
+    fn node_session_authenticated(&self, session: NodeServerSessionInformation) {
         self.authenticated
             .lock()
             .expect("no panics under the lock")
