@@ -58,7 +58,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Error> {
     let clients = args
         .node
         .iter()
-        .map(|node| Client::new(node, args.token.as_deref()))
+        .map(|node| Client::new(node, args.token.as_deref(), args.ca.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     let Some(first) = clients.first() else {
         return Err(Error::Config("--node names no node".to_owned()));

@@ -74,6 +74,9 @@ pub struct CtlArgs {
     /// A bearer token.
     #[arg(long, env = "TRADEFLOOR_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// A PEM file of the CA that issued an `https://` node's certificate.
+    #[arg(long, env = "TRADEFLOOR_CA", global = true)]
+    pub ca: Option<PathBuf>,
     /// Print the node's JSON instead of text for people.
     #[arg(long, global = true)]
     pub json: bool,
@@ -190,6 +193,9 @@ pub struct BenchArgs {
     /// An admin bearer token (to list the market), if the node has tokens.
     #[arg(long, env = "TRADEFLOOR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A PEM file of the CA that issued an `https://` node's certificate.
+    #[arg(long, env = "TRADEFLOOR_CA")]
+    pub ca: Option<PathBuf>,
     /// Accounts trading.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub accounts: u32,

@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), tradefloor::Error> {
-//! let client = tradefloor::client::Client::new("http://127.0.0.1:8080", None)?;
+//! let client = tradefloor::client::Client::new("http://127.0.0.1:8080", None, None)?;
 //! let members = client.members().await?;
 //! println!("{} members", members.members.len());
 //! # Ok(())
@@ -17,7 +17,9 @@
 
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response};
@@ -52,9 +54,18 @@ pub struct Client {
 
 impl Client {
     /// A client of the node at `base` (e.g. `http://127.0.0.1:8080`) sending `token` as a
-    /// bearer token.
-    pub fn new(base: &str, token: Option<&str>) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
+    /// bearer token; an `https://` node's certificate must chain to `ca`.
+    pub fn new(base: &str, token: Option<&str>, ca: Option<&Path>) -> Result<Self, Error> {
+        // reqwest's rustls takes the process's provider: the aws-lc-rs one rustls builds.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let builder = reqwest::Client::builder();
+        let builder = match ca {
+            Some(ca) => builder.use_preconfigured_tls(Arc::unwrap_or_clone(
+                tradefloor_cluster::tls::client_config(ca, None)?,
+            )),
+            None => builder,
+        };
+        let http = builder
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(IDLE_CONNECTIONS_MAX)
@@ -279,7 +290,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_node_is_a_transport_error() {
         // Port 9 (discard) on loopback: nothing listens there in a test environment.
-        let client = Client::new("http://127.0.0.1:9/", None).expect("a client");
+        let client = Client::new("http://127.0.0.1:9/", None, None).expect("a client");
         match client.live().await {
             Err(Error::Http(message)) => assert!(message.contains("127.0.0.1:9"), "{message}"),
             other => panic!("expected a transport error, got {other:?}"),

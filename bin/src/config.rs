@@ -15,7 +15,7 @@ use crate::cli::NodeArgs;
 use crate::error::Error;
 
 /// Variables with the `TRADEFLOOR_` prefix that belong to `ctl` and `bench`, not the node.
-const CLIENT_VARIABLES: [&str; 2] = ["TRADEFLOOR_NODE", "TRADEFLOOR_TOKEN"];
+const CLIENT_VARIABLES: [&str; 3] = ["TRADEFLOOR_NODE", "TRADEFLOOR_TOKEN", "TRADEFLOOR_CA"];
 
 /// Everything a node is told at start.
 #[derive(Clone, Debug, Deserialize)]
@@ -47,6 +47,80 @@ pub struct NodeConfig {
     pub journal_limits: JournalLimits,
     /// Clustering: on when a secret is set.
     pub cluster: ClusterSettings,
+    /// TLS for the HTTP and cluster ports; off unless certificate files are set.
+    pub tls: TlsSettings,
+}
+
+/// TLS from PEM files. The HTTP port serves TLS when `http_cert` and `http_key` are set; the
+/// cluster port speaks mutual TLS when `cluster_cert`, `cluster_key` and `cluster_ca` are
+/// set (every node's certificate issued by that CA and naming the host it is dialled by).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// The HTTP port's certificate chain.
+    pub http_cert: Option<PathBuf>,
+    /// The HTTP port's private key.
+    pub http_key: Option<PathBuf>,
+    /// This node's certificate chain on the cluster port (server and client).
+    pub cluster_cert: Option<PathBuf>,
+    /// Its private key.
+    pub cluster_key: Option<PathBuf>,
+    /// The cluster's CA: peers' certificates must chain to it.
+    pub cluster_ca: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// The HTTP port's TLS configuration, if set; a missing or bad file is refused.
+    pub fn http(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, Error> {
+        let (Some(cert), Some(key)) = (&self.http_cert, &self.http_key) else {
+            return Ok(None);
+        };
+        let identity = tradefloor_cluster::tls::Identity {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        let config = tradefloor_cluster::tls::server_config(&identity, None)
+            .map_err(|error| Error::Config(format!("tls.http: {error}")))?;
+        Ok(Some(config))
+    }
+
+    /// The cluster port's mutual TLS, if set; a missing or bad file is refused.
+    pub fn cluster(&self) -> Result<Option<tradefloor_cluster::tls::ClusterTls>, Error> {
+        let (Some(cert), Some(key), Some(ca)) =
+            (&self.cluster_cert, &self.cluster_key, &self.cluster_ca)
+        else {
+            return Ok(None);
+        };
+        let identity = tradefloor_cluster::tls::Identity {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        let tls = tradefloor_cluster::tls::ClusterTls::load(identity, ca.clone())
+            .map_err(|error| Error::Config(format!("tls.cluster: {error}")))?;
+        Ok(Some(tls))
+    }
+
+    /// Refuses half a configuration: a certificate without its key, or mutual TLS without
+    /// its CA, would otherwise silently serve plain text.
+    fn validate(&self) -> Result<(), Error> {
+        if self.http_cert.is_some() != self.http_key.is_some() {
+            return Err(Error::Config(
+                "tls.http_cert and tls.http_key are set together or not at all".to_owned(),
+            ));
+        }
+        let cluster = [&self.cluster_cert, &self.cluster_key, &self.cluster_ca];
+        let set = cluster.iter().filter(|path| path.is_some()).count();
+        if set != 0 && set != cluster.len() {
+            return Err(Error::Config(
+                "tls.cluster_cert, tls.cluster_key and tls.cluster_ca are set together or not \
+                 at all"
+                    .to_owned(),
+            ));
+        }
+        self.http()?;
+        self.cluster()?;
+        Ok(())
+    }
 }
 
 /// How the node takes part in a cluster (DESIGN §4). Without a secret the node is a cluster
@@ -161,6 +235,7 @@ impl Default for NodeConfig {
             trading: TradingLimits::default(),
             journal_limits: JournalLimits::default(),
             cluster: ClusterSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -441,6 +516,14 @@ impl NodeConfig {
             && secret.len() < 16
         {
             return invalid("cluster.secret is shorter than 16 characters".to_owned());
+        }
+        self.tls.validate()?;
+        if self.tls.cluster_cert.is_some() && self.cluster.secret.is_none() {
+            return invalid(
+                "tls.cluster_* is set but cluster.secret is not: TLS secures a cluster port, \
+                 which only a cluster member opens"
+                    .to_owned(),
+            );
         }
         if !self.seeds.is_empty() && self.cluster.secret.is_none() {
             return invalid(

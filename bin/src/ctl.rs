@@ -27,7 +27,7 @@ pub const REBALANCE_FOLLOW_MAX: Duration = Duration::from_secs(120);
 
 /// Runs one `ctl` command and prints its answer.
 pub async fn run(args: CtlArgs) -> Result<(), Error> {
-    let client = Client::new(&args.node, args.token.as_deref())?;
+    let client = Client::new(&args.node, args.token.as_deref(), args.ca.as_deref())?;
     let json = args.json;
     let text = match args.command {
         CtlCommand::Members => show(client.members(), json, render_members).await?,

@@ -67,12 +67,14 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
         metrics,
         tokio::runtime::Handle::current(),
     ));
-    let server = http::serve(listener, state.clone())?;
+    let tls = config.tls.http()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = http::serve(listener, tls, state.clone())?;
     let handle = server.handle();
     let serving = tokio::spawn(server);
     // Tests and scripts read the address from this line (the port may have been 0).
     println!(
-        "tradefloor node {} listening on http://{address}",
+        "tradefloor node {} listening on {scheme}://{address}",
         config.node_id
     );
     tracing::info!(node_id = %config.node_id, %address, "serving; recovering the application");
@@ -177,7 +179,8 @@ async fn join_cluster(
     journal: Journal,
     trading: tradefloor_actors::trading::TradingConfig,
 ) -> Result<(Arc<Exchange>, Arc<ClusterNode>), Error> {
-    let remote_config = config.cluster.remote_config();
+    let mut remote_config = config.cluster.remote_config();
+    remote_config.guard.tls = config.tls.cluster()?;
     let transport = Arc::new(ClusterTransport::new(
         config.node_id.clone(),
         remote_config.clone(),

@@ -75,6 +75,7 @@ pub mod runtime;
 mod schema;
 mod settings;
 pub mod time;
+pub mod tls;
 
 pub use allocation::{Allocation, fence_key};
 pub use config::ClusterConfig;

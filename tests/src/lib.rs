@@ -122,6 +122,8 @@ pub struct NodeOptions {
     pub config: Option<String>,
     /// Keep the node's stderr (its logs) for [`Node::logs`] instead of passing it through.
     pub capture_logs: bool,
+    /// The CA (PEM) that issued the node's HTTPS certificate, for the harness's own requests.
+    pub ca: Option<PathBuf>,
 }
 
 impl NodeOptions {
@@ -244,7 +246,7 @@ impl Node {
 
     /// Waits up to `timeout` until `/health/ready` answers 200.
     pub async fn wait_ready_within(&self, timeout: Duration) {
-        let http = Http::new(&self.url, None);
+        let http = Http::trusting(&self.url, None, self.options.ca.as_deref());
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok((200, _)) = http.try_get("/health/ready").await {
@@ -327,6 +329,42 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The TCP ports process `pid` listens on (from `/proc`: its sockets' inodes, matched
+/// against the kernel's tables of listening sockets).
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the process's descriptors are readable")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let listening = fields.get(3) == Some(&"0A");
+            if listening && fields.get(9).is_some_and(|inode| inodes.contains(*inode)) {
+                let port = fields[1].rsplit(':').next().expect("address:port");
+                ports.push(u16::from_str_radix(port, 16).expect("a hex port"));
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 /// The `tradefloor node` command for `options` in `data_dir`, serving `http`.
@@ -435,13 +473,23 @@ pub struct Http {
 impl Http {
     /// A client of `base` sending `token` as a bearer token.
     pub fn new(base: &str, token: Option<&str>) -> Self {
+        Self::trusting(base, token, None)
+    }
+
+    /// A client of `base` sending `token`, trusting the CA in the PEM file `ca` for HTTPS.
+    pub fn trusting(base: &str, token: Option<&str>, ca: Option<&Path>) -> Self {
+        // reqwest's rustls takes the process's provider: the aws-lc-rs one rustls builds.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).expect("the CA file is readable");
+            let certificate = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+            builder = builder.add_root_certificate(certificate);
+        }
         Self {
             base: base.trim_end_matches('/').to_owned(),
             token: token.map(str::to_owned),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("a client"),
+            client: builder.build().expect("a client"),
         }
     }
 

@@ -711,6 +711,32 @@ async fn garbage_on_the_cluster_port_closes_the_connection_and_changes_nothing()
             "an idle connection outlived the handshake deadline"
         );
     }
+    // ractor_cluster's own listener (on a loopback port nobody is told of) is sealed: a
+    // frame header announcing 1 MiB (within ractor_cluster's own bound, so it would wait for
+    // the payload) is refused at once there too.
+    let http_port: u16 = cluster
+        .node(1)
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let guarded_port: u16 = port.rsplit(':').next().unwrap().parse().unwrap();
+    let others: Vec<u16> = tradefloor_tests::listening_ports(cluster.node(1).pid())
+        .into_iter()
+        .filter(|listening| ![http_port, guarded_port].contains(listening))
+        .collect();
+    assert!(!others.is_empty(), "ractor_cluster's own listener is found");
+    for other in others {
+        let address = format!("127.0.0.1:{other}");
+        let mut stream = sent(&address, &(1_u64 << 20).to_be_bytes()).await;
+        assert!(
+            closed_within(&mut stream, prompt).await.is_some(),
+            "port {other} closed the connection"
+        );
+    }
+    assert!(cluster.node_mut(1).is_running(), "the node is alive");
     // The node serves on: a second node joins through the same port, and orders go through.
     let second = cluster.add_node().await;
     let layout = cluster.settled().await;

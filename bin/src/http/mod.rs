@@ -16,6 +16,7 @@ pub mod routes;
 pub mod state;
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -28,8 +29,13 @@ use error::ApiError;
 use routes::{accounts, cluster, markets, operations, orders};
 pub use state::{AppState, NodeIdentity};
 
-/// Starts serving `listener`; the returned [`Server`] runs until its handle stops it.
-pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+/// Starts serving `listener`, over TLS when `tls` is set; the returned [`Server`] runs until
+/// its handle stops it.
+pub fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: web::Data<AppState>,
+) -> std::io::Result<Server> {
     let limits = state.limits.clone();
     let workers = limits
         .workers
@@ -46,10 +52,12 @@ pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Resu
     .client_request_timeout(Duration::from_millis(limits.client_request_timeout_ms))
     .client_disconnect_timeout(Duration::from_secs(1))
     .shutdown_timeout(limits.shutdown_timeout_seconds)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, Arc::unwrap_or_clone(tls))?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 /// Stops `server` gracefully: no new connections, requests in flight finish.

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+};
 use tradefloor_actors::routing::remote::Remoting;
 
 use super::gateway::{Gateway, GatewayMessage};
@@ -90,17 +92,20 @@ impl Endpoint {
         let port = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|error| Error::Remoting(format!("cluster port {listen}: {error}")))?;
-        // ractor_cluster 0.15 always opens a listener of its own: it gets a loopback port
-        // nobody is told of, and every connection goes through the guard on `listen`.
+        // ractor_cluster always opens a listener of its own, on a loopback port nobody is
+        // told of; every connection goes through the guard on `listen` instead, so that
+        // listener is sealed: a TLS acceptor without a certificate fails every handshake
+        // before a byte reaches ractor_cluster.
         let server = NodeServer::new(
             0,
             secret.to_owned(),
             node_id.clone(),
             listen.ip().to_string(),
-            None,
+            Some(IncomingEncryptionMode::Tls(crate::tls::sealed())),
             Some(NodeConnectionMode::Isolated),
         )
-        .with_listen_addr(Ipv4Addr::LOCALHOST.into());
+        .with_listen_addr(Ipv4Addr::LOCALHOST.into())
+        .with_max_inbound_frame_size(config.guard.frame_bytes_max);
         let (server, _) = Actor::spawn(None, server, ())
             .await
             .map_err(|error| Error::Remoting(format!("cluster server: {error}")))?;

@@ -32,12 +32,15 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ractor::ActorRef;
+use ractor::{ActorRef, ActorStatus};
 use ractor_cluster::{BoxRead, BoxWrite, ClusterBidiStream, NodeServerMessage};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+use crate::tls::ClusterTls;
 
 /// Frames a dialling peer sends before it is authenticated: its name, perhaps its status,
 /// its answer to the challenge.
@@ -50,6 +53,9 @@ const HEADER_BYTES: usize = 8;
 /// The guard's bounds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuardConfig {
+    /// Mutual TLS on every connection (accepted and dialled), if configured: the TLS
+    /// handshake comes first, within the same deadline and the same cap.
+    pub tls: Option<ClusterTls>,
     /// How long a connection may take to authenticate.
     pub handshake_timeout: Duration,
     /// Largest frame before authentication (handshake frames carry a name and a digest).
@@ -63,6 +69,7 @@ pub struct GuardConfig {
 impl Default for GuardConfig {
     fn default() -> Self {
         Self {
+            tls: None,
             handshake_timeout: Duration::from_secs(5),
             handshake_frame_bytes_max: 4 * 1024,
             // ractor_cluster's own envelope around a frame of remote calls.
@@ -178,14 +185,19 @@ impl Shared {
     }
 }
 
-/// A TCP connection to or from another node, guarded (see the [module](self)).
+/// A connection's byte stream: plain TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A connection to or from another node, guarded (see the [module](self)).
 struct Guarded {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     shared: Arc<Shared>,
 }
 
 impl Guarded {
-    fn new(stream: TcpStream, peer: SocketAddr, side: Side, config: &GuardConfig) -> Self {
+    fn new(stream: Box<dyn Io>, peer: SocketAddr, side: Side, config: &GuardConfig) -> Self {
         Self {
             stream,
             shared: Arc::new(Shared {
@@ -224,7 +236,7 @@ impl ClusterBidiStream for Guarded {
 }
 
 struct GuardedRead {
-    inner: tokio::io::ReadHalf<TcpStream>,
+    inner: tokio::io::ReadHalf<Box<dyn Io>>,
     shared: Arc<Shared>,
     frames: Frames,
     deadline: Pin<Box<Sleep>>,
@@ -270,7 +282,7 @@ impl AsyncRead for GuardedRead {
 }
 
 struct GuardedWrite {
-    inner: tokio::io::WriteHalf<TcpStream>,
+    inner: tokio::io::WriteHalf<Box<dyn Io>>,
     shared: Arc<Shared>,
     frames: Frames,
 }
@@ -330,20 +342,58 @@ pub(crate) async fn accept(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let guarded = Guarded::new(stream, peer, Side::Dialled, &config);
-        *guarded.shared.permit.lock().expect("permit lock") = Some(permit);
-        let opened = server.cast(NodeServerMessage::ConnectionOpenedExternal {
-            stream: Box::new(guarded),
-            is_server: true,
-        });
-        if opened.is_err() {
+        if matches!(
+            server.get_status(),
+            ActorStatus::Stopping | ActorStatus::Stopped
+        ) {
             tracing::warn!("cluster port: the cluster server is gone; no more connections");
             return;
         }
+        // Its own task: a slow TLS handshake must not hold up the next connection.
+        tokio::spawn(hand_over(
+            stream,
+            peer,
+            permit,
+            server.clone(),
+            config.clone(),
+        ));
     }
 }
 
-/// Dials `address` and hands the connection, guarded, to `server`.
+/// Hands an accepted connection to `server`, after its TLS handshake if TLS is configured.
+async fn hand_over(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    server: ActorRef<NodeServerMessage>,
+    config: GuardConfig,
+) {
+    let stream: Box<dyn Io> = match &config.tls {
+        None => Box::new(stream),
+        Some(tls) => {
+            let handshake = tls.acceptor.accept(stream);
+            match tokio::time::timeout(config.handshake_timeout, handshake).await {
+                Ok(Ok(stream)) => Box::new(stream),
+                Ok(Err(error)) => return refused_tls(peer, &error.to_string()),
+                Err(_) => return refused_tls(peer, "no TLS handshake within the deadline"),
+            }
+        }
+    };
+    let guarded = Guarded::new(stream, peer, Side::Dialled, &config);
+    *guarded.shared.permit.lock().expect("permit lock") = Some(permit);
+    let _ = server.cast(NodeServerMessage::ConnectionOpenedExternal {
+        stream: Box::new(guarded),
+        is_server: true,
+    });
+}
+
+fn refused_tls(peer: SocketAddr, reason: &str) {
+    metrics::counter!("tradefloor_cluster_connections_refused_total", "why" => "tls").increment(1);
+    tracing::warn!(%peer, %reason, "cluster connection closed: TLS handshake failed");
+}
+
+/// Dials `address` (`host:port`) and hands the connection, guarded, to `server`; with TLS,
+/// the peer's certificate must name `host`.
 pub(crate) async fn dial(
     server: &ActorRef<NodeServerMessage>,
     address: &str,
@@ -352,6 +402,16 @@ pub(crate) async fn dial(
     let stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
+    let stream: Box<dyn Io> = match &config.tls {
+        None => Box::new(stream),
+        Some(tls) => {
+            let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+            Box::new(tls.connector.connect(name, stream).await?)
+        }
+    };
     let guarded = Guarded::new(stream, peer, Side::Dialling, config);
     ractor_cluster::client_connect_external(server, Box::new(guarded))
         .await
