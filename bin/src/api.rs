@@ -568,6 +568,54 @@ pub struct MetricsQuery {
     pub node: Option<String>,
 }
 
+/// Query of `GET /v1/audit`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// How many rows, 1 to 1 000 (default 100), newest first.
+    pub limit: Option<u32>,
+    /// Only this caller's rows: a token's name, `anonymous` or `loopback`.
+    pub principal: Option<String>,
+}
+
+/// What became of an audited request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// Answered with success.
+    Done,
+    /// Refused for who the caller is (401, 403, or 429 from the token's rate limit).
+    Denied,
+    /// Answered with another error.
+    Failed,
+}
+
+/// One row of the audit log: a command sent, or a request denied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// When it was answered, microseconds since the epoch.
+    pub recorded_at: i64,
+    /// Who sent it: the token's name, `anonymous` without a valid token, `loopback` on a
+    /// node without tokens.
+    pub principal: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The request path (at most 256 characters).
+    pub path: String,
+    /// The answer's HTTP status.
+    pub status: u16,
+    /// What became of it.
+    pub outcome: AuditOutcome,
+}
+
+/// The newest rows of the audit log, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditLog {
+    /// The rows.
+    pub entries: Vec<AuditEntry>,
+}
+
 /// Query of `GET /v1/actors`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

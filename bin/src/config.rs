@@ -280,7 +280,14 @@ pub struct TokenConfig {
     /// `Retry-After`. None: no limit but the node's.
     #[serde(default)]
     pub requests_per_second: Option<u32>,
+    /// Who holds it, as the audit log names the caller (default: `<role>-<position>`, e.g.
+    /// `trader-3` for the third token).
+    #[serde(default)]
+    pub name: Option<String>,
 }
+
+/// Longest token name.
+pub const TOKEN_NAME_CHARS_MAX: usize = 64;
 
 impl fmt::Debug for TokenConfig {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -290,6 +297,7 @@ impl fmt::Debug for TokenConfig {
             .field("role", &self.role)
             .field("accounts", &self.accounts)
             .field("requests_per_second", &self.requests_per_second)
+            .field("name", &self.name)
             .finish()
     }
 }
@@ -317,10 +325,25 @@ pub struct HttpLimits {
     pub workers: Option<usize>,
     /// How long shutdown waits for in-flight requests, in seconds.
     pub shutdown_timeout_seconds: u64,
+    /// Audit rows waiting to be written; past it they are dropped (and counted).
+    pub audit_queue_max: usize,
+    /// Audit rows written in one transaction, at most.
+    pub audit_batch_max: usize,
+}
+
+impl HttpLimits {
+    /// The audit log's bounds.
+    pub fn audit_config(&self) -> tradefloor_actors::trading::audit::AuditConfig {
+        tradefloor_actors::trading::audit::AuditConfig {
+            queue_max: self.audit_queue_max,
+            batch_max: self.audit_batch_max,
+        }
+    }
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
+        let audit = tradefloor_actors::trading::audit::AuditConfig::default();
         Self {
             body_bytes_max: 64 * 1024,
             requests_in_flight_max: 1_024,
@@ -331,6 +354,8 @@ impl Default for HttpLimits {
             retry_after_seconds: 1,
             workers: None,
             shutdown_timeout_seconds: 30,
+            audit_queue_max: audit.queue_max,
+            audit_batch_max: audit.batch_max,
         }
     }
 }
@@ -577,6 +602,17 @@ impl NodeConfig {
                     index + 1
                 ));
             }
+            if let Some(name) = &token.name
+                && (name.is_empty()
+                    || name.chars().count() > TOKEN_NAME_CHARS_MAX
+                    || name.chars().any(char::is_control))
+            {
+                return invalid(format!(
+                    "token #{} has a name that is empty, longer than {TOKEN_NAME_CHARS_MAX} \
+                     characters or holds control characters",
+                    index + 1
+                ));
+            }
             if token.role != Role::Trader && !token.accounts.is_empty() {
                 return invalid(format!(
                     "token #{} lists accounts, but only a trader's are limited to some",
@@ -589,6 +625,8 @@ impl NodeConfig {
             || limits.requests_in_flight_max == 0
             || limits.request_deadline_ms == 0
             || limits.connections_per_worker_max == 0
+            || limits.audit_queue_max == 0
+            || limits.audit_batch_max == 0
         {
             return invalid("http_limits must all be positive".to_owned());
         }
@@ -759,6 +797,7 @@ mod tests {
             role: Role::Admin,
             accounts: vec![],
             requests_per_second: None,
+            name: None,
         };
         assert!(!format!("{token:?}").contains("0123456789abcdef"));
     }

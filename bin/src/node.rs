@@ -10,6 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tradefloor_actors::Registry;
 use tradefloor_actors::routing::remote::{self, Call, Remoting};
 use tradefloor_actors::trading::Exchange;
+use tradefloor_actors::trading::audit::AuditLog;
 use tradefloor_cluster::Node;
 use tradefloor_cluster::remote::{ClusterTransport, Endpoint};
 use tradefloor_cluster::runtime::{ClusterNode, Exit, Joining};
@@ -65,6 +66,12 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
         config.http_limits.clone(),
         registry.clone(),
         metrics,
+        AuditLog::start(
+            journal.clone(),
+            &config.node_id,
+            &config.http_limits.audit_config(),
+        )
+        .await?,
         tokio::runtime::Handle::current(),
     ));
     let tls = config.tls.http()?;

@@ -377,3 +377,84 @@ async fn a_token_past_its_rate_limit_gets_429_with_retry_after() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_names_who_sent_each_command_and_who_was_denied() {
+    let config = format!(
+        "[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nrole = \"admin\"\nname = \"ops\"\n\n\
+         [[tokens]]\ntoken = \"{TRADER_TOKEN}\"\nrole = \"trader\"\naccounts = [\"alice\"]\n\n\
+         [[tokens]]\ntoken = \"{FUNDING_TOKEN}\"\nrole = \"funding\"\nname = \"treasury\"\n"
+    );
+    let node = Node::start(NodeOptions::with_config(config)).await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    let trader = node.http(Some(TRADER_TOKEN));
+    let funding = node.http(Some(FUNDING_TOKEN));
+    let anonymous = node.http(None);
+    let deposit_path = "/v1/accounts/alice/deposits";
+    let transfer = json!({"asset": "USD", "amount": 500});
+
+    deposit(&funding, "alice", "USD", 500).await;
+    assert_eq!(trader.post(deposit_path, &transfer).await.0, 403);
+    assert_eq!(anonymous.get("/v1/accounts/alice").await.0, 401);
+    assert_eq!(trader.get("/v1/accounts/alice").await.0, 200);
+    let (status, _) = trader
+        .post("/v1/orders", &json!({"account_id": "alice"}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(trader.get("/v1/audit").await.0, 403);
+
+    let expected: [(&str, &str, &str, u16, &str); 5] = [
+        ("treasury", "POST", deposit_path, 200, "done"),
+        ("trader-2", "POST", deposit_path, 403, "denied"),
+        ("anonymous", "GET", "/v1/accounts/alice", 401, "denied"),
+        ("trader-2", "POST", "/v1/orders", 400, "failed"),
+        ("trader-2", "GET", "/v1/audit", 403, "denied"),
+    ];
+    let entries = eventually(
+        "every audited request is in the log",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (status, log) = admin.get("/v1/audit?limit=50").await;
+            assert_eq!(status, 200, "{log}");
+            let entries = log["entries"].as_array().cloned().unwrap_or_default();
+            (entries.len() >= expected.len()).then_some(entries)
+        },
+    )
+    .await;
+    let rows: Vec<(String, String, String, u64, String)> = entries
+        .iter()
+        .map(|entry| {
+            let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
+            let status = entry["status"].as_u64().unwrap_or_default();
+            (
+                text("principal"),
+                text("method"),
+                text("path"),
+                status,
+                text("outcome"),
+            )
+        })
+        .collect();
+    // Newest first, and nothing else: a read that was allowed is not a command.
+    let mut oldest_first = rows.clone();
+    oldest_first.reverse();
+    let wanted: Vec<(String, String, String, u64, String)> = expected
+        .iter()
+        .map(|(who, method, path, status, outcome)| {
+            let owned = |text: &str| text.to_owned();
+            (
+                owned(who),
+                owned(method),
+                owned(path),
+                u64::from(*status),
+                owned(outcome),
+            )
+        })
+        .collect();
+    assert_eq!(oldest_first, wanted);
+
+    let (status, mine) = admin.get("/v1/audit?principal=treasury").await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["entries"].as_array().map(Vec::len), Some(1), "{mine}");
+    assert_eq!(admin.get("/v1/audit?limit=0").await.0, 400);
+}

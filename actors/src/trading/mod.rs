@@ -23,6 +23,7 @@
 //! and `cluster` (shards moving between nodes).
 
 mod accounts;
+pub mod audit;
 mod cluster;
 pub mod config;
 pub mod dispatch;
@@ -185,13 +186,12 @@ impl RegionStart {
 
 /// The services a node runs besides its shards, each a consumer of the whole log: the book
 /// feed and every read model (the risk monitor is a consumer group, spread by partition).
-pub const SERVICES: [&str; 6] = [
+pub const SERVICES: [&str; 5] = [
     feed::SERVICE_NAME,
     projections::balances::NAME,
     projections::orders::NAME,
     projections::trades::NAME,
     projections::candles::NAME,
-    projections::audit::NAME,
 ];
 
 impl Exchange {

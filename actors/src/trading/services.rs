@@ -24,7 +24,7 @@ use crate::runtime::supervisor::{
 
 /// Every single-partition consumer of the log (the book feed and the read models), with the
 /// events it reads.
-fn consumers() -> [(&'static str, Filter); 6] {
+fn consumers() -> [(&'static str, Filter); 5] {
     [
         (feed::FEED_NAME, Filter::Kind("order_book".to_owned())),
         (
@@ -43,10 +43,6 @@ fn consumers() -> [(&'static str, Filter); 6] {
         (
             projections::candles::NAME,
             projections::trades::TradesProjection.filter(),
-        ),
-        (
-            projections::audit::NAME,
-            projections::audit::AuditProjection.filter(),
         ),
     ]
 }
@@ -143,9 +139,6 @@ impl Exchange {
                     config.projections.clone(),
                     move || projections::candles::CandlesProjection::new(watermark),
                 )
-            }
-            projections::audit::NAME => {
-                projection_spec(journal, config, projections::audit::AuditProjection)
             }
             _ => return None,
         };

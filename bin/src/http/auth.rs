@@ -20,11 +20,18 @@ use super::rate::Bucket;
 use super::state::AppState;
 use crate::config::{Role, TokenConfig};
 
-/// The configured tokens, and the rate-limit bucket of each that has a limit.
+/// Who the audit log says called a node without tokens (loopback only, everyone admin).
+pub const LOOPBACK_PRINCIPAL: &str = "loopback";
+/// Who the audit log says called without a valid token.
+pub const ANONYMOUS_PRINCIPAL: &str = "anonymous";
+
+/// The configured tokens, the rate-limit bucket of each that has a limit, and each one's
+/// name in the audit log.
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
     tokens: Vec<TokenConfig>,
     buckets: Arc<[Option<Bucket>]>,
+    names: Arc<[String]>,
 }
 
 impl Tokens {
@@ -34,7 +41,41 @@ impl Tokens {
             .iter()
             .map(|token| token.requests_per_second.map(Bucket::new))
             .collect();
-        Self { tokens, buckets }
+        let names = tokens
+            .iter()
+            .enumerate()
+            .map(|(index, token)| {
+                token.name.clone().unwrap_or_else(|| {
+                    let role = match token.role {
+                        Role::Admin => "admin",
+                        Role::Funding => "funding",
+                        Role::Trader => "trader",
+                    };
+                    format!("{role}-{}", index + 1)
+                })
+            })
+            .collect();
+        Self {
+            tokens,
+            buckets,
+            names,
+        }
+    }
+
+    /// The caller's name in the audit log: its token's, [`ANONYMOUS_PRINCIPAL`] without a
+    /// valid token, [`LOOPBACK_PRINCIPAL`] on a node without tokens.
+    pub fn principal_name(&self, matched: MatchedToken) -> &str {
+        if self.is_open() {
+            return LOOPBACK_PRINCIPAL;
+        }
+        matched
+            .0
+            .map_or(ANONYMOUS_PRINCIPAL, |index| self.names[index].as_str())
+    }
+
+    /// Which token `presented` is, if any (every token compared in constant time).
+    pub fn matched(&self, presented: Option<&[u8]>) -> MatchedToken {
+        MatchedToken(presented.and_then(|presented| self.find(presented)))
     }
 
     /// The index of the token `presented` is, if any: every token compared in constant time.
@@ -49,28 +90,25 @@ impl Tokens {
         found
     }
 
-    /// Which token `presented` is, after taking one request of its rate limit, or 429 with
-    /// `Retry-After` (a missing or unknown token passes: it is refused with 401 later). The
-    /// match is kept with the request ([`MatchedToken`]), so the principal is not looked up
-    /// twice.
-    pub fn admit(&self, presented: Option<&[u8]>, now: Instant) -> Result<MatchedToken, ApiError> {
-        let index = presented.and_then(|presented| self.find(presented));
-        let Some(bucket) = index.and_then(|index| self.buckets[index].as_ref()) else {
-            return Ok(MatchedToken(index));
+    /// Takes one request of `matched`'s rate limit, or 429 with `Retry-After` (a missing or
+    /// unknown token passes: it is refused with 401 later). The match is kept with the
+    /// request, so the principal is not looked up twice.
+    pub fn admit(&self, matched: MatchedToken, now: Instant) -> Result<(), ApiError> {
+        let Some(index) = matched.0 else {
+            return Ok(());
         };
-        let index = index.expect("a bucket belongs to a token");
-        bucket
-            .take(now)
-            .map(|()| MatchedToken(Some(index)))
-            .map_err(|wait| {
-                let per_second = self.tokens[index].requests_per_second.unwrap_or_default();
-                ApiError::retry(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    format!("this token's limit of {per_second} requests a second is spent"),
-                    wait.as_secs().max(1),
-                )
-            })
+        let Some(bucket) = self.buckets[index].as_ref() else {
+            return Ok(());
+        };
+        bucket.take(now).map_err(|wait| {
+            let per_second = self.tokens[index].requests_per_second.unwrap_or_default();
+            ApiError::retry(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("this token's limit of {per_second} requests a second is spent"),
+                wait.as_secs().max(1),
+            )
+        })
     }
 
     /// Whether the node runs open (no tokens: loopback only).
@@ -210,18 +248,21 @@ mod tests {
                 role: Role::Admin,
                 accounts: vec![],
                 requests_per_second: None,
+                name: None,
             },
             TokenConfig {
                 token: "funding-secret-0123456789".to_owned(),
                 role: Role::Funding,
                 accounts: vec![],
                 requests_per_second: None,
+                name: None,
             },
             TokenConfig {
                 token: "trader-secret-0123456789".to_owned(),
                 role: Role::Trader,
                 accounts: vec!["alice".to_owned()],
                 requests_per_second: None,
+                name: None,
             },
         ])
     }
@@ -251,6 +292,24 @@ mod tests {
             "forbidden"
         );
         assert_eq!(funding.require_admin().unwrap_err().code, "forbidden");
+    }
+
+    #[test]
+    fn the_audit_log_names_each_token_by_role_and_position_unless_named() {
+        let mut configs = tokens().tokens;
+        configs[1].name = Some("treasury".to_owned());
+        let tokens = Tokens::new(configs);
+        let name = |presented: &[u8]| {
+            tokens
+                .principal_name(tokens.matched(Some(presented)))
+                .to_owned()
+        };
+        assert_eq!(name(b"admin-secret-0123456789"), "admin-1");
+        assert_eq!(name(b"funding-secret-0123456789"), "treasury");
+        assert_eq!(name(b"trader-secret-0123456789"), "trader-3");
+        assert_eq!(name(b"not-a-token-at-all-0000"), ANONYMOUS_PRINCIPAL);
+        let open = Tokens::new(Vec::new());
+        assert_eq!(open.principal_name(open.matched(None)), LOOPBACK_PRINCIPAL);
     }
 
     #[test]

@@ -13,6 +13,9 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 
+use tradefloor_actors::trading::audit::{AuditRecord, Outcome};
+
+use super::auth::MatchedToken;
 use super::error::ApiError;
 use super::state::AppState;
 
@@ -29,23 +32,23 @@ pub async fn guard(
     };
     let started = Instant::now();
     let method = method_label(request.method());
+    let matched = state
+        .tokens
+        .matched(super::auth::presented_token(request.headers()));
     if state.tokens.is_open()
         && let Err(error) = super::loopback::check(&request)
     {
         record(method, "refused", error.status, started);
+        audit(&state, matched, method, request.path(), error.status, true);
         return Ok(request.into_response(error.error_response()));
     }
-    let presented = super::auth::presented_token(request.headers());
-    match state.tokens.admit(presented, started) {
-        Ok(matched) => {
-            request.extensions_mut().insert(matched);
-        }
-        Err(error) => {
-            metrics::counter!("tradefloor_http_rate_limited_total").increment(1);
-            record(method, "rate_limited", error.status, started);
-            return Ok(request.into_response(error.error_response()));
-        }
+    if let Err(error) = state.tokens.admit(matched, started) {
+        metrics::counter!("tradefloor_http_rate_limited_total").increment(1);
+        record(method, "rate_limited", error.status, started);
+        audit(&state, matched, method, request.path(), error.status, true);
+        return Ok(request.into_response(error.error_response()));
     }
+    request.extensions_mut().insert(matched);
     let permit = state.in_flight.clone().try_acquire_owned();
     if permit.is_err() && !is_probe(request.path(), request.query_string()) {
         metrics::counter!("tradefloor_http_shed_total").increment(1);
@@ -61,6 +64,8 @@ pub async fn guard(
         record(method, "shed", error.status, started);
         return Ok(request.into_response(error.error_response()));
     }
+    // Kept only for a command's audit row: a read's path is read off its answer if denied.
+    let command_path = is_command(method).then(|| request.path().to_owned());
     let deadline = state.limits.request_deadline();
     match tokio::time::timeout(deadline, next.call(request)).await {
         Ok(Ok(response)) => {
@@ -69,15 +74,16 @@ pub async fn guard(
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_owned());
             record(method, &route, response.status(), started);
+            let path = command_path.as_deref().unwrap_or(response.request().path());
+            audit(&state, matched, method, path, response.status(), false);
             Ok(response.map_into_boxed_body())
         }
         Ok(Err(error)) => {
-            record(
-                method,
-                "error",
-                error.as_response_error().status_code(),
-                started,
-            );
+            let status = error.as_response_error().status_code();
+            record(method, "error", status, started);
+            if let Some(path) = &command_path {
+                audit(&state, matched, method, path, status, false);
+            }
             Err(error)
         }
         // The handler is dropped; a command it handed to the actors still completes, and
@@ -85,9 +91,48 @@ pub async fn guard(
         Err(_) => {
             let error = ApiError::deadline(deadline);
             record(method, "timeout", error.status, started);
+            if let Some(path) = &command_path {
+                audit(&state, matched, method, path, error.status, false);
+            }
             Err(error.into())
         }
     }
+}
+
+/// Whether a request with this method may change state (a command, always audited).
+fn is_command(method: &str) -> bool {
+    !matches!(method, "GET" | "HEAD" | "OPTIONS")
+}
+
+/// Writes the audit log's row of a request, if it is a command or was denied (401, 403, or
+/// `rate_limited`: 429 from its token's limit).
+fn audit(
+    state: &AppState,
+    matched: MatchedToken,
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    rate_limited: bool,
+) {
+    let denied = rate_limited || matches!(status.as_u16(), 401 | 403);
+    if !denied && !is_command(method) {
+        return;
+    }
+    let outcome = if denied {
+        Outcome::Denied
+    } else if status.is_success() {
+        Outcome::Done
+    } else {
+        Outcome::Failed
+    };
+    let principal = state.tokens.principal_name(matched);
+    state.audit.record(AuditRecord::now(
+        principal,
+        method,
+        path,
+        status.as_u16(),
+        outcome,
+    ));
 }
 
 /// Routes that answer from memory at once and must answer under overload: the health checks

@@ -120,6 +120,7 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
                 .route(web::post().to(cluster::leave)),
         )
         .service(resource("/v1/actors", "GET").route(web::get().to(operations::actors)))
+        .service(resource("/v1/audit", "GET").route(web::get().to(operations::audit)))
         .service(resource("/health/live", "GET").route(web::get().to(operations::live)))
         .service(resource("/health/ready", "GET").route(web::get().to(operations::ready)))
         .service(resource("/metrics", "GET").route(web::get().to(operations::metrics)))

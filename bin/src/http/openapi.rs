@@ -21,7 +21,7 @@ use crate::api;
         orders::place, orders::order, orders::cancel,
         cluster::members, cluster::shards, cluster::rebalance, cluster::move_shard,
         cluster::leave,
-        operations::actors, operations::live, operations::ready, operations::metrics,
+        operations::actors, operations::audit, operations::live, operations::ready, operations::metrics,
         operations::openapi,
     ),
     components(schemas(api::ErrorBody, api::ErrorDetail)),
@@ -32,7 +32,7 @@ pub struct ApiDoc;
 
 /// Bounds of query parameters that the handlers check but the query types do not carry:
 /// `(path, parameter, minimum, maximum)`.
-const QUERY_BOUNDS: [(&str, &str, u32, u32); 4] = [
+const QUERY_BOUNDS: [(&str, &str, u32, u32); 5] = [
     ("/v1/markets/{symbol}/book", "depth", 1, markets::DEPTH_MAX),
     (
         "/v1/markets/{symbol}/trades",
@@ -47,6 +47,7 @@ const QUERY_BOUNDS: [(&str, &str, u32, u32); 4] = [
         markets::LIST_LIMIT_MAX,
     ),
     ("/v1/actors", "depth", 0, operations::ACTOR_DEPTH_MAX),
+    ("/v1/audit", "limit", 1, operations::AUDIT_LIMIT_MAX),
 ];
 
 /// The candle intervals `GET /v1/markets/{symbol}/candles` takes.

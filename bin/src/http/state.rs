@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 use tradefloor_actors::Registry;
 use tradefloor_actors::trading::Exchange;
+use tradefloor_actors::trading::audit::AuditLog;
 use tradefloor_cluster::runtime::ClusterNode;
 
 use super::auth::Tokens;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Permits for requests in flight ([`HttpLimits::requests_in_flight_max`]).
     pub in_flight: Arc<Semaphore>,
+    /// Who sent every command, and who was denied.
+    pub audit: AuditLog,
     /// The trading application, set once it has recovered and taken back at shutdown.
     exchange: RwLock<Option<Arc<Exchange>>>,
     /// This node's cluster membership, when the node is part of a cluster.
@@ -64,11 +67,13 @@ impl AppState {
         limits: HttpLimits,
         registry: Registry,
         metrics: Option<PrometheusHandle>,
+        audit: AuditLog,
         runtime: Handle,
     ) -> Self {
         Self {
             identity,
             tokens,
+            audit,
             in_flight: Arc::new(Semaphore::new(limits.requests_in_flight_max)),
             limits,
             registry,

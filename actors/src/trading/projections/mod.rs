@@ -8,12 +8,10 @@
 //! - [`trades`]: the trade tape per market.
 //! - [`candles`]: OHLCV and VWAP over 1 s, 1 m and 1 h tumbling windows, late trades
 //!   accepted within a watermark.
-//! - [`audit`]: every event of the log, in order.
 //!
 //! Money is stored as `BIGINT`: an amount above `i64::MAX` fails the batch (nothing of it is
 //! kept) rather than being rounded or wrapped.
 
-pub mod audit;
 pub mod balances;
 pub mod candles;
 pub mod orders;
@@ -90,7 +88,6 @@ pub const TABLES: &[(&str, &str)] = &[
         "symbol, interval_seconds, bucket_start",
     ),
     (candles::CLOCKS_TABLE, "symbol"),
-    (audit::AUDIT_TABLE, "global_offset"),
 ];
 
 /// Creates every read-model table that does not exist yet. A balances read model written
@@ -126,8 +123,7 @@ async fn create_every_table(database: &Database) -> Result<(), Error> {
         .chain(balances::CREATE.iter().copied())
         .chain(orders::CREATE.iter().copied())
         .chain(trades::CREATE.iter().copied())
-        .chain(candles::CREATE.iter().copied())
-        .chain(audit::CREATE.iter().copied());
+        .chain(candles::CREATE.iter().copied());
     for statement in statements {
         let statement = match database {
             // On SQLite only `INTEGER PRIMARY KEY` is the table's own key (its rowid): a
@@ -187,9 +183,6 @@ pub async fn rebuild_all(
     )
     .await
     .map_err(|error| fail(error.to_string()))?;
-    rebuild(journal, &mut audit::AuditProjection, config)
-        .await
-        .map_err(|error| fail(error.to_string()))?;
     Ok(())
 }
 

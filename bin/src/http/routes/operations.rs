@@ -6,12 +6,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use tradefloor_cluster::runtime::ClusterNode;
 
-use crate::api::{self, ActorsQuery, MetricsQuery};
+use tradefloor_actors::trading::audit::{AuditLog, Outcome};
+
+use crate::api::{self, ActorsQuery, AuditQuery, MetricsQuery};
+use crate::config::TOKEN_NAME_CHARS_MAX;
 use crate::http::auth::Principal;
 use crate::http::convert;
 use crate::http::error::ApiError;
 use crate::http::openapi;
 use crate::http::routes::cluster::{known_node, member_rows, unknown_node};
+use crate::http::routes::markets::bounded;
 use crate::http::state::AppState;
 
 /// The process is up and answering.
@@ -229,6 +233,52 @@ pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(ContentType::json())
         .body(openapi::document().to_string())
+}
+
+/// Most audit rows one request returns.
+pub const AUDIT_LIMIT_MAX: u32 = 1_000;
+
+/// The audit log of the whole cluster, newest first: who sent each command, and who was
+/// denied (admins only).
+#[utoipa::path(get, path = "/v1/audit", tag = "operations", params(AuditQuery),
+    responses((status = 200, description = "The newest rows", body = api::AuditLog)))]
+pub async fn audit(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_admin()?;
+    let limit = bounded(query.limit, 100, AUDIT_LIMIT_MAX, "limit")?;
+    let caller = query.into_inner().principal;
+    if caller
+        .as_ref()
+        .is_some_and(|caller| caller.chars().count() > TOKEN_NAME_CHARS_MAX)
+    {
+        return Err(ApiError::invalid_query(format!(
+            "principal is at most {TOKEN_NAME_CHARS_MAX} characters"
+        )));
+    }
+    let rows = state
+        .call(move |exchange| async move {
+            Ok(AuditLog::recent(exchange.journal(), caller.as_deref(), limit).await?)
+        })
+        .await?;
+    let entries = rows
+        .into_iter()
+        .map(|row| api::AuditEntry {
+            recorded_at: row.recorded_at,
+            principal: row.principal,
+            method: row.method,
+            path: row.path,
+            status: row.status,
+            outcome: match row.outcome {
+                Outcome::Done => api::AuditOutcome::Done,
+                Outcome::Denied => api::AuditOutcome::Denied,
+                Outcome::Failed => api::AuditOutcome::Failed,
+            },
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(api::AuditLog { entries }))
 }
 
 /// Deepest actor tree one request may ask for (the tree is far shallower).
