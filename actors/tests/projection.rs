@@ -302,6 +302,25 @@ async fn spawn(
         journal: journal.clone(),
         config,
         progress: None,
+        epoch: None,
+    };
+    Actor::spawn(None, ProjectionActor::new(), arguments)
+        .await
+        .unwrap()
+}
+
+/// [`spawn`] for a holder of the projection's lease at `epoch`.
+async fn spawn_at(
+    journal: &Journal,
+    config: ProjectionConfig,
+    epoch: u64,
+) -> (ActorRef<ProjectionMessage>, tokio::task::JoinHandle<()>) {
+    let arguments = ProjectionArgs {
+        projection: Counts::new(),
+        journal: journal.clone(),
+        config,
+        progress: None,
+        epoch: Some(epoch),
     };
     Actor::spawn(None, ProjectionActor::new(), arguments)
         .await
@@ -410,11 +429,15 @@ async fn a_supervised_projection_that_crashes_neither_skips_nor_doubles() {
     };
     let spec = {
         let faults = faults.clone();
-        ProjectionActor::spec("counts", harness.journal.clone(), config(10), move || {
-            Counts {
+        ProjectionActor::spec(
+            "counts",
+            harness.journal.clone(),
+            config(10),
+            None,
+            move || Counts {
                 faults: faults.clone(),
-            }
-        })
+            },
+        )
     };
     let arguments = SupervisorArgs::new("/test/projections", supervision, vec![spec]);
     let (supervisor, join) = Actor::spawn(None, Supervisor, arguments).await.unwrap();
@@ -577,8 +600,78 @@ async fn an_invalid_config_does_not_start() {
             ..ProjectionConfig::default()
         },
         progress: None,
+        epoch: None,
     };
     let started = Actor::spawn(None, ProjectionActor::new(), arguments).await;
     assert!(started.is_err());
     harness.finish().await;
+}
+
+/// Two holders of one projection's lease at once (the lease taken over while its holder
+/// still ran): the new holder (a later epoch) may be refused while the old one moves the
+/// offset (it starts again from the stored offset), but once it has committed, the old
+/// holder's batches are refused whole: it is fenced, and no event is counted twice.
+async fn a_stale_holder_is_fenced_and_nothing_is_counted_twice(mut harness: Harness) {
+    harness.append(4, 10, 2).await;
+    let (old, old_join) = spawn_at(&harness.journal, config(8), 1).await;
+    wait_until!(
+        "the old holder to catch up",
+        caught_up(&harness.journal).await
+    );
+    let supervision = SupervisionConfig {
+        backoff_min: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        jitter: 0.0,
+        ..SupervisionConfig::default()
+    };
+    let spec = ProjectionActor::spec(
+        "counts",
+        harness.journal.clone(),
+        config(8),
+        Some(2),
+        Counts::new,
+    );
+    let arguments = SupervisorArgs::new("/test/projections", supervision, vec![spec]);
+    let (supervisor, join) = Actor::spawn(None, Supervisor, arguments).await.unwrap();
+    let offsets = OffsetStore::new(harness.journal.database().clone());
+    // Both race for every new event until the new holder wins one.
+    for round in 0.. {
+        assert!(round < 200, "the new holder never committed");
+        harness.append(2, 1, 1).await;
+        wait_until!("both to catch up", caught_up(&harness.journal).await);
+        if offsets.load_with_epoch(NAME, 0).await.unwrap().1 == 2 {
+            break;
+        }
+    }
+    // From now on the old holder is refused.
+    harness.append(3, 4, 2).await;
+    wait_until!(
+        "the old holder to be fenced",
+        ProjectionActor::<Counts>::stats(&old).await.unwrap().fenced
+    );
+    wait_until!(
+        "the new holder to catch up",
+        caught_up(&harness.journal).await
+    );
+    let last = harness.journal.last_offset().await.unwrap();
+    let database = harness.journal.database();
+    assert_eq!(table(database).await, recount(&harness.journal, last).await);
+    assert_eq!(offsets.load_with_epoch(NAME, 0).await.unwrap(), (last, 2));
+    old.stop(None);
+    old_join.await.unwrap();
+    supervisor.stop(None);
+    join.await.unwrap();
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_holder_is_fenced_and_nothing_is_counted_twice_on_sqlite() {
+    a_stale_holder_is_fenced_and_nothing_is_counted_twice(Harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_holder_is_fenced_and_nothing_is_counted_twice_on_postgres() {
+    if let Some(harness) = Harness::postgres("fenced_holder").await {
+        a_stale_holder_is_fenced_and_nothing_is_counted_twice(harness).await;
+    }
 }

@@ -527,20 +527,16 @@ impl Inner {
                 .into_iter()
                 .map(|(name, term)| (name[UNIT_LEASE_PREFIX.len()..].to_owned(), term))
                 .collect();
-        let mut kept = BTreeSet::new();
+        // Each unit kept, with the epoch of this node's term: its commits are fenced by it.
+        let mut kept = BTreeMap::new();
         let mut handing_back = Vec::new();
         for unit in units
             .iter()
             .filter(|unit| terms.get(*unit).is_some_and(|term| term.holder == *me))
         {
             if kept.len() < share {
-                if self
-                    .unit_lease(unit)
-                    .try_acquire(me, now, duration)
-                    .await
-                    .is_ok()
-                {
-                    kept.insert(unit.clone());
+                if let Ok(term) = self.unit_lease(unit).try_acquire(me, now, duration).await {
+                    kept.insert(unit.clone(), term.epoch);
                 }
             } else {
                 handing_back.push((unit.clone(), terms[unit].clone()));
@@ -550,14 +546,9 @@ impl Inner {
             if kept.len() >= share {
                 break;
             }
-            if self
-                .unit_lease(unit)
-                .try_acquire(me, now, duration)
-                .await
-                .is_ok()
-            {
-                tracing::info!(%unit, "consumer taken over");
-                kept.insert(unit.clone());
+            if let Ok(term) = self.unit_lease(unit).try_acquire(me, now, duration).await {
+                tracing::info!(%unit, epoch = term.epoch, "consumer taken over");
+                kept.insert(unit.clone(), term.epoch);
             }
         }
         self.run_units(&kept).await?;
@@ -579,20 +570,23 @@ impl Inner {
         Ok(())
     }
 
-    /// Runs exactly `kept` of the units on this node.
-    async fn run_units(&self, kept: &BTreeSet<String>) -> Result<(), Error> {
+    /// Runs exactly `kept` of the units on this node, each at its lease epoch.
+    async fn run_units(&self, kept: &BTreeMap<String, u64>) -> Result<(), Error> {
         for service in SERVICES {
-            if kept.contains(service) {
-                self.exchange.start_service(service).await.map_err(actors)?;
+            if let Some(epoch) = kept.get(service) {
+                self.exchange
+                    .start_service(service, Some(*epoch))
+                    .await
+                    .map_err(actors)?;
             }
         }
         for service in self.exchange.running_services().await {
-            if !kept.contains(&service) {
+            if !kept.contains_key(&service) {
                 self.exchange.stop_service(&service).await.map_err(actors)?;
             }
         }
         let partitions: BTreeSet<u32> = kept
-            .iter()
+            .keys()
             .filter_map(|unit| unit.strip_prefix("risk-")?.parse().ok())
             .collect();
         let mut serving = self
@@ -608,7 +602,7 @@ impl Inner {
 
     /// Stops every unit here and releases their leases (leaving the cluster).
     async fn hand_back_units(&self) -> Result<(), Error> {
-        self.run_units(&BTreeSet::new()).await?;
+        self.run_units(&BTreeMap::new()).await?;
         self.exchange.stop_services().await.map_err(actors)?;
         let now = Timestamp::now();
         for (name, term) in

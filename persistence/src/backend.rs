@@ -243,29 +243,51 @@ macro_rules! backend_operations {
             position.map(|position| from_db(position, "offset")).transpose()
         }
 
-        /// Moves a consumer's position forward (or keeps it); refuses to move it back.
+        /// A consumer's stored position and lease epoch on a partition.
+        pub(crate) async fn load_offset_epoch(
+            connection: &mut Connection,
+            consumer: &str,
+            partition: u32,
+        ) -> Result<Option<(u64, u64)>, Error> {
+            let row: Option<(i64, i64)> = sqlx::query_as($crate::backend::LOAD_OFFSET_EPOCH)
+                .bind(consumer)
+                .bind(i64::from(partition))
+                .fetch_optional(&mut *connection)
+                .await?;
+            row.map(|(position, epoch)| {
+                Ok((from_db(position, "offset")?, from_db(epoch, "offset epoch")?))
+            })
+            .transpose()
+        }
+
+        /// Moves a consumer's position forward (or keeps it); refuses to move it back. With
+        /// `advance`, moves it only as [`Advance`](crate::backend::Advance) says.
         pub(crate) async fn commit_offset(
             connection: &mut Connection,
             consumer: &str,
             partition: u32,
+            advance: Option<$crate::backend::Advance>,
             position: u64,
             now: i64,
         ) -> Result<(), Error> {
-            let stored: Option<i64> = sqlx::query_scalar($crate::backend::COMMIT_OFFSET)
-            .bind(consumer)
-            .bind(i64::from(partition))
-            .bind(to_db(position)?)
-            .bind(now)
-            .fetch_optional(&mut *connection)
-            .await?;
+            let query = sqlx::query_scalar($crate::backend::offset_statement(advance))
+                .bind(consumer)
+                .bind(i64::from(partition))
+                .bind(to_db(position)?)
+                .bind(now);
+            let query = match advance {
+                Some(advance @ $crate::backend::Advance { from: 1.., .. }) => {
+                    query.bind(to_db(advance.from)?).bind(to_db(advance.epoch)?)
+                }
+                Some(advance) => query.bind(to_db(advance.epoch)?),
+                None => query,
+            };
+            let stored: Option<i64> = query.fetch_optional(&mut *connection).await?;
             if stored.is_none() {
-                let current = load_offset(connection, consumer, partition).await?.unwrap_or(0);
-                return Err(Error::StaleOffset {
-                    consumer: consumer.to_owned(),
-                    partition,
-                    current,
-                    requested: position,
-                });
+                let stored = load_offset_epoch(connection, consumer, partition).await?;
+                return Err($crate::backend::offset_refusal(
+                    consumer, partition, stored, advance, position,
+                ));
             }
             Ok(())
         }
@@ -273,6 +295,71 @@ macro_rules! backend_operations {
 }
 
 pub(crate) use backend_operations;
+
+/// A move of an offset by a holder of its consumer's lease: only from `from` (the position
+/// the holder read or last committed), and only if no holder with a later lease `epoch`
+/// committed it. Two holders that applied the same events cannot both commit them, and a
+/// stale holder is refused once the new one has committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Advance {
+    /// The position the holder read or last committed (0: none).
+    pub from: u64,
+    /// The holder's lease epoch.
+    pub epoch: u64,
+}
+
+/// Moves a consumer's position from `$5` to `$3` for a holder of epoch `$6`: returns the row
+/// only if it moved.
+pub(crate) const ADVANCE_OFFSET: &str = "UPDATE offsets SET position = $3, updated_at = $4, \
+     epoch = $6 WHERE consumer = $1 AND partition = $2 AND position = $5 AND epoch <= $6 \
+     RETURNING position";
+
+/// [`ADVANCE_OFFSET`] from 0, which an absent row also stands for; the epoch is `$5`.
+pub(crate) const ADVANCE_OFFSET_FROM_ZERO: &str = "INSERT INTO offsets \
+     (consumer, partition, position, updated_at, epoch) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (consumer, partition) DO UPDATE SET position = excluded.position, \
+     updated_at = excluded.updated_at, epoch = excluded.epoch \
+     WHERE offsets.position = 0 AND offsets.epoch <= excluded.epoch RETURNING position";
+
+/// The statement that moves an offset: forward only (`advance` is `None`), or as `advance`
+/// says.
+pub(crate) fn offset_statement(advance: Option<Advance>) -> &'static str {
+    match advance {
+        None => COMMIT_OFFSET,
+        Some(Advance { from: 0, .. }) => ADVANCE_OFFSET_FROM_ZERO,
+        Some(_) => ADVANCE_OFFSET,
+    }
+}
+
+/// Why an offset did not move: [`Error::OffsetFenced`] if a holder with a later epoch
+/// committed it, else [`Error::StaleOffset`].
+pub(crate) fn offset_refusal(
+    consumer: &str,
+    partition: u32,
+    stored: Option<(u64, u64)>,
+    advance: Option<Advance>,
+    requested: u64,
+) -> crate::Error {
+    let (current, stored_epoch) = stored.unwrap_or((0, 0));
+    match advance {
+        Some(Advance { epoch, .. }) if stored_epoch > epoch => crate::Error::OffsetFenced {
+            consumer: consumer.to_owned(),
+            partition,
+            epoch,
+            stored_epoch,
+        },
+        _ => crate::Error::StaleOffset {
+            consumer: consumer.to_owned(),
+            partition,
+            current,
+            requested,
+        },
+    }
+}
+
+/// A consumer's stored position and epoch on a partition.
+pub(crate) const LOAD_OFFSET_EPOCH: &str =
+    "SELECT position, epoch FROM offsets WHERE consumer = $1 AND partition = $2";
 
 /// A consumer's stored position on a partition.
 pub(crate) const LOAD_OFFSET: &str =

@@ -80,6 +80,23 @@ pub enum Error {
         /// The position asked for.
         requested: u64,
     },
+    /// A holder of a consumer's lease tried to move its offset after a holder with a later
+    /// lease epoch had: it is stale (the lease was taken over while it still ran) and must
+    /// stop; nothing of its transaction was kept.
+    #[error(
+        "offset of {consumer}/{partition} was committed at lease epoch {stored_epoch}; \
+         refusing a holder of epoch {epoch}"
+    )]
+    OffsetFenced {
+        /// The consumer (projection or group).
+        consumer: String,
+        /// The partition.
+        partition: u32,
+        /// The refused holder's epoch.
+        epoch: u64,
+        /// The epoch of the holder that committed last.
+        stored_epoch: u64,
+    },
     /// Another node holds the journal in a way this one cannot share (see
     /// [`crate::claim::JournalClaim`]).
     #[error("{0}")]

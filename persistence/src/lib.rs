@@ -69,6 +69,7 @@ mod read_model_writer;
 mod sqlite;
 mod sqlite_writer;
 
+pub use backend::Advance;
 pub use claim::{ClaimMode, JournalClaim};
 pub use codec::EventCodec;
 pub use config::JournalConfig;

@@ -21,11 +21,13 @@
 
 use std::sync::mpsc as sync_mpsc;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use sqlx::SqlitePool;
 use tokio::sync::oneshot;
 
-use crate::backend::{COMMIT_OFFSET, LOAD_OFFSET, from_db, to_db};
+use crate::backend::{
+    Advance, LOAD_OFFSET_EPOCH, from_db, offset_refusal, offset_statement, to_db,
+};
 use crate::config::JournalConfig;
 use crate::error::Error;
 use crate::journal::WriteTurn;
@@ -59,6 +61,8 @@ enum Write {
     Offset {
         consumer: String,
         partition: u32,
+        /// Only as this says (`ADVANCE_OFFSET`); `None`: any position not ahead.
+        advance: Option<Advance>,
         position: u64,
         now: i64,
     },
@@ -266,27 +270,49 @@ fn apply(connection: &Connection, write: &Write) -> Result<(), Error> {
         Write::Offset {
             consumer,
             partition,
+            advance,
             position,
             now,
         } => {
-            let values = rusqlite::params![consumer, i64::from(*partition), to_db(*position)?, now];
-            let moved = connection
-                .prepare_cached(&indexed_placeholders(COMMIT_OFFSET))?
-                .query(values)?
-                .next()?
-                .is_some();
+            let key = (consumer, i64::from(*partition));
+            let to = to_db(*position)?;
+            let mut statement =
+                connection.prepare_cached(&indexed_placeholders(offset_statement(*advance)))?;
+            let mut rows = match advance {
+                Some(advance @ Advance { from: 1.., .. }) => statement.query(rusqlite::params![
+                    key.0,
+                    key.1,
+                    to,
+                    now,
+                    to_db(advance.from)?,
+                    to_db(advance.epoch)?
+                ])?,
+                Some(advance) => statement.query(rusqlite::params![
+                    key.0,
+                    key.1,
+                    to,
+                    now,
+                    to_db(advance.epoch)?
+                ])?,
+                None => statement.query(rusqlite::params![key.0, key.1, to, now])?,
+            };
+            let moved = rows.next()?.is_some();
+            drop(rows);
             if !moved {
-                let current: i64 = connection
-                    .prepare_cached(&indexed_placeholders(LOAD_OFFSET))?
-                    .query_row(rusqlite::params![consumer, i64::from(*partition)], |row| {
-                        row.get(0)
-                    })?;
-                return Err(Error::StaleOffset {
-                    consumer: consumer.clone(),
-                    partition: *partition,
-                    current: from_db(current, "offset")?,
-                    requested: *position,
-                });
+                let stored: Option<(i64, i64)> = connection
+                    .prepare_cached(&indexed_placeholders(LOAD_OFFSET_EPOCH))?
+                    .query_row(rusqlite::params![key.0, key.1], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()?;
+                let stored = stored
+                    .map(|(at, epoch)| {
+                        Ok::<_, Error>((from_db(at, "offset")?, from_db(epoch, "offset epoch")?))
+                    })
+                    .transpose()?;
+                return Err(offset_refusal(
+                    consumer, *partition, stored, *advance, *position,
+                ));
             }
         }
     }
@@ -348,11 +374,18 @@ impl WriterTransaction {
         }));
     }
 
-    /// Buffers an offset commit.
-    pub(crate) fn commit_offset(&mut self, consumer: &str, partition: u32, position: u64) {
+    /// Buffers an offset commit (only as `advance` says, if given).
+    pub(crate) fn commit_offset(
+        &mut self,
+        consumer: &str,
+        partition: u32,
+        advance: Option<Advance>,
+        position: u64,
+    ) {
         self.pending.push(Write::Offset {
             consumer: consumer.to_owned(),
             partition,
+            advance,
             position,
             now: crate::writer::now_micros(),
         });

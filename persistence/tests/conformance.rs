@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use tradefloor_persistence::codec::{self, EventCodec};
 use tradefloor_persistence::{
-    AppendRequest, Database, Error, Fence, Filter, Journal, JournalConfig, NewEvent, OffsetStore,
-    Snapshot, SnapshotStore, SqlValue, Transaction,
+    Advance, AppendRequest, Database, Error, Fence, Filter, Journal, JournalConfig, NewEvent,
+    OffsetStore, Snapshot, SnapshotStore, SqlValue, Transaction,
 };
 
 /// A journal on a fresh database, and how to clean it up.
@@ -755,6 +755,74 @@ async fn read_model_transactions(harness: &Harness) {
         "{refused:?}"
     );
     assert_eq!(count("model", database).await, 2);
+
+    // Two holders of one consumer that read the same offset and applied the same events:
+    // the second to commit is refused whole (what it applied is not counted twice).
+    let raced = {
+        let mut second = journal.begin_read_models().await.unwrap();
+        execute(&mut second, "INSERT INTO model (id) VALUES (3)").await;
+        let read = Advance { from: 0, epoch: 0 };
+        match OffsetStore::advance_in(&mut second, "model", 0, read, 5).await {
+            Ok(()) => second.commit().await,
+            Err(error) => Err(error),
+        }
+    };
+    assert!(
+        matches!(
+            raced,
+            Err(Error::StaleOffset {
+                current: 5,
+                requested: 5,
+                ..
+            })
+        ),
+        "{raced:?}"
+    );
+    assert_eq!(count("model", database).await, 2);
+    // A holder of a later lease epoch moves it on from where it read it; from then on a
+    // holder of the earlier epoch is fenced, even from the right position.
+    let mut onwards = journal.begin_read_models().await.unwrap();
+    OffsetStore::advance_in(&mut onwards, "model", 0, Advance { from: 5, epoch: 2 }, 6)
+        .await
+        .unwrap();
+    onwards.commit().await.unwrap();
+    assert_eq!(offsets.load_with_epoch("model", 0).await.unwrap(), (6, 2));
+    let fenced = {
+        let mut stale = journal.begin_read_models().await.unwrap();
+        execute(&mut stale, "INSERT INTO model (id) VALUES (3)").await;
+        let read = Advance { from: 6, epoch: 1 };
+        match OffsetStore::advance_in(&mut stale, "model", 0, read, 7).await {
+            Ok(()) => stale.commit().await,
+            Err(error) => Err(error),
+        }
+    };
+    assert!(
+        matches!(
+            fenced,
+            Err(Error::OffsetFenced {
+                epoch: 1,
+                stored_epoch: 2,
+                ..
+            })
+        ),
+        "{fenced:?}"
+    );
+    assert_eq!(count("model", database).await, 2);
+    assert_eq!(offsets.load_with_epoch("model", 0).await.unwrap(), (6, 2));
+    // A consumer with no offset yet advances from 0 only.
+    let fresh = {
+        let mut fresh = journal.begin_read_models().await.unwrap();
+        let read = Advance { from: 3, epoch: 0 };
+        match OffsetStore::advance_in(&mut fresh, "other-model", 0, read, 4).await {
+            Ok(()) => fresh.commit().await,
+            Err(error) => Err(error),
+        }
+    };
+    assert!(
+        matches!(fresh, Err(Error::StaleOffset { current: 0, .. })),
+        "{fresh:?}"
+    );
+    assert_eq!(offsets.load("other-model", 0).await.unwrap(), 0);
 
     // A statement the database refuses fails the transaction at its next query.
     let mut refused = journal.begin_read_models().await.unwrap();

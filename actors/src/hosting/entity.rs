@@ -631,6 +631,7 @@ pub(crate) fn is_infrastructure_failure(error: &JournalError) -> bool {
         | JournalError::Encode { .. }
         | JournalError::InvalidRequest(_)
         | JournalError::StaleOffset { .. }
+        | JournalError::OffsetFenced { .. }
         | JournalError::Claimed(_) => false,
     }
 }

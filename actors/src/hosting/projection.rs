@@ -34,7 +34,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tradefloor_persistence::{
-    Error as StorageError, Filter, Journal, OffsetStore, StoredEvent, Transaction,
+    Advance, Error as StorageError, Filter, Journal, OffsetStore, StoredEvent, Transaction,
 };
 
 use crate::error::Error;
@@ -135,6 +135,17 @@ pub enum ProjectionError<E: std::error::Error + 'static> {
         #[source]
         source: StorageError,
     },
+    /// A holder of a later lease epoch committed this projection's offset: this holder is
+    /// stale (its lease was taken over while it ran). Nothing of its batch was kept; it
+    /// applies nothing more and waits to be stopped.
+    #[error("projection {projection}: fenced: {source}")]
+    Fenced {
+        /// The projection's name.
+        projection: String,
+        /// What the offset store said.
+        #[source]
+        source: StorageError,
+    },
     /// The projection's own code failed on a batch; nothing of the batch was kept. If it
     /// fails the same way every time, the supervisor escalates: fix the projection.
     #[error("projection {projection}: read model failed on offsets {first}..={last}: {source}")]
@@ -171,6 +182,8 @@ pub struct ProjectionStats {
     /// Reads of the database by this incarnation (including empty ones); batches taken from
     /// the log bus are not reads.
     pub polls: u64,
+    /// Whether a holder of a later lease epoch took over: this one applies nothing more.
+    pub fenced: bool,
 }
 
 /// What a [`ProjectionActor`] answers to.
@@ -200,6 +213,10 @@ pub struct ProjectionArgs<P> {
     pub config: ProjectionConfig,
     /// Recorded on every batch and wake-up, for a supervisor's stall watch.
     pub progress: Option<Progress>,
+    /// The lease epoch this node holds the projection at, in a cluster: its offset commits
+    /// are fenced by it (see [`Advance`]). `None` on a node that holds the journal alone: it
+    /// takes the stored epoch over.
+    pub epoch: Option<u64>,
 }
 
 /// Follows the log after an offset and applies batches; shared by the actor and [`rebuild`].
@@ -210,6 +227,8 @@ struct Feed {
     tail: LogTail,
     /// The last offset applied and committed.
     offset: u64,
+    /// The lease epoch its commits are fenced by.
+    epoch: u64,
     stats: ProjectionStats,
 }
 
@@ -221,8 +240,10 @@ impl Feed {
         journal: Journal,
         config: &ProjectionConfig,
         offset: u64,
+        epoch: u64,
     ) -> Self {
         Self {
+            epoch,
             stats: ProjectionStats {
                 name: name.clone(),
                 ..ProjectionStats::default()
@@ -266,15 +287,44 @@ impl Feed {
                 source,
             });
         }
-        OffsetStore::commit_in(&mut transaction, &self.name, PROJECTION_PARTITION, last)
-            .await
-            .map_err(storage)?;
-        transaction.commit().await.map_err(storage)?;
+        self.commit(transaction, last).await?;
         self.offset = last;
         self.stats.last_batch = events.len();
         self.stats.batches += 1;
         self.stats.events += events.len() as u64;
         Ok(events.len())
+    }
+
+    /// Commits `transaction` with the offset moved to `last`: only from the offset this feed
+    /// read or committed, and only if no holder of a later lease epoch committed. Were
+    /// another holder of the same projection (a lease overlapping this one) to have
+    /// committed these events, the batch is refused whole rather than counted twice.
+    async fn commit<E: std::error::Error + 'static>(
+        &self,
+        mut transaction: Transaction,
+        last: u64,
+    ) -> Result<(), ProjectionError<E>> {
+        let advance = Advance {
+            from: self.offset,
+            epoch: self.epoch,
+        };
+        let partition = PROJECTION_PARTITION;
+        let committed =
+            match OffsetStore::advance_in(&mut transaction, &self.name, partition, advance, last)
+                .await
+            {
+                // The read models' writer checks the offset at the commit.
+                Ok(()) => transaction.commit().await,
+                Err(error) => Err(error),
+            };
+        match committed {
+            Ok(()) => Ok(()),
+            Err(source @ StorageError::OffsetFenced { .. }) => Err(ProjectionError::Fenced {
+                projection: self.name.clone(),
+                source,
+            }),
+            Err(source) => Err(storage(&self.name, source)),
+        }
     }
 
     fn stats(&self, journal_last_offset: u64) -> ProjectionStats {
@@ -296,6 +346,8 @@ fn storage<E: std::error::Error>(projection: &str, source: StorageError) -> Proj
 /// The state of a running [`ProjectionActor`].
 pub struct ProjectionState<P> {
     projection: P,
+    /// Set once a holder of a later lease epoch committed: this one applies nothing more.
+    fenced: bool,
     feed: Feed,
     poll_interval: Duration,
     batch_interval_min: Duration,
@@ -348,10 +400,12 @@ impl<P: Projection> ProjectionActor<P> {
     /// wake-up (at least once per poll interval), so a stall timeout (see
     /// [`ChildSpec::with_stall_timeout`]) longer than the poll interval catches a projection
     /// stuck in a batch.
+    /// `epoch`: see [`ProjectionArgs::epoch`].
     pub fn spec<F>(
         name: impl Into<String>,
         journal: Journal,
         config: ProjectionConfig,
+        epoch: Option<u64>,
         make: F,
     ) -> ChildSpec
     where
@@ -364,6 +418,7 @@ impl<P: Projection> ProjectionActor<P> {
                 journal: journal.clone(),
                 config: config.clone(),
                 progress: Some(context.progress),
+                epoch,
             };
             async move {
                 let (actor, _join) =
@@ -394,6 +449,7 @@ impl<P: Projection> Actor for ProjectionActor<P> {
             journal,
             config,
             progress,
+            epoch,
         } = arguments;
         let name = projection.name().to_owned();
         if let Err(reason) = config.validate() {
@@ -402,13 +458,15 @@ impl<P: Projection> Actor for ProjectionActor<P> {
                 reason: format!("invalid projection config: {reason}"),
             }));
         }
-        let offset = OffsetStore::new(journal.read_models().clone())
-            .load(&name, PROJECTION_PARTITION)
+        let (offset, stored_epoch) = OffsetStore::new(journal.read_models().clone())
+            .load_with_epoch(&name, PROJECTION_PARTITION)
             .await
             .map_err(|source| storage::<P::Error>(&name, source))?;
-        let feed = Feed::new(name, projection.filter(), journal, &config, offset);
-        tracing::info!(projection = %feed.name, offset, "projection started");
+        let epoch = epoch.unwrap_or(stored_epoch);
+        let feed = Feed::new(name, projection.filter(), journal, &config, offset, epoch);
+        tracing::info!(projection = %feed.name, offset, epoch, "projection started");
         Ok(ProjectionState {
+            fenced: stored_epoch > epoch,
             projection,
             journal_last_offset: offset,
             feed,
@@ -447,11 +505,24 @@ impl<P: Projection> Actor for ProjectionActor<P> {
                 if let (ProjectionMessage::Wake, Some(waker)) = (&message, &state.waker) {
                     waker.woken(&mut state.feed.tail);
                 }
-                state.feed.step(&mut state.projection).await?;
+                if !state.fenced {
+                    match state.feed.step(&mut state.projection).await {
+                        Ok(_) => {}
+                        Err(ProjectionError::Fenced { projection, source }) => {
+                            metrics::counter!("tradefloor_projection_fenced_total", "projection" => projection.clone())
+                                .increment(1);
+                            tracing::warn!(%projection, %source, "projection fenced: another node holds it now; applying nothing more");
+                            state.fenced = true;
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                // A fenced projection stays alive (it is stopped with its lease) and keeps
+                // the stall watch quiet.
                 if let Some(progress) = &state.progress {
                     progress.record();
                 }
-                if state.feed.tail.has_more() {
+                if !state.fenced && state.feed.tail.has_more() {
                     // More is waiting: go on at once, behind whatever is queued.
                     myself.send_message(ProjectionMessage::Poll)?;
                 }
@@ -462,7 +533,11 @@ impl<P: Projection> Actor for ProjectionActor<P> {
                     // Stats are best effort: a failing database shows in the next batch.
                     Err(error) => tracing::debug!(%error, "lag not refreshed"),
                 }
-                let _ = reply.send(state.feed.stats(state.journal_last_offset));
+                let stats = ProjectionStats {
+                    fenced: state.fenced,
+                    ..state.feed.stats(state.journal_last_offset)
+                };
+                let _ = reply.send(stats);
             }
         }
         Ok(())
@@ -507,7 +582,8 @@ pub async fn rebuild<P: Projection>(
         .await
         .map_err(|source| storage(&name, source))?;
     tracing::info!(projection = %name, "projection reset; replaying from offset 0");
-    let mut feed = Feed::new(name, projection.filter(), journal.clone(), config, 0);
+    // The offset's row is gone with its epoch: the rebuild starts the count again.
+    let mut feed = Feed::new(name, projection.filter(), journal.clone(), config, 0, 0);
     // Until the tail has nothing more: caught up with the database and the bus.
     while feed.step(projection).await? > 0 || feed.tail.has_more() {}
     Ok(feed.offset)

@@ -129,11 +129,14 @@ impl AuditLog {
     /// Creates the audit table if needed and starts the writer of `node`'s rows.
     pub async fn start(journal: Journal, node: &str, config: &AuditConfig) -> Result<Self, Error> {
         assert!(config.queue_max > 0 && config.batch_max > 0, "audit bounds");
-        journal
-            .read_models()
-            .execute(CREATE)
-            .await
-            .map_err(|error| storage(&error))?;
+        super::with_create_retries(|| async {
+            journal
+                .read_models()
+                .execute(CREATE)
+                .await
+                .map_err(|error| storage(&error))
+        })
+        .await?;
         let (queue, rows) = mpsc::channel(config.queue_max);
         let writer = Writer {
             journal,

@@ -186,7 +186,8 @@ async fn deliver(
 
 impl FeedState {
     /// Records that the feed delivered everything up to `offset` (on SQLite, on the read
-    /// models' writer, behind this process's other writers).
+    /// models' writer, behind this process's other writers). Forward only: a delivery
+    /// repeated by an overlapping feed changes nothing (sagas take each book event once).
     async fn commit(&self, offset: u64) -> Result<(), tradefloor_persistence::Error> {
         let mut transaction = self.journal.begin_read_models().await?;
         OffsetStore::commit_in(&mut transaction, FEED_NAME, 0, offset).await?;

@@ -358,21 +358,31 @@ impl Exchange {
 /// Attempts at creating the read-model tables.
 const CREATE_TABLES_ATTEMPTS: u32 = 5;
 
-/// Creates the read-model tables if missing. Nodes of a cluster start together: two
-/// PostgreSQL sessions creating one table at once can both pass `IF NOT EXISTS` and the
-/// loser fails on the catalog's unique index; the next attempt finds the table.
+/// Creates the read-model tables if missing (see [`with_create_retries`]).
 async fn create_tables(journal: &Journal) -> Result<(), Error> {
+    with_create_retries(|| async {
+        projections::create_tables(journal).await?;
+        risk::create_table(journal.read_models())
+            .await
+            .map_err(|error| projections::storage("risk", error))
+    })
+    .await
+}
+
+/// Runs `create` (creating tables if missing) until it succeeds, at most
+/// [`CREATE_TABLES_ATTEMPTS`] times. Nodes of a cluster start together: two PostgreSQL
+/// sessions creating one table at once can both pass `IF NOT EXISTS` and the loser fails on
+/// the catalog's unique index; the next attempt finds the table.
+pub(crate) async fn with_create_retries<F, Fut>(mut create: F) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
     let mut attempt = 1;
     loop {
-        let created = match projections::create_tables(journal).await {
-            Ok(()) => risk::create_table(journal.read_models())
-                .await
-                .map_err(|error| projections::storage("risk", error)),
-            Err(error) => Err(error),
-        };
-        match created {
+        match create().await {
             Err(error) if attempt < CREATE_TABLES_ATTEMPTS => {
-                tracing::debug!(%error, attempt, "read-model tables not created yet");
+                tracing::debug!(%error, attempt, "tables not created yet");
                 tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
                 attempt += 1;
             }

@@ -50,6 +50,7 @@ fn consumers() -> [(&'static str, Filter); 5] {
 fn projection_spec<P: Projection + Default>(
     journal: &Journal,
     config: &TradingConfig,
+    epoch: Option<u64>,
     projection: P,
 ) -> ChildSpec {
     let name = projection.name().to_owned();
@@ -57,6 +58,7 @@ fn projection_spec<P: Projection + Default>(
         name,
         journal.clone(),
         config.projections.clone(),
+        epoch,
         P::default,
     )
 }
@@ -68,6 +70,8 @@ pub(super) struct Services {
     join: JoinHandle<()>,
     /// Set before the supervisor is asked to stop, so its end is not taken for giving up.
     asked_to_stop: Arc<AtomicBool>,
+    /// The lease epoch it runs at (`None`: the node holds the journal alone).
+    epoch: Option<u64>,
 }
 
 /// A running risk monitor member.
@@ -83,7 +87,7 @@ impl Exchange {
     /// [`Exchange::serve_risk_partitions`]).
     pub async fn start_services(&self) -> Result<(), Error> {
         for service in SERVICES {
-            self.start_service(service).await?;
+            self.start_service(service, None).await?;
         }
         if self.risk_lock().is_empty() {
             for _ in 0..self.config.risk.members {
@@ -105,8 +109,8 @@ impl Exchange {
         Ok(())
     }
 
-    /// The child spec of service `name` (one of [`SERVICES`]).
-    fn service_spec(&self, name: &str) -> Option<ChildSpec> {
+    /// The child spec of service `name` (one of [`SERVICES`]) held at lease `epoch`.
+    fn service_spec(&self, name: &str, epoch: Option<u64>) -> Option<ChildSpec> {
         let journal = &self.journal;
         let config = &self.config;
         let spec = match name {
@@ -116,27 +120,35 @@ impl Exchange {
                 config.feed.clone(),
                 self.feed_wake.clone(),
             ),
-            projections::balances::NAME => {
-                projection_spec(journal, config, projections::balances::BalancesProjection)
-            }
+            projections::balances::NAME => projection_spec(
+                journal,
+                config,
+                epoch,
+                projections::balances::BalancesProjection,
+            ),
             projections::orders::NAME => {
                 let journal_for_orders = journal.clone();
                 ProjectionActor::spec(
                     projections::orders::NAME,
                     journal.clone(),
                     config.projections.clone(),
+                    epoch,
                     move || projections::orders::OrdersProjection::new(journal_for_orders.clone()),
                 )
             }
-            projections::trades::NAME => {
-                projection_spec(journal, config, projections::trades::TradesProjection)
-            }
+            projections::trades::NAME => projection_spec(
+                journal,
+                config,
+                epoch,
+                projections::trades::TradesProjection,
+            ),
             projections::candles::NAME => {
                 let watermark = config.candle_watermark_micros;
                 ProjectionActor::spec(
                     projections::candles::NAME,
                     journal.clone(),
                     config.projections.clone(),
+                    epoch,
                     move || projections::candles::CandlesProjection::new(watermark),
                 )
             }
@@ -146,17 +158,30 @@ impl Exchange {
     }
 
     /// Starts service `name` (one of [`SERVICES`]) on this node under its own supervisor, at
-    /// `{path}/services/{name}`; nothing happens if it runs already.
-    pub async fn start_service(&self, name: &str) -> Result<(), Error> {
-        let mut services = self.services.lock().await;
-        if services.contains_key(name) {
-            return Ok(());
+    /// `{path}/services/{name}`, held at lease `epoch` in a cluster (`None`: the node holds
+    /// the journal alone); nothing happens if it runs already at that epoch. At another
+    /// epoch it is started again: the node took the lease anew, and the old holder's commits
+    /// may have been fenced meanwhile.
+    pub async fn start_service(&self, name: &str, epoch: Option<u64>) -> Result<(), Error> {
+        let running = self
+            .services
+            .lock()
+            .await
+            .get(name)
+            .map(|service| service.epoch);
+        match running {
+            Some(running) if running == epoch => return Ok(()),
+            Some(_) => self.stop_service(name).await?,
+            None => {}
         }
+        let mut services = self.services.lock().await;
         let path = format!("{}/services/{name}", self.config.path);
-        let spec = self.service_spec(name).ok_or_else(|| Error::StartFailed {
-            actor: path.clone(),
-            reason: "no such service".to_owned(),
-        })?;
+        let spec = self
+            .service_spec(name, epoch)
+            .ok_or_else(|| Error::StartFailed {
+                actor: path.clone(),
+                reason: "no such service".to_owned(),
+            })?;
         let arguments = SupervisorArgs::new(path.clone(), SupervisionConfig::default(), vec![spec])
             .with_registry(self.registry.clone());
         let (supervisor, supervisor_join) = Actor::spawn(None, Supervisor, arguments)
@@ -182,9 +207,10 @@ impl Exchange {
                 supervisor,
                 join,
                 asked_to_stop,
+                epoch,
             },
         );
-        tracing::info!(service = %name, "service started");
+        tracing::info!(service = %name, ?epoch, "service started");
         Ok(())
     }
 
