@@ -1,17 +1,20 @@
-//! The nemesis: three real nodes on PostgreSQL take deposits and withdrawals with command ids
-//! through every node while a seeded schedule of faults hits them one at a time: SIGKILL and
-//! restart, SIGSTOP past the failure timeout and SIGCONT (the node finds itself evicted and is
-//! restarted), and the cluster link of the node behind a TCP proxy cut and healed (its
-//! heartbeats go to the database, so a short cut fails the calls through the link without
-//! evicting it). Afterwards every command that got no answer is repeated with its command id
-//! until it gets one, and the checker reads the API and the journal: every account's total is
-//! its deposits minus its applied withdrawals, each exactly once, and every stream had one
-//! writer at a time (gap-free sequences, fence epochs never interleaved).
+//! The nemesis: three real nodes on PostgreSQL take deposits, withdrawals, orders and cancels
+//! with command ids through every node while a seeded schedule of faults hits them one at a
+//! time: SIGKILL and restart, SIGSTOP past the failure timeout and SIGCONT (the node finds
+//! itself evicted and is restarted), and the cluster link of the node behind a TCP proxy cut
+//! and healed (its heartbeats go to the database, so a short cut fails the calls through the
+//! link without evicting it). Afterwards every command that got no answer is repeated with its
+//! command id until it gets one, every order still open is cancelled, and the checker reads
+//! the API and the journal: every account's total is its deposits minus its applied
+//! withdrawals, each exactly once (the orders are bids nobody sells to: they hold and release,
+//! never trade); no hold outlives its order; every placed order is found by its id, ended;
+//! every stream had one writer at a time (gap-free sequences, fence epochs never
+//! interleaved); and the read models, caught up, equal a rebuild of them from offset 0.
 //!
-//! CI runs a short schedule with a fixed seed. A longer run: `NEMESIS_SEED=<n>
-//! NEMESIS_ROUNDS=<n> cargo test -p tradefloor-tests --test nemesis -- --nocapture`; the seed
-//! is printed, so a failure can be replayed. Not yet in the schedule: orders and cancels,
-//! PostgreSQL restarts, and comparing the read models with a rebuild.
+//! CI runs a short schedule with a fixed seed. A longer run: `bin/scripts/nemesis.sh [rounds]
+//! [seed]`, or `NEMESIS_SEED=<n> NEMESIS_ROUNDS=<n> cargo test -p tradefloor-tests --test
+//! nemesis -- --nocapture`; the seed is printed, so a failure can be replayed. Not yet in the
+//! schedule: PostgreSQL restarts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,11 +22,13 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
+use tradefloor_actors::trading::{TradingConfig, caught_up, projections};
+use tradefloor_persistence::{Database, Journal, JournalConfig};
 use tradefloor_tests::cluster::{CLUSTER_TIMEOUT, Cluster};
 use tradefloor_tests::journal::assert_one_writer;
 use tradefloor_tests::load::LOAD_ASSET;
 use tradefloor_tests::load::Ledger;
-use tradefloor_tests::{Http, Method};
+use tradefloor_tests::{Http, Method, SYMBOL, list_market};
 
 /// The node behind a proxy, whose cluster link the nemesis cuts.
 const PROXIED: usize = 3;
@@ -129,6 +134,184 @@ impl Withdrawals {
     }
 }
 
+/// A bid placed under a command id, and what became of it.
+struct Order {
+    account: String,
+    command_id: String,
+    price: u64,
+    /// Its id once an answer named it (201 or 202).
+    order_id: Option<u64>,
+    /// Whether the placement was answered at all (a 422 refusal names no id).
+    answered: bool,
+}
+
+/// Every order placed.
+#[derive(Clone, Default)]
+struct Orders(Arc<Mutex<Vec<Order>>>);
+
+impl Orders {
+    /// Bids for 1 BTC at `price` on `account` under a new command id; whether answered.
+    async fn place(&self, url: &str, account: &str, price: u64) -> bool {
+        let index = {
+            let mut placed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let command_id = format!("nemesis-order-{}", placed.len());
+            placed.push(Order {
+                account: account.to_owned(),
+                command_id,
+                price,
+                order_id: None,
+                answered: false,
+            });
+            placed.len() - 1
+        };
+        self.send(url, index).await
+    }
+
+    /// Sends placement `index` (again); whether it got an answer.
+    async fn send(&self, url: &str, index: usize) -> bool {
+        let body = {
+            let placed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let order = &placed[index];
+            serde_json::json!({"account_id": order.account, "symbol": SYMBOL, "side": "buy",
+                "type": "limit", "price": order.price, "quantity": 1,
+                "command_id": order.command_id})
+        };
+        let reply = Http::new(url, None)
+            .try_call(Method::POST, "/v1/orders", Some(&body))
+            .await;
+        let (answered, order_id) = match reply {
+            Ok(reply) if matches!(reply.status, 201 | 202) => {
+                (true, reply.body["order_id"].as_u64())
+            }
+            Ok(reply) if reply.status == 422 => (true, None),
+            _ => (false, None),
+        };
+        let mut placed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        placed[index].answered |= answered;
+        placed[index].order_id = placed[index].order_id.or(order_id);
+        answered
+    }
+
+    /// The ids of the orders placed so far.
+    fn ids(&self) -> Vec<u64> {
+        let placed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        placed.iter().filter_map(|order| order.order_id).collect()
+    }
+
+    /// Asks to cancel order `order_id`; whether it got an answer (202, or 409: it had ended).
+    async fn cancel(url: &str, order_id: u64) -> bool {
+        let path = format!("/v1/orders/{order_id}");
+        matches!(
+            Http::new(url, None).try_call(Method::DELETE, &path, None).await,
+            Ok(reply) if matches!(reply.status, 202 | 409)
+        )
+    }
+
+    /// Repeats every unanswered placement until answered, then cancels every placed order
+    /// until answered.
+    async fn settle(&self, url: &str) {
+        let unanswered: Vec<usize> = {
+            let placed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            (0..placed.len())
+                .filter(|index| !placed[*index].answered)
+                .collect()
+        };
+        eprintln!("settling {} unanswered orders", unanswered.len());
+        for index in unanswered {
+            let deadline = Instant::now() + CLUSTER_TIMEOUT;
+            while !self.send(url, index).await {
+                assert!(Instant::now() < deadline, "order {index} is never answered");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        for order_id in self.ids() {
+            let deadline = Instant::now() + CLUSTER_TIMEOUT;
+            while !Self::cancel(url, order_id).await {
+                assert!(
+                    Instant::now() < deadline,
+                    "order {order_id} is never cancelled"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Every placed order is found by its id, ended; and no hold outlives its order.
+    async fn check(&self, http: &Http, accounts: &[String]) {
+        for order_id in self.ids() {
+            let deadline = Instant::now() + CLUSTER_TIMEOUT;
+            loop {
+                let (status, order) = http.get(&format!("/v1/orders/{order_id}")).await;
+                assert_eq!(status, 200, "order {order_id}: {order}");
+                if order["status"] != "open" && order["status"] != "pending" {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "order {order_id} never ended: {order}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        for account in accounts {
+            let deadline = Instant::now() + CLUSTER_TIMEOUT;
+            loop {
+                let (status, body) = http.get(&format!("/v1/accounts/{account}")).await;
+                assert_eq!(status, 200, "{body}");
+                if body["balances"][LOAD_ASSET]["held"].as_u64().unwrap_or(0) == 0 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "a hold outlived its order: {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        eprintln!(
+            "nemesis: {} orders placed, every one ended, no hold left",
+            self.ids().len()
+        );
+    }
+}
+
+/// The read models, once caught up with the log, equal a rebuild of them from offset 0.
+/// Stops every node first (nothing may write while the read models are rebuilt).
+async fn assert_read_models_equal_a_rebuild(cluster: &mut Cluster) {
+    let config = JournalConfig::default();
+    let database = Database::connect(&cluster.database, &config)
+        .await
+        .expect("the test database");
+    let journal = Journal::open(database, config).await.expect("the journal");
+    let deadline = Instant::now() + CLUSTER_TIMEOUT;
+    while !caught_up(&journal).await.expect("the read models' lags") {
+        assert!(Instant::now() < deadline, "the read models never caught up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for number in cluster.running() {
+        cluster.stop(number).await;
+    }
+    let live = projections::dump(journal.read_models())
+        .await
+        .expect("a dump");
+    let trading = TradingConfig::default();
+    projections::rebuild_all(
+        &journal,
+        &trading.projections,
+        trading.candle_watermark_micros,
+    )
+    .await
+    .expect("a rebuild");
+    let rebuilt = projections::dump(journal.read_models())
+        .await
+        .expect("a dump");
+    for (table, rows) in &live {
+        assert_eq!(Some(rows), rebuilt.get(table), "read model table {table}");
+    }
+    let rows: usize = live.values().map(Vec::len).sum();
+    eprintln!("nemesis: read models ({rows} rows) equal their rebuild");
+}
+
 /// Each node's current HTTP address (a restarted node listens on a new port).
 type Addresses = Arc<Mutex<Vec<String>>>;
 
@@ -141,16 +324,17 @@ fn urls_of(cluster: &Cluster) -> Vec<String> {
 /// Depositors cycling over the accounts and the nodes until `stop`; a failed deposit (the
 /// node is down or paused) is recorded unacknowledged and retried after the run.
 fn start_load(
-    (ledger, withdrawals): (&Ledger, &Withdrawals),
+    (ledger, withdrawals, orders): (&Ledger, &Withdrawals, &Orders),
     addresses: &Addresses,
     accounts: Vec<String>,
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..3)
         .map(|worker| {
-            let (ledger, withdrawals, addresses, accounts, stop) = (
+            let (ledger, withdrawals, orders, addresses, accounts, stop) = (
                 ledger.clone(),
                 withdrawals.clone(),
+                orders.clone(),
                 addresses.clone(),
                 accounts.clone(),
                 stop.clone(),
@@ -162,17 +346,25 @@ fn start_load(
                         let addresses = addresses.lock().unwrap_or_else(PoisonError::into_inner);
                         addresses[round % addresses.len()].clone()
                     };
-                    // Every account gets deposits and withdrawals (every fourth command), some
-                    // of them more than it holds (refused).
+                    // Every account gets deposits, withdrawals (some of them more than it holds:
+                    // refused), bids and cancels of earlier bids.
                     let account = &accounts[(round / 3) % accounts.len()];
-                    let acknowledged = if round % 4 == 3 {
-                        withdrawals
-                            .withdraw(&url, account, 1 + round as u64 % 13)
-                            .await
-                    } else {
-                        ledger
-                            .deposit(&Http::new(&url, None), account, 1 + round as u64 % 9)
-                            .await
+                    let acknowledged = match round % 8 {
+                        3 | 7 => {
+                            withdrawals
+                                .withdraw(&url, account, 1 + round as u64 % 13)
+                                .await
+                        }
+                        1 => orders.place(&url, account, 1 + round as u64 % 5).await,
+                        5 => match orders.ids().get(round / 8) {
+                            Some(order_id) => Orders::cancel(&url, *order_id).await,
+                            None => true,
+                        },
+                        _ => {
+                            ledger
+                                .deposit(&Http::new(&url, None), account, 1 + round as u64 % 9)
+                                .await
+                        }
                     };
                     round += 1;
                     let pause = if acknowledged { 10 } else { 200 };
@@ -245,11 +437,14 @@ async fn nemesis(seed: u64, rounds: usize) {
         .iter()
         .flat_map(|id| layout.entities_on(id, "nemesis", 4))
         .collect();
+    list_market(&cluster.http(1)).await;
     let ledger = Ledger::new();
     let withdrawals = Withdrawals::default();
+    let orders = Orders::default();
     let addresses: Addresses = Arc::new(Mutex::new(urls_of(&cluster)));
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = start_load((&ledger, &withdrawals), &addresses, accounts, &stop);
+    let load = (&ledger, &withdrawals, &orders);
+    let workers = start_load(load, &addresses, accounts.clone(), &stop);
     let mut schedule = Schedule(seed | 1);
     for _ in 0..rounds {
         tokio::time::sleep(Duration::from_millis(500 + schedule.below(1_500))).await;
@@ -268,6 +463,8 @@ async fn nemesis(seed: u64, rounds: usize) {
         .await
         .expect("the deposits settle");
     withdrawals.settle(&cluster.node(1).url).await;
+    orders.settle(&cluster.node(1).url).await;
+    orders.check(&survivor, &accounts).await;
     let withdrawn = withdrawals.applied_by_account();
     let mut expected = ledger.acknowledged_by_account();
     for (account, amount) in &withdrawn {
@@ -294,11 +491,12 @@ async fn nemesis(seed: u64, rounds: usize) {
         withdrawn.len(),
         withdrawn.values().sum::<u64>()
     );
+    assert_read_models_equal_a_rebuild(&mut cluster).await;
     assert_one_writer(&cluster.database).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deposits_survive_kills_pauses_and_partitions() {
+async fn commands_survive_kills_pauses_and_partitions() {
     let seed = std::env::var("NEMESIS_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())

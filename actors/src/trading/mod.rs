@@ -68,6 +68,7 @@ use crate::hosting::shard::ShardStats;
 use crate::routing::remote::Remoting;
 use crate::runtime::registry::Registry;
 use dispatch::TradingDispatcher;
+pub use services::caught_up;
 use services::{RiskMember, Services};
 
 /// One asset's balance as users see it.

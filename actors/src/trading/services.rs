@@ -371,8 +371,7 @@ impl Exchange {
     /// Whether every read model and the book feed have handled every event of the log that
     /// they read (for tests and readiness checks).
     pub async fn caught_up(&self) -> Result<bool, Error> {
-        let lags = self.consumer_lags(1).await?;
-        Ok(lags.iter().all(|(_, lag)| *lag == 0))
+        caught_up(&self.journal).await
     }
 
     /// How many events each read model and the book feed still have to handle, counted up to
@@ -381,24 +380,38 @@ impl Exchange {
         &self,
         probe_max: usize,
     ) -> Result<Vec<(&'static str, usize)>, Error> {
-        let offsets = OffsetStore::new(self.journal.read_models().clone());
-        let mut lags = Vec::new();
-        for (name, filter) in consumers() {
-            let failed = |error: tradefloor_persistence::Error| Error::Persistence {
-                actor: name.to_owned(),
-                reason: error.to_string(),
-            };
-            let offset = offsets
-                .load(name, PROJECTION_PARTITION)
-                .await
-                .map_err(failed)?;
-            let ahead = self
-                .journal
-                .read_all(offset, probe_max, &filter)
-                .await
-                .map_err(failed)?;
-            lags.push((name, ahead.len()));
-        }
-        Ok(lags)
+        consumer_lags(&self.journal, probe_max).await
     }
+}
+
+/// Whether every read model and the book feed of the application on `journal` have handled
+/// every event of the log that they read, wherever they run (a cluster's nodes share it).
+pub async fn caught_up(journal: &Journal) -> Result<bool, Error> {
+    let lags = consumer_lags(journal, 1).await?;
+    Ok(lags.iter().all(|(_, lag)| *lag == 0))
+}
+
+/// [`Exchange::consumer_lags`] of the application on `journal`.
+async fn consumer_lags(
+    journal: &Journal,
+    probe_max: usize,
+) -> Result<Vec<(&'static str, usize)>, Error> {
+    let offsets = OffsetStore::new(journal.read_models().clone());
+    let mut lags = Vec::new();
+    for (name, filter) in consumers() {
+        let failed = |error: tradefloor_persistence::Error| Error::Persistence {
+            actor: name.to_owned(),
+            reason: error.to_string(),
+        };
+        let offset = offsets
+            .load(name, PROJECTION_PARTITION)
+            .await
+            .map_err(failed)?;
+        let ahead = journal
+            .read_all(offset, probe_max, &filter)
+            .await
+            .map_err(failed)?;
+        lags.push((name, ahead.len()));
+    }
+    Ok(lags)
 }
