@@ -108,8 +108,37 @@ struct Inner {
     leading: AtomicBool,
     /// When each peer was last connected (or first seen), for partition detection.
     peers_seen: Mutex<HashMap<String, Timestamp>>,
+    /// This node's run of heartbeats the database took: when it began and when the last one
+    /// was taken (see [`Inner::may_judge_others`]).
+    heartbeats_taken: Mutex<Option<HeartbeatRun>>,
     /// Wakes the coordinator and the reconciler before their interval.
     wake: Notify,
+}
+
+/// A run of heartbeats without a gap (see [`Inner::may_judge_others`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeartbeatRun {
+    since: Timestamp,
+    last: Timestamp,
+}
+
+impl HeartbeatRun {
+    /// The run after a heartbeat taken at `taken`: `run` goes on unless the last heartbeat
+    /// is more than half of `failure_timeout` ago.
+    fn after(run: Option<HeartbeatRun>, taken: Timestamp, failure_timeout: Duration) -> Self {
+        let gap_from = taken.checked_sub(failure_timeout / 2).ok();
+        let since = match run {
+            Some(run) if gap_from.is_none_or(|from| run.last >= from) => run.since,
+            _ => taken,
+        };
+        HeartbeatRun { since, last: taken }
+    }
+
+    /// Whether the run has lasted `failure_timeout` at `now`.
+    fn judges(self, now: Timestamp, failure_timeout: Duration) -> bool {
+        now.checked_sub(failure_timeout)
+            .is_ok_and(|judged_from| judged_from >= self.since)
+    }
 }
 
 /// What [`ClusterNode::join`] needs.
@@ -185,6 +214,7 @@ impl ClusterNode {
             balanced_for: Mutex::new(None),
             leading: AtomicBool::new(false),
             peers_seen: Mutex::new(HashMap::new()),
+            heartbeats_taken: Mutex::new(None),
             wake: Notify::new(),
         });
         let tasks = vec![
@@ -453,6 +483,22 @@ impl Inner {
         self.exit.borrow().is_some()
     }
 
+    /// Records that a heartbeat was taken at `taken`, and says whether this node may declare
+    /// others down: only once its own heartbeats have reached the database without a gap of
+    /// half the failure timeout for a whole failure timeout. After the database was
+    /// unreachable (or stalled), every node's last heartbeat is old; the first node back
+    /// must give the others that long to heartbeat again, or a database restart would evict
+    /// most of the cluster.
+    fn may_judge_others(&self, taken: Timestamp) -> bool {
+        let mut run = self
+            .heartbeats_taken
+            .lock()
+            .expect("no panics under the lock");
+        let next = HeartbeatRun::after(*run, taken, self.config.cluster.failure_timeout);
+        *run = Some(next);
+        next.judges(taken, self.config.cluster.failure_timeout)
+    }
+
     /// One heartbeat round: liveness, sweep, connections, partition check, leases.
     async fn heartbeat(&self) -> Result<(), Error> {
         let now = Timestamp::now();
@@ -463,15 +509,23 @@ impl Inner {
                 self.evict(format!("refused by the membership table: {reason}"));
                 return Ok(());
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                *self
+                    .heartbeats_taken
+                    .lock()
+                    .expect("no panics under the lock") = None;
+                return Err(error);
+            }
         }
-        for dead in self
-            .membership
-            .declare_dead(self.config.cluster.failure_timeout, now)
-            .await?
-        {
-            tracing::warn!(node = %dead.node.node_id, "declared down: silent past the failure timeout");
-            self.wake.notify_waiters();
+        if self.may_judge_others(Timestamp::now()) {
+            for dead in self
+                .membership
+                .declare_dead(self.config.cluster.failure_timeout, now)
+                .await?
+            {
+                tracing::warn!(node = %dead.node.node_id, "declared down: silent past the failure timeout");
+                self.wake.notify_waiters();
+            }
         }
         let members = self.membership.members().await?;
         self.watch_peers(&members, now).await?;
@@ -859,5 +913,48 @@ async fn reconciler(inner: Arc<Inner>) {
             tracing::warn!(%error, "reconcile round failed");
         }
         let _ = tokio::time::timeout(inner.config.reconcile_interval, inner.wake.notified()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_unix_ms(ms)
+    }
+
+    /// Heartbeats every `step` ms from `from` to `to`, after `run`; the run and whether the
+    /// node may judge others at the end.
+    fn beat(mut run: Option<HeartbeatRun>, from: i64, to: i64, step: i64) -> (HeartbeatRun, bool) {
+        let mut judges = false;
+        let mut ms = from;
+        while ms <= to {
+            let next = HeartbeatRun::after(run, at(ms), TIMEOUT);
+            judges = next.judges(at(ms), TIMEOUT);
+            run = Some(next);
+            ms += step;
+        }
+        (run.expect("at least one heartbeat"), judges)
+    }
+
+    #[test]
+    fn a_node_judges_others_only_after_a_failure_timeout_of_heartbeats_without_a_gap() {
+        // Fresh: not before two seconds of heartbeats.
+        assert!(!beat(None, 0, 1_500, 500).1);
+        let (run, judges) = beat(None, 0, 2_000, 500);
+        assert!(judges);
+        // The database was away for 3 s: the first heartbeat back starts a new run, and the
+        // others get a whole failure timeout to heartbeat again.
+        let (back, judges) = beat(Some(run), 5_000, 6_500, 500);
+        assert_eq!(back.since, at(5_000));
+        assert!(!judges);
+        assert!(beat(Some(back), 7_000, 7_000, 500).1);
+        // A slow round under load (a second's gap is the most allowed) keeps the run.
+        let (slow, judges) = beat(Some(run), 3_000, 3_000, 500);
+        assert_eq!(slow.since, run.since);
+        assert!(judges);
     }
 }

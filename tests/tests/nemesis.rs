@@ -1,9 +1,10 @@
 //! The nemesis: three real nodes on PostgreSQL take deposits, withdrawals, orders and cancels
 //! with command ids through every node while a seeded schedule of faults hits them one at a
 //! time: SIGKILL and restart, SIGSTOP past the failure timeout and SIGCONT (the node finds
-//! itself evicted and is restarted), and the cluster link of the node behind a TCP proxy cut
-//! and healed (its heartbeats go to the database, so a short cut fails the calls through the
-//! link without evicting it). Afterwards every command that got no answer is repeated with its
+//! itself evicted and is restarted), PostgreSQL stopped for up to three seconds and started
+//! again (`pg_ctlcluster`: the machine's own server, which CI runs too), and the cluster link
+//! of the node behind a TCP proxy cut and healed (its heartbeats go to the database, so a
+//! short cut fails the calls through the link without evicting it). Afterwards every command that got no answer is repeated with its
 //! command id until it gets one, every order still open is cancelled, and the checker reads
 //! the API and the journal: every account's total is its deposits minus its applied
 //! withdrawals, each exactly once (the orders are bids nobody sells to: they hold and release,
@@ -11,10 +12,10 @@
 //! every stream had one writer at a time (gap-free sequences, fence epochs never
 //! interleaved); and the read models, caught up, equal a rebuild of them from offset 0.
 //!
-//! CI runs a short schedule with a fixed seed. A longer run: `bin/scripts/nemesis.sh [rounds]
+//! CI runs a short schedule with a fixed seed (one of each fault: a cut, a pause, a database
+//! restart, a kill). A longer run: `bin/scripts/nemesis.sh [rounds]
 //! [seed]`, or `NEMESIS_SEED=<n> NEMESIS_ROUNDS=<n> cargo test -p tradefloor-tests --test
-//! nemesis -- --nocapture`; the seed is printed, so a failure can be replayed. Not yet in the
-//! schedule: PostgreSQL restarts.
+//! nemesis -- --nocapture`; the seed is printed, so a failure can be replayed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,6 +35,8 @@ use tradefloor_tests::{Http, Method, SYMBOL, list_market};
 const PROXIED: usize = 3;
 /// Longer than the failure timeout (2 s): a paused node is declared down meanwhile.
 const PAUSE: Duration = Duration::from_secs(5);
+/// How long a node resumed after a fault may take to learn it was evicted and exit.
+const EXIT_WAIT: Duration = Duration::from_secs(30);
 
 /// A small deterministic generator (xorshift64*), so a seed replays its schedule.
 struct Schedule(u64);
@@ -375,9 +378,9 @@ fn start_load(
         .collect()
 }
 
-/// Waits (bounded) for node `number` to exit on its own, and restarts it if it did.
-async fn restart_if_exited(cluster: &mut Cluster, number: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// Waits up to `wait` for node `number` to exit on its own, and restarts it if it did.
+async fn restart_if_exited(cluster: &mut Cluster, number: usize, wait: Duration) {
+    let deadline = Instant::now() + wait;
     while cluster.node_mut(number).is_running() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -398,10 +401,42 @@ fn signal(cluster: &Cluster, number: usize, signal: &str) {
     assert!(status.success(), "kill {signal} {pid}");
 }
 
-/// One fault on one node, then the node back in the cluster.
+/// Runs `pg_ctlcluster` on the local PostgreSQL with `action` (e.g. `stop -m fast`).
+fn postgres(action: &[&str]) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|mut versions| versions.next())
+        .and_then(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .expect("a local PostgreSQL cluster under /etc/postgresql");
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main"])
+        .args(action)
+        .status()
+        .expect("pg_ctlcluster runs");
+    assert!(status.success(), "pg_ctlcluster {action:?}");
+}
+
+/// Stops PostgreSQL for `down`, starts it again and waits until it takes connections.
+async fn restart_postgres(down: Duration) {
+    postgres(&["stop", "-m", "fast"]);
+    tokio::time::sleep(down).await;
+    postgres(&["start"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::process::Command::new("pg_isready")
+        .args(["-q", "-h", "127.0.0.1"])
+        .status()
+        .is_ok_and(|status| status.success())
+    {
+        assert!(Instant::now() < deadline, "PostgreSQL is back within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One fault on one node (or on the database), then the cluster whole again.
 async fn strike(cluster: &mut Cluster, schedule: &mut Schedule) {
     let number = 1 + schedule.below(cluster.len() as u64) as usize;
-    match schedule.below(3) {
+    match schedule.below(4) {
         0 => {
             eprintln!("nemesis: SIGKILL n{number}, restart");
             cluster.kill(number).await;
@@ -413,14 +448,25 @@ async fn strike(cluster: &mut Cluster, schedule: &mut Schedule) {
             signal(cluster, number, "-STOP");
             tokio::time::sleep(PAUSE).await;
             signal(cluster, number, "-CONT");
-            restart_if_exited(cluster, number).await;
+            restart_if_exited(cluster, number, EXIT_WAIT).await;
+        }
+        2 => {
+            let down = Duration::from_millis(500 + schedule.below(2_500));
+            eprintln!("nemesis: stop PostgreSQL for {down:?}, start it");
+            restart_postgres(down).await;
+            // A node whose heartbeats failed past the failure timeout is declared down by the
+            // first member to reach the database again, and exits when it learns it.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            for number in 1..=cluster.len() {
+                restart_if_exited(cluster, number, Duration::ZERO).await;
+            }
         }
         _ => {
             eprintln!("nemesis: cut n{PROXIED}'s cluster link for {PAUSE:?}, heal");
             cluster.proxy(PROXIED).cut().await;
             tokio::time::sleep(PAUSE).await;
             cluster.proxy(PROXIED).heal().await;
-            restart_if_exited(cluster, PROXIED).await;
+            restart_if_exited(cluster, PROXIED, EXIT_WAIT).await;
         }
     }
 }
@@ -500,7 +546,7 @@ async fn commands_survive_kills_pauses_and_partitions() {
     let seed = std::env::var("NEMESIS_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
-        .unwrap_or(20_261_206);
+        .unwrap_or(20_261_222);
     let rounds = std::env::var("NEMESIS_ROUNDS")
         .ok()
         .and_then(|rounds| rounds.parse().ok())
