@@ -231,10 +231,11 @@ pub enum TimeInForce {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
-    /// The caller's id for the order (default: derived from `command_id`, else generated).
-    /// Repeating it with the same order repeats the answer; with another order it is a
-    /// conflict (409).
+    /// The caller's id for the order, below 2^50 (default: derived from `command_id`, else
+    /// generated; both at or above 2^50, so no client can take them). Repeating it with the
+    /// same order repeats the answer; with another order it is a conflict (409).
     #[serde(default)]
+    #[schema(maximum = 1125899906842623_u64)]
     pub order_id: Option<u64>,
     /// Idempotency key: the order id is derived from it (per account), so repeating it
     /// repeats the first answer. Ignored when `order_id` is given.

@@ -200,6 +200,26 @@ impl OrderId {
     /// (microseconds since the epoch) stay below it until the year 2112.
     pub const FROM_COMMAND_MIN: u64 = 1 << 52;
 
+    /// Ids a client may choose are below this; ids a node generates are at or above it (its
+    /// clock passed it in 2005, and generated ids never go below it), and so are derived ids.
+    /// So a client can never take an id the venue will give another account: the ids it
+    /// generates and the ids derived from another account's command ids are out of reach.
+    pub const CLIENT_MAX: u64 = 1 << 50;
+
+    /// `id` as an order id a client chose: at most [`Self::CLIENT_MAX`] − 1.
+    pub fn chosen_by_client(id: u64) -> Result<Self, Error> {
+        if id >= Self::CLIENT_MAX {
+            return Err(Error::InvalidId {
+                what: "order id".to_owned(),
+                reason: format!(
+                    "{id} is not below 2^50: larger ids are the venue's (use command_id for \
+                     an id derived per account, or none for a generated one)"
+                ),
+            });
+        }
+        Ok(Self(id))
+    }
+
     /// The order id a client's `command_id` stands for on `account`: the same pair always
     /// gives the same id, so repeating a placement by its command id repeats its answer. Ids
     /// are in `[2^52, 2^53)`: exact in a JSON number read as a double.
@@ -230,6 +250,19 @@ mod tests {
         );
         assert!((OrderId::FROM_COMMAND_MIN..1 << 53).contains(&id.0));
         assert_eq!(id.0 as f64 as u64, id.0);
+    }
+
+    #[test]
+    fn clients_choose_ids_below_the_venues() {
+        assert_eq!(OrderId::chosen_by_client(7).unwrap(), OrderId(7));
+        let derived = OrderId::from_command(
+            AccountId::new("alice").unwrap(),
+            CommandId::new("buy-1").unwrap(),
+        );
+        assert!(derived.0 >= OrderId::CLIENT_MAX);
+        assert!(OrderId::chosen_by_client(derived.0).is_err());
+        assert!(OrderId::chosen_by_client(OrderId::CLIENT_MAX).is_err());
+        assert!(OrderId::chosen_by_client(OrderId::CLIENT_MAX - 1).is_ok());
     }
 
     #[test]

@@ -253,6 +253,13 @@ fn cases() -> Vec<Case> {
             INVALID_JSON,
         ),
         order(
+            // The id the venue would derive for another account's command, or generate:
+            // out of a client's reach.
+            "an order id at or above 2^50",
+            alice_order(SYMBOL, json!({"order_id": 1_u64 << 52 | 12_345})),
+            (400, "invalid_id"),
+        ),
+        order(
             "a limit order without a price",
             alice_order(SYMBOL, json!({"price": null})),
             (400, "invalid_order"),

@@ -324,7 +324,10 @@ impl Exchange {
     }
 
     fn next_id(&self) -> u64 {
-        let now = u64::try_from(self.now().micros()).unwrap_or(0);
+        // Never below the ids clients may choose, whatever the clock says.
+        let now = u64::try_from(self.now().micros())
+            .unwrap_or(0)
+            .max(OrderId::CLIENT_MAX);
         let (stride, slot) = (self.id_stride, self.id_slot);
         // The smallest id in this node's slot above both the last one and the clock.
         let next = |last: u64| {

@@ -72,7 +72,7 @@ pub fn new_order(request: &api::OrderRequest) -> Result<NewOrder, tradefloor_dom
         .map(CommandId::new)
         .transpose()?;
     let order_id = match (request.order_id, command_id) {
-        (Some(order_id), _) => Some(OrderId(order_id)),
+        (Some(order_id), _) => Some(OrderId::chosen_by_client(order_id)?),
         (None, Some(command_id)) => Some(OrderId::from_command(account_id, command_id)),
         (None, None) => None,
     };
