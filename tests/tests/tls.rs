@@ -2,6 +2,7 @@
 //! members speak mutual TLS on the cluster port, refusing plain bytes and certificates of
 //! another CA, while the cluster serves on.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,10 +241,34 @@ async fn cluster_members_speak_mutual_tls_and_refuse_everyone_else() {
         .expect("a certificate of the cluster's CA passes the TLS handshake");
     assert!(closed_after(&mut inside, &[0x40, 0, 0, 0, 0, 0, 0, 0]).await);
 
-    // Deposits through n1 reach accounts on both nodes: the calls to n2's shards go over the
-    // mutual-TLS cluster port.
-    let mut owners = std::collections::BTreeSet::new();
-    for number in 0..24 {
+    // Once the shards are spread over both nodes, deposits through n1 reach accounts on
+    // both: the calls to n2's shards go over the mutual-TLS cluster port.
+    let owners = tradefloor_tests::eventually(
+        "the shards spread over both nodes",
+        Duration::from_secs(60),
+        || async {
+            let (status, shards) = http.get("/v1/cluster/shards").await;
+            assert_eq!(status, 200, "{shards}");
+            let count = shards["shard_count"].as_u64().unwrap_or_default();
+            let shards = shards["shards"].as_array().cloned().unwrap_or_default();
+            let settled = shards.len() as u64 == count
+                && shards.iter().all(|shard| shard["handoff"] == "active");
+            let owners: BTreeMap<u64, String> = shards
+                .iter()
+                .map(|shard| {
+                    let owner = shard["owner"].as_str().unwrap_or_default().to_owned();
+                    (shard["shard"].as_u64().unwrap_or_default(), owner)
+                })
+                .collect();
+            let both = ["n1", "n2"]
+                .iter()
+                .all(|node| owners.values().any(|owner| owner == node));
+            (settled && both).then_some(owners)
+        },
+    )
+    .await;
+    let mut reached = BTreeSet::new();
+    for number in 0..64 {
         let account = format!("acct-{number}");
         let (status, body) = http
             .post(
@@ -252,8 +277,10 @@ async fn cluster_members_speak_mutual_tls_and_refuse_everyone_else() {
             )
             .await;
         assert_eq!(status, 200, "{account}: {body}");
-        owners.insert(tradefloor_tests::cluster::shard_of(&account));
+        let shard = u64::from(tradefloor_tests::cluster::shard_of(&account));
+        reached.insert(owners[&shard].clone());
     }
+    assert_eq!(reached.len(), 2, "deposits reached both nodes: {reached:?}");
     let (status, members) = http.get("/v1/cluster/members").await;
     assert_eq!(status, 200, "{members}");
     let up = members["members"]
@@ -263,17 +290,4 @@ async fn cluster_members_speak_mutual_tls_and_refuse_everyone_else() {
         .filter(|member| member["status"] == "up")
         .count();
     assert_eq!(up, 2, "{members}");
-    let (status, shards) = http.get("/v1/cluster/shards").await;
-    assert_eq!(status, 200, "{shards}");
-    let remote = shards["shards"]
-        .as_array()
-        .expect("shards")
-        .iter()
-        .filter(|shard| shard["owner"] == "n2")
-        .filter(|shard| {
-            let id = shard["shard"].as_u64().expect("a shard number");
-            owners.contains(&u32::try_from(id).expect("a u32 shard"))
-        })
-        .count();
-    assert!(remote > 0, "no deposit went to n2: {shards}");
 }
