@@ -6,11 +6,12 @@
 //! of the node behind a TCP proxy cut and healed (its heartbeats go to the database, so a
 //! short cut fails the calls through the link without evicting it). Afterwards every command that got no answer is repeated with its
 //! command id until it gets one, every order still open is cancelled, and the checker reads
-//! the API and the journal: every account's total is its deposits minus its applied
-//! withdrawals, each exactly once (the orders are bids nobody sells to: they hold and release,
-//! never trade); no hold outlives its order; every placed order is found by its id, ended;
-//! every stream had one writer at a time (gap-free sequences, fence epochs never
-//! interleaved); and the read models, caught up, equal a rebuild of them from offset 0.
+//! the API and the journal: every placed order is found by its id, ended, its fills settled;
+//! every trade has exactly one buy leg and one sell leg; every account's USD and BTC are its
+//! deposits, minus its applied withdrawals, plus and minus its fills, each exactly once; no
+//! hold outlives its order; every stream had one writer at a time (gap-free sequences, fence
+//! epochs never interleaved); and the read models, caught up, equal a rebuild of them from
+//! offset 0.
 //!
 //! CI runs a short schedule with a fixed seed (one of each fault: a cut, a pause, a database
 //! restart, a kill). A longer run: `bin/scripts/nemesis.sh [rounds]
@@ -29,12 +30,14 @@ use tradefloor_tests::cluster::{CLUSTER_TIMEOUT, Cluster};
 use tradefloor_tests::journal::assert_one_writer;
 use tradefloor_tests::load::LOAD_ASSET;
 use tradefloor_tests::load::Ledger;
-use tradefloor_tests::{Http, Method, SYMBOL, list_market};
+use tradefloor_tests::{Http, Method, SYMBOL, deposit, list_market};
 
 /// The node behind a proxy, whose cluster link the nemesis cuts.
 const PROXIED: usize = 3;
 /// Longer than the failure timeout (2 s): a paused node is declared down meanwhile.
 const PAUSE: Duration = Duration::from_secs(5);
+/// The BTC the seller starts with (it asks 1 BTC at a time).
+const SELLER_BTC: u64 = 1_000_000;
 /// How long a node resumed after a fault may take to learn it was evicted and exit.
 const EXIT_WAIT: Duration = Duration::from_secs(30);
 
@@ -137,10 +140,11 @@ impl Withdrawals {
     }
 }
 
-/// A bid placed under a command id, and what became of it.
+/// An order placed under a command id, and what became of it.
 struct Order {
     account: String,
     command_id: String,
+    side: &'static str,
     price: u64,
     /// Its id once an answer named it (201 or 202).
     order_id: Option<u64>,
@@ -153,14 +157,16 @@ struct Order {
 struct Orders(Arc<Mutex<Vec<Order>>>);
 
 impl Orders {
-    /// Bids for 1 BTC at `price` on `account` under a new command id; whether answered.
-    async fn place(&self, url: &str, account: &str, price: u64) -> bool {
+    /// Orders 1 BTC (`side` `buy` or `sell`) at `price` on `account` under a new command id;
+    /// whether answered.
+    async fn place(&self, url: &str, account: &str, side: &'static str, price: u64) -> bool {
         let index = {
             let mut placed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             let command_id = format!("nemesis-order-{}", placed.len());
             placed.push(Order {
                 account: account.to_owned(),
                 command_id,
+                side,
                 price,
                 order_id: None,
                 answered: false,
@@ -175,8 +181,8 @@ impl Orders {
         let body = {
             let placed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             let order = &placed[index];
-            serde_json::json!({"account_id": order.account, "symbol": SYMBOL, "side": "buy",
-                "type": "limit", "price": order.price, "quantity": 1,
+            serde_json::json!({"account_id": order.account, "symbol": SYMBOL,
+                "side": order.side, "type": "limit", "price": order.price, "quantity": 1,
                 "command_id": order.command_id})
         };
         let reply = Http::new(url, None)
@@ -239,14 +245,20 @@ impl Orders {
         }
     }
 
-    /// Every placed order is found by its id, ended; and no hold outlives its order.
-    async fn check(&self, http: &Http, accounts: &[String]) {
+    /// Every placed order is found by its id, ended, its fills settled; and no hold
+    /// outlives its order. Returns the ended orders.
+    async fn check(&self, http: &Http, accounts: &[String]) -> Vec<serde_json::Value> {
+        let mut ended = Vec::new();
         for order_id in self.ids() {
             let deadline = Instant::now() + CLUSTER_TIMEOUT;
             loop {
                 let (status, order) = http.get(&format!("/v1/orders/{order_id}")).await;
                 assert_eq!(status, 200, "order {order_id}: {order}");
-                if order["status"] != "open" && order["status"] != "pending" {
+                let settled = order["fills"]
+                    .as_array()
+                    .is_some_and(|fills| fills.iter().all(|fill| fill["settled"] == true));
+                if order["status"] != "open" && order["status"] != "pending" && settled {
+                    ended.push(order);
                     break;
                 }
                 assert!(
@@ -261,7 +273,8 @@ impl Orders {
             loop {
                 let (status, body) = http.get(&format!("/v1/accounts/{account}")).await;
                 assert_eq!(status, 200, "{body}");
-                if body["balances"][LOAD_ASSET]["held"].as_u64().unwrap_or(0) == 0 {
+                let held = |asset: &str| body["balances"][asset]["held"].as_u64().unwrap_or(0);
+                if held(LOAD_ASSET) == 0 && held("BTC") == 0 {
                     break;
                 }
                 assert!(
@@ -271,11 +284,55 @@ impl Orders {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        let sent = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
         eprintln!(
-            "nemesis: {} orders placed, every one ended, no hold left",
+            "nemesis: {sent} orders sent, {} placed (the others refused), every one ended, no \
+             hold left",
             self.ids().len()
         );
+        ended
     }
+}
+
+/// Each account's (USD, BTC) after its orders' fills, from what it had before them; checks
+/// every trade was settled once on each side (one buy leg and one sell leg per trade id).
+fn after_fills(
+    before: BTreeMap<String, (u64, u64)>,
+    orders: &[serde_json::Value],
+) -> BTreeMap<String, (u64, u64)> {
+    let mut totals = before;
+    let mut legs: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
+    for order in orders {
+        let account = order["account_id"].as_str().expect("an owner").to_owned();
+        let buy = order["side"] == "buy";
+        for fill in order["fills"].as_array().into_iter().flatten() {
+            let (price, quantity) = (fill["price"].as_u64(), fill["quantity"].as_u64());
+            let (price, quantity) = (price.expect("a price"), quantity.expect("a quantity"));
+            let leg = legs
+                .entry(fill["trade_id"].as_u64().expect("a trade id"))
+                .or_default();
+            let (usd, btc) = totals.entry(account.clone()).or_default();
+            if buy {
+                leg.0 += 1;
+                *usd = usd
+                    .checked_sub(price * quantity)
+                    .expect("a buyer paid from its USD");
+                *btc += quantity;
+            } else {
+                leg.1 += 1;
+                *usd += price * quantity;
+                *btc = btc
+                    .checked_sub(quantity)
+                    .expect("a seller delivered its BTC");
+            }
+        }
+    }
+    assert!(
+        legs.values().all(|sides| *sides == (1, 1)),
+        "every trade has one buy leg and one sell leg: {legs:?}"
+    );
+    eprintln!("nemesis: {} trades, each settled once per side", legs.len());
+    totals
 }
 
 /// The read models, once caught up with the log, equal a rebuild of them from offset 0.
@@ -327,17 +384,18 @@ fn urls_of(cluster: &Cluster) -> Vec<String> {
 /// Depositors cycling over the accounts and the nodes until `stop`; a failed deposit (the
 /// node is down or paused) is recorded unacknowledged and retried after the run.
 fn start_load(
-    (ledger, withdrawals, orders): (&Ledger, &Withdrawals, &Orders),
+    (ledger, withdrawals, orders, seller): (&Ledger, &Withdrawals, &Orders, &str),
     addresses: &Addresses,
     accounts: Vec<String>,
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..3)
         .map(|worker| {
-            let (ledger, withdrawals, orders, addresses, accounts, stop) = (
+            let (ledger, withdrawals, orders, seller, addresses, accounts, stop) = (
                 ledger.clone(),
                 withdrawals.clone(),
                 orders.clone(),
+                seller.to_owned(),
                 addresses.clone(),
                 accounts.clone(),
                 stop.clone(),
@@ -350,7 +408,9 @@ fn start_load(
                         addresses[round % addresses.len()].clone()
                     };
                     // Every account gets deposits, withdrawals (some of them more than it holds:
-                    // refused), bids and cancels of earlier bids.
+                    // refused), bids at 1 to 3 and cancels of earlier bids; a seller's asks at
+                    // 3 cross the bids at 3, so every trade prints at 3 (inside the market's
+                    // volatility band: a trade outside it would halt the market).
                     let account = &accounts[(round / 3) % accounts.len()];
                     let acknowledged = match round % 8 {
                         3 | 7 => {
@@ -358,7 +418,12 @@ fn start_load(
                                 .withdraw(&url, account, 1 + round as u64 % 13)
                                 .await
                         }
-                        1 => orders.place(&url, account, 1 + round as u64 % 5).await,
+                        1 => {
+                            orders
+                                .place(&url, account, "buy", 1 + round as u64 % 3)
+                                .await
+                        }
+                        5 if (round / 8) % 2 == 1 => orders.place(&url, &seller, "sell", 3).await,
                         5 => match orders.ids().get(round / 8) {
                             Some(order_id) => Orders::cancel(&url, *order_id).await,
                             None => true,
@@ -484,12 +549,14 @@ async fn nemesis(seed: u64, rounds: usize) {
         .flat_map(|id| layout.entities_on(id, "nemesis", 4))
         .collect();
     list_market(&cluster.http(1)).await;
+    let seller = layout.entities_on("n2", "nemesis-seller", 1).remove(0);
+    deposit(&cluster.http(1), &seller, "BTC", SELLER_BTC).await;
     let ledger = Ledger::new();
     let withdrawals = Withdrawals::default();
     let orders = Orders::default();
     let addresses: Addresses = Arc::new(Mutex::new(urls_of(&cluster)));
     let stop = Arc::new(AtomicBool::new(false));
-    let load = (&ledger, &withdrawals, &orders);
+    let load = (&ledger, &withdrawals, &orders, seller.as_str());
     let workers = start_load(load, &addresses, accounts.clone(), &stop);
     let mut schedule = Schedule(seed | 1);
     for _ in 0..rounds {
@@ -510,27 +577,38 @@ async fn nemesis(seed: u64, rounds: usize) {
         .expect("the deposits settle");
     withdrawals.settle(&cluster.node(1).url).await;
     orders.settle(&cluster.node(1).url).await;
-    orders.check(&survivor, &accounts).await;
+    let mut traders = accounts.clone();
+    traders.push(seller.clone());
+    let ended = orders.check(&survivor, &traders).await;
     let withdrawn = withdrawals.applied_by_account();
-    let mut expected = ledger.acknowledged_by_account();
+    let mut before_fills: BTreeMap<String, (u64, u64)> = ledger
+        .acknowledged_by_account()
+        .into_iter()
+        .map(|(account, usd)| (account, (usd, 0)))
+        .collect();
+    before_fills.insert(seller.clone(), (0, SELLER_BTC));
+    // Fills first, then withdrawals: the totals are sums, so the order does not matter, but
+    // subtracting in this order never goes below zero.
+    let mut expected = after_fills(before_fills, &ended);
     for (account, amount) in &withdrawn {
-        let total = expected
+        let (usd, _) = expected
             .get_mut(account)
             .expect("withdrawn after a deposit");
-        *total = total
+        *usd = usd
             .checked_sub(*amount)
-            .expect("never more withdrawn than deposited");
+            .expect("never more withdrawn than it held");
     }
     let mut actual = BTreeMap::new();
     for account in expected.keys() {
         let (status, body) = survivor.get(&format!("/v1/accounts/{account}")).await;
         assert_eq!(status, 200, "{body}");
-        let total = body["balances"][LOAD_ASSET]["total"].as_u64().unwrap_or(0);
-        actual.insert(account.clone(), total);
+        let total = |asset: &str| body["balances"][asset]["total"].as_u64().unwrap_or(0);
+        actual.insert(account.clone(), (total(LOAD_ASSET), total("BTC")));
     }
     assert_eq!(
         actual, expected,
-        "every account holds its deposits minus its applied withdrawals, each once"
+        "every account's USD and BTC are its deposits, minus its applied withdrawals, plus \
+         and minus its fills, each once"
     );
     eprintln!(
         "nemesis: withdrawals applied into {} accounts, {} units; every total as the commands say",
