@@ -329,6 +329,8 @@ pub struct HttpLimits {
     pub audit_queue_max: usize,
     /// Audit rows written in one transaction, at most.
     pub audit_batch_max: usize,
+    /// Audit rows are written at most this often, in milliseconds.
+    pub audit_flush_interval_ms: u64,
 }
 
 impl HttpLimits {
@@ -337,6 +339,7 @@ impl HttpLimits {
         tradefloor_actors::trading::audit::AuditConfig {
             queue_max: self.audit_queue_max,
             batch_max: self.audit_batch_max,
+            flush_interval: Duration::from_millis(self.audit_flush_interval_ms),
         }
     }
 }
@@ -356,6 +359,8 @@ impl Default for HttpLimits {
             shutdown_timeout_seconds: 30,
             audit_queue_max: audit.queue_max,
             audit_batch_max: audit.batch_max,
+            audit_flush_interval_ms: u64::try_from(audit.flush_interval.as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct AuditConfig {
     pub queue_max: usize,
     /// Rows written in one transaction, at most.
     pub batch_max: usize,
+    /// Writes at most this often, so rows gather into batches (one transaction per row
+    /// would cost more than the commands they record).
+    pub flush_interval: Duration,
 }
 
 impl Default for AuditConfig {
@@ -56,6 +59,7 @@ impl Default for AuditConfig {
         Self {
             queue_max: 65_536,
             batch_max: 1_024,
+            flush_interval: Duration::from_millis(100),
         }
     }
 }
@@ -144,6 +148,7 @@ impl AuditLog {
             started_at: now_micros(),
             seq: 0,
             batch_max: config.batch_max,
+            flush_interval: config.flush_interval,
         };
         tokio::spawn(writer.run(rows));
         Ok(Self { queue })
@@ -214,12 +219,23 @@ struct Writer {
     started_at: i64,
     seq: i64,
     batch_max: usize,
+    flush_interval: Duration,
 }
 
 impl Writer {
     async fn run(mut self, mut rows: mpsc::Receiver<AuditRecord>) {
         let mut batch = Vec::with_capacity(self.batch_max);
+        let mut written = tokio::time::Instant::now();
         while rows.recv_many(&mut batch, self.batch_max).await > 0 {
+            // Let more rows gather until the interval since the last write has passed.
+            tokio::time::sleep_until(written + self.flush_interval).await;
+            while batch.len() < self.batch_max {
+                match rows.try_recv() {
+                    Ok(row) => batch.push(row),
+                    Err(_) => break,
+                }
+            }
+            written = tokio::time::Instant::now();
             if let Err(error) = self.write(&batch).await {
                 metrics::counter!("tradefloor_audit_dropped_total").increment(batch.len() as u64);
                 tracing::warn!(%error, rows = batch.len(), "audit rows not written");
