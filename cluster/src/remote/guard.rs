@@ -1,10 +1,12 @@
 //! The cluster port's guard: what stands between a peer that has not authenticated and
 //! ractor_cluster.
 //!
-//! ractor_cluster 0.15 reads a frame's u64 length prefix and allocates that many bytes before
-//! anything else (eight bytes `40 00 00 00 00 00 00 00` aborted the node), keeps a handshake
+//! ractor_cluster 0.15 read a frame's u64 length prefix and allocated that many bytes before
+//! anything else (eight bytes `40 00 00 00 00 00 00 00` aborted the node); 0.16 bounds a
+//! frame at 16 MiB, but before authentication that is still too much, and it keeps a handshake
 //! open forever and takes any number of connections. So this node accepts (and dials) the
-//! connections itself and hands each to ractor_cluster as an external stream wrapped in a
+//! connections itself, after a TLS handshake if [`GuardConfig::tls`] is set, and hands each
+//! to ractor_cluster as an external stream wrapped in a
 //! [`Guarded`] stream, which follows the frames as they pass (an 8-byte big-endian length,
 //! then the payload) and ends the connection, with a log line, on
 //!
