@@ -39,7 +39,7 @@ pub async fn guard(
         && let Err(error) = super::loopback::check(&request)
     {
         record(method, "refused", error.status, started);
-        audit(&state, matched, method, request.path(), error.status, true);
+        audit(&state, matched, method, request.path(), error.status, false);
         return Ok(request.into_response(error.error_response()));
     }
     if let Err(error) = state.tokens.admit(matched, started) {
