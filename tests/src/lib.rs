@@ -331,6 +331,25 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Reads `stream` until the peer closes (or breaks) it; how long that took, or `None` if it
+/// was still open after `within`. What the peer sends meanwhile (a TLS alert, say) is read
+/// and dropped.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    within: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buffer = [0_u8; 1024];
+    loop {
+        let left = within.checked_sub(started.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
 /// The TCP ports process `pid` listens on (from `/proc`: its sockets' inodes, matched
 /// against the kernel's tables of listening sockets).
 pub fn listening_ports(pid: u32) -> Vec<u16> {

@@ -621,23 +621,6 @@ async fn a_node_with_another_secret_is_refused() {
     );
 }
 
-/// Reads `stream` until the node closes it; how long that took, or `None` if it was still
-/// open after `within`. What the node sends meanwhile (nothing, for a guarded connection) is
-/// read and dropped.
-async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Duration> {
-    use tokio::io::AsyncReadExt;
-    let started = Instant::now();
-    let mut buffer = [0_u8; 1024];
-    loop {
-        let left = within.checked_sub(started.elapsed())?;
-        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
-            Err(_) => return None,
-            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
 /// A connection to `address` that sent `bytes`.
 async fn sent(address: &str, bytes: &[u8]) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
@@ -660,7 +643,9 @@ async fn garbage_on_the_cluster_port_closes_the_connection_and_changes_nothing()
     for prefix in [0x4000_0000_0000_0000_u64, 1 << 30] {
         let mut stream = sent(&port, &prefix.to_be_bytes()).await;
         assert!(
-            closed_within(&mut stream, prompt).await.is_some(),
+            tradefloor_tests::closed_within(&mut stream, prompt)
+                .await
+                .is_some(),
             "a length prefix of {prefix} bytes is refused at once"
         );
     }
@@ -670,7 +655,9 @@ async fn garbage_on_the_cluster_port_closes_the_connection_and_changes_nothing()
         .collect();
     let mut stream = sent(&port, &frames).await;
     assert!(
-        closed_within(&mut stream, prompt).await.is_some(),
+        tradefloor_tests::closed_within(&mut stream, prompt)
+            .await
+            .is_some(),
         "garbage frames"
     );
     // More unauthenticated connections than the cap (64): the ones past it are closed at
@@ -681,7 +668,9 @@ async fn garbage_on_the_cluster_port_closes_the_connection_and_changes_nothing()
     }
     let mut over = sent(&port, &[]).await;
     assert!(
-        closed_within(&mut over, prompt).await.is_some(),
+        tradefloor_tests::closed_within(&mut over, prompt)
+            .await
+            .is_some(),
         "a connection past the cap is closed at once"
     );
     // A slow handshake: one byte a second, never a whole frame header's worth of sense.
@@ -698,14 +687,14 @@ async fn garbage_on_the_cluster_port_closes_the_connection_and_changes_nothing()
     };
     trickle.await;
     assert!(
-        closed_within(&mut slow, Duration::from_secs(1))
+        tradefloor_tests::closed_within(&mut slow, Duration::from_secs(1))
             .await
             .is_some(),
         "a handshake that takes 10 s was cut off"
     );
     for mut stream in idle {
         assert!(
-            closed_within(&mut stream, Duration::from_secs(5))
+            tradefloor_tests::closed_within(&mut stream, Duration::from_secs(5))
                 .await
                 .is_some(),
             "an idle connection outlived the handshake deadline"
@@ -732,7 +721,9 @@ async fn garbage_on_the_cluster_port_closes_the_connection_and_changes_nothing()
         let address = format!("127.0.0.1:{other}");
         let mut stream = sent(&address, &(1_u64 << 20).to_be_bytes()).await;
         assert!(
-            closed_within(&mut stream, prompt).await.is_some(),
+            tradefloor_tests::closed_within(&mut stream, prompt)
+                .await
+                .is_some(),
             "port {other} closed the connection"
         );
     }

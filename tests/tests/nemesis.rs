@@ -30,7 +30,7 @@ use tradefloor_tests::cluster::{CLUSTER_TIMEOUT, Cluster};
 use tradefloor_tests::journal::assert_one_writer;
 use tradefloor_tests::load::LOAD_ASSET;
 use tradefloor_tests::load::Ledger;
-use tradefloor_tests::{Http, Method, SYMBOL, deposit, list_market};
+use tradefloor_tests::{Http, Method, SYMBOL, deposit, eventually, list_market};
 
 /// The node behind a proxy, whose cluster link the nemesis cuts.
 const PROXIED: usize = 3;
@@ -117,14 +117,11 @@ impl Withdrawals {
         };
         eprintln!("settling {} unanswered withdrawals", pending.len());
         for index in pending {
-            let deadline = Instant::now() + CLUSTER_TIMEOUT;
-            while !self.send(url, index).await {
-                assert!(
-                    Instant::now() < deadline,
-                    "withdrawal {index} is never answered"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            let what = format!("withdrawal {index} answered");
+            eventually(&what, CLUSTER_TIMEOUT, || async {
+                self.send(url, index).await.then_some(())
+            })
+            .await;
         }
     }
 
@@ -227,21 +224,18 @@ impl Orders {
         };
         eprintln!("settling {} unanswered orders", unanswered.len());
         for index in unanswered {
-            let deadline = Instant::now() + CLUSTER_TIMEOUT;
-            while !self.send(url, index).await {
-                assert!(Instant::now() < deadline, "order {index} is never answered");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            let what = format!("order {index} answered");
+            eventually(&what, CLUSTER_TIMEOUT, || async {
+                self.send(url, index).await.then_some(())
+            })
+            .await;
         }
         for order_id in self.ids() {
-            let deadline = Instant::now() + CLUSTER_TIMEOUT;
-            while !Self::cancel(url, order_id).await {
-                assert!(
-                    Instant::now() < deadline,
-                    "order {order_id} is never cancelled"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            let what = format!("order {order_id} cancelled");
+            eventually(&what, CLUSTER_TIMEOUT, || async {
+                Self::cancel(url, order_id).await.then_some(())
+            })
+            .await;
         }
     }
 
@@ -250,39 +244,28 @@ impl Orders {
     async fn check(&self, http: &Http, accounts: &[String]) -> Vec<serde_json::Value> {
         let mut ended = Vec::new();
         for order_id in self.ids() {
-            let deadline = Instant::now() + CLUSTER_TIMEOUT;
-            loop {
+            let what = format!("order {order_id} ended, its fills settled");
+            let order = eventually(&what, CLUSTER_TIMEOUT, || async {
                 let (status, order) = http.get(&format!("/v1/orders/{order_id}")).await;
                 assert_eq!(status, 200, "order {order_id}: {order}");
                 let settled = order["fills"]
                     .as_array()
                     .is_some_and(|fills| fills.iter().all(|fill| fill["settled"] == true));
-                if order["status"] != "open" && order["status"] != "pending" && settled {
-                    ended.push(order);
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "order {order_id} never ended: {order}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+                let open = order["status"] == "open" || order["status"] == "pending";
+                (!open && settled).then_some(order)
+            })
+            .await;
+            ended.push(order);
         }
         for account in accounts {
-            let deadline = Instant::now() + CLUSTER_TIMEOUT;
-            loop {
+            let what = format!("no hold outlives the orders of {account}");
+            eventually(&what, CLUSTER_TIMEOUT, || async {
                 let (status, body) = http.get(&format!("/v1/accounts/{account}")).await;
                 assert_eq!(status, 200, "{body}");
                 let held = |asset: &str| body["balances"][asset]["held"].as_u64().unwrap_or(0);
-                if held(LOAD_ASSET) == 0 && held("BTC") == 0 {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "a hold outlived its order: {body}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+                (held(LOAD_ASSET) == 0 && held("BTC") == 0).then_some(())
+            })
+            .await;
         }
         let sent = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
         eprintln!(
@@ -343,11 +326,13 @@ async fn assert_read_models_equal_a_rebuild(cluster: &mut Cluster) {
         .await
         .expect("the test database");
     let journal = Journal::open(database, config).await.expect("the journal");
-    let deadline = Instant::now() + CLUSTER_TIMEOUT;
-    while !caught_up(&journal).await.expect("the read models' lags") {
-        assert!(Instant::now() < deadline, "the read models never caught up");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("the read models caught up", CLUSTER_TIMEOUT, || async {
+        caught_up(&journal)
+            .await
+            .expect("the read models' lags")
+            .then_some(())
+    })
+    .await;
     for number in cluster.running() {
         cluster.stop(number).await;
     }
@@ -487,15 +472,14 @@ async fn restart_postgres(down: Duration) {
     postgres(&["stop", "-m", "fast"]);
     tokio::time::sleep(down).await;
     postgres(&["start"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::process::Command::new("pg_isready")
-        .args(["-q", "-h", "127.0.0.1"])
-        .status()
-        .is_ok_and(|status| status.success())
-    {
-        assert!(Instant::now() < deadline, "PostgreSQL is back within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("PostgreSQL back", Duration::from_secs(30), || async {
+        std::process::Command::new("pg_isready")
+            .args(["-q", "-h", "127.0.0.1"])
+            .status()
+            .is_ok_and(|status| status.success())
+            .then_some(())
+    })
+    .await;
 }
 
 /// One fault on one node (or on the database), then the cluster whole again.

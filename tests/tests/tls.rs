@@ -11,14 +11,14 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tradefloor_tests::cluster::{SECRET, SECRET_VAR, free_addr};
-use tradefloor_tests::{Http, Node, NodeOptions, postgres_database, start_refused};
+use tradefloor_tests::{Http, Node, NodeOptions, closed_within, postgres_database, start_refused};
 
 /// A CA and the certificates it issued, as PEM files in a temporary directory.
 struct Pki {
@@ -168,20 +168,13 @@ async fn tls_client(
 
 /// Whether the peer closes (or breaks) the connection after `bytes` within 10 s, perhaps
 /// after a TLS alert.
-async fn closed_after<S: AsyncReadExt + AsyncWriteExt + Unpin>(
-    stream: &mut S,
-    bytes: &[u8],
-) -> bool {
+async fn closed_after<S: AsyncRead + AsyncWriteExt + Unpin>(stream: &mut S, bytes: &[u8]) -> bool {
     if stream.write_all(bytes).await.is_err() {
         return true;
     }
-    let until_closed = async {
-        let mut buffer = [0_u8; 256];
-        while let Ok(1..) = stream.read(&mut buffer).await {}
-    };
-    tokio::time::timeout(Duration::from_secs(10), until_closed)
+    closed_within(stream, Duration::from_secs(10))
         .await
-        .is_ok()
+        .is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

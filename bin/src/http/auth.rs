@@ -118,9 +118,7 @@ impl Tokens {
 
     /// Who presents `presented`, if anyone.
     pub fn principal(&self, presented: Option<&[u8]>) -> Result<Principal, ApiError> {
-        self.principal_of(MatchedToken(
-            presented.and_then(|presented| self.find(presented)),
-        ))
+        self.principal_of(self.matched(presented))
     }
 
     /// Who the token `matched` is, if any.
