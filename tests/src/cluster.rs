@@ -38,10 +38,34 @@ pub fn shard_of(entity_id: &str) -> u32 {
     (hash % u64::from(SHARD_COUNT)) as u32
 }
 
-/// A free loopback address (`127.0.0.1:<port>`), free when asked.
+/// The ports [`free_addr`] hands out: below the kernel's ephemeral range (32768.. on Linux),
+/// so that no connection's source port and no `bind(0)` listener (ractor_cluster opens one in
+/// every node) can take an address between the moment it is chosen and the moment its node
+/// binds it. CI caught a node refusing to start with "Address already in use" that way.
+const PLANNED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free loopback address (`127.0.0.1:<port>`), free when asked, from [`PLANNED_PORTS`];
+/// never the same twice in a test process.
 pub fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("its address").to_string()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Test processes run one after another, but start each somewhere else in the range so that
+    // a port a killed node of the previous process may still hold (TIME_WAIT aside) is skipped.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = PLANNED_PORTS.end - PLANNED_PORTS.start;
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(span)) as u16 + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let address = format!("127.0.0.1:{}", PLANNED_PORTS.start + offset);
+        if std::net::TcpListener::bind(&address).is_ok() {
+            return address;
+        }
+    }
+    panic!("no free port in {PLANNED_PORTS:?}");
 }
 
 /// One member of a [`Cluster`].
