@@ -231,11 +231,13 @@ pub enum TimeInForce {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
-    /// The caller's id for the order, below 2^50 (default: derived from `command_id`, else
-    /// generated; both at or above 2^50, so no client can take them). Repeating it with the
-    /// same order repeats the answer; with another order it is a conflict (409).
+    /// The caller's own id for the order, below 2^53, unique within its account only: the
+    /// answer's `order_id` is the venue's id for it (the same for every retry; no other
+    /// account can take it), and `client_order_id` echoes it. Repeating it with the same order
+    /// repeats the answer; with another order it is a conflict (409). Without it the venue's
+    /// id is derived from `command_id` in the same way, else generated.
     #[serde(default)]
-    #[schema(maximum = 1125899906842623_u64)]
+    #[schema(maximum = 9007199254740991_u64)]
     pub order_id: Option<u64>,
     /// Idempotency key: the order id is derived from it (per account), so repeating it
     /// repeats the first answer. Ignored when `order_id` is given.
@@ -302,8 +304,12 @@ pub struct Fill {
 /// An order as its saga knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Order {
-    /// The order.
+    /// The order: the venue's id, for `GET` and `DELETE /v1/orders/{id}`.
     pub order_id: u64,
+    /// The id the caller chose (the request's `order_id`), in the answer to a placement
+    /// that named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_order_id: Option<u64>,
     /// Its owner.
     pub account_id: String,
     /// Its market.

@@ -523,8 +523,11 @@ pub fn render_order(order: &api::Order) -> String {
     let price = order
         .price
         .map_or_else(String::new, |price| format!(" @ {price}"));
+    let client = order
+        .client_order_id
+        .map_or_else(String::new, |id| format!(" (the account's {id})"));
     let mut text = format!(
-        "order {}: {} {} {} {}{price} for {}: {} ({}/{} filled)",
+        "order {}{client}: {} {} {} {}{price} for {}: {} ({}/{} filled)",
         order.order_id,
         snake_case(&order.order_type),
         snake_case(&order.side),
@@ -680,6 +683,7 @@ mod tests {
     fn an_account_shows_balances_and_open_orders() {
         let order = api::Order {
             order_id: 42,
+            client_order_id: None,
             account_id: "alice".to_owned(),
             symbol: "BTC-USD".to_owned(),
             side: api::Side::Buy,

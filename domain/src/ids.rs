@@ -195,75 +195,9 @@ integer_id!(
     TradeId
 );
 
-impl OrderId {
-    /// The lowest id [`OrderId::from_command`] gives; ids a node generates from its clock
-    /// (microseconds since the epoch) stay below it until the year 2112.
-    pub const FROM_COMMAND_MIN: u64 = 1 << 52;
-
-    /// Ids a client may choose are below this; ids a node generates are at or above it (its
-    /// clock passed it in 2005, and generated ids never go below it), and so are derived ids.
-    /// So a client can never take an id the venue will give another account: the ids it
-    /// generates and the ids derived from another account's command ids are out of reach.
-    pub const CLIENT_MAX: u64 = 1 << 50;
-
-    /// `id` as an order id a client chose: at most [`Self::CLIENT_MAX`] − 1.
-    pub fn chosen_by_client(id: u64) -> Result<Self, Error> {
-        if id >= Self::CLIENT_MAX {
-            return Err(Error::InvalidId {
-                what: "order id".to_owned(),
-                reason: format!(
-                    "{id} is not below 2^50: larger ids are the venue's (use command_id for \
-                     an id derived per account, or none for a generated one)"
-                ),
-            });
-        }
-        Ok(Self(id))
-    }
-
-    /// The order id a client's `command_id` stands for on `account`: the same pair always
-    /// gives the same id, so repeating a placement by its command id repeats its answer. Ids
-    /// are in `[2^52, 2^53)`: exact in a JSON number read as a double.
-    pub fn from_command(account: AccountId, command: CommandId) -> Self {
-        let fingerprint = crate::fingerprint::Fingerprint::new("order-command")
-            .text(account.as_str())
-            .text(command.as_str())
-            .finish();
-        Self(Self::FROM_COMMAND_MIN | (fingerprint & (Self::FROM_COMMAND_MIN - 1)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn order_ids_from_commands_are_stable_scoped_by_account_and_json_exact() {
-        let alice = AccountId::new("alice").unwrap();
-        let bob = AccountId::new("bob").unwrap();
-        let command = CommandId::new("buy-1").unwrap();
-        let id = OrderId::from_command(alice, command);
-        assert_eq!(id, OrderId::from_command(alice, command));
-        assert_ne!(id, OrderId::from_command(bob, command));
-        assert_ne!(
-            id,
-            OrderId::from_command(alice, CommandId::new("buy-2").unwrap())
-        );
-        assert!((OrderId::FROM_COMMAND_MIN..1 << 53).contains(&id.0));
-        assert_eq!(id.0 as f64 as u64, id.0);
-    }
-
-    #[test]
-    fn clients_choose_ids_below_the_venues() {
-        assert_eq!(OrderId::chosen_by_client(7).unwrap(), OrderId(7));
-        let derived = OrderId::from_command(
-            AccountId::new("alice").unwrap(),
-            CommandId::new("buy-1").unwrap(),
-        );
-        assert!(derived.0 >= OrderId::CLIENT_MAX);
-        assert!(OrderId::chosen_by_client(derived.0).is_err());
-        assert!(OrderId::chosen_by_client(OrderId::CLIENT_MAX).is_err());
-        assert!(OrderId::chosen_by_client(OrderId::CLIENT_MAX - 1).is_ok());
-    }
 
     #[test]
     fn ids_round_trip_and_refuse_bad_text() {

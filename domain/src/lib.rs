@@ -45,6 +45,7 @@ pub mod history;
 pub mod ids;
 pub mod market;
 pub mod order;
+pub mod order_ids;
 pub mod saga;
 pub mod units;
 
@@ -53,4 +54,5 @@ pub use error::{Error, ErrorKind};
 pub use ids::{AccountId, Asset, CommandId, OrderId, Symbol, TradeId};
 pub use market::{MarketSpec, PriceBand};
 pub use order::{OrderSpec, OrderStatus, OrderType, Side, TimeInForce};
+pub use order_ids::{ClientOrderId, OrderIdKey, OrderReference};
 pub use units::{Amount, Price, Quantity, Timestamp};

@@ -57,6 +57,7 @@ mod error;
 pub mod journal;
 pub mod offset;
 pub mod record;
+pub mod secret;
 pub mod snapshot;
 pub mod sql_value;
 mod write_gate;

@@ -1315,6 +1315,25 @@ async fn filters_match_in_memory_as_in_sql(harness: &Harness) {
 }
 
 /// Runs futures concurrently and collects their outputs in order.
+/// A venue secret is made once: every caller, at once or later, gets the same bytes, and
+/// another name another secret.
+async fn venue_secrets_are_made_once(harness: &Harness) {
+    use tradefloor_persistence::secret::venue_secret;
+    let database = harness.journal.database().clone();
+    let asks = (0..8).map(|_| {
+        let database = database.clone();
+        async move { venue_secret(&database, "order_ids").await.unwrap() }
+    });
+    let secrets = futures_join_all(asks).await;
+    assert!(secrets.iter().all(|secret| *secret == secrets[0]));
+    assert_ne!(secrets[0], [0_u8; 32], "random bytes");
+    assert_eq!(
+        venue_secret(&database, "order_ids").await.unwrap(),
+        secrets[0]
+    );
+    assert_ne!(venue_secret(&database, "other").await.unwrap(), secrets[0]);
+}
+
 async fn futures_join_all<F: std::future::Future + Send + 'static>(
     futures: impl IntoIterator<Item = F>,
 ) -> Vec<F::Output>
@@ -1374,6 +1393,7 @@ conformance! {
     bus => the_bus_publishes_what_reads_return;
     bus_lag => a_lagging_subscriber_is_told;
     filter_matches => filters_match_in_memory_as_in_sql;
+    venue_secrets => venue_secrets_are_made_once;
 }
 
 #[tokio::test]

@@ -143,6 +143,38 @@ async fn tokens_authenticate_and_roles_authorize() {
         200
     );
 
+    // Order ids a client chooses are its account's own: bob's 5 and alice's 5 are two
+    // orders, neither can take the other's, and each is found by its account's id.
+    let mut bob_five = limit_order("bob", "sell", 100, 1);
+    bob_five["order_id"] = json!(5);
+    let bob_five = place(&admin, &bob_five).await;
+    let mut alice_five = limit_order("alice", "buy", 90, 1);
+    alice_five["order_id"] = json!(5);
+    let alice_five = place(&trader, &alice_five).await;
+    assert_eq!(alice_five["client_order_id"], 5, "{alice_five}");
+    assert_eq!(alice_five["account_id"], "alice", "{alice_five}");
+    assert_ne!(alice_five["order_id"], bob_five["order_id"], "{alice_five}");
+    let (status, found) = trader.get("/v1/accounts/alice/orders/5").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["order_id"], alice_five["order_id"], "{found}");
+    assert_eq!(found["client_order_id"], 5, "{found}");
+    let reply = send(&trader, Method::GET, "/v1/accounts/bob/orders/5", None).await;
+    assert_eq!(
+        reply.status, 403,
+        "bob's ids are not the trader's to ask: {}",
+        reply.body
+    );
+    let (status, absent) = trader.get("/v1/accounts/alice/orders/6").await;
+    assert_eq!(
+        (status, tradefloor_tests::code(&absent)),
+        (404, "order_not_found")
+    );
+    let cancel = format!("/v1/orders/{}", alice_five["order_id"]);
+    assert_eq!(
+        send(&trader, Method::DELETE, &cancel, None).await.status,
+        202
+    );
+
     // The trader on bob's account and orders, and on admin routes: 403, and nothing changes.
     let before = snapshot(&admin, &["alice", "bob"]).await;
     let bob_bid = json!({"account_id": "bob", "symbol": SYMBOL, "side": "buy", "type": "limit",

@@ -253,10 +253,8 @@ fn cases() -> Vec<Case> {
             INVALID_JSON,
         ),
         order(
-            // The id the venue would derive for another account's command, or generate:
-            // out of a client's reach.
-            "an order id at or above 2^50",
-            alice_order(SYMBOL, json!({"order_id": 1_u64 << 52 | 12_345})),
+            "an order id at or above 2^53 (not exact in JSON)",
+            alice_order(SYMBOL, json!({"order_id": 1_u64 << 53})),
             (400, "invalid_id"),
         ),
         order(
@@ -579,8 +577,9 @@ fn config() -> String {
     )
 }
 
-/// Alice has 10 000 USD, bob 10 BTC and an ask of 5 @ 100; a coarse market is listed.
-async fn setup(http: &Http) {
+/// Alice has 10 000 USD, bob 10 BTC and an ask of 5 @ 100 (his own id [`BOB_ASK`]; the
+/// venue's id is returned); a coarse market is listed.
+async fn setup(http: &Http) -> u64 {
     list_market(http).await;
     let coarse = json!({"symbol": COARSE, "base": "ETH", "quote": "USD", "tick_size": 5,
         "lot_size": 10, "min_quantity": 20, "max_quantity": 1_000});
@@ -592,7 +591,14 @@ async fn setup(http: &Http) {
     deposit(http, "bob", "BTC", 10).await;
     let mut ask = limit_order("bob", "sell", 100, 5);
     ask["order_id"] = json!(BOB_ASK);
-    place(http, &ask).await;
+    let answer = place(http, &ask).await;
+    assert_eq!(answer["client_order_id"], BOB_ASK, "{answer}");
+    let venue_id = answer["order_id"].as_u64().expect("the venue's id");
+    assert_ne!(
+        venue_id, BOB_ASK,
+        "the venue's id is not the client's: {answer}"
+    );
+    venue_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,7 +644,7 @@ async fn bad_input_gets_its_error_and_changes_nothing() {
 async fn a_halted_market_refuses_orders_and_serves_cancels() {
     let node = Node::start(NodeOptions::default()).await;
     let http = node.http(None);
-    setup(&http).await;
+    let bob_ask = setup(&http).await;
     let (status, body) = http
         .post(&format!("/v1/markets/{SYMBOL}/halt"), &json!({}))
         .await;
@@ -653,7 +659,7 @@ async fn a_halted_market_refuses_orders_and_serves_cancels() {
         "{body}"
     );
     unchanged(&http, &ACCOUNTS, &before).await;
-    let (status, body) = http.delete(&format!("/v1/orders/{BOB_ASK}")).await;
+    let (status, body) = http.delete(&format!("/v1/orders/{bob_ask}")).await;
     assert_eq!(status, 202, "cancels are served while halted: {body}");
     let (status, body) = http
         .post(

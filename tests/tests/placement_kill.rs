@@ -142,7 +142,7 @@ enum Outcome {
     /// A 2xx placement: the request and the order as answered.
     Placed(Value, Value),
     /// A 422 refusal of an order whose id the client chose.
-    Refused(u64),
+    Refused(String, u64),
     /// A 422 refusal of an order whose id the client does not know.
     RefusedUnnamed,
     /// A 2xx cancel: the order's id and the order as answered.
@@ -158,8 +158,8 @@ enum Outcome {
 struct Log {
     /// Acknowledged placements: (round, request, answer), in the order they were recorded.
     placed: Vec<(usize, Value, Value)>,
-    /// Acknowledged refusals of client-chosen ids: (round, order id).
-    refused: Vec<(usize, u64)>,
+    /// Acknowledged refusals of client-chosen ids: (round, account, the client's id).
+    refused: Vec<(usize, String, u64)>,
     /// Acknowledged cancels: (round, order id, answer).
     cancels: Vec<(usize, u64, Value)>,
     /// Acknowledged refusals of orders whose id the client does not know.
@@ -172,7 +172,7 @@ impl Log {
     fn record(&mut self, round: usize, outcome: Outcome) {
         match outcome {
             Outcome::Placed(request, answer) => self.placed.push((round, request, answer)),
-            Outcome::Refused(order_id) => self.refused.push((round, order_id)),
+            Outcome::Refused(account, client) => self.refused.push((round, account, client)),
             Outcome::RefusedUnnamed => self.refused_unnamed += 1,
             Outcome::Cancelled(order_id, answer) => self.cancels.push((round, order_id, answer)),
             Outcome::Unanswered(_) => unreachable!("kept apart"),
@@ -355,12 +355,13 @@ fn placement_outcome(body: Value, status: u16, answer: Value) -> Outcome {
         201 | 202 => {
             assert_eq!(answer["account_id"], body["account_id"], "{answer}");
             if let Some(id) = body["order_id"].as_u64() {
-                assert_eq!(order_id(&answer), id, "the client's id: {answer}");
+                assert_eq!(answer["client_order_id"], id, "the client's id: {answer}");
             }
             Outcome::Placed(body, answer)
         }
         422 if body["order_id"].is_u64() => {
-            Outcome::Refused(body["order_id"].as_u64().expect("a u64"))
+            let account = body["account_id"].as_str().expect("an account").to_owned();
+            Outcome::Refused(account, body["order_id"].as_u64().expect("a u64"))
         }
         // A refusal of an id the client did not choose names no order to check.
         422 => Outcome::RefusedUnnamed,
@@ -544,9 +545,15 @@ async fn cancel_all(http: &Http, open: &[Value]) {
 /// trails).
 async fn orders_and_tape(http: &Http, log: &Log) -> (BTreeMap<u64, Value>, Vec<Value>) {
     let mut ids: BTreeSet<u64> = log.placed.iter().map(|(_, _, a)| order_id(a)).collect();
-    ids.extend(log.refused.iter().map(|(_, id)| *id));
     ids.extend(log.cancels.iter().map(|(_, id, _)| *id));
     let mut orders: BTreeMap<u64, Value> = BTreeMap::new();
+    // A refused order is found by the account's own id (the refusal named no venue id).
+    for (_, account, client) in &log.refused {
+        let path = format!("/v1/accounts/{account}/orders/{client}");
+        let (status, order) = http.get(&path).await;
+        assert_eq!(status, 200, "{path} (refused): {order}");
+        orders.insert(order_id(&order), order);
+    }
     let deadline = Instant::now() + PROJECTION_TIMEOUT;
     loop {
         let (status, body) = http
@@ -628,11 +635,14 @@ fn check_orders(orders: &BTreeMap<u64, Value>, log: &Log) {
         }
         acknowledged_later(answer, order, &what);
     }
-    for (round, order_id) in &log.refused {
-        let order = &orders[order_id];
+    for (round, account, client) in &log.refused {
+        let order = orders
+            .values()
+            .find(|order| order["account_id"] == *account && order["client_order_id"] == *client)
+            .expect("every refused order was looked up");
         assert_eq!(
             order["status"], "rejected",
-            "round {round}: the refused order {order_id} is {order}"
+            "round {round}: {account}'s refused order {client} is {order}"
         );
     }
     for (round, order_id, answer) in &log.cancels {

@@ -49,10 +49,11 @@ use tradefloor_domain::book::OrderBook;
 use tradefloor_domain::history::HistoricalBalance;
 use tradefloor_domain::saga::{OrderSaga, OrderView};
 use tradefloor_domain::{
-    AccountId, Amount, Asset, MarketSpec, OrderId, OrderType, Price, Quantity, Side, Symbol,
-    TimeInForce, Timestamp,
+    AccountId, Amount, Asset, MarketSpec, OrderId, OrderIdKey, OrderReference, OrderType, Price,
+    Quantity, Side, Symbol, TimeInForce, Timestamp,
 };
 use tradefloor_persistence::Journal;
+use tradefloor_persistence::secret::venue_secret;
 
 pub use cluster::ID_SLOTS;
 pub use config::TradingConfig;
@@ -105,8 +106,9 @@ pub struct AccountHistory {
 /// A new order, as the HTTP layer receives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NewOrder {
-    /// The caller's order id, or `None` to have one generated. Repeating an id with the
-    /// same order answers with that order; with another order, `saga_already_started`.
+    /// The venue's id for the order (for a client's own id: [`Exchange::order_id_for`]), or
+    /// `None` to have one generated. Repeating an id with the same order answers with that
+    /// order; with another order, `saga_already_started`.
     pub order_id: Option<OrderId>,
     /// The owner.
     pub account_id: AccountId,
@@ -148,6 +150,8 @@ pub struct Exchange {
     /// Generated ids are `id_slot` modulo `id_stride` (1 and 0 on a node of its own).
     id_stride: u64,
     id_slot: u64,
+    /// The venue's key for the order ids of clients' own ids (see [`Exchange::order_id_for`]).
+    order_ids: OrderIdKey,
     risk_group: ConsumerGroup,
     /// The risk monitor's live members by id.
     risk_members: Mutex<BTreeMap<String, RiskMember>>,
@@ -184,6 +188,9 @@ impl RegionStart {
         }
     }
 }
+
+/// The name of the venue's secret that keys order ids ([`Exchange::order_id_for`]).
+const ORDER_IDS_SECRET: &str = "order_ids";
 
 /// The services a node runs besides its shards, each a consumer of the whole log: the book
 /// feed and every read model (the risk monitor is a consumer group, spread by partition).
@@ -251,6 +258,12 @@ impl Exchange {
         };
         let host = SagaHost::new(sagas, dispatcher, clock.clone(), config.saga_host.clone());
         create_tables(&journal).await?;
+        let order_ids = venue_secret(journal.database(), ORDER_IDS_SECRET)
+            .await
+            .map_err(|error| Error::Persistence {
+                actor: format!("{path} (the order ids' key)"),
+                reason: error.to_string(),
+            })?;
         let now = u64::try_from(clock().micros()).unwrap_or(0);
         let config_partitions = config.risk.partition_count.max(1);
         Ok(Self {
@@ -269,6 +282,7 @@ impl Exchange {
             last_id: AtomicU64::new(now),
             id_stride: 1,
             id_slot: 0,
+            order_ids: OrderIdKey::new(order_ids),
             risk_group: ConsumerGroup::new(risk::GROUP_NAME, config_partitions),
             risk_members: Mutex::new(BTreeMap::new()),
             risk_member_count: AtomicU64::new(0),
@@ -323,11 +337,17 @@ impl Exchange {
         (self.clock)()
     }
 
+    /// The venue's order id for what a client named its order by on `account` (its own order
+    /// id or the placement's command id): the same for every retry, on every node, and out of
+    /// reach of every other account (a keyed hash: [`OrderIdKey`]).
+    pub fn order_id_for(&self, account: AccountId, reference: OrderReference) -> OrderId {
+        self.order_ids.order_id(account, reference)
+    }
+
     fn next_id(&self) -> u64 {
-        // Never below the ids clients may choose, whatever the clock says.
-        let now = u64::try_from(self.now().micros())
-            .unwrap_or(0)
-            .max(OrderId::CLIENT_MAX);
+        // Clock-based: below the ids derived from clients' ids (OrderIdKey::DERIVED_MIN, 2^52)
+        // until the year 2112.
+        let now = u64::try_from(self.now().micros()).unwrap_or(0);
         let (stride, slot) = (self.id_stride, self.id_slot);
         // The smallest id in this node's slot above both the last one and the clock.
         let next = |last: u64| {

@@ -8,8 +8,8 @@ use tradefloor_actors::{BreakerState, trading};
 use tradefloor_domain::book::{BookDepth, EndReason, Trade};
 use tradefloor_domain::saga::OrderView;
 use tradefloor_domain::{
-    AccountId, Asset, CommandId, MarketSpec, OrderId, OrderStatus, OrderType, Price, Quantity,
-    Side, Symbol, TimeInForce,
+    AccountId, Asset, ClientOrderId, CommandId, MarketSpec, OrderReference, OrderStatus, OrderType,
+    Price, Quantity, Side, Symbol, TimeInForce,
 };
 
 use crate::api;
@@ -63,21 +63,26 @@ pub fn market(spec: &MarketSpec) -> api::Market {
     }
 }
 
-/// An order request as the application's new order.
-pub fn new_order(request: &api::OrderRequest) -> Result<NewOrder, tradefloor_domain::Error> {
+/// An order request as the application's new order, and what the client named it by (its own
+/// order id, else its command id): the venue's id for that is the application's to derive
+/// ([`Exchange::order_id_for`](tradefloor_actors::trading::Exchange::order_id_for)), so the
+/// order's `order_id` is left `None` here.
+pub fn new_order(
+    request: &api::OrderRequest,
+) -> Result<(NewOrder, Option<OrderReference>), tradefloor_domain::Error> {
     let account_id = account_id(&request.account_id)?;
     let command_id = request
         .command_id
         .as_deref()
         .map(CommandId::new)
         .transpose()?;
-    let order_id = match (request.order_id, command_id) {
-        (Some(order_id), _) => Some(OrderId::chosen_by_client(order_id)?),
-        (None, Some(command_id)) => Some(OrderId::from_command(account_id, command_id)),
+    let reference = match (request.order_id, command_id) {
+        (Some(order_id), _) => Some(OrderReference::Client(ClientOrderId::new(order_id)?)),
+        (None, Some(command_id)) => Some(OrderReference::Command(command_id)),
         (None, None) => None,
     };
-    Ok(NewOrder {
-        order_id,
+    let order = NewOrder {
+        order_id: None,
         account_id,
         symbol: symbol(&request.symbol)?,
         side: match request.side {
@@ -96,7 +101,8 @@ pub fn new_order(request: &api::OrderRequest) -> Result<NewOrder, tradefloor_dom
             api::TimeInForce::Fok => TimeInForce::Fok,
         },
         post_only: request.post_only,
-    })
+    };
+    Ok((order, reference))
 }
 
 fn side(side: Side) -> api::Side {
@@ -110,6 +116,7 @@ fn side(side: Side) -> api::Side {
 pub fn order(view: &OrderView) -> api::Order {
     api::Order {
         order_id: view.order_id.0,
+        client_order_id: None,
         account_id: view.account_id.to_string(),
         symbol: view.symbol.to_string(),
         side: side(view.side),

@@ -100,6 +100,10 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
         .service(
             resource("/v1/accounts/{id}/history", "GET").route(web::get().to(accounts::history)),
         )
+        .service(
+            resource("/v1/accounts/{id}/orders/{client_order_id}", "GET")
+                .route(web::get().to(orders::order_by_client_id)),
+        )
         .service(resource("/v1/orders", "POST").route(web::post().to(orders::place)))
         .service(
             resource("/v1/orders/{id}", "GET, DELETE")

@@ -18,7 +18,7 @@ use crate::api;
         markets::list_market, markets::market, markets::halt, markets::resume,
         markets::book, markets::trades, markets::candles,
         accounts::deposit, accounts::withdraw, accounts::account, accounts::history,
-        orders::place, orders::order, orders::cancel,
+        orders::place, orders::order, orders::cancel, orders::order_by_client_id,
         cluster::members, cluster::shards, cluster::rebalance, cluster::move_shard,
         cluster::leave,
         operations::actors, operations::audit, operations::live, operations::ready, operations::metrics,

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use tracing::Instrument;
 use tradefloor_domain::saga::OrderView;
-use tradefloor_domain::{OrderId, OrderStatus};
+use tradefloor_domain::{ClientOrderId, OrderId, OrderReference, OrderStatus};
 
 use crate::api::{self, OrderRequest};
 use crate::http::auth::Principal;
@@ -23,12 +23,15 @@ pub async fn place(
     principal: Principal,
     body: web::Json<OrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let order = convert::new_order(&body)?;
+    let (mut order, reference) = convert::new_order(&body)?;
     principal.require_account(order.account_id.as_str())?;
+    if let Some(reference) = reference {
+        order.order_id = Some(state.exchange()?.order_id_for(order.account_id, reference));
+    }
     let command_id = body
         .command_id
         .clone()
-        .or_else(|| order.order_id.map(|id| id.to_string()))
+        .or_else(|| body.order_id.map(|id| format!("client-order:{id}")))
         .unwrap_or_else(|| "generated".to_owned());
     let saga = order
         .order_id
@@ -59,8 +62,16 @@ pub async fn place(
                     "the order was rejected",
                 )
             })),
-        OrderStatus::Pending => Ok(HttpResponse::Accepted().json(convert::order(&view))),
-        _ => Ok(HttpResponse::Created().json(convert::order(&view))),
+        OrderStatus::Pending => Ok(HttpResponse::Accepted().json(answer(&view, &body))),
+        _ => Ok(HttpResponse::Created().json(answer(&view, &body))),
+    }
+}
+
+/// The placement's answer: the order, with the id the caller chose for it.
+fn answer(view: &OrderView, request: &OrderRequest) -> api::Order {
+    api::Order {
+        client_order_id: request.order_id,
+        ..convert::order(view)
     }
 }
 
@@ -75,6 +86,34 @@ pub async fn order(
 ) -> Result<HttpResponse, ApiError> {
     let view = owned_order(&state, &principal, OrderId(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(convert::order(&view)))
+}
+
+/// The order an account placed under its own id (the placement's `order_id`).
+#[utoipa::path(get, path = "/v1/accounts/{id}/orders/{client_order_id}", tag = "orders",
+    params(("id" = String, Path, description = "The account"),
+        ("client_order_id" = u64, Path, description = "The account's own id for the order")),
+    responses((status = 200, description = "The order", body = api::Order)))]
+pub async fn order_by_client_id(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(String, u64)>,
+) -> Result<HttpResponse, ApiError> {
+    let (account, client) = path.into_inner();
+    let account_id = convert::account_id(&account)?;
+    principal.require_account(account_id.as_str())?;
+    let reference = OrderReference::Client(ClientOrderId::new(client)?);
+    let order_id = state.exchange()?.order_id_for(account_id, reference);
+    let view = owned_order(&state, &principal, order_id).await?;
+    // Another account's order under the same venue id (a hash collision) is not this one.
+    if view.account_id != account_id {
+        return Err(ApiError::domain(&tradefloor_domain::Error::OrderNotFound {
+            order_id,
+        }));
+    }
+    Ok(HttpResponse::Ok().json(api::Order {
+        client_order_id: Some(client),
+        ..convert::order(&view)
+    }))
 }
 
 /// The order, if the caller may see it. Another account's order is "not found", exactly as
