@@ -613,7 +613,14 @@ async fn an_invalid_config_does_not_start() {
 /// holder's batches are refused whole: it is fenced, and no event is counted twice.
 async fn a_stale_holder_is_fenced_and_nothing_is_counted_twice(mut harness: Harness) {
     harness.append(4, 10, 2).await;
-    let (old, old_join) = spawn_at(&harness.journal, config(8), 1).await;
+    // The old holder takes the log's new batches at most every 100 ms: without that it could
+    // win every race for a new event (CI saw 200 in a row on PostgreSQL), and the new holder,
+    // refused each time, would never commit; in a cluster the old one's node stops it.
+    let slow = ProjectionConfig {
+        batch_interval_min: Duration::from_millis(100),
+        ..config(8)
+    };
+    let (old, old_join) = spawn_at(&harness.journal, slow, 1).await;
     wait_until!(
         "the old holder to catch up",
         caught_up(&harness.journal).await
