@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 use tradefloor_tests::{
-    Http, Method, Node, NodeOptions, Reply, SYMBOL, deposit, eventually, limit_order, list_market,
-    place, snapshot, start_refused, unchanged,
+    Http, Method, Node, NodeOptions, PROJECTION_TIMEOUT, Reply, SYMBOL, deposit, eventually,
+    limit_order, list_market, place, snapshot, start_refused, unchanged,
 };
 
 const ADMIN_TOKEN: &str = "admin-secret-token-7f3a9c2e51";
@@ -174,6 +174,16 @@ async fn tokens_authenticate_and_roles_authorize() {
         send(&trader, Method::DELETE, &cancel, None).await.status,
         202
     );
+    // The cancel completes after its answer: wait for the hold to go, before the snapshots.
+    eventually(
+        "alice's order 5 cancelled, its hold released",
+        PROJECTION_TIMEOUT,
+        || async {
+            let account = trader.get("/v1/accounts/alice").await.1;
+            (account["balances"]["USD"]["held"] == 90).then_some(())
+        },
+    )
+    .await;
 
     // The trader on bob's account and orders, and on admin routes: 403, and nothing changes.
     let before = snapshot(&admin, &["alice", "bob"]).await;
