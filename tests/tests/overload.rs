@@ -89,7 +89,13 @@ async fn a_flood_is_shed_not_dropped_and_loses_nothing() {
         };
         *statuses.entry(reply.status).or_default() += 1;
         match reply.status {
-            200..=299 => accepted.push(order_id),
+            // The venue's id for the client's (the answer names both).
+            200..=299 => match reply.body["order_id"].as_u64() {
+                Some(venue_id) if reply.body["client_order_id"] == order_id => {
+                    accepted.push(venue_id);
+                }
+                _ => problems.push(format!("order {order_id}: answered {}", reply.body)),
+            },
             429 | 503 if reply.header("retry-after").is_none() => problems.push(format!(
                 "order {order_id}: {} without Retry-After",
                 reply.status
