@@ -451,6 +451,11 @@ pub struct JournalLimits {
     pub pool_connections_max: u32,
     /// SQLite: fsync every commit (survives power loss) rather than only a process crash.
     pub sqlite_synchronous_full: bool,
+    /// SQLite: the nice value of the journal's writer thread (Linux; below 0 needs
+    /// `CAP_SYS_NICE`, else the default is kept).
+    pub journal_writer_nice: i32,
+    /// SQLite: the nice value of the read models' writer thread.
+    pub read_models_writer_nice: i32,
     /// Committed batches the log bus keeps for its slowest subscriber (a read model further
     /// behind catches up from the database).
     pub bus_batches_max: usize,
@@ -464,6 +469,8 @@ impl Default for JournalLimits {
             queue_appends_max: defaults.queue_appends_max,
             pool_connections_max: defaults.pool_connections_max,
             sqlite_synchronous_full: defaults.sqlite_synchronous_full,
+            journal_writer_nice: defaults.journal_writer_nice,
+            read_models_writer_nice: defaults.read_models_writer_nice,
             bus_batches_max: defaults.bus_batches_max,
         }
     }
@@ -480,6 +487,8 @@ impl JournalLimits {
             queue_appends_max: self.queue_appends_max,
             pool_connections_max: self.pool_connections_max,
             sqlite_synchronous_full: self.sqlite_synchronous_full,
+            journal_writer_nice: self.journal_writer_nice,
+            read_models_writer_nice: self.read_models_writer_nice,
             bus_batches_max: self.bus_batches_max,
             ..JournalConfig::default()
         }

@@ -25,6 +25,11 @@ pub struct JournalConfig {
     /// SQLite `synchronous=FULL` (fsync every commit: survives power loss) rather than
     /// `NORMAL` (survives a process crash).
     pub sqlite_synchronous_full: bool,
+    /// The nice value of the SQLite journal's writer thread (Linux; lower runs first; below 0
+    /// needs `CAP_SYS_NICE`, else the default is kept): every order waits for its commits.
+    pub journal_writer_nice: i32,
+    /// The nice value of the SQLite read models' writer thread: its work trails the log.
+    pub read_models_writer_nice: i32,
     /// Committed batches the log bus (see [`crate::Journal::subscribe`]) keeps for its
     /// slowest subscriber. A subscriber further behind is told it lagged and reads the
     /// database to catch up; the writer never waits for it. Memory: up to this many batches
@@ -44,6 +49,8 @@ impl Default for JournalConfig {
             pool_connections_max: 8,
             sqlite_busy_timeout: Duration::from_secs(5),
             sqlite_synchronous_full: true,
+            journal_writer_nice: -10,
+            read_models_writer_nice: 10,
             bus_batches_max: 512,
         }
     }

@@ -69,6 +69,7 @@ mod postgres;
 mod read_model_writer;
 mod sqlite;
 mod sqlite_writer;
+mod thread_priority;
 
 pub use backend::Advance;
 pub use claim::{ClaimMode, JournalClaim};

@@ -33,6 +33,7 @@ use crate::error::Error;
 use crate::journal::WriteTurn;
 use crate::sql_value::SqlValue;
 use crate::sqlite_writer::open_write_connection;
+use crate::thread_priority::set_current_thread_nice;
 
 /// Statements the connection keeps prepared: a multi-row insert is a statement per row count
 /// (read models cut batches into power-of-two row counts, at most nine per statement), so read
@@ -95,9 +96,13 @@ impl ReadModelWriter {
     pub(crate) fn open(pool: &SqlitePool, config: &JournalConfig) -> Result<Self, Error> {
         let connection = open_write_connection(pool, config, PREPARED_STATEMENTS_MAX)?;
         let (jobs, inbox) = sync_mpsc::channel();
+        let nice = config.read_models_writer_nice;
         std::thread::Builder::new()
             .name("read-models-sqlite".to_owned())
-            .spawn(move || serve(&connection, &inbox))
+            .spawn(move || {
+                set_current_thread_nice(nice, "read-models-sqlite");
+                serve(&connection, &inbox);
+            })
             .map_err(|error| Error::InvalidRequest(format!("cannot start a thread: {error}")))?;
         Ok(Self { jobs })
     }

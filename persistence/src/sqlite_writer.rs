@@ -20,6 +20,7 @@ use crate::batch::{Decided, EventRow, decide};
 use crate::config::JournalConfig;
 use crate::error::Error;
 use crate::record::{AppendOutcome, AppendRequest};
+use crate::thread_priority::set_current_thread_nice;
 
 /// Statements a connection keeps prepared: the dozen the writer uses, with room to spare.
 const PREPARED_STATEMENTS_MAX: usize = 32;
@@ -49,9 +50,13 @@ impl SqliteWriter {
         let connection = open_write_connection(pool, config, PREPARED_STATEMENTS_MAX)?;
         // One batch at a time: the group-commit writer waits for each before cutting the next.
         let (jobs, inbox) = sync_mpsc::sync_channel(1);
+        let nice = config.journal_writer_nice;
         std::thread::Builder::new()
             .name("journal-sqlite".to_owned())
-            .spawn(move || serve(connection, inbox))
+            .spawn(move || {
+                set_current_thread_nice(nice, "journal-sqlite");
+                serve(connection, inbox);
+            })
             .map_err(|error| Error::InvalidRequest(format!("cannot start a thread: {error}")))?;
         Ok(Self {
             jobs,
