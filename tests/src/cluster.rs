@@ -68,6 +68,26 @@ pub fn free_addr() -> String {
     panic!("no free port in {PLANNED_PORTS:?}");
 }
 
+/// The owner of every shard, from a `/v1/cluster/shards` body that lists all
+/// [`SHARD_COUNT`] of them.
+pub fn shard_owners(shards: &Value) -> Result<BTreeMap<u32, String>, String> {
+    if shards["shard_count"].as_u64() != Some(u64::from(SHARD_COUNT)) {
+        return Err(format!("shard_count is {}", shards["shard_count"]));
+    }
+    let mut owners = BTreeMap::new();
+    for shard in shards["shards"].as_array().into_iter().flatten() {
+        let (Some(number), Some(owner)) = (shard["shard"].as_u64(), shard["owner"].as_str()) else {
+            return Err(format!("a shard without number or owner: {shard}"));
+        };
+        let number = u32::try_from(number).map_err(|_| format!("shard {number}"))?;
+        owners.insert(number, owner.to_owned());
+    }
+    if owners.len() != SHARD_COUNT as usize {
+        return Err(format!("{} shards listed", owners.len()));
+    }
+    Ok(owners)
+}
+
 /// One member of a [`Cluster`].
 pub struct Member {
     /// Its node id, `n<i>`.
@@ -431,21 +451,7 @@ impl Cluster {
                 )
             })
             .collect();
-        if shards["shard_count"].as_u64() != Some(u64::from(SHARD_COUNT)) {
-            return Err(format!("{id}: shard_count is {}", shards["shard_count"]));
-        }
-        let mut owners = BTreeMap::new();
-        for shard in shards["shards"].as_array().into_iter().flatten() {
-            let (Some(number), Some(owner)) = (shard["shard"].as_u64(), shard["owner"].as_str())
-            else {
-                return Err(format!("{id}: a shard without number or owner: {shard}"));
-            };
-            let number = u32::try_from(number).map_err(|_| format!("{id}: shard {number}"))?;
-            owners.insert(number, owner.to_owned());
-        }
-        if owners.len() != SHARD_COUNT as usize {
-            return Err(format!("{id} lists {} shards", owners.len()));
-        }
+        let owners = shard_owners(&shards).map_err(|reason| format!("{id}: {reason}"))?;
         Ok(Layout {
             owners,
             statuses,

@@ -2,7 +2,7 @@
 //! members speak mutual TLS on the cluster port, refusing plain bytes and certificates of
 //! another CA, while the cluster serves on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
-use tradefloor_tests::cluster::{SECRET, SECRET_VAR, free_addr};
+use tradefloor_tests::cluster::{SECRET, SECRET_VAR, free_addr, shard_of, shard_owners};
 use tradefloor_tests::{Http, Node, NodeOptions, closed_within, postgres_database, start_refused};
 
 /// A CA and the certificates it issued, as PEM files in a temporary directory.
@@ -242,17 +242,10 @@ async fn cluster_members_speak_mutual_tls_and_refuse_everyone_else() {
         || async {
             let (status, shards) = http.get("/v1/cluster/shards").await;
             assert_eq!(status, 200, "{shards}");
-            let count = shards["shard_count"].as_u64().unwrap_or_default();
-            let shards = shards["shards"].as_array().cloned().unwrap_or_default();
-            let settled = shards.len() as u64 == count
-                && shards.iter().all(|shard| shard["handoff"] == "active");
-            let owners: BTreeMap<u64, String> = shards
-                .iter()
-                .map(|shard| {
-                    let owner = shard["owner"].as_str().unwrap_or_default().to_owned();
-                    (shard["shard"].as_u64().unwrap_or_default(), owner)
-                })
-                .collect();
+            let owners = shard_owners(&shards).ok()?;
+            let settled = shards["shards"]
+                .as_array()
+                .is_some_and(|shards| shards.iter().all(|shard| shard["handoff"] == "active"));
             let both = ["n1", "n2"]
                 .iter()
                 .all(|node| owners.values().any(|owner| owner == node));
@@ -270,8 +263,7 @@ async fn cluster_members_speak_mutual_tls_and_refuse_everyone_else() {
             )
             .await;
         assert_eq!(status, 200, "{account}: {body}");
-        let shard = u64::from(tradefloor_tests::cluster::shard_of(&account));
-        reached.insert(owners[&shard].clone());
+        reached.insert(owners[&shard_of(&account)].clone());
     }
     assert_eq!(reached.len(), 2, "deposits reached both nodes: {reached:?}");
     let (status, members) = http.get("/v1/cluster/members").await;

@@ -62,15 +62,17 @@ pub async fn place(
                     "the order was rejected",
                 )
             })),
-        OrderStatus::Pending => Ok(HttpResponse::Accepted().json(answer(&view, &body))),
-        _ => Ok(HttpResponse::Created().json(answer(&view, &body))),
+        OrderStatus::Pending => {
+            Ok(HttpResponse::Accepted().json(with_client_id(&view, body.order_id)))
+        }
+        _ => Ok(HttpResponse::Created().json(with_client_id(&view, body.order_id))),
     }
 }
 
-/// The placement's answer: the order, with the id the caller chose for it.
-fn answer(view: &OrderView, request: &OrderRequest) -> api::Order {
+/// The order, with the id its account chose for it (if the caller named it by that id).
+fn with_client_id(view: &OrderView, client_order_id: Option<u64>) -> api::Order {
     api::Order {
-        client_order_id: request.order_id,
+        client_order_id,
         ..convert::order(view)
     }
 }
@@ -110,10 +112,7 @@ pub async fn order_by_client_id(
             order_id,
         }));
     }
-    Ok(HttpResponse::Ok().json(api::Order {
-        client_order_id: Some(client),
-        ..convert::order(&view)
-    }))
+    Ok(HttpResponse::Ok().json(with_client_id(&view, Some(client))))
 }
 
 /// The order, if the caller may see it. Another account's order is "not found", exactly as
