@@ -83,6 +83,19 @@ pub enum Error {
         /// The sliding window the limit applies to.
         within: Duration,
     },
+    /// A stream was asked to resume further back than the node replays: the client starts
+    /// again from a snapshot (HTTP 410).
+    #[error(
+        "cannot resume after offset {after}: the log's head is {head}, and a stream resumes at most {behind_max} offsets back"
+    )]
+    ResumeTooOld {
+        /// The offset asked for.
+        after: u64,
+        /// The log's head.
+        head: u64,
+        /// How far back a stream resumes.
+        behind_max: u64,
+    },
     /// An actor could not be started (its `pre_start` failed, its name was taken, or its
     /// configuration is invalid). Fix the cause; retrying the same start fails the same way.
     #[error("{actor} could not start: {reason}")]

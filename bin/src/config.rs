@@ -331,6 +331,16 @@ pub struct HttpLimits {
     pub audit_batch_max: usize,
     /// Audit rows are written at most this often, in milliseconds.
     pub audit_flush_interval_ms: u64,
+    /// Messages buffered per stream connection (SSE or WebSocket) for a client that reads
+    /// slowly; a client further behind is disconnected with the reason.
+    pub stream_buffer_messages: usize,
+    /// A stream connection with nothing to say sends a keep-alive this often, in seconds
+    /// (an SSE comment; a WebSocket ping, answered with a pong within twice this or closed).
+    pub stream_keepalive_seconds: u64,
+    /// Topics one WebSocket connection may follow at once.
+    pub ws_subscriptions_max: usize,
+    /// Largest WebSocket message a client may send, in bytes.
+    pub ws_message_bytes_max: usize,
 }
 
 impl HttpLimits {
@@ -357,6 +367,10 @@ impl Default for HttpLimits {
             retry_after_seconds: 1,
             workers: None,
             shutdown_timeout_seconds: 30,
+            stream_buffer_messages: 1_024,
+            stream_keepalive_seconds: 15,
+            ws_subscriptions_max: 32,
+            ws_message_bytes_max: 4_096,
             audit_queue_max: audit.queue_max,
             audit_batch_max: audit.batch_max,
             audit_flush_interval_ms: u64::try_from(audit.flush_interval.as_millis())
@@ -396,6 +410,12 @@ pub struct TradingLimits {
     /// risk monitor) takes from the log bus, in milliseconds: fewer, larger transactions under
     /// load, at the cost of trailing the log by up to this much.
     pub log_batch_interval_min_ms: u64,
+    /// Messages a stream topic's channel holds for its slowest subscriber.
+    pub stream_topic_buffer_messages: usize,
+    /// Stream subscriptions open on the node at once (SSE connections and WebSocket topics).
+    pub stream_subscriptions_max: usize,
+    /// The furthest back, in log offsets behind the head, a stream may resume.
+    pub stream_resume_events_max: u64,
 }
 
 impl Default for TradingLimits {
@@ -411,6 +431,9 @@ impl Default for TradingLimits {
             projection_batch_events_max: defaults.projections.batch_events_max,
             projection_poll_interval_ms: millis(defaults.projections.poll_interval),
             log_batch_interval_min_ms: millis(defaults.projections.batch_interval_min),
+            stream_topic_buffer_messages: defaults.streams.topic_buffer_messages,
+            stream_subscriptions_max: defaults.streams.subscriptions_max,
+            stream_resume_events_max: defaults.streams.resume_events_max,
         }
     }
 }
@@ -435,6 +458,9 @@ impl TradingLimits {
         config.projections.batch_interval_min = batch_interval_min;
         config.feed.batch_interval_min = batch_interval_min;
         config.risk.batch_interval_min = batch_interval_min;
+        config.streams.topic_buffer_messages = self.stream_topic_buffer_messages;
+        config.streams.subscriptions_max = self.stream_subscriptions_max;
+        config.streams.resume_events_max = self.stream_resume_events_max;
         config
     }
 }
@@ -593,6 +619,21 @@ impl NodeConfig {
                 );
             }
         }
+        if self.http_limits.stream_buffer_messages == 0
+            || self.http_limits.stream_keepalive_seconds == 0
+            || self.http_limits.ws_subscriptions_max == 0
+        {
+            return invalid(
+                "http_limits.stream_buffer_messages, stream_keepalive_seconds and \
+                 ws_subscriptions_max must be positive"
+                    .to_owned(),
+            );
+        }
+        self.trading
+            .trading_config()
+            .streams
+            .validate()
+            .map_err(|reason| Error::Config(format!("trading.stream_*: {reason}")))?;
         let http = self.http_addr()?;
         if self.tokens.is_empty() && !http.ip().is_loopback() {
             return invalid(format!(

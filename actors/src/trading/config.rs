@@ -6,6 +6,7 @@ use tradefloor_domain::saga::SagaConfig;
 
 use super::feed::FeedConfig;
 use super::risk::RiskConfig;
+use super::streams::StreamsConfig;
 use crate::hosting::config::EntityConfig;
 use crate::hosting::projection::ProjectionConfig;
 use crate::hosting::saga_host::SagaHostConfig;
@@ -35,6 +36,8 @@ pub struct TradingConfig {
     pub candle_watermark_micros: i64,
     /// The risk monitor's members, partitions and position limits.
     pub risk: RiskConfig,
+    /// The live streams' buffers and bounds.
+    pub streams: StreamsConfig,
 }
 
 /// Commands queued per trading entity. An order book is one hot entity that every order of
@@ -60,6 +63,7 @@ impl Default for TradingConfig {
             projections: ProjectionConfig::default(),
             candle_watermark_micros: 5_000_000,
             risk: RiskConfig::default(),
+            streams: StreamsConfig::default(),
         }
     }
 }

@@ -37,6 +37,7 @@ mod recovery;
 pub mod risk;
 mod services;
 pub mod state;
+pub mod streams;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,6 +145,10 @@ pub struct Exchange {
     services_gave_up: tokio::sync::watch::Sender<bool>,
     /// The cluster, when this node is part of one.
     remoting: Option<Arc<Remoting>>,
+    /// The live streams of this node's log.
+    streams: streams::StreamHub,
+    /// The streams' hub's supervisor (every node runs one).
+    streams_supervisor: ractor::ActorRef<crate::runtime::supervisor::SupervisorMessage>,
     markets: RwLock<HashMap<Symbol, MarketSpec>>,
     /// The last generated id (order ids and command ids), from the clock at start.
     last_id: AtomicU64,
@@ -264,6 +269,10 @@ impl Exchange {
                 actor: format!("{path} (the order ids' key)"),
                 reason: error.to_string(),
             })?;
+        let streams = streams::StreamHub::new(journal.clone(), config.streams.clone());
+        let streams_supervisor = streams
+            .start(registry.clone(), format!("{path}/streams"))
+            .await?;
         let now = u64::try_from(clock().micros()).unwrap_or(0);
         let config_partitions = config.risk.partition_count.max(1);
         Ok(Self {
@@ -278,6 +287,8 @@ impl Exchange {
             services: tokio::sync::Mutex::new(BTreeMap::new()),
             services_gave_up: tokio::sync::watch::Sender::new(false),
             remoting,
+            streams,
+            streams_supervisor,
             markets: RwLock::new(HashMap::new()),
             last_id: AtomicU64::new(now),
             id_stride: 1,
@@ -292,6 +303,7 @@ impl Exchange {
     /// Stops everything cleanly: the feed and projections, then the sagas, books and
     /// accounts (each finishing and persisting what it accepted).
     pub async fn shutdown(self) -> Result<(), Error> {
+        self.streams_supervisor.stop(None);
         self.stop_services().await?;
         self.host.region().stop().await?;
         self.books.stop().await?;
@@ -320,6 +332,11 @@ impl Exchange {
             all.extend(stats.into_iter().map(|shard| (path.clone(), shard)));
         }
         all
+    }
+
+    /// The node's live streams: subscribe to a market's or an account's messages.
+    pub fn streams(&self) -> &streams::StreamHub {
+        &self.streams
     }
 
     /// The journal underneath.

@@ -125,27 +125,8 @@ impl Exchange {
         interval: CandleInterval,
         limit: usize,
     ) -> Result<Vec<Candle>, Error> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .journal
-            .read_models()
-            .fetch(
-                &format!(
-                    "SELECT {} FROM trading_candles WHERE symbol = $1 AND interval_seconds = $2 \
-                 ORDER BY bucket_start DESC LIMIT $3",
-                    projections::candles::COLUMNS
-                ),
-                &[
-                    symbol.as_str().into(),
-                    interval.seconds().into(),
-                    limit.into(),
-                ],
-            )
+        projections::candles::latest_candles(&self.journal, symbol, interval, limit)
             .await
-            .map_err(|error| projections::storage("candles", error))?;
-        rows.iter()
-            .map(|row| Candle::from_row(row))
-            .collect::<Result<_, _>>()
             .map_err(|error| projections::storage("candles", error))
     }
 }

@@ -139,6 +139,7 @@ impl From<tradefloor_actors::Error> for ApiError {
             E::Persistence { .. } | E::Fenced { .. } | E::Stopped { .. } => {
                 Self::retry(unavailable, "unavailable", message, retry)
             }
+            E::ResumeTooOld { .. } => Self::new(StatusCode::GONE, "resume_too_old", message),
             E::Failed { .. }
             | E::PathTaken { .. }
             | E::RestartIntensityExceeded { .. }

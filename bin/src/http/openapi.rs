@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{accounts, cluster, markets, operations, orders};
+use super::routes::{accounts, cluster, markets, operations, orders, streams};
 use crate::api;
 
 /// The document.
@@ -23,6 +23,7 @@ use crate::api;
         cluster::leave,
         operations::actors, operations::audit, operations::live, operations::ready, operations::metrics,
         operations::openapi,
+        streams::market, streams::account, streams::ws::upgrade,
     ),
     components(schemas(api::ErrorBody, api::ErrorDetail)),
     modifiers(&Conventions),

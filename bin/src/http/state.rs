@@ -156,6 +156,19 @@ impl AppState {
             .clone()
     }
 
+    /// Runs `task` on the actors' runtime, in the background (a stream's forwarder).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        drop(self.spawn_handle(task));
+    }
+
+    /// [`AppState::spawn`], with the task's handle (to abort it).
+    pub fn spawn_handle(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        self.runtime.spawn(task)
+    }
+
     /// Runs `call` with the application on the actors' runtime and waits for its answer.
     pub async fn call<F, Fut, T>(&self, call: F) -> Result<T, ApiError>
     where

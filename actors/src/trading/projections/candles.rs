@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use tradefloor_domain::book::Trade;
-use tradefloor_domain::{Price, Quantity, Timestamp};
-use tradefloor_persistence::{Filter, StoredEvent, Transaction};
+use tradefloor_domain::{Price, Quantity, Symbol, Timestamp};
+use tradefloor_persistence::{Filter, Journal, StoredEvent, Transaction};
 
 use super::sql::{self, SqlValue};
 use super::trades::{TRADE_TAG, decode_trade, symbol_of};
@@ -72,6 +72,15 @@ impl CandleInterval {
     /// The width in microseconds.
     pub fn micros(self) -> i64 {
         self.seconds() * 1_000_000
+    }
+
+    /// `1s`, `1m` or `1h`: the name [`CandleInterval::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            CandleInterval::Second => "1s",
+            CandleInterval::Minute => "1m",
+            CandleInterval::Hour => "1h",
+        }
     }
 
     /// `1s`, `1m` or `1h` (the HTTP `interval` parameter).
@@ -132,7 +141,32 @@ impl Candle {
 }
 
 /// The columns [`Candle::from_row`] reads, in order.
-pub(crate) const COLUMNS: &str = "bucket_start, open, high, low, close, volume, notional, trades";
+const COLUMNS: &str = "bucket_start, open, high, low, close, volume, notional, trades";
+
+/// `symbol`'s latest candles of `interval` (up to `limit`), newest first.
+pub(crate) async fn latest_candles(
+    journal: &Journal,
+    symbol: Symbol,
+    interval: CandleInterval,
+    limit: usize,
+) -> Result<Vec<Candle>, ReadModelError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = journal
+        .read_models()
+        .fetch(
+            &format!(
+                "SELECT {COLUMNS} FROM trading_candles WHERE symbol = $1 \
+                 AND interval_seconds = $2 ORDER BY bucket_start DESC LIMIT $3"
+            ),
+            &[
+                symbol.as_str().into(),
+                interval.seconds().into(),
+                limit.into(),
+            ],
+        )
+        .await?;
+    rows.iter().map(|row| Candle::from_row(row)).collect()
+}
 
 /// Keeps `trading_candles` and `trading_candle_clocks`.
 #[derive(Debug)]

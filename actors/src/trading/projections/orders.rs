@@ -77,7 +77,7 @@ pub fn status_name(status: OrderStatus) -> &'static str {
     }
 }
 
-fn end_reason_name(reason: EndReason) -> &'static str {
+pub(crate) fn end_reason_name(reason: EndReason) -> &'static str {
     match reason {
         EndReason::Filled => "filled",
         EndReason::Cancelled => "cancelled",

@@ -5,3 +5,4 @@ pub mod cluster;
 pub mod markets;
 pub mod operations;
 pub mod orders;
+pub mod streams;
