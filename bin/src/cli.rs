@@ -182,6 +182,18 @@ pub enum CtlCommand {
         #[arg(long, default_value_t = 10)]
         depth: u32,
     },
+    /// Prints a market's or an account's live stream, reconnecting after the last message
+    /// seen if the connection drops.
+    Watch {
+        /// A market (e.g. `BTC-USD`) or an account; `market:…` or `account:…` to say which.
+        target: String,
+        /// Resume after this message id.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Stop after this many messages with an id (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 /// Flags of `tradefloor bench`.

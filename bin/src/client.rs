@@ -50,6 +50,8 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    /// For streams, whose answers never end: no overall timeout, only one between reads.
+    streaming: reqwest::Client,
 }
 
 impl Client {
@@ -58,30 +60,42 @@ impl Client {
     pub fn new(base: &str, token: Option<&str>, ca: Option<&Path>) -> Result<Self, Error> {
         // reqwest's rustls takes the process's provider: the aws-lc-rs one rustls builds.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let builder = reqwest::Client::builder();
-        let builder = match ca {
-            Some(ca) => builder.use_preconfigured_tls(Arc::unwrap_or_clone(
-                tradefloor_cluster::tls::client_config(ca, None)?,
-            )),
-            None => builder,
+        let builder = || -> Result<reqwest::ClientBuilder, Error> {
+            let builder = reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true);
+            Ok(match ca {
+                Some(ca) => builder.use_preconfigured_tls(Arc::unwrap_or_clone(
+                    tradefloor_cluster::tls::client_config(ca, None)?,
+                )),
+                None => builder,
+            })
         };
-        let http = builder
+        let streaming = builder()?
+            .read_timeout(STREAM_READ_TIMEOUT)
+            .build()
+            .map_err(transport)?;
+        let http = builder()?
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(IDLE_CONNECTIONS_MAX)
             .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
-            .tcp_nodelay(true)
             .build()
             .map_err(transport)?;
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             token: token.map(str::to_owned),
             http,
+            streaming,
         })
     }
 
     fn call<T>(&self, method: Method, path: &str) -> Call<T> {
-        let request = self.http.request(method, format!("{}{path}", self.base));
+        self.call_on(&self.http, method, path)
+    }
+
+    fn call_on<T>(&self, http: &reqwest::Client, method: Method, path: &str) -> Call<T> {
+        let request = http.request(method, format!("{}{path}", self.base));
         let request = match &self.token {
             // reqwest marks the header sensitive: it never shows in logs or debug output.
             Some(token) => request.bearer_auth(token),
@@ -99,6 +113,28 @@ impl Client {
             request: call.request.json(body),
             answer: PhantomData,
         }
+    }
+
+    /// `GET /v1/markets/{symbol}`.
+    pub fn market(&self, symbol: &str) -> Call<api::Market> {
+        self.call(Method::GET, &format!("/v1/markets/{symbol}"))
+    }
+
+    /// Opens the SSE stream at `path` (`/v1/markets/{symbol}/stream`,
+    /// `/v1/accounts/{id}/stream`), resuming after message `after`: its events as they come.
+    pub async fn stream(&self, path: &str, after: Option<u64>) -> Result<EventStream, Error> {
+        let call: Call<()> = self.call_on(&self.streaming, Method::GET, path);
+        let call = match after {
+            Some(after) => Call {
+                request: call.request.header("Last-Event-ID", after.to_string()),
+                answer: PhantomData,
+            },
+            None => call,
+        };
+        Ok(EventStream {
+            response: call.response().await?,
+            buffer: String::new(),
+        })
     }
 
     /// `GET /health/live`.
@@ -228,6 +264,67 @@ impl<T: DeserializeOwned + 'static> IntoFuture for Call<T> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move { self.response().await?.json().await.map_err(transport) })
     }
+}
+
+/// The longest a stream may stay silent (the node sends a keep-alive every 15 s by default).
+pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One Server-Sent Event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamEvent {
+    /// Its id, to resume after (state updates have none).
+    pub id: Option<u64>,
+    /// What it is: `trade`, `top`, `fill`, `error`…
+    pub event: String,
+    /// Its body.
+    pub data: serde_json::Value,
+}
+
+/// An open SSE stream.
+pub struct EventStream {
+    response: Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next event (keep-alive comments skipped); `None` when the node ended the stream.
+    pub async fn next(&mut self) -> Result<Option<StreamEvent>, Error> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                if let Some(event) = parse_event(&frame)? {
+                    return Ok(Some(event));
+                }
+                continue;
+            }
+            let Some(chunk) = self.response.chunk().await.map_err(transport)? else {
+                return Ok(None);
+            };
+            let text = std::str::from_utf8(&chunk)
+                .map_err(|error| Error::Http(format!("a stream that is not UTF-8: {error}")))?;
+            self.buffer.push_str(text);
+        }
+    }
+}
+
+/// One SSE frame's event, `None` for a comment.
+fn parse_event(frame: &str) -> Result<Option<StreamEvent>, Error> {
+    let (mut id, mut event, mut data) = (None, None, None);
+    for line in frame.lines() {
+        if let Some(value) = line.strip_prefix("id: ") {
+            id = value.parse().ok();
+        } else if let Some(value) = line.strip_prefix("event: ") {
+            event = Some(value.to_owned());
+        } else if let Some(value) = line.strip_prefix("data: ") {
+            let value = serde_json::from_str(value).map_err(|error| {
+                Error::Http(format!("a stream event that is not JSON: {error}"))
+            })?;
+            data = Some(value);
+        }
+    }
+    Ok(event
+        .zip(data)
+        .map(|(event, data)| StreamEvent { id, event, data }))
 }
 
 /// An error answer as [`Error::Api`]; a body that is not the error contract keeps the status,

@@ -97,6 +97,14 @@ pub async fn run(args: CtlArgs) -> Result<(), Error> {
         CtlCommand::Book { symbol, depth } => {
             show(client.book(&symbol, depth), json, render_book).await?
         }
+        CtlCommand::Watch {
+            target,
+            after,
+            count,
+        } => {
+            let target = crate::watch::resolve(&client, &target).await?;
+            return crate::watch::watch(&client, &target, after, count, json).await;
+        }
     };
     print(&text)
 }

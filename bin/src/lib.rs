@@ -24,5 +24,6 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod watch;
 
 pub use error::Error;

@@ -471,3 +471,79 @@ async fn a_websocket_follows_channels_and_resumes() {
     );
     assert_eq!(node.stop().await, Some(0));
 }
+
+/// `tradefloor ctl --json watch <args>` as admin: the JSON lines it printed.
+async fn watch(node: &Node, args: &[&str]) -> Vec<Value> {
+    let run = tokio::process::Command::new(tradefloor_tests::binary())
+        .args(["ctl", "--json", "watch"])
+        .args(args)
+        .env("TRADEFLOOR_NODE", &node.url)
+        .env("TRADEFLOOR_TOKEN", ADMIN_TOKEN)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(MESSAGE_TIMEOUT, run)
+        .await
+        .expect("watch stops after its count")
+        .expect("the binary runs");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_watch_prints_a_market_or_an_account_from_an_id() {
+    let mut node = Node::start(NodeOptions::with_config(config(""))).await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    list_market(&admin).await;
+    deposit(&admin, "bob", "BTC", 100).await;
+    deposit(&admin, "alice", "USD", 1_000_000).await;
+    place(&admin, &limit_order("bob", "sell", 100, 50)).await;
+    for quantity in [1, 2] {
+        place(&admin, &limit_order("alice", "buy", 100, quantity)).await;
+    }
+    // A market by its name: from the log's start, its snapshot then both trades.
+    let lines = watch(&node, &["BTC-USD", "--after", "0", "--count", "2"]).await;
+    let trades: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["event"] == "trade")
+        .collect();
+    assert_eq!(trades.len(), 2, "{lines:?}");
+    assert_eq!(
+        (
+            trades[0]["data"]["quantity"].as_u64(),
+            trades[1]["data"]["quantity"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert_eq!(lines[0]["event"], "top", "the snapshot first");
+    // An account, resumed after the first trade: the messages after it, from the second
+    // order on (its hold first).
+    let after = trades[0]["id"].as_u64().unwrap().to_string();
+    let lines = watch(&node, &["alice", "--after", &after, "--count", "3"]).await;
+    let with_ids: Vec<&Value> = lines.iter().filter(|line| !line["id"].is_null()).collect();
+    assert_eq!(with_ids.len(), 3, "{lines:?}");
+    assert!(
+        with_ids
+            .iter()
+            .all(|line| line["id"].as_u64().unwrap() > trades[0]["id"].as_u64().unwrap())
+    );
+    assert_eq!(lines[0]["event"], "snapshot");
+    // A refusal ends the command with the node's error.
+    let output = tokio::process::Command::new(tradefloor_tests::binary())
+        .args(["ctl", "watch", "market:ETH-USD"])
+        .env("TRADEFLOOR_NODE", &node.url)
+        .env("TRADEFLOOR_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown_market"));
+    assert_eq!(node.stop().await, Some(0));
+}
