@@ -86,7 +86,7 @@ pub async fn watch(
                     Err(error) => break error.to_string(),
                 }
             },
-            Err(Error::Api { status, .. }) if status == 503 => "the node is busy".to_owned(),
+            Err(Error::Api { status: 503, .. }) => "the node is busy".to_owned(),
             Err(error @ Error::Api { .. }) => return Err(error),
             Err(error) => error.to_string(),
         };
