@@ -18,6 +18,15 @@ use tradefloor_cluster::runtime::ClusterNode;
 
 use crate::error::Error;
 
+/// The live streams: what is followed, and how far the hub has published the log.
+fn sample_streams(exchange: &Exchange) {
+    let stats = exchange.streams().stats();
+    metrics::gauge!("tradefloor_stream_subscriptions").set(stats.subscriptions as f64);
+    metrics::gauge!("tradefloor_stream_topics").set(stats.topics as f64);
+    metrics::gauge!("tradefloor_stream_offset").set(stats.offset as f64);
+    metrics::gauge!("tradefloor_stream_messages_published").set(stats.published as f64);
+}
+
 /// The most events the lag gauge counts per consumer (a consumer further behind shows this):
 /// the probe reads them from the journal every second, beside the load it measures.
 pub const LAG_PROBE_EVENTS_MAX: usize = 1_000;
@@ -61,6 +70,7 @@ pub async fn sample(
         sample_regions(&exchange).await;
         sample_risk_group(&exchange).await;
         metrics::gauge!("tradefloor_placements_waiting").set(exchange.placements_waiting() as f64);
+        sample_streams(&exchange);
         match exchange.consumer_lags(LAG_PROBE_EVENTS_MAX).await {
             Ok(lags) => {
                 for (consumer, lag) in lags {

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tradefloor_tests::{Node, NodeOptions, deposit, limit_order, list_market, place};
+use tradefloor_tests::{
+    Node, NodeOptions, PROJECTION_TIMEOUT, deposit, eventually, limit_order, list_market, place,
+};
 
 const ADMIN_TOKEN: &str = "admin-secret-token-7f3a9c2e51";
 const TRADER_TOKEN: &str = "alice-trader-token-b84d06e1f7";
