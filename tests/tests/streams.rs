@@ -311,6 +311,7 @@ async fn a_client_that_stops_reading_is_disconnected_with_the_reason() {
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let rss_before = node.rss_kib();
+    subscriptions_shown(&admin, 1).await;
     // Each order trades: a trade, a top of book and candles for the stream, far more than
     // the connection's buffer and the sockets hold.
     let order = limit_order("alice", "buy", 100, 1);
@@ -347,7 +348,28 @@ async fn a_client_that_stops_reading_is_disconnected_with_the_reason() {
     );
     let (status, _) = admin.get("/health/ready").await;
     assert_eq!(status, 200, "the node serves on");
+    // The node counted the slow client and let its subscription go.
+    subscriptions_shown(&admin, 0).await;
+    let (_, metrics) = admin.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(
+        metrics.contains("tradefloor_stream_slow_consumers_total 1"),
+        "{metrics}"
+    );
     assert_eq!(node.stop().await, Some(0));
+}
+
+/// Waits until the node's metrics show `count` stream subscriptions open.
+async fn subscriptions_shown(http: &tradefloor_tests::Http, count: usize) {
+    let line = format!("tradefloor_stream_subscriptions {count}\n");
+    eventually(&line, PROJECTION_TIMEOUT, || async {
+        let (_, metrics) = http.get("/metrics").await;
+        metrics
+            .as_str()
+            .is_some_and(|text| text.contains(&line))
+            .then_some(())
+    })
+    .await;
 }
 
 /// A WebSocket client: sends JSON, reads JSON text messages.
