@@ -88,7 +88,19 @@ pub async fn run(args: BenchArgs) -> Result<(), Error> {
         setup(first, &flow, args.concurrency, args.seed).await?;
         Some(flow)
     };
-    let report = load(clients, flow, &args).await;
+    let fanout = match (&flow, args.stream_subscribers) {
+        (Some(_), subscribers) if subscribers > 0 => {
+            let fanout = crate::fanout::Fanout::start(first, &args.symbol, subscribers);
+            // Let the streams open before the orders flow.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Some(fanout)
+        }
+        _ => None,
+    };
+    let mut report = load(clients, flow, &args).await;
+    if let Some(fanout) = fanout {
+        report.stream = Some(fanout.finish().await);
+    }
     if args.json {
         let text = serde_json::to_string_pretty(&report).expect("a report always serializes");
         crate::ctl::print(&text)
@@ -557,7 +569,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(histogram: &Histogram<u64>) -> Self {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
         Self {
             count: histogram.len(),
             p50: histogram.value_at_quantile(0.5),
@@ -604,6 +616,9 @@ pub struct Report {
     pub ok_per_second: f64,
     /// Latency of the answered requests (open loop: from when each was due).
     pub latency_micros: Latency,
+    /// What the stream subscribers received (`--stream-subscribers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<crate::fanout::FanoutReport>,
 }
 
 impl Report {
@@ -640,6 +655,7 @@ impl Report {
             dropped: tally.dropped,
             ok_per_second: tally.ok as f64 / seconds,
             latency_micros: Latency::of(&tally.latency_micros),
+            stream: None,
         }
     }
 }
@@ -703,6 +719,24 @@ pub fn render_report(report: &Report) -> String {
         latency.count
     )
     .expect("writing to a string");
+    if let Some(stream) = &report.stream {
+        let delay = &stream.delay_micros;
+        write!(
+            text,
+            "\n  stream           {} of {} subscribers: {} events ({:.0}/s), {} trades\n  \
+             trade delay µs   p50 {}  p99 {}  p99.9 {}  max {}",
+            stream.connected,
+            stream.subscribers,
+            stream.events,
+            stream.events_per_second,
+            stream.trades,
+            delay.p50,
+            delay.p99,
+            delay.p99_9,
+            delay.max
+        )
+        .expect("writing to a string");
+    }
     text
 }
 

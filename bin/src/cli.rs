@@ -243,6 +243,10 @@ pub struct BenchArgs {
     /// Only accounts whose shard this cluster member owns (per `GET /v1/cluster/shards`).
     #[arg(long)]
     pub owned_by: Option<String>,
+    /// Clients following the market's live stream (SSE) while the orders flow; the report
+    /// adds what they received and each trade's delay to them.
+    #[arg(long, default_value_t = 0)]
+    pub stream_subscribers: u32,
 }
 
 /// An API enum from its wire name (`buy`, `gtc`): the words of the HTTP contract on the

@@ -137,6 +137,12 @@ impl Client {
         })
     }
 
+    /// Opens the SSE stream at `path` as it comes (for readers that parse it themselves).
+    pub async fn stream_raw(&self, path: &str) -> Result<Response, Error> {
+        let call: Call<()> = self.call_on(&self.streaming, Method::GET, path);
+        call.response().await
+    }
+
     /// `GET /health/live`.
     pub fn live(&self) -> Call<api::Health> {
         self.call(Method::GET, "/health/live")

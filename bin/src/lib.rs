@@ -20,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod ctl;
 pub mod error;
+pub mod fanout;
 pub mod http;
 pub mod logging;
 pub mod metrics;
