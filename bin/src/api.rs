@@ -675,3 +675,88 @@ pub struct Health {
     /// The node's id.
     pub node_id: String,
 }
+
+/// `PUT /v1/accounts/{id}/limits`: the account's new risk limits (each omitted one is reset to
+/// its default: 1 000 open orders, no notional cap, no position cap).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    /// Most orders open at once.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub max_open_orders: Option<u32>,
+    /// Largest `price × quantity` of one order, in its quote asset (> 0).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub max_order_notional: Option<u64>,
+    /// Largest position per asset (the total plus every open buy of it, if all filled).
+    #[serde(default)]
+    pub max_position: BTreeMap<String, u64>,
+    /// Idempotency key: repeating it repeats the first reply.
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
+    pub command_id: Option<String>,
+}
+
+/// An account's risk limits, checked before every hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Limits {
+    /// The account.
+    pub account_id: String,
+    /// Most orders open at once.
+    pub max_open_orders: u32,
+    /// Largest notional of one order, in its quote asset.
+    pub max_order_notional: u64,
+    /// Largest position per asset; assets not listed are unlimited.
+    pub max_position: BTreeMap<String, u64>,
+}
+
+/// What an account traded on one market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Position {
+    /// The market.
+    pub symbol: String,
+    /// Base units bought.
+    pub bought: u64,
+    /// Base units sold.
+    pub sold: u64,
+    /// `bought − sold`.
+    pub net: i128,
+    /// Trades it took part in.
+    pub trades: u64,
+}
+
+/// `GET /v1/accounts/{id}/positions` (a read model: trails the log by milliseconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Positions {
+    /// The account.
+    pub account_id: String,
+    /// By market.
+    pub positions: Vec<Position>,
+}
+
+/// A flag the risk monitor raised: an asset's position over the node's position limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RiskFlag {
+    /// The asset.
+    pub asset: String,
+    /// The position at the latest breach, in minor units.
+    pub position: u64,
+    /// The limit it exceeded.
+    pub position_limit: u64,
+    /// The log offset of the first breach.
+    pub first_offset: u64,
+    /// The log offset of the latest breach.
+    pub last_offset: u64,
+    /// When first flagged, µs since the epoch.
+    pub flagged_at: i64,
+}
+
+/// `GET /v1/accounts/{id}/risk`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Risk {
+    /// The account.
+    pub account_id: String,
+    /// Its flags, by asset (sticky: an operator clears them).
+    pub flags: Vec<RiskFlag>,
+}

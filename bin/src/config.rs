@@ -416,6 +416,9 @@ pub struct TradingLimits {
     pub stream_subscriptions_max: usize,
     /// The furthest back, in log offsets behind the head, a stream may resume.
     pub stream_resume_events_max: u64,
+    /// The risk monitor flags an account whose total of any asset exceeds this (minor units);
+    /// unset: no flags.
+    pub risk_position_limit: Option<u64>,
 }
 
 impl Default for TradingLimits {
@@ -434,6 +437,7 @@ impl Default for TradingLimits {
             stream_topic_buffer_messages: defaults.streams.topic_buffer_messages,
             stream_subscriptions_max: defaults.streams.subscriptions_max,
             stream_resume_events_max: defaults.streams.resume_events_max,
+            risk_position_limit: defaults.risk.position_limit,
         }
     }
 }
@@ -461,6 +465,7 @@ impl TradingLimits {
         config.streams.topic_buffer_messages = self.stream_topic_buffer_messages;
         config.streams.subscriptions_max = self.stream_subscriptions_max;
         config.streams.resume_events_max = self.stream_resume_events_max;
+        config.risk.position_limit = self.risk_position_limit;
         config
     }
 }

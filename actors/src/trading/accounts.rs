@@ -12,7 +12,11 @@ use crate::error::Error;
 use crate::hosting::entity::{Persistent, stream_of};
 
 impl Exchange {
-    fn command_id(&self, given: Option<CommandId>, kind: &str) -> Result<CommandId, Error> {
+    pub(super) fn command_id(
+        &self,
+        given: Option<CommandId>,
+        kind: &str,
+    ) -> Result<CommandId, Error> {
         match given {
             Some(command_id) => Ok(command_id),
             None => CommandId::new(&format!("{kind}-{}", self.next_id())).map_err(Error::Rejected),

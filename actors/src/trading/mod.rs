@@ -28,6 +28,7 @@ mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod feed;
+mod limits;
 mod markets;
 mod orders;
 mod placement;
@@ -58,6 +59,7 @@ use tradefloor_persistence::secret::venue_secret;
 
 pub use cluster::ID_SLOTS;
 pub use config::TradingConfig;
+pub use limits::Position;
 pub use projections::candles::{Candle, CandleInterval};
 pub use risk::{RiskConfig, RiskFlag};
 

@@ -81,7 +81,7 @@ impl Exchange {
 
     /// `look` at entity `entity_id` in memory, or (its shard owned by another node) at its
     /// state folded from the journal.
-    async fn look<A: Persistent, R: Send + 'static>(
+    pub(super) async fn look<A: Persistent, R: Send + 'static>(
         &self,
         region: &ShardRegion<A>,
         entity_id: &str,

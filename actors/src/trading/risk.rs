@@ -132,13 +132,26 @@ pub async fn create_table(database: &Database) -> Result<(), ReadModelError> {
 
 /// Every flag, by account then asset.
 pub async fn flags(database: &Database) -> Result<Vec<RiskFlag>, ReadModelError> {
-    let rows = database
-        .fetch(
-            "SELECT account_id, asset, position, position_limit, first_offset, last_offset, \
-         flagged_at FROM risk_flags ORDER BY account_id, asset",
-            &[],
-        )
-        .await?;
+    flags_matching(database, None, 0).await
+}
+
+/// The flags of `account` (every account if `None`) whose latest breach is after offset
+/// `after`, by account and asset.
+pub async fn flags_matching(
+    database: &Database,
+    account: Option<&str>,
+    after: u64,
+) -> Result<Vec<RiskFlag>, ReadModelError> {
+    let mut sql = "SELECT account_id, asset, position, position_limit, first_offset, \
+         last_offset, flagged_at FROM risk_flags WHERE last_offset > $1"
+        .to_owned();
+    let mut values = vec![SqlValue::from(to_sql(after, "offset")?)];
+    if let Some(account) = account {
+        sql.push_str(" AND account_id = $2");
+        values.push(account.into());
+    }
+    sql.push_str(" ORDER BY account_id, asset");
+    let rows = database.fetch(&sql, &values).await?;
     rows.iter()
         .map(|row| {
             let text = |index: usize, what: &str| {

@@ -217,6 +217,18 @@ pub fn trade(trade: &Trade) -> api::Trade {
     }
 }
 
+/// A risk flag as the contract shows it.
+pub fn risk_flag(flag: &tradefloor_actors::trading::RiskFlag) -> api::RiskFlag {
+    api::RiskFlag {
+        asset: flag.asset.clone(),
+        position: flag.position,
+        position_limit: flag.position_limit,
+        first_offset: flag.first_offset,
+        last_offset: flag.last_offset,
+        flagged_at: flag.flagged_at,
+    }
+}
+
 /// A candle as the contract shows it.
 pub fn candle(candle: &Candle) -> api::Candle {
     api::Candle {

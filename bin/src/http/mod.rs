@@ -26,7 +26,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, ResponseError, web};
 
 use error::ApiError;
-use routes::{accounts, cluster, markets, operations, orders, streams};
+use routes::{accounts, cluster, markets, operations, orders, risk, streams};
 pub use state::{AppState, NodeIdentity};
 
 /// Starts serving `listener`, over TLS when `tls` is set; the returned [`Server`] runs until
@@ -93,6 +93,15 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
             resource("/v1/markets/{symbol}/stream", "GET").route(web::get().to(streams::market)),
         )
         .service(resource("/v1/accounts/{id}/stream", "GET").route(web::get().to(streams::account)))
+        .service(
+            resource("/v1/accounts/{id}/limits", "GET, PUT")
+                .route(web::get().to(risk::limits))
+                .route(web::put().to(risk::set_limits)),
+        )
+        .service(
+            resource("/v1/accounts/{id}/positions", "GET").route(web::get().to(risk::positions)),
+        )
+        .service(resource("/v1/accounts/{id}/risk", "GET").route(web::get().to(risk::risk)))
         .service(resource("/v1/ws", "GET").route(web::get().to(streams::ws::upgrade)))
         .service(
             resource("/v1/accounts/{id}/deposits", "POST").route(web::post().to(accounts::deposit)),

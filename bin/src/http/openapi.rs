@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{accounts, cluster, markets, operations, orders, streams};
+use super::routes::{accounts, cluster, markets, operations, orders, risk, streams};
 use crate::api;
 
 /// The document.
@@ -24,6 +24,7 @@ use crate::api;
         operations::actors, operations::audit, operations::live, operations::ready, operations::metrics,
         operations::openapi,
         streams::market, streams::account, streams::ws::upgrade,
+        risk::limits, risk::set_limits, risk::positions, risk::risk,
     ),
     components(schemas(api::ErrorBody, api::ErrorDetail)),
     modifiers(&Conventions),

@@ -6,7 +6,8 @@
 //! journal when the market gets its first follower: exact on every node, wherever the book
 //! runs), published when it changes; and the market's latest candles, read from the candles
 //! read model every `candle_interval`, published when they change (a candle whose bucket has
-//! passed is published once more, `closed`).
+//! passed is published once more, `closed`). Followed accounts get the risk monitor's flags
+//! the same way, read as they are raised or updated.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tradefloor_domain::book::OrderBook;
-use tradefloor_domain::{Aggregate, Symbol};
+use tradefloor_domain::{AccountId, Aggregate, Symbol};
 use tradefloor_persistence::{Filter, Journal, StoredEvent};
 
 use super::message::{
@@ -34,6 +35,7 @@ use crate::runtime::supervisor::{
     SupervisorMessage,
 };
 use crate::trading::projections::candles::{Candle, CandleInterval, latest_candles};
+use crate::trading::risk::flags_matching;
 use crate::trading::state::load_state;
 
 /// The hub's name as a child of its supervisor.
@@ -244,7 +246,9 @@ pub(super) struct HubState {
     books: BTreeMap<Symbol, TrackedBook>,
     /// The latest candle published per followed market and interval.
     candles: BTreeMap<(Symbol, CandleInterval), Candle>,
-    candles_read_at: Instant,
+    /// The latest breach among the risk flags published.
+    flags_after: u64,
+    state_read_at: Instant,
 }
 
 /// The hub's actor.
@@ -257,6 +261,19 @@ impl HubState {
             actor: "streams/hub".to_owned(),
             reason: error.to_string(),
         }
+    }
+
+    /// The accounts someone follows.
+    fn followed_accounts(&self) -> BTreeSet<AccountId> {
+        let topics = self.hub.shared.topics();
+        topics
+            .iter()
+            .filter(|(_, sender)| sender.receiver_count() > 0)
+            .filter_map(|(topic, _)| match topic {
+                Topic::Account(account) => Some(*account),
+                Topic::Market(_) => None,
+            })
+            .collect()
     }
 
     /// The markets someone follows.
@@ -379,12 +396,43 @@ impl HubState {
         Some(top)
     }
 
-    /// Publishes the candles of followed markets that changed since last read.
-    async fn read_candles(&mut self) -> Result<(), Error> {
-        if self.candles_read_at.elapsed() < self.hub.config.candle_interval {
+    /// Every `candle_interval`: publishes the candles of followed markets and the risk flags
+    /// of followed accounts that changed since last read.
+    async fn read_state(&mut self) -> Result<(), Error> {
+        if self.state_read_at.elapsed() < self.hub.config.candle_interval {
             return Ok(());
         }
-        self.candles_read_at = Instant::now();
+        self.state_read_at = Instant::now();
+        self.read_candles().await?;
+        self.read_flags().await
+    }
+
+    /// Publishes the flags raised or updated since the last read, to their accounts' topics.
+    async fn read_flags(&mut self) -> Result<(), Error> {
+        let followed = self.followed_accounts();
+        if followed.is_empty() {
+            return Ok(());
+        }
+        let flags = flags_matching(self.hub.journal.read_models(), None, self.flags_after)
+            .await
+            .map_err(Self::storage)?;
+        let mut messages = Vec::new();
+        for flag in flags {
+            self.flags_after = self.flags_after.max(flag.last_offset);
+            let Ok(account) = AccountId::new(&flag.account_id) else {
+                continue;
+            };
+            if followed.contains(&account) {
+                let topic = Topic::Account(account);
+                messages.push(Arc::new(StreamMessage::new(None, topic, "risk", &flag)));
+            }
+        }
+        self.publish(messages);
+        Ok(())
+    }
+
+    /// Publishes the candles of followed markets that changed since last read.
+    async fn read_candles(&mut self) -> Result<(), Error> {
         let followed = self.followed_markets();
         self.candles
             .retain(|(symbol, _), _| followed.contains(symbol));
@@ -473,7 +521,8 @@ impl Actor for HubActor {
             progress,
             books: BTreeMap::new(),
             candles: BTreeMap::new(),
-            candles_read_at: Instant::now(),
+            flags_after: 0,
+            state_read_at: Instant::now(),
         })
     }
 
@@ -503,7 +552,7 @@ impl Actor for HubActor {
             waker.woken(&mut state.tail);
         }
         state.step().await?;
-        state.read_candles().await?;
+        state.read_state().await?;
         if let Some(progress) = &state.progress {
             progress.record();
         }

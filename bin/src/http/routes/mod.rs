@@ -5,4 +5,5 @@ pub mod cluster;
 pub mod markets;
 pub mod operations;
 pub mod orders;
+pub mod risk;
 pub mod streams;

@@ -114,7 +114,11 @@ pub async fn open(
                 }
                 Topic::Account(account) => {
                     let view = exchange.account(account).await?;
-                    vec![("snapshot", json(&convert::account(&view)))]
+                    let mut snapshot = vec![("snapshot", json(&convert::account(&view)))];
+                    for flag in exchange.account_risk_flags(account).await? {
+                        snapshot.push(("risk", json(&flag)));
+                    }
+                    snapshot
                 }
             };
             Ok((subscription, snapshot))
