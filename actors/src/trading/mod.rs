@@ -18,7 +18,8 @@
 //!
 //! [`Exchange`] is split by concern: `markets` (listing, halting, resuming), `accounts`
 //! (deposits, withdrawals, history), `orders` (place, cancel, retry; the placement itself in
-//! `placement`), `queries` (reads), `services` (the book feed, the read models and the risk
+//! `placement`), `queries` (reads), `limits` (risk limits, positions and flags of an account),
+//! `streams` (the live streams of the log), `services` (the book feed, the read models and the risk
 //! monitor, and how far they read), `recovery` (what a node does at start and on adoption)
 //! and `cluster` (shards moving between nodes).
 
