@@ -22,7 +22,7 @@ use tradefloor_domain::{AccountId, Aggregate, Symbol};
 use tradefloor_persistence::{Filter, Journal, StoredEvent};
 
 use super::message::{
-    CandleBody, StreamMessage, TopBody, concerns_streams, messages_of, offset_of,
+    CandleBody, Interest, StreamMessage, TopBody, concerns_streams, messages_of, offset_of,
 };
 use super::subscription::Subscription;
 use super::{StreamsConfig, Topic};
@@ -263,6 +263,17 @@ impl HubState {
         }
     }
 
+    /// Every topic someone follows.
+    fn interest(&self) -> Interest {
+        let topics = self.hub.shared.topics();
+        Interest::of(
+            topics
+                .iter()
+                .filter(|(_, sender)| sender.receiver_count() > 0)
+                .map(|(topic, _)| *topic),
+        )
+    }
+
     /// The accounts someone follows.
     fn followed_accounts(&self) -> BTreeSet<AccountId> {
         let topics = self.hub.shared.topics();
@@ -312,13 +323,14 @@ impl HubState {
         let events = self.tail.next().await.map_err(Self::storage)?;
         let followed = self.followed_markets();
         self.books.retain(|symbol, _| followed.contains(symbol));
+        let interest = self.interest();
         let mut messages = Vec::new();
         let mut touched = BTreeSet::new();
         for stored in &events {
-            if !concerns_streams(stored) {
+            if interest.is_empty() || !concerns_streams(stored) {
                 continue;
             }
-            messages_of(stored, &mut messages).map_err(Self::storage)?;
+            messages_of(stored, &interest, &mut messages).map_err(Self::storage)?;
             if let Some(symbol) = self.followed_book(stored, &followed).await? {
                 touched.insert(symbol);
             }

@@ -6,6 +6,7 @@
 //! State updates (top of book, candles) carry no id: they are conflated, and a resumed
 //! client gets the current state again as a snapshot.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -225,17 +226,83 @@ pub(super) fn concerns_streams(stored: &StoredEvent) -> bool {
     stored.kind == <OrderBook as Aggregate>::KIND || stored.kind == <Account as Aggregate>::KIND
 }
 
-/// The messages `stored` makes, for every topic it concerns, appended to `out`.
+/// The topics someone follows: an event is decoded only if it may concern one, and a message
+/// serialized only for one (most of the log concerns nobody watching).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Interest {
+    topics: BTreeSet<Topic>,
+    /// Some account is followed (a book's events name accounts).
+    accounts: bool,
+}
+
+impl Interest {
+    /// Interest in `topics`.
+    pub(super) fn of(topics: impl IntoIterator<Item = Topic>) -> Self {
+        let topics: BTreeSet<Topic> = topics.into_iter().collect();
+        let accounts = topics
+            .iter()
+            .any(|topic| matches!(topic, Topic::Account(_)));
+        Self { topics, accounts }
+    }
+
+    /// Whether nothing is followed.
+    pub(super) fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+
+    fn wants(&self, topic: &Topic) -> bool {
+        self.topics.contains(topic)
+    }
+
+    /// Whether an event of `stream` (of kind `kind`) may make a message someone follows.
+    fn may_want(&self, kind: &str, owner: &str) -> bool {
+        if kind == <OrderBook as Aggregate>::KIND {
+            self.accounts
+                || Symbol::new(owner).is_ok_and(|symbol| self.wants(&Topic::Market(symbol)))
+        } else {
+            AccountId::new(owner).is_ok_and(|account| self.wants(&Topic::Account(account)))
+        }
+    }
+}
+
+/// Where an event's messages go: only those of wanted topics are made.
+struct Out<'a> {
+    interest: &'a Interest,
+    messages: &'a mut Vec<Arc<StreamMessage>>,
+}
+
+impl Out<'_> {
+    fn push(&mut self, id: Option<u64>, topic: Topic, event: &'static str, body: &impl Serialize) {
+        if self.interest.wants(&topic) {
+            self.messages
+                .push(Arc::new(StreamMessage::new(id, topic, event, body)));
+        }
+    }
+}
+
+/// The messages `stored` makes for the topics of `interest` it concerns, appended to `out`.
 ///
 /// # Errors
 ///
 /// If the event cannot be decoded (the codec's error, as text).
 pub(super) fn messages_of(
     stored: &StoredEvent,
+    interest: &Interest,
     out: &mut Vec<Arc<StreamMessage>>,
 ) -> Result<(), String> {
+    let owner = stored.stream.split_once('|').map_or("", |(_, owner)| owner);
+    if !concerns_streams(stored) || !interest.may_want(&stored.kind, owner) {
+        return Ok(());
+    }
     let first = out.len();
-    convert(stored, out)?;
+    convert(
+        stored,
+        owner,
+        &mut Out {
+            interest,
+            messages: out,
+        },
+    )?;
     // Ids: the event's offset and each message's rank among those of its topic.
     let made = &mut out[first..];
     for index in 0..made.len() {
@@ -249,25 +316,17 @@ pub(super) fn messages_of(
     Ok(())
 }
 
-fn convert(stored: &StoredEvent, out: &mut Vec<Arc<StreamMessage>>) -> Result<(), String> {
+fn convert(stored: &StoredEvent, owner: &str, out: &mut Out<'_>) -> Result<(), String> {
     if stored.kind == <OrderBook as Aggregate>::KIND {
-        let Some(symbol) = stored
-            .stream
-            .split_once('|')
-            .and_then(|(_, id)| Symbol::new(id).ok())
-        else {
+        let Ok(symbol) = Symbol::new(owner) else {
             return Err(format!("{} is not an order book's stream", stored.stream));
         };
         let event = <OrderBook as Persistent>::codec()
             .decode(stored)
             .map_err(|error| error.to_string())?;
         book_messages(stored.global_offset, symbol, &event, out);
-    } else if stored.kind == <Account as Aggregate>::KIND {
-        let Some(account) = stored
-            .stream
-            .split_once('|')
-            .and_then(|(_, id)| AccountId::new(id).ok())
-        else {
+    } else {
+        let Ok(account) = AccountId::new(owner) else {
             return Err(format!("{} is not an account's stream", stored.stream));
         };
         let event = <Account as Persistent>::codec()
@@ -278,12 +337,7 @@ fn convert(stored: &StoredEvent, out: &mut Vec<Arc<StreamMessage>>) -> Result<()
     Ok(())
 }
 
-fn book_messages(
-    offset: u64,
-    symbol: Symbol,
-    event: &BookEvent,
-    out: &mut Vec<Arc<StreamMessage>>,
-) {
+fn book_messages(offset: u64, symbol: Symbol, event: &BookEvent, out: &mut Out<'_>) {
     let id = Some(offset);
     let (account, body) = match event {
         BookEvent::Accepted {
@@ -341,13 +395,13 @@ fn book_messages(
                 at: at.micros(),
             };
             let topic = Topic::Market(symbol);
-            out.push(Arc::new(StreamMessage::new(id, topic, "market", &body)));
+            out.push(id, topic, "market", &body);
             return;
         }
         BookEvent::Listed { .. } | BookEvent::Blocked { .. } => return,
     };
     let topic = Topic::Account(account);
-    out.push(Arc::new(StreamMessage::new(id, topic, "order", &body)));
+    out.push(id, topic, "order", &body);
 }
 
 impl<'a> OrderBody<'a> {
@@ -374,7 +428,7 @@ impl<'a> OrderBody<'a> {
 }
 
 /// A trade on its market's stream and a fill on each side's account stream.
-fn trade_messages(offset: u64, symbol: Symbol, trade: &Trade, out: &mut Vec<Arc<StreamMessage>>) {
+fn trade_messages(offset: u64, symbol: Symbol, trade: &Trade, out: &mut Out<'_>) {
     let id = Some(offset);
     let body = TradeBody {
         symbol: symbol.as_str(),
@@ -386,12 +440,7 @@ fn trade_messages(offset: u64, symbol: Symbol, trade: &Trade, out: &mut Vec<Arc<
         quantity: trade.quantity.get(),
         at: trade.at.micros(),
     };
-    out.push(Arc::new(StreamMessage::new(
-        id,
-        Topic::Market(symbol),
-        "trade",
-        &body,
-    )));
+    out.push(id, Topic::Market(symbol), "trade", &body);
     let maker_side = trade.taker_side.opposite();
     let legs = [
         (
@@ -422,21 +471,11 @@ fn trade_messages(offset: u64, symbol: Symbol, trade: &Trade, out: &mut Vec<Arc<
             remaining: remaining.get(),
             at: trade.at.micros(),
         };
-        out.push(Arc::new(StreamMessage::new(
-            id,
-            Topic::Account(*account),
-            "fill",
-            &fill,
-        )));
+        out.push(id, Topic::Account(*account), "fill", &fill);
     }
 }
 
-fn account_messages(
-    offset: u64,
-    account: AccountId,
-    event: &AccountEvent,
-    out: &mut Vec<Arc<StreamMessage>>,
-) {
+fn account_messages(offset: u64, account: AccountId, event: &AccountEvent, out: &mut Out<'_>) {
     let id = Some(offset);
     let topic = Topic::Account(account);
     let (cause, order_id, trade_id, at) = match event {
@@ -460,7 +499,7 @@ fn account_messages(
                 limits,
                 at: at.micros(),
             };
-            out.push(Arc::new(StreamMessage::new(id, topic, "limits", &body)));
+            out.push(id, topic, "limits", &body);
             return;
         }
     };
@@ -479,6 +518,115 @@ fn account_messages(
             trade_id,
             at: at.micros(),
         };
-        out.push(Arc::new(StreamMessage::new(id, topic, "balance", &body)));
+        out.push(id, topic, "balance", &body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tradefloor_domain::{OrderId, Price, Quantity, TradeId};
+    use tradefloor_persistence::StoredEvent;
+
+    use super::*;
+    use crate::hosting::entity::encode;
+
+    fn stored(offset: u64, stream: &str, event: BookEvent) -> StoredEvent {
+        let new = encode::<OrderBook>(&[event]).expect("encodes").remove(0);
+        StoredEvent {
+            global_offset: offset,
+            stream: stream.to_owned(),
+            kind: "order_book".to_owned(),
+            sequence: 1,
+            name: new.name,
+            schema_version: new.schema_version,
+            payload: new.payload,
+            tags: new.tags,
+            recorded_at: 0,
+            effective_at: 0,
+        }
+    }
+
+    fn trade(maker: &str, taker: &str) -> BookEvent {
+        BookEvent::Traded(Trade {
+            trade_id: TradeId(7),
+            maker_order_id: OrderId(1),
+            maker_account_id: AccountId::new(maker).unwrap(),
+            taker_order_id: OrderId(2),
+            taker_account_id: AccountId::new(taker).unwrap(),
+            taker_side: Side::Buy,
+            price: Price(100),
+            quantity: Quantity(3),
+            maker_remaining: Quantity(0),
+            taker_remaining: Quantity(1),
+            at: Timestamp(5),
+        })
+    }
+
+    fn topics(messages: &[Arc<StreamMessage>]) -> Vec<(String, &'static str, Option<u64>)> {
+        messages
+            .iter()
+            .map(|message| (message.topic.to_string(), message.event, message.id))
+            .collect()
+    }
+
+    #[test]
+    fn a_trade_makes_a_trade_and_a_fill_per_side_with_distinct_ids() {
+        let event = stored(10, "order_book|BTC-USD", trade("alice", "alice"));
+        let interest = Interest::of([
+            Topic::parse("market:BTC-USD").unwrap(),
+            Topic::parse("account:alice").unwrap(),
+        ]);
+        let mut out = Vec::new();
+        messages_of(&event, &interest, &mut out).unwrap();
+        assert_eq!(
+            topics(&out),
+            vec![
+                ("market:BTC-USD".to_owned(), "trade", Some(40)),
+                ("account:alice".to_owned(), "fill", Some(40)),
+                ("account:alice".to_owned(), "fill", Some(41)),
+            ]
+        );
+        assert_eq!(offset_of(41), 10);
+        let fill: serde_json::Value = serde_json::from_str(&out[1].data).unwrap();
+        assert_eq!(
+            (fill["liquidity"].as_str(), fill["side"].as_str()),
+            (Some("maker"), Some("sell"))
+        );
+    }
+
+    #[test]
+    fn only_followed_topics_get_messages() {
+        let event = stored(10, "order_book|BTC-USD", trade("bob", "alice"));
+        let mut out = Vec::new();
+        messages_of(
+            &event,
+            &Interest::of([Topic::parse("account:alice").unwrap()]),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            topics(&out),
+            vec![("account:alice".to_owned(), "fill", Some(40))]
+        );
+        out.clear();
+        messages_of(
+            &event,
+            &Interest::of([Topic::parse("market:ETH-USD").unwrap()]),
+            &mut out,
+        )
+        .unwrap();
+        assert!(out.is_empty());
+        messages_of(&event, &Interest::default(), &mut out).unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn channels_parse_as_they_print() {
+        for channel in ["market:BTC-USD", "account:alice"] {
+            assert_eq!(Topic::parse(channel).unwrap().to_string(), channel);
+        }
+        for bad in ["market:", "weather:today", "account", "account:a b"] {
+            assert_eq!(Topic::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use tradefloor_persistence::{Filter, Journal};
 use super::Topic;
 use super::hub::SubscriptionGuard;
 use super::message::{
-    PARTS_PER_EVENT, StreamMessage, concerns_streams, message_id, messages_of, offset_of,
+    Interest, PARTS_PER_EVENT, StreamMessage, message_id, messages_of, offset_of,
 };
 
 /// Events per journal read while a subscription catches up.
@@ -147,12 +147,9 @@ impl Subscription {
         let Some(catch_up) = &mut self.catch_up else {
             return Ok(());
         };
-        let (filter, stream) = match self.topic {
-            Topic::Market(symbol) => (
-                Filter::Kind("order_book".to_owned()),
-                Some(format!("order_book|{symbol}")),
-            ),
-            Topic::Account(_) => (Filter::All, None),
+        let filter = match self.topic {
+            Topic::Market(_) => Filter::Kind("order_book".to_owned()),
+            Topic::Account(_) => Filter::All,
         };
         let events = self
             .journal
@@ -164,22 +161,19 @@ impl Subscription {
             .last()
             .is_some_and(|last| last.global_offset >= catch_up.until);
         let mut messages = Vec::new();
+        let interest = Interest::of([self.topic]);
         for event in &events {
             if event.global_offset > catch_up.until {
                 break;
             }
             catch_up.after = event.global_offset;
-            let relevant = concerns_streams(event)
-                && stream.as_ref().is_none_or(|stream| event.stream == *stream);
-            if relevant {
-                messages_of(event, &mut messages).map_err(StreamEnd::Storage)?;
-            }
+            messages_of(event, &interest, &mut messages).map_err(StreamEnd::Storage)?;
         }
-        let (topic, seen) = (self.topic, catch_up.seen);
+        let seen = catch_up.seen;
         self.queue.extend(
             messages
                 .into_iter()
-                .filter(|message| message.topic == topic && message.id.is_some_and(|id| id > seen)),
+                .filter(|message| message.id.is_some_and(|id| id > seen)),
         );
         if !full || passed {
             self.catch_up = None;
