@@ -40,6 +40,7 @@ pub mod account;
 pub mod aggregate;
 pub mod book;
 pub mod error;
+pub mod features;
 mod fingerprint;
 pub mod history;
 pub mod ids;
