@@ -54,6 +54,7 @@ async fn limits_set_by_an_admin_hold_the_next_orders_and_positions_and_flags_are
         (json!({"max_open_orders": -1}), "invalid_json"),
         (json!({"max_position": {"usd!": 5}}), "invalid_id"),
         (json!({"maximum": 5}), "invalid_json"),
+        (json!([null, null]), "invalid_json"),
     ] {
         let (status, answer) = put_limits(&admin, "alice", bad.clone()).await;
         assert_eq!(answer["error"]["code"], code, "{bad}: {status} {answer}");
