@@ -47,6 +47,7 @@ pub mod ids;
 pub mod market;
 pub mod order;
 pub mod order_ids;
+pub mod quote;
 pub mod saga;
 pub mod units;
 

@@ -2,9 +2,10 @@
 //! average over the first `period` of them, then Wilder's smoothing).
 
 use super::Bar;
+use serde::{Deserialize, Serialize};
 
 /// The average true range of a series of bars.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Atr {
     period: usize,
     previous_close: Option<f64>,

@@ -17,7 +17,7 @@ pub struct Bands {
 }
 
 /// Bollinger bands of a series of closes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Bollinger {
     period: usize,
     width: f64,

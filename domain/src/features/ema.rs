@@ -2,9 +2,10 @@
 //! `period` values, then `k = 2 / (period + 1)`).
 
 use super::Sma;
+use serde::{Deserialize, Serialize};
 
 /// An exponential moving average.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ema {
     k: f64,
     seed: Sma,

@@ -19,7 +19,7 @@ pub struct MacdValue {
 }
 
 /// MACD of a series of closes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Macd {
     fast_period: usize,
     /// The slow average's seed, whose window also seeds the fast one.

@@ -41,7 +41,7 @@ pub struct Bar {
 }
 
 /// Every feature of one market and timeframe, updated together bar by bar.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Features {
     sma: Sma,
     ema: Ema,

@@ -1,8 +1,10 @@
 //! Relative strength index (TA-Lib `RSI`: Wilder's smoothing, seeded with the simple average
 //! of the first `period` gains and losses).
 
+use serde::{Deserialize, Serialize};
+
 /// The relative strength index of a series of closes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rsi {
     period: usize,
     previous: Option<f64>,

@@ -1,9 +1,10 @@
 //! Simple moving average (TA-Lib `SMA`).
 
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// The mean of the last `period` values.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sma {
     period: usize,
     window: VecDeque<f64>,

@@ -2,11 +2,12 @@
 //! weighted by its volume, summed since the start of the bar's UTC day.
 
 use super::Bar;
+use serde::{Deserialize, Serialize};
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
 /// A VWAP anchored at each UTC midnight.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Vwap {
     day: Option<i64>,
     weighted: f64,
