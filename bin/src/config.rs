@@ -263,6 +263,9 @@ pub enum Role {
     /// Orders, cancels, withdrawals and reads on the accounts listed with the token; no
     /// deposits (money comes in through the funding system).
     Trader,
+    /// An external market-data feed: publishes quotes of reference symbols
+    /// (`POST /v1/markets/{symbol}/quotes`) and reads public market data; nothing else.
+    Feed,
 }
 
 /// One bearer token. Its `Debug` never shows the secret.

@@ -1,6 +1,7 @@
 //! Bearer tokens and roles: an `admin` does everything; `funding` (the funding system) moves
 //! money in and out of any account and reads accounts; a `trader` trades, withdraws and reads
-//! on its own accounts only, and deposits nothing (a trader could otherwise mint money).
+//! on its own accounts only, and deposits nothing (a trader could otherwise mint money); a
+//! `feed` publishes external quotes and reads public market data, and touches no account.
 //!
 //! Tokens are compared in constant time, every configured token is tried (so timing does not
 //! tell which one nearly matched), and no token is ever logged. With no tokens configured the
@@ -50,6 +51,7 @@ impl Tokens {
                         Role::Admin => "admin",
                         Role::Funding => "funding",
                         Role::Trader => "trader",
+                        Role::Feed => "feed",
                     };
                     format!("{role}-{}", index + 1)
                 })
@@ -133,6 +135,7 @@ impl Tokens {
                 Role::Trader => Principal::Trader {
                     accounts: token.accounts.iter().cloned().collect(),
                 },
+                Role::Feed => Principal::Feed,
             }),
             None => Err(ApiError::unauthorized()),
         }
@@ -162,6 +165,8 @@ pub enum Principal {
         /// The token's accounts.
         accounts: BTreeSet<String>,
     },
+    /// Publishes external quotes and reads public market data; no account, no order.
+    Feed,
 }
 
 impl Principal {
@@ -180,9 +185,19 @@ impl Principal {
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self {
             Principal::Admin => Ok(()),
-            Principal::Funding | Principal::Trader { .. } => {
+            Principal::Funding | Principal::Trader { .. } | Principal::Feed => {
                 Err(ApiError::forbidden("this route is for admins"))
             }
+        }
+    }
+
+    /// 403 unless the caller may publish market data: admins and feeds.
+    pub fn require_feed(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin | Principal::Feed => Ok(()),
+            Principal::Funding | Principal::Trader { .. } => Err(ApiError::forbidden(
+                "market data comes from a feed's token or an admin's",
+            )),
         }
     }
 
@@ -193,6 +208,7 @@ impl Principal {
             Principal::Funding => Err(ApiError::forbidden(
                 "a funding token moves money; it does not trade",
             )),
+            Principal::Feed => Err(feed_forbidden()),
             Principal::Trader { .. } => self.require_own(account_id),
         }
     }
@@ -204,6 +220,7 @@ impl Principal {
             Principal::Trader { .. } => Err(ApiError::forbidden(
                 "deposits come from the funding system, not from a trader's token",
             )),
+            Principal::Feed => Err(feed_forbidden()),
         }
     }
 
@@ -213,6 +230,7 @@ impl Principal {
         match self {
             Principal::Admin | Principal::Funding => Ok(()),
             Principal::Trader { .. } => self.require_own(account_id),
+            Principal::Feed => Err(feed_forbidden()),
         }
     }
 
@@ -224,6 +242,11 @@ impl Principal {
             )),
         }
     }
+}
+
+/// What a feed's token hears on any route that touches an account.
+fn feed_forbidden() -> ApiError {
+    ApiError::forbidden("a feed token publishes market data; it touches no account")
 }
 
 impl FromRequest for Principal {
@@ -262,7 +285,40 @@ mod tests {
                 requests_per_second: None,
                 name: None,
             },
+            TokenConfig {
+                token: "feed-secret-0123456789".to_owned(),
+                role: Role::Feed,
+                accounts: vec![],
+                requests_per_second: None,
+                name: None,
+            },
         ])
+    }
+
+    #[test]
+    fn a_feed_publishes_market_data_and_touches_no_account() {
+        let tokens = tokens();
+        let feed = tokens.principal(Some(b"feed-secret-0123456789")).unwrap();
+        assert_eq!(feed, Principal::Feed);
+        assert!(feed.require_feed().is_ok());
+        assert!(Principal::Admin.require_feed().is_ok());
+        for refused in [
+            feed.require_admin(),
+            feed.require_account("alice"),
+            feed.require_deposit(),
+            feed.require_funds("alice"),
+        ] {
+            assert_eq!(refused.unwrap_err().code, "forbidden");
+        }
+        for other in [
+            "funding-secret-0123456789".as_bytes(),
+            "trader-secret-0123456789".as_bytes(),
+        ] {
+            let principal = tokens.principal(Some(other)).unwrap();
+            assert_eq!(principal.require_feed().unwrap_err().code, "forbidden");
+        }
+        let name = tokens.principal_name(tokens.matched(Some(b"feed-secret-0123456789")));
+        assert_eq!(name, "feed-4");
     }
 
     #[test]
