@@ -760,3 +760,39 @@ pub struct Risk {
     /// Its flags, by asset (sticky: an operator clears them).
     pub flags: Vec<RiskFlag>,
 }
+
+/// `POST /v1/markets/{symbol}/quotes`: a batch of external prints of a reference symbol, in
+/// their order (1 to 1 000).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotesRequest {
+    /// The prints.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub quotes: Vec<QuoteRequest>,
+}
+
+/// One external print: a trade, or a quote without size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteRequest {
+    /// When it happened at its source, µs since the epoch (default: the node's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+    /// Its price, in quote units per base unit, like an order's.
+    #[schema(minimum = 1)]
+    pub price: u64,
+    /// Its size, in base units like an order's quantity (default 0: a quote with no size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u64>,
+}
+
+/// The answer to `POST /v1/markets/{symbol}/quotes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuotesAccepted {
+    /// The symbol.
+    pub symbol: String,
+    /// Quotes journaled.
+    pub accepted: u64,
+    /// The global log offset of the batch's event.
+    pub offset: u64,
+}

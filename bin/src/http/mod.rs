@@ -26,7 +26,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, ResponseError, web};
 
 use error::ApiError;
-use routes::{accounts, cluster, markets, operations, orders, risk, streams};
+use routes::{accounts, cluster, markets, operations, orders, quotes, risk, streams};
 pub use state::{AppState, NodeIdentity};
 
 /// Starts serving `listener`, over TLS when `tls` is set; the returned [`Server`] runs until
@@ -88,6 +88,9 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
         )
         .service(
             resource("/v1/markets/{symbol}/candles", "GET").route(web::get().to(markets::candles)),
+        )
+        .service(
+            resource("/v1/markets/{symbol}/quotes", "POST").route(web::post().to(quotes::publish)),
         )
         .service(
             resource("/v1/markets/{symbol}/stream", "GET").route(web::get().to(streams::market)),

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{accounts, cluster, markets, operations, orders, risk, streams};
+use super::routes::{accounts, cluster, markets, operations, orders, quotes, risk, streams};
 use crate::api;
 
 /// The document.
@@ -16,7 +16,7 @@ use crate::api;
         clustered actor system: the HTTP contract (v1)."),
     paths(
         markets::list_market, markets::market, markets::halt, markets::resume,
-        markets::book, markets::trades, markets::candles,
+        markets::book, markets::trades, markets::candles, quotes::publish,
         accounts::deposit, accounts::withdraw, accounts::account, accounts::history,
         orders::place, orders::order, orders::cancel, orders::order_by_client_id,
         cluster::members, cluster::shards, cluster::rebalance, cluster::move_shard,

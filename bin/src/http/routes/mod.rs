@@ -5,5 +5,6 @@ pub mod cluster;
 pub mod markets;
 pub mod operations;
 pub mod orders;
+pub mod quotes;
 pub mod risk;
 pub mod streams;
