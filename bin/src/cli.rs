@@ -1,4 +1,5 @@
-//! The command line: `tradefloor node`, `tradefloor ctl …` and `tradefloor bench`.
+//! The command line: `tradefloor node`, `tradefloor ctl …`, `tradefloor bench`,
+//! `tradefloor backtest` and `tradefloor feed`.
 
 use std::path::PathBuf;
 
@@ -16,7 +17,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The three programs in one binary.
+/// The programs in one binary.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node: the trading application and its HTTP endpoint.
@@ -25,6 +26,10 @@ pub enum Command {
     Ctl(CtlArgs),
     /// Generate load against a running node and report throughput and latency.
     Bench(BenchArgs),
+    /// Replay recorded market data through a strategy and report how it did.
+    Backtest(BacktestArgs),
+    /// Replay a recorded tick file into a node as a feed's quotes, at a given rate.
+    Feed(FeedArgs),
 }
 
 /// Flags of `tradefloor node`. Each overrides the same setting from `TRADEFLOOR_*` variables,
@@ -247,6 +252,75 @@ pub struct BenchArgs {
     /// adds what they received and each trade's delay to them.
     #[arg(long, default_value_t = 0)]
     pub stream_subscribers: u32,
+}
+
+/// Flags of `tradefloor backtest`.
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// The strategy (JSON); a logistic predictor's `model` is a path relative to this file's
+    /// directory.
+    #[arg(long)]
+    pub strategy: PathBuf,
+    /// Recorded ticks: a CSV file with the header `at,price,quantity`.
+    #[arg(long, required_unless_present = "journal", conflicts_with = "journal")]
+    pub data: Option<PathBuf>,
+    /// A node's journal instead of a file (an SQLite file, `sqlite:FILE` or `postgres://…`):
+    /// the trades and quotes of the strategy's symbol.
+    #[arg(long)]
+    pub journal: Option<String>,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the equity curve (SVG) to this file.
+    #[arg(long, default_value = "equity.svg")]
+    pub svg: PathBuf,
+    /// Write where the backtest stopped (a checkpoint, JSON) to this file.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Go on from a checkpoint over the same data (its ticks taken are skipped).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Stop once this many ticks were taken in all (counting a resumed checkpoint's).
+    #[arg(long)]
+    pub ticks: Option<u64>,
+    /// First fit a logistic regression on the data (per bar: the features, and whether the
+    /// next close is higher) and write its model to this file; the backtest then loads its
+    /// models as usual (name this file in the strategy to run with it).
+    #[arg(long)]
+    pub fit: Option<PathBuf>,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `tradefloor feed`.
+#[derive(Debug, Args)]
+pub struct FeedArgs {
+    /// The recorded ticks: a CSV file with the header `at,price,quantity`.
+    #[arg(long)]
+    pub csv: PathBuf,
+    /// Ticks published per second.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: u64,
+    /// Ticks per request (1 to 1 000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1_000))]
+    pub batch: u16,
+    /// The node's HTTP address.
+    #[arg(long, env = "TRADEFLOOR_NODE", default_value = "http://127.0.0.1:8080")]
+    pub node: String,
+    /// A `feed` (or admin) bearer token, if the node has tokens.
+    #[arg(long, env = "TRADEFLOOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A PEM file of the CA that issued an `https://` node's certificate.
+    #[arg(long, env = "TRADEFLOOR_CA")]
+    pub ca: Option<PathBuf>,
+    /// The reference symbol the quotes are published for, e.g. BTC-USD.
+    #[arg(long)]
+    pub symbol: String,
+    /// Stamp the ticks with the current time instead of the recorded one, keeping their
+    /// spacing (the first tick is stamped with the time the replay starts).
+    #[arg(long)]
+    pub restamp: bool,
 }
 
 /// An API enum from its wire name (`buy`, `gtc`): the words of the HTTP contract on the

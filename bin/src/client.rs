@@ -120,6 +120,19 @@ impl Client {
         self.call(Method::GET, &format!("/v1/markets/{symbol}"))
     }
 
+    /// `POST /v1/markets/{symbol}/quotes`.
+    pub fn publish_quotes(
+        &self,
+        symbol: &str,
+        quotes: &api::QuotesRequest,
+    ) -> Call<api::QuotesAccepted> {
+        self.call_with(
+            Method::POST,
+            &format!("/v1/markets/{symbol}/quotes"),
+            quotes,
+        )
+    }
+
     /// Opens the SSE stream at `path` (`/v1/markets/{symbol}/stream`,
     /// `/v1/accounts/{id}/stream`), resuming after message `after`: its events as they come.
     pub async fn stream(&self, path: &str, after: Option<u64>) -> Result<EventStream, Error> {

@@ -1,5 +1,5 @@
-//! The one error type of the node, `ctl` and `bench` (the binary's `main` wraps it in
-//! `anyhow` for its exit message).
+//! The one error type of the node, `ctl`, `bench`, `backtest` and `feed` (the binary's `main`
+//! wraps it in `anyhow` for its exit message).
 
 /// Why the node, `ctl` or `bench` could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,29 @@ pub enum Error {
     /// The node could not be reached or answered something unreadable.
     #[error("http: {0}")]
     Http(String),
+    /// A file named on the command line (a strategy, tick data, a model, a checkpoint, an
+    /// output) is missing, unreadable or invalid; the message names it and says why.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `backtest` or `feed` cannot go on with the data it was given (too short to fit a
+    /// model, a checkpoint beyond the data or of other data); the message says why.
+    #[error("{0}")]
+    Data(String),
+}
+
+impl Error {
+    /// [`Error::File`] about `path`.
+    pub fn file(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
+        Error::File {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 impl From<config::ConfigError> for Error {

@@ -1,4 +1,5 @@
-//! `tradefloor`: `node` runs a node, `ctl` talks to one, `bench` loads one.
+//! `tradefloor`: `node` runs a node, `ctl` talks to one, `bench` loads one, `backtest`
+//! replays recorded data through a strategy, `feed` replays it into a node.
 
 use std::process::ExitCode;
 
@@ -41,6 +42,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => {
             tradefloor::logging::init(LogFormat::Text, "warn");
             runtime.block_on(tradefloor::bench::run(args))?;
+        }
+        Command::Backtest(args) => {
+            tradefloor::logging::init(LogFormat::Text, "warn");
+            runtime.block_on(tradefloor::backtest::run(args))?;
+        }
+        Command::Feed(args) => {
+            tradefloor::logging::init(LogFormat::Text, "warn");
+            runtime.block_on(tradefloor::feed::run(args))?;
         }
     }
     Ok(())
