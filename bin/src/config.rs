@@ -422,6 +422,10 @@ pub struct TradingLimits {
     /// The risk monitor flags an account whose total of any asset exceeds this (minor units);
     /// unset: no flags.
     pub risk_position_limit: Option<u64>,
+    /// Strategies defined on the node at most.
+    pub strategies_max: usize,
+    /// Bars between two checkpoints of a running strategy.
+    pub strategy_checkpoint_bars: u64,
 }
 
 impl Default for TradingLimits {
@@ -441,6 +445,8 @@ impl Default for TradingLimits {
             stream_subscriptions_max: defaults.streams.subscriptions_max,
             stream_resume_events_max: defaults.streams.resume_events_max,
             risk_position_limit: defaults.risk.position_limit,
+            strategies_max: defaults.strategies.strategies_max,
+            strategy_checkpoint_bars: defaults.strategies.checkpoint_bars,
         }
     }
 }
@@ -469,6 +475,8 @@ impl TradingLimits {
         config.streams.subscriptions_max = self.stream_subscriptions_max;
         config.streams.resume_events_max = self.stream_resume_events_max;
         config.risk.position_limit = self.risk_position_limit;
+        config.strategies.strategies_max = self.strategies_max;
+        config.strategies.checkpoint_bars = self.strategy_checkpoint_bars.max(1);
         config
     }
 }

@@ -108,6 +108,10 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
         ),
     };
     state.set_exchange(exchange.clone());
+    let resumed = exchange.resume_strategies().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "strategies resumed");
+    }
     let sampler = tokio::spawn(crate::metrics::sample(
         registry,
         exchange.clone(),
@@ -169,6 +173,8 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     // An aborted task drops its clone of the application when it is joined.
     let _ = sampler.await;
     if let Some(exchange) = state.take_exchange() {
+        // Strategies first: they trade through the application, which is taken back next.
+        exchange.pause_strategies().await;
         let exchange = release(exchange).await?;
         exchange.shutdown().await?;
     }

@@ -192,6 +192,31 @@ pub enum Error {
         /// The step that timed out.
         step: String,
     },
+    // New variants go last: saga events store this enum (until it is named, issue 15).
+    /// A batch of quotes a feed published is malformed.
+    #[error("invalid quotes: {reason}")]
+    InvalidQuotes {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A strategy's definition cannot run.
+    #[error("invalid strategy: {reason}")]
+    InvalidStrategy {
+        /// What is wrong.
+        reason: String,
+    },
+    /// No strategy has this id.
+    #[error("strategy {id} not found")]
+    StrategyNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// A strategy with this id, or one trading this account, exists already.
+    #[error("{reason}")]
+    StrategyExists {
+        /// Which.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -225,6 +250,10 @@ impl Error {
             Error::MarketNotHalted { .. } => "market_not_halted",
             Error::SettlementMismatch { .. } => "settlement_mismatch",
             Error::Timeout { .. } => "timeout",
+            Error::InvalidQuotes { .. } => "invalid_quotes",
+            Error::InvalidStrategy { .. } => "invalid_strategy",
+            Error::StrategyNotFound { .. } => "strategy_not_found",
+            Error::StrategyExists { .. } => "strategy_exists",
         }
     }
 
@@ -235,17 +264,21 @@ impl Error {
             | Error::ZeroValue { .. }
             | Error::InvalidMarket { .. }
             | Error::InvalidOrder { .. }
+            | Error::InvalidQuotes { .. }
+            | Error::InvalidStrategy { .. }
             | Error::EffectiveInFuture => ErrorKind::Invalid,
             Error::UnknownMarket { .. }
             | Error::MarketNotListed
             | Error::OrderNotFound { .. }
             | Error::HoldNotFound { .. }
-            | Error::SagaNotStarted => ErrorKind::NotFound,
+            | Error::SagaNotStarted
+            | Error::StrategyNotFound { .. } => ErrorKind::NotFound,
             Error::MarketAlreadyListed { .. }
             | Error::DuplicateOrder { .. }
             | Error::OrderAlreadyEnded { .. }
             | Error::CommandIdReused
-            | Error::SagaAlreadyStarted { .. } => ErrorKind::Conflict,
+            | Error::SagaAlreadyStarted { .. }
+            | Error::StrategyExists { .. } => ErrorKind::Conflict,
             Error::Overflow
             | Error::BadTick { .. }
             | Error::BadLot { .. }

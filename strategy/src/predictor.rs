@@ -23,7 +23,7 @@ impl Prediction {
 }
 
 /// Something that predicts from features. `Ok(None)`: not enough bars yet (not a failure).
-pub trait Predictor: Send {
+pub trait Predictor: Send + Sync {
     /// The prediction for the bar these features close.
     ///
     /// # Errors

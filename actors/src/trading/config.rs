@@ -38,6 +38,8 @@ pub struct TradingConfig {
     pub risk: RiskConfig,
     /// The live streams' buffers and bounds.
     pub streams: StreamsConfig,
+    /// How live strategies run.
+    pub strategies: StrategiesConfig,
 }
 
 /// Commands queued per trading entity. An order book is one hot entity that every order of
@@ -64,6 +66,31 @@ impl Default for TradingConfig {
             candle_watermark_micros: 5_000_000,
             risk: RiskConfig::default(),
             streams: StreamsConfig::default(),
+            strategies: StrategiesConfig::default(),
+        }
+    }
+}
+
+/// How live strategies run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrategiesConfig {
+    /// Strategies defined on a node at most.
+    pub strategies_max: usize,
+    /// Bars between two checkpoints of a running strategy (and one at every stop).
+    pub checkpoint_bars: u64,
+    /// Most log events a strategy takes at once.
+    pub batch_events_max: usize,
+    /// The longest a strategy waits for the log bus before it reads the database anyway.
+    pub poll_interval: Duration,
+}
+
+impl Default for StrategiesConfig {
+    fn default() -> Self {
+        Self {
+            strategies_max: 64,
+            checkpoint_bars: 60,
+            batch_events_max: 1_000,
+            poll_interval: Duration::from_secs(1),
         }
     }
 }

@@ -35,10 +35,12 @@ mod orders;
 mod placement;
 pub mod projections;
 mod queries;
+pub mod quotes;
 mod recovery;
 pub mod risk;
 mod services;
 pub mod state;
+pub mod strategies;
 pub mod streams;
 
 use std::collections::{BTreeMap, HashMap};
@@ -153,6 +155,10 @@ pub struct Exchange {
     /// The streams' hub's supervisor (every node runs one).
     streams_supervisor: ractor::ActorRef<crate::runtime::supervisor::SupervisorMessage>,
     markets: RwLock<HashMap<Symbol, MarketSpec>>,
+    /// One batch of quotes appended at a time (each append names the stream's head).
+    quotes_lock: tokio::sync::Mutex<()>,
+    /// The strategies running on this node.
+    strategies: strategies::Strategies,
     /// The last generated id (order ids and command ids), from the clock at start.
     last_id: AtomicU64,
     /// Generated ids are `id_slot` modulo `id_stride` (1 and 0 on a node of its own).
@@ -292,6 +298,8 @@ impl Exchange {
             remoting,
             streams,
             streams_supervisor,
+            quotes_lock: tokio::sync::Mutex::new(()),
+            strategies: strategies::Strategies::default(),
             markets: RwLock::new(HashMap::new()),
             last_id: AtomicU64::new(now),
             id_stride: 1,
@@ -306,6 +314,7 @@ impl Exchange {
     /// Stops everything cleanly: the feed and projections, then the sagas, books and
     /// accounts (each finishing and persisting what it accepted).
     pub async fn shutdown(self) -> Result<(), Error> {
+        self.pause_strategies().await;
         self.streams_supervisor.stop(None);
         self.stop_services().await?;
         self.host.region().stop().await?;

@@ -26,7 +26,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, ResponseError, web};
 
 use error::ApiError;
-use routes::{accounts, cluster, markets, operations, orders, quotes, risk, streams};
+use routes::{accounts, cluster, markets, operations, orders, quotes, risk, strategies, streams};
 pub use state::{AppState, NodeIdentity};
 
 /// Starts serving `listener`, over TLS when `tls` is set; the returned [`Server`] runs until
@@ -139,6 +139,18 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
         .service(
             resource("/v1/cluster/members/{node}/leave", "POST")
                 .route(web::post().to(cluster::leave)),
+        )
+        .service(
+            resource("/v1/strategies", "GET, POST")
+                .route(web::get().to(strategies::list))
+                .route(web::post().to(strategies::create)),
+        )
+        .service(resource("/v1/strategies/{id}", "GET").route(web::get().to(strategies::strategy)))
+        .service(
+            resource("/v1/strategies/{id}/start", "POST").route(web::post().to(strategies::start)),
+        )
+        .service(
+            resource("/v1/strategies/{id}/stop", "POST").route(web::post().to(strategies::stop)),
         )
         .service(resource("/v1/actors", "GET").route(web::get().to(operations::actors)))
         .service(resource("/v1/audit", "GET").route(web::get().to(operations::audit)))

@@ -6,7 +6,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{accounts, cluster, markets, operations, orders, quotes, risk, streams};
+use super::routes::{
+    accounts, cluster, markets, operations, orders, quotes, risk, strategies, streams,
+};
 use crate::api;
 
 /// The document.
@@ -25,6 +27,8 @@ use crate::api;
         operations::openapi,
         streams::market, streams::account, streams::ws::upgrade,
         risk::limits, risk::set_limits, risk::positions, risk::risk,
+        strategies::create, strategies::list, strategies::strategy, strategies::start,
+        strategies::stop,
     ),
     components(schemas(api::ErrorBody, api::ErrorDetail)),
     modifiers(&Conventions),

@@ -7,4 +7,5 @@ pub mod operations;
 pub mod orders;
 pub mod quotes;
 pub mod risk;
+pub mod strategies;
 pub mod streams;
