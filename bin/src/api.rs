@@ -796,3 +796,92 @@ pub struct QuotesAccepted {
     /// The global log offset of the batch's event.
     pub offset: u64,
 }
+
+/// `POST /v1/strategies/{id}/stop`'s optional body, as `ctl` sends it (the route reads it as
+/// its own `StopRequest`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopStrategyRequest {
+    /// Why (kept in the strategy's journal; default "stopped by a user").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET /v1/strategies`: the strategies the caller may see.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StrategyList {
+    /// The strategies.
+    pub strategies: Vec<StrategyView>,
+}
+
+/// A strategy as `ctl` reads it: the part of the node's view (the actors'
+/// `StrategyView`) it shows. Fields it does not show are ignored, and those a strategy
+/// may not have yet default, so the view can grow without breaking `ctl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StrategyView {
+    /// Its id.
+    pub id: String,
+    /// Its spec.
+    #[serde(default)]
+    pub spec: Option<tradefloor_strategy::StrategySpec>,
+    /// `running` or `stopped`.
+    pub state: String,
+    /// Why it last stopped, and how many open orders its stop cancelled.
+    #[serde(default)]
+    pub stopped: Option<(String, u32)>,
+    /// When it last started, µs since the epoch.
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    /// Ticks taken since its first start.
+    #[serde(default)]
+    pub ticks: u64,
+    /// Bars decided since its first start.
+    #[serde(default)]
+    pub bars: u64,
+    /// The last bar's close.
+    #[serde(default)]
+    pub last_close: Option<u64>,
+    /// The last signal.
+    #[serde(default)]
+    pub signal: Option<tradefloor_strategy::Signal>,
+    /// Whether the last signal used a cached prediction for a failing predictor.
+    #[serde(default)]
+    pub fallback: bool,
+    /// Each predictor's breaker.
+    #[serde(default)]
+    pub breakers: Vec<StrategyBreaker>,
+    /// The latest decisions, newest last.
+    #[serde(default)]
+    pub decisions: Vec<tradefloor_strategy::engine::Decision>,
+    /// Orders the placement answered.
+    #[serde(default)]
+    pub orders_answered: u64,
+    /// Orders the placement refused.
+    #[serde(default)]
+    pub orders_failed: u64,
+    /// Model files that failed to read at their last change, with why.
+    #[serde(default)]
+    pub model_errors: BTreeMap<String, String>,
+    /// Base units its account holds.
+    #[serde(default)]
+    pub position: u64,
+    /// Its account's gain since its last start, in quote units (the base marked at the last
+    /// close); none before its first bar.
+    #[serde(default)]
+    pub pnl: Option<i128>,
+}
+
+/// One predictor's breaker in a [`StrategyView`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrategyBreaker {
+    /// The predictor.
+    pub predictor: String,
+    /// Where its breaker stands.
+    pub state: tradefloor_strategy::BreakerState,
+    /// Failures since the strategy started.
+    #[serde(default)]
+    pub failures_total: u64,
+    /// Times it opened.
+    #[serde(default)]
+    pub opened_total: u64,
+}

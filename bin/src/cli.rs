@@ -199,6 +199,44 @@ pub enum CtlCommand {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// The strategies, one a line: state, market, account, position, PnL, last signal.
+    Strategies,
+    /// One strategy: show, create, start or stop it.
+    Strategy {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: StrategyCommand,
+    },
+}
+
+/// The `ctl strategy` commands.
+#[derive(Debug, Subcommand)]
+pub enum StrategyCommand {
+    /// Its state, position, PnL, last signal, breakers and last decisions.
+    Show {
+        /// The strategy.
+        id: String,
+    },
+    /// Define a strategy from its spec (JSON, naming its `account`); it starts at once. A
+    /// logistic predictor's relative `model` path is taken from the file's directory, as
+    /// `tradefloor backtest` takes it, and sent as an absolute path (the node reads it).
+    Create {
+        /// The strategy's spec.
+        file: PathBuf,
+    },
+    /// Start a stopped strategy.
+    Start {
+        /// The strategy.
+        id: String,
+    },
+    /// The kill switch: stop a strategy and cancel its open orders.
+    Stop {
+        /// The strategy.
+        id: String,
+        /// Why (kept in the strategy's journal).
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// Flags of `tradefloor bench`.

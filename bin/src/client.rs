@@ -232,6 +232,35 @@ impl Client {
         )
     }
 
+    /// `GET /v1/strategies`.
+    pub fn strategies(&self) -> Call<api::StrategyList> {
+        self.call(Method::GET, "/v1/strategies")
+    }
+
+    /// `GET /v1/strategies/{id}`.
+    pub fn strategy(&self, id: &str) -> Call<api::StrategyView> {
+        self.call(Method::GET, &format!("/v1/strategies/{id}"))
+    }
+
+    /// `POST /v1/strategies`: `spec` is the strategy's JSON, naming its account.
+    pub fn create_strategy(&self, spec: &serde_json::Value) -> Call<api::StrategyView> {
+        self.call_with(Method::POST, "/v1/strategies", spec)
+    }
+
+    /// `POST /v1/strategies/{id}/start`.
+    pub fn start_strategy(&self, id: &str) -> Call<api::StrategyView> {
+        self.call(Method::POST, &format!("/v1/strategies/{id}/start"))
+    }
+
+    /// `POST /v1/strategies/{id}/stop`, the kill switch.
+    pub fn stop_strategy(
+        &self,
+        id: &str,
+        stop: &api::StopStrategyRequest,
+    ) -> Call<api::StrategyView> {
+        self.call_with(Method::POST, &format!("/v1/strategies/{id}/stop"), stop)
+    }
+
     /// `GET /v1/actors?node=&depth=` (admin).
     pub fn actors(&self, query: &api::ActorsQuery) -> Call<api::ActorNode> {
         self.call(Method::GET, "/v1/actors").query(query)

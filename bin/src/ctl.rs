@@ -20,6 +20,8 @@ use crate::cli::{CtlArgs, CtlCommand};
 use crate::client::{Call, Client};
 use crate::error::Error;
 
+pub mod strategies;
+
 /// How often a running rebalance's progress is read.
 pub const REBALANCE_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How long `ctl rebalance` follows a rebalance before it leaves it running and says so.
@@ -105,6 +107,10 @@ pub async fn run(args: CtlArgs) -> Result<(), Error> {
             let target = crate::watch::resolve(&client, &target).await?;
             return crate::watch::watch(&client, &target, after, count, json).await;
         }
+        CtlCommand::Strategies => {
+            show(client.strategies(), json, strategies::render_strategies).await?
+        }
+        CtlCommand::Strategy { command } => strategies::run(&client, command, json).await?,
     };
     print(&text)
 }
