@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tradefloor_actors::trading::strategies::{prints, ticks_of};
 use tradefloor_persistence::{Database, Journal, JournalConfig};
 use tradefloor_strategy::report::equity_svg;
+use tradefloor_strategy::spec::PrintSource;
 use tradefloor_strategy::{
     Backtest, Checkpoint, LogisticModel, Report, Strategy, StrategySpec, Tick,
 };
@@ -32,7 +33,7 @@ pub async fn run(args: BacktestArgs) -> Result<(), Error> {
     let spec = read_spec(&args.strategy)?;
     let ticks = match (&args.data, &args.journal) {
         (Some(path), _) => crate::feed::read_ticks(path)?,
-        (None, Some(url)) => journal_ticks(url, &spec.symbol).await?,
+        (None, Some(url)) => journal_ticks(url, &spec.symbol, spec.source).await?,
         (None, None) => return Err(Error::Data("give --data FILE or --journal URL".to_owned())),
     };
     if let Some(path) = &args.fit {
@@ -183,9 +184,9 @@ fn progress_bar(length: u64) -> ProgressBar {
     )
 }
 
-/// The ticks of `symbol` in a node's journal (its trades and the quotes feeds published), in
-/// log order, read in pages.
-async fn journal_ticks(url: &str, symbol: &str) -> Result<Vec<Tick>, Error> {
+/// The ticks of `symbol` from `source` in a node's journal (its trades, or the quotes feeds
+/// published), in log order, read in pages.
+async fn journal_ticks(url: &str, symbol: &str, source: PrintSource) -> Result<Vec<Tick>, Error> {
     let url = journal_url(url)?;
     let config = JournalConfig::default();
     let database = Database::connect(&url, &config).await?;
@@ -202,7 +203,7 @@ async fn journal_ticks(url: &str, symbol: &str) -> Result<Vec<Tick>, Error> {
         };
         after = last.global_offset;
         for stored in &page {
-            ticks.extend(ticks_of(stored, symbol)?);
+            ticks.extend(ticks_of(stored, symbol, source)?);
         }
     }
     if ticks.is_empty() {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput};
 use tradefloor_domain::features::Features;
-use tradefloor_strategy::engine::OrderSide;
+use tradefloor_strategy::engine::{OrderSide, Position};
 use tradefloor_strategy::tick::PriceBar;
 use tradefloor_strategy::{BarBuilder, Error, LogisticModel, Strategy, StrategySpec, Tick};
 
@@ -66,7 +66,7 @@ fn strategy(criterion: &mut Criterion) {
             |strategy| {
                 let mut position = 0_u64;
                 for bar in &bars {
-                    let decision = strategy.decide(black_box(bar), position);
+                    let decision = strategy.decide(black_box(bar), Position::flat(position));
                     if let Some(order) = &decision.order {
                         position = match order.side {
                             OrderSide::Buy => position + order.quantity,

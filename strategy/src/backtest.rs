@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Decision, OrderSide, Strategy};
+use crate::engine::{Decision, OrderSide, Position, Strategy};
 use crate::error::Error;
 use crate::report::{Fill, Report};
 use crate::tick::Tick;
@@ -89,7 +89,9 @@ impl Backtest {
     /// Takes the next recorded tick; the decision on the bar it closed, if any.
     pub fn step(&mut self, tick: &Tick) -> Option<Decision> {
         let bar = self.strategy.on_tick(tick)?;
-        let decision = self.strategy.decide(&bar, self.ledger.position);
+        let decision = self
+            .strategy
+            .decide(&bar, Position::flat(self.ledger.position));
         if let Some(order) = &decision.order {
             self.fill(bar.start, order.side, order.quantity, order.price);
         }

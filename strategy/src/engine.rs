@@ -30,6 +30,26 @@ pub enum OrderSide {
     Sell,
 }
 
+/// What a strategy holds, as risk counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Base units held plus what the open buys would add (a buy may not take it over
+    /// `max_position`).
+    pub with_open_buys: u64,
+    /// Base units held and not offered by an open sell (what a sell may offer).
+    pub sellable: u64,
+}
+
+impl Position {
+    /// A position with no open order: `units` held.
+    pub fn flat(units: u64) -> Self {
+        Self {
+            with_open_buys: units,
+            sellable: units,
+        }
+    }
+}
+
 /// An order a strategy decided, past pre-trade risk: a limit at the bar's close.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderIntent {
@@ -216,8 +236,8 @@ impl Strategy {
         self.state.bars.push(tick)
     }
 
-    /// Decides a closed bar, holding `position` base units now.
-    pub fn decide(&mut self, bar: &PriceBar, position: u64) -> Decision {
+    /// Decides a closed bar, holding `position` now.
+    pub fn decide(&mut self, bar: &PriceBar, position: Position) -> Decision {
         let features = self.state.features.update(&bar.features_bar());
         let index = self.state.bars_decided;
         self.state.bars_decided += 1;
@@ -289,24 +309,27 @@ impl Strategy {
         outcomes
     }
 
-    /// The order that moves the position towards what the signal wants, if risk lets it.
+    /// The order that moves the position towards what the signal wants, if risk lets it: a
+    /// buy up to `max_position` counting what open buys would add, a sell of what is held and
+    /// not offered yet.
     fn order_for(
         &mut self,
         signal: &Signal,
         bar: &PriceBar,
-        position: u64,
+        position: Position,
     ) -> (Option<OrderIntent>, Option<String>) {
         let risk = self.spec.risk;
-        let target = match signal.direction {
-            Direction::Buy => risk.max_position,
-            Direction::Sell => 0,
+        let (side, wanted) = match signal.direction {
+            Direction::Buy => (
+                OrderSide::Buy,
+                risk.max_position.saturating_sub(position.with_open_buys),
+            ),
+            Direction::Sell => (OrderSide::Sell, position.sellable),
             Direction::Flat => return (None, None),
         };
-        let (side, wanted) = match target.cmp(&position) {
-            std::cmp::Ordering::Equal => return (None, None),
-            std::cmp::Ordering::Greater => (OrderSide::Buy, target - position),
-            std::cmp::Ordering::Less => (OrderSide::Sell, position - target),
-        };
+        if wanted == 0 {
+            return (None, None);
+        }
         let mut quantity = wanted.min(risk.order_quantity);
         if let Some(max_notional) = risk.max_order_notional {
             quantity = quantity.min(max_notional / bar.close);

@@ -22,6 +22,10 @@ pub struct StrategySpec {
     /// The symbol whose ticks it reads: a market of the node (its trades) or a reference
     /// symbol a feed publishes quotes for.
     pub symbol: String,
+    /// Which prints of the symbol it reads: its trades on this node (default) or the quotes
+    /// a feed publishes for it.
+    #[serde(default)]
+    pub source: PrintSource,
     /// The market it trades; the symbol it reads if omitted.
     #[serde(default)]
     pub market: Option<String>,
@@ -46,6 +50,17 @@ pub struct StrategySpec {
     /// What a backtest starts with.
     #[serde(default)]
     pub backtest: BacktestSpec,
+}
+
+/// Where a strategy's ticks come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrintSource {
+    /// The trades of the node's market of that symbol.
+    #[default]
+    Trades,
+    /// The quotes feeds publish for that (reference) symbol.
+    Quotes,
 }
 
 /// One predictor and its weight in the ensemble.

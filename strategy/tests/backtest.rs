@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use tradefloor_strategy::engine::Source;
+use tradefloor_strategy::engine::{Position, Source};
 use tradefloor_strategy::report::equity_svg;
 use tradefloor_strategy::{
     Backtest, BreakerState, Checkpoint, Direction, Error, LogisticModel, Prediction, Predictor,
@@ -157,7 +157,7 @@ fn a_failing_predictor_falls_back_to_its_cached_prediction_behind_its_breaker() 
             .next()
             .expect("the learned predictor answers within the sample");
         if let Some(bar) = strategy.on_tick(tick) {
-            let decision = strategy.decide(&bar, 0);
+            let decision = strategy.decide(&bar, Position::default());
             if let Some(score) = decision.predictions[2].score {
                 break score;
             }
@@ -167,7 +167,7 @@ fn a_failing_predictor_falls_back_to_its_cached_prediction_behind_its_breaker() 
     let mut decisions = Vec::new();
     for tick in ticks {
         if let Some(bar) = strategy.on_tick(tick) {
-            decisions.push(strategy.decide(&bar, 0));
+            decisions.push(strategy.decide(&bar, Position::default()));
         }
         if decisions.len() == 20 {
             break;

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tradefloor_actors::trading::strategies::{prints, ticks_of};
 use tradefloor_persistence::{Database, Journal, JournalConfig};
 use tradefloor_strategy::Tick;
+use tradefloor_strategy::spec::PrintSource;
 use tradefloor_tests::{Node, NodeOptions, binary, list_market};
 
 const ADMIN_TOKEN: &str = "admin-secret-token-5c1e9a7b33";
@@ -170,7 +171,7 @@ async fn journal_ticks(journal: &Path, symbol: &str) -> Vec<Tick> {
         };
         after = last.global_offset;
         for stored in &page {
-            ticks.extend(ticks_of(stored, symbol).expect("decodes"));
+            ticks.extend(ticks_of(stored, symbol, PrintSource::Quotes).expect("decodes"));
         }
     }
 }

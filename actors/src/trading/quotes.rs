@@ -10,8 +10,9 @@ use crate::error::Error;
 
 /// The kind of the quotes' streams.
 pub const QUOTES_KIND: &str = "quotes";
-/// The tag of every price print in the log, trades and quotes alike: what strategies follow.
-pub const PRINT_TAG: &str = "trade";
+/// The tag of quote events (not `trade`: the trades' read models decode every event tagged
+/// so as a book's).
+pub const QUOTE_TAG: &str = "quote";
 /// Appends a batch retries after another writer (a node on the same journal) got there first.
 const CONFLICT_RETRIES: usize = 3;
 
@@ -56,7 +57,7 @@ impl Exchange {
         let event = quote_codec()
             .to_new_event(
                 &QuoteEvent::Published { quotes },
-                vec![PRINT_TAG.to_owned()],
+                vec![QUOTE_TAG.to_owned()],
                 None,
             )
             .map_err(storage)?;

@@ -13,11 +13,11 @@ use std::time::SystemTime;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tradefloor_domain::{
-    AccountId, Asset, ClientOrderId, OrderReference, OrderType, Price, Quantity, Side, Symbol,
-    TimeInForce,
+    AccountId, Asset, ClientOrderId, OrderReference, OrderStatus, OrderType, Price, Quantity, Side,
+    Symbol, TimeInForce,
 };
 use tradefloor_persistence::{AppendRequest, EventCodec, Journal, StoredEvent};
-use tradefloor_strategy::engine::{Decision, OrderSide};
+use tradefloor_strategy::engine::{Decision, OrderSide, Position};
 use tradefloor_strategy::predictor::Logistic;
 use tradefloor_strategy::tick::PriceBar;
 use tradefloor_strategy::{Direction, LogisticModel, Strategy, StrategyEvent, StrategySpec};
@@ -209,11 +209,18 @@ impl StrategyRun {
         if self.bars_since_checkpoint >= self.args.config.checkpoint_bars {
             self.checkpoint().await?;
         }
+        let state = self.strategy.state();
+        let mut status = self
+            .args
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        status.ticks = state.ticks;
         Ok(())
     }
 
     async fn take(&mut self, stored: &StoredEvent) -> Result<(), Error> {
-        for tick in super::ticks_of(stored, &self.spec.symbol)? {
+        for tick in super::ticks_of(stored, &self.spec.symbol, self.spec.source)? {
             if let Some(bar) = self.strategy.on_tick(&tick) {
                 self.bar(&bar).await?;
             }
@@ -226,7 +233,7 @@ impl StrategyRun {
     async fn bar(&mut self, bar: &PriceBar) -> Result<(), Error> {
         self.reload_models();
         let exchange = self.exchange()?;
-        let position = self.exposure(&exchange).await?;
+        let position = self.position(&exchange).await?;
         let decision = self.strategy.decide(bar, position);
         self.bars_since_checkpoint += 1;
         let replayed = self.last_decided_bar.is_some_and(|last| bar.start <= last);
@@ -262,26 +269,33 @@ impl StrategyRun {
         Ok(())
     }
 
-    /// What the account holds of the market's base plus what its open buys would add: the
-    /// position risk counts (a resting buy is exposure already).
-    async fn exposure(&self, exchange: &Exchange) -> Result<u64, Error> {
+    /// The account's position on the market as risk counts it: the base it holds plus what
+    /// its open buys would add, and what it holds less what its open sells offer.
+    async fn position(&self, exchange: &Exchange) -> Result<Position, Error> {
         let account = exchange.account(self.account).await?;
         let held = account
             .balances
             .get(&self.base)
             .map_or(0, |balance| balance.total.get());
-        let buying: u64 = account
+        let (mut buying, mut selling) = (0_u64, 0_u64);
+        for order in account
             .open_orders
             .iter()
-            .filter(|order| order.symbol == self.market && order.side == Side::Buy)
-            .map(|order| {
-                order
-                    .quantity
-                    .get()
-                    .saturating_sub(order.filled_quantity.get())
-            })
-            .sum();
-        Ok(held.saturating_add(buying))
+            .filter(|order| order.symbol == self.market)
+        {
+            let open = order
+                .quantity
+                .get()
+                .saturating_sub(order.filled_quantity.get());
+            match order.side {
+                Side::Buy => buying = buying.saturating_add(open),
+                Side::Sell => selling = selling.saturating_add(open),
+            }
+        }
+        Ok(Position {
+            with_open_buys: held.saturating_add(buying),
+            sellable: held.saturating_sub(selling),
+        })
     }
 
     /// Places `order` under the strategy's account; what the placement answered.
@@ -314,6 +328,10 @@ impl StrategyRun {
             post_only: false,
         };
         match exchange.place_order(new).await {
+            Ok(view) if view.status == OrderStatus::Rejected => failed(
+                view.reject_reason
+                    .map_or_else(|| "rejected".to_owned(), |reason| reason.to_string()),
+            ),
             Ok(view) => StrategyEvent::OrderAnswered {
                 client_order_id: order.client_order_id,
                 order_id: view.order_id.0,

@@ -376,8 +376,12 @@ impl Exchange {
         let mut resumed = 0;
         for id in self.strategy_ids().await? {
             if read_record(&self.journal, &id).await?.running {
-                self.start_strategy(&id).await?;
-                resumed += 1;
+                // One strategy that does not start must not keep the node from serving:
+                // it says why, and a user starts it again.
+                match self.start_strategy(&id).await {
+                    Ok(_) => resumed += 1,
+                    Err(error) => tracing::error!(strategy = %id, %error, "strategy not resumed"),
+                }
             }
         }
         Ok(resumed)

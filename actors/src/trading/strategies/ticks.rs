@@ -1,28 +1,36 @@
 //! The log's price prints as strategies read them: the trades of a market's book and the
-//! quotes a feed published for a reference symbol, both tagged `trade` in the journal.
+//! quotes a feed published for a reference symbol.
 
 use tradefloor_domain::Aggregate;
 use tradefloor_domain::book::{BookEvent, OrderBook};
 use tradefloor_domain::quote::QuoteEvent;
 use tradefloor_persistence::{Filter, StoredEvent};
 use tradefloor_strategy::Tick;
+use tradefloor_strategy::spec::PrintSource;
 
 use crate::error::Error;
 use crate::hosting::entity::Persistent;
-use crate::trading::quotes::{PRINT_TAG, QUOTES_KIND, quote_codec};
+use crate::trading::quotes::{QUOTES_KIND, quote_codec};
 
-/// The filter of the log's price prints.
+/// The filter strategies read the log with: every event (a filter takes one tag, and prints
+/// are tagged `trade` on books and `quote` on feeds' streams); [`ticks_of`] keeps the prints
+/// of one symbol, testing the stream's name before it decodes anything.
 pub fn prints() -> Filter {
-    Filter::Tag(PRINT_TAG.to_owned())
+    Filter::All
 }
 
-/// The ticks of `symbol` in `stored`: its trades if it is the symbol's book's, its quotes if
-/// it is the symbol's quotes', nothing otherwise.
+/// The ticks of `symbol` from `source` in `stored`: its trades if it is the symbol's book's
+/// (for [`PrintSource::Trades`]), its quotes if it is the symbol's quotes' (for
+/// [`PrintSource::Quotes`]), nothing otherwise.
 ///
 /// # Errors
 ///
 /// [`Error::Persistence`] if the event does not decode.
-pub fn ticks_of(stored: &StoredEvent, symbol: &str) -> Result<Vec<Tick>, Error> {
+pub fn ticks_of(
+    stored: &StoredEvent,
+    symbol: &str,
+    source: PrintSource,
+) -> Result<Vec<Tick>, Error> {
     let Some((_, id)) = stored.stream.split_once('|') else {
         return Ok(Vec::new());
     };
@@ -33,7 +41,7 @@ pub fn ticks_of(stored: &StoredEvent, symbol: &str) -> Result<Vec<Tick>, Error> 
         actor: "strategies".to_owned(),
         reason: error.to_string(),
     };
-    if stored.kind == <OrderBook as Aggregate>::KIND {
+    if source == PrintSource::Trades && stored.kind == <OrderBook as Aggregate>::KIND {
         let event = <OrderBook as Persistent>::codec()
             .decode(stored)
             .map_err(undecodable)?;
@@ -46,7 +54,7 @@ pub fn ticks_of(stored: &StoredEvent, symbol: &str) -> Result<Vec<Tick>, Error> 
             _ => Vec::new(),
         });
     }
-    if stored.kind == QUOTES_KIND {
+    if source == PrintSource::Quotes && stored.kind == QUOTES_KIND {
         let QuoteEvent::Published { quotes } = quote_codec().decode(stored).map_err(undecodable)?;
         return Ok(quotes
             .iter()

@@ -1,0 +1,294 @@
+//! Live strategies against a real node fed by `tradefloor feed`: a strategy places orders
+//! through the placement path under its own account, survives a SIGKILL of the node (it
+//! resumes from its checkpoint and no order is placed twice), falls back to its cached
+//! prediction behind an open breaker when its learned predictor's model turns bad, and its
+//! kill switch stops it and cancels what rests. Bad specs and other accounts are refused.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tradefloor_tests::{Http, Node, NodeOptions, binary, deposit, eventually, list_market, place};
+
+const ADMIN_TOKEN: &str = "admin-secret-token-41d9c0b7e2";
+const FEED_TOKEN: &str = "feed-secret-token-8a2f61c3d9";
+const QUANT_TOKEN: &str = "quant-trader-token-5e07b9a1c4";
+const EVE_TOKEN: &str = "eve-trader-token-c3f18d62a0";
+/// Strategies take their time to replay thousands of ticks on a loaded CI machine.
+const STRATEGY_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn config() -> String {
+    format!(
+        "[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nrole = \"admin\"\n\n\
+         [[tokens]]\ntoken = \"{FEED_TOKEN}\"\nrole = \"feed\"\n\n\
+         [[tokens]]\ntoken = \"{QUANT_TOKEN}\"\nrole = \"trader\"\naccounts = [\"quant\"]\n\n\
+         [[tokens]]\ntoken = \"{EVE_TOKEN}\"\nrole = \"trader\"\naccounts = [\"eve\"]\n\n\
+         [trading]\nstrategy_checkpoint_bars = 20\n"
+    )
+}
+
+fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../strategy/tests/data")
+        .join(name)
+}
+
+fn spec(model: &Path) -> Value {
+    json!({
+        "id": "quant-1", "symbol": "BTC-USD", "source": "quotes", "account": "quant",
+        "timeframe_seconds": 1,
+        "features": {"moving_average": 5, "rsi": 5, "macd": [3, 6, 3], "bollinger": [5, 2], "atr": 5},
+        "predictors": [
+            {"name": "momentum", "kind": "momentum"},
+            {"name": "reversion", "kind": "mean_reversion"},
+            {"name": "learned", "kind": "logistic", "model": model.to_str().expect("utf-8")}
+        ],
+        "ensemble": {"threshold": 0.2},
+        "breaker": {"failures_max": 2, "open_bars": 5},
+        "risk": {"order_quantity": 1, "max_position": 3, "max_orders_per_minute": 30}
+    })
+}
+
+/// Runs `tradefloor feed` on `csv` into `node` to its end.
+async fn feed(node: &Node, csv: &Path) {
+    let output = tokio::process::Command::new(binary())
+        .args([
+            "feed", "--rate", "2000", "--batch", "200", "--symbol", "BTC-USD",
+        ])
+        .arg("--csv")
+        .arg(csv)
+        .args(["--node", &node.url, "--token", FEED_TOKEN])
+        .output()
+        .await
+        .expect("run tradefloor feed");
+    assert!(
+        output.status.success(),
+        "feed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn strategy(http: &Http) -> Value {
+    let (status, view) = http.get("/v1/strategies/quant-1").await;
+    assert_eq!(status, 200, "{view}");
+    view
+}
+
+/// Waits until the strategy has taken `ticks` ticks; its view then.
+async fn taken(http: &Http, ticks: u64) -> Value {
+    eventually("the strategy takes the ticks", STRATEGY_TIMEOUT, || async {
+        let view = strategy(http).await;
+        eprintln!(
+            "DEBUG ticks {} bars {} answered {} failed {} state {} journal-last {}",
+            view["ticks"],
+            view["bars"],
+            view["orders_answered"],
+            view["orders_failed"],
+            view["state"],
+            view["journal"]
+                .as_array()
+                .and_then(|j| j.last())
+                .cloned()
+                .unwrap_or_default()
+        );
+        (view["ticks"].as_u64() >= Some(ticks)).then_some(view)
+    })
+    .await
+}
+
+/// The order ids of the account's holds, one per hold placed.
+async fn holds(http: &Http) -> Vec<u64> {
+    let (status, history) = http.get("/v1/accounts/quant/history?limit=1000").await;
+    assert_eq!(status, 200, "{history}");
+    history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|event| {
+            let placed = event["event"].get("hold_placed")?;
+            placed["order_id"].as_u64()
+        })
+        .collect()
+}
+
+async fn refused_specs(admin: &Http, eve: &Http, model: &Path) {
+    let mut good = spec(model);
+    for (body, status, code) in [
+        (json!([1, 2]), 400, "invalid_json"),
+        (json!({"id": "x"}), 400, "invalid_json"),
+        (
+            {
+                good["timeframe_seconds"] = json!(0);
+                good.clone()
+            },
+            400,
+            "invalid_strategy",
+        ),
+        (
+            {
+                good["timeframe_seconds"] = json!(1);
+                good["market"] = json!("ETH-USD");
+                good.clone()
+            },
+            404,
+            "unknown_market",
+        ),
+    ] {
+        let (got, answer) = admin.post("/v1/strategies", &body).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    let (status, _) = eve.post("/v1/strategies", &spec(model)).await;
+    assert_eq!(
+        status, 403,
+        "a trader defines strategies for its own accounts only"
+    );
+    let (status, answer) = admin.get("/v1/strategies/nobody").await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (404, Some("strategy_not_found"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strategy_fed_by_a_feed_trades_survives_a_kill_falls_back_and_stops() {
+    let mut node = Node::start(NodeOptions::with_config(config())).await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    let quant = node.http(Some(QUANT_TOKEN));
+    let eve = node.http(Some(EVE_TOKEN));
+    list_market(&admin).await;
+    deposit(&admin, "quant", "USD", 10_000_000).await;
+    deposit(&admin, "mm", "BTC", 1_000).await;
+    // A market maker's ask under every price of the sample: the strategy's buys fill.
+    place(
+        &admin,
+        &tradefloor_tests::limit_order("mm", "sell", 49_000, 1_000),
+    )
+    .await;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let model = directory.path().join("model.json");
+    std::fs::copy(sample("model.json"), &model).expect("copy the model");
+
+    refused_specs(&admin, &eve, &model).await;
+    let (status, created) = quant.post("/v1/strategies", &spec(&model)).await;
+    assert_eq!(
+        (status, created["state"].as_str()),
+        (201, Some("running")),
+        "{created}"
+    );
+    let (status, again) = admin.post("/v1/strategies", &spec(&model)).await;
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (409, Some("strategy_exists"))
+    );
+    let (status, _) = eve.get("/v1/strategies/quant-1").await;
+    assert_eq!(status, 404, "another account's strategy is not shown");
+    let (_, listed) = eve.get("/v1/strategies").await;
+    assert_eq!(listed["strategies"], json!([]));
+
+    // The feed replays the sample; the strategy decides its bars and trades.
+    let ticks = tradefloor_strategy::Tick::parse_csv(
+        &std::fs::read_to_string(sample("ticks.csv")).expect("the sample"),
+    )
+    .expect("ticks");
+    feed(&node, &sample("ticks.csv")).await;
+    let view = taken(&quant, ticks.len() as u64).await;
+    assert!(view["bars"].as_u64() > Some(1_000), "{}", view["bars"]);
+    assert!(
+        view["orders_answered"].as_u64() > Some(0),
+        "{}",
+        view["journal"]
+    );
+    let position = view["position"].as_u64().expect("a position");
+    assert!(
+        (1..=3).contains(&position),
+        "bought against the ask, within max_position: {position}"
+    );
+    assert!(view["pnl"].is_i64(), "{}", view["pnl"]);
+    let before = holds(&quant).await;
+
+    // A SIGKILL: the strategy resumes from its checkpoint, deciding again the bars after it;
+    // no order is placed twice, and it goes on with the next ticks.
+    node.kill().await;
+    node.restart().await;
+    // A restarted node listens on a new port.
+    let quant = node.http(Some(QUANT_TOKEN));
+    let resumed = strategy(&quant).await;
+    assert_eq!(resumed["state"], "running", "{resumed}");
+    let after = holds(&quant).await;
+    assert_eq!(after, before, "the replayed bars placed nothing again");
+    let unique: BTreeSet<u64> = after.iter().copied().collect();
+    assert_eq!(unique.len(), after.len(), "one hold per order: {after:?}");
+
+    // The learned predictor's model turns bad (fitted on other features): its breaker opens and
+    // its cached prediction stands in.
+    let bad = json!({"features": ["spread"], "weights": [1.0], "bias": 0.0});
+    std::fs::write(&model, bad.to_string()).expect("write the bad model");
+    let later = directory.path().join("later.csv");
+    let last = ticks.last().expect("ticks");
+    let mut csv = String::from("at,price,quantity\n");
+    for index in 1..=120_i64 {
+        let price = last.price + u64::try_from(index % 7).expect("small") * 10;
+        csv.push_str(&format!("{},{price},1\n", last.at + index * 1_000_000));
+    }
+    std::fs::write(&later, csv).expect("write later ticks");
+    feed(&node, &later).await;
+    let view = eventually("the breaker opens", STRATEGY_TIMEOUT, || async {
+        let view = strategy(&quant).await;
+        let learned = view["breakers"]
+            .as_array()?
+            .iter()
+            .find(|breaker| breaker["predictor"] == "learned")?
+            .clone();
+        (learned["opened_total"].as_u64() > Some(0)).then_some(view)
+    })
+    .await;
+    let cached = view["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .any(|decision| {
+            decision["signal"]["fallback"] == true
+                && decision["predictions"][2]["source"] == "cached"
+                && decision["predictions"][2]["score"].is_f64()
+        });
+    assert!(
+        cached,
+        "a decision used the cached prediction: {}",
+        view["decisions"]
+    );
+
+    // The kill switch: stopped, and what rests is cancelled.
+    let (status, stopped) = quant
+        .post(
+            "/v1/strategies/quant-1/stop",
+            &json!({"reason": "kill switch"}),
+        )
+        .await;
+    assert_eq!(
+        (status, stopped["state"].as_str()),
+        (200, Some("stopped")),
+        "{stopped}"
+    );
+    assert_eq!(stopped["stopped"][0], "kill switch");
+    eventually("its orders are cancelled", STRATEGY_TIMEOUT, || async {
+        let (_, account) = quant.get("/v1/accounts/quant").await;
+        account["open_orders"].as_array()?.is_empty().then_some(())
+    })
+    .await;
+    // It stays stopped across a restart, and starts again when asked.
+    node.stop().await;
+    node.restart().await;
+    let quant = node.http(Some(QUANT_TOKEN));
+    assert_eq!(strategy(&quant).await["state"], "stopped");
+    let (status, started) = quant.post("/v1/strategies/quant-1/start", &json!({})).await;
+    assert_eq!(
+        (status, started["state"].as_str()),
+        (200, Some("running")),
+        "{started}"
+    );
+}
