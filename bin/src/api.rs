@@ -779,10 +779,11 @@ pub struct QuoteRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<i64>,
     /// Its price, in quote units per base unit, like an order's.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 9223372036854775807_u64)]
     pub price: u64,
     /// Its size, in base units like an order's quantity (default 0: a quote with no size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 9223372036854775807_u64)]
     pub quantity: Option<u64>,
 }
 

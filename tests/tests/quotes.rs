@@ -64,6 +64,14 @@ async fn quotes_come_from_feeds_and_admins_only_and_bad_batches_are_refused() {
         (json!({"quotes": []}), "invalid_quotes"),
         (json!({"quotes": many}), "invalid_quotes"),
         (json!({"quotes": [{"price": 0}]}), "invalid_quotes"),
+        (
+            json!({"quotes": [{"price": 1_u64 << 63}]}),
+            "invalid_quotes",
+        ),
+        (
+            json!({"quotes": [{"price": 5, "quantity": u64::MAX}]}),
+            "invalid_quotes",
+        ),
         (json!({"quotes": [{"price": -1}]}), "invalid_json"),
         (json!({"quotes": [{"price": 1.5}]}), "invalid_json"),
         (

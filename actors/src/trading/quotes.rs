@@ -2,7 +2,7 @@
 //! symbol's stream `quotes|SYMBOL` like any other event (strategies read them from the log).
 
 use tradefloor_domain::quote::{QUOTES_PER_BATCH_MAX, Quote, QuoteEvent};
-use tradefloor_domain::{Message, Symbol};
+use tradefloor_domain::{Amount, Message, Symbol};
 use tradefloor_persistence::{AppendRequest, EventCodec};
 
 use super::Exchange;
@@ -44,9 +44,12 @@ impl Exchange {
                 reason: format!("a batch holds 1 to {QUOTES_PER_BATCH_MAX} quotes"),
             }));
         }
-        if quotes.iter().any(|quote| quote.price.is_zero()) {
+        let max = Amount::BALANCE_MAX.get();
+        if quotes.iter().any(|quote| {
+            quote.price.is_zero() || quote.price.get() > max || quote.quantity.get() > max
+        }) {
             return Err(Error::Rejected(tradefloor_domain::Error::InvalidQuotes {
-                reason: "a quote's price is positive".to_owned(),
+                reason: format!("a quote's price is in 1..={max}, its quantity in 0..={max}"),
             }));
         }
         let storage = |error: tradefloor_persistence::Error| Error::Persistence {
