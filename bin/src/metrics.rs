@@ -18,6 +18,35 @@ use tradefloor_cluster::runtime::ClusterNode;
 
 use crate::error::Error;
 
+/// Each running strategy: bars and ticks taken, orders answered and refused, whether its
+/// last signal leaned on a cached prediction, and each predictor's breaker.
+async fn sample_strategies(exchange: &Exchange) {
+    let strategies = exchange.running_strategies().await;
+    metrics::gauge!("tradefloor_strategies_running").set(strategies.len() as f64);
+    for status in strategies {
+        let id = status.id.clone();
+        metrics::gauge!("tradefloor_strategy_bars", "strategy" => id.clone())
+            .set(status.bars as f64);
+        metrics::gauge!("tradefloor_strategy_ticks", "strategy" => id.clone())
+            .set(status.ticks as f64);
+        metrics::gauge!("tradefloor_strategy_orders_answered", "strategy" => id.clone())
+            .set(status.orders_answered as f64);
+        metrics::gauge!("tradefloor_strategy_orders_failed", "strategy" => id.clone())
+            .set(status.orders_failed as f64);
+        metrics::gauge!("tradefloor_strategy_fallback", "strategy" => id.clone())
+            .set(f64::from(u8::from(status.fallback)));
+        for breaker in status.breakers {
+            let open = !matches!(breaker.state, tradefloor_strategy::BreakerState::Closed);
+            metrics::gauge!("tradefloor_strategy_breaker_open",
+                "strategy" => id.clone(), "predictor" => breaker.predictor.clone())
+            .set(f64::from(u8::from(open)));
+            metrics::gauge!("tradefloor_strategy_predictor_failures",
+                "strategy" => id.clone(), "predictor" => breaker.predictor)
+            .set(breaker.failures_total as f64);
+        }
+    }
+}
+
 /// The live streams: what is followed, and how far the hub has published the log.
 fn sample_streams(exchange: &Exchange) {
     let stats = exchange.streams().stats();
@@ -71,6 +100,7 @@ pub async fn sample(
         sample_risk_group(&exchange).await;
         metrics::gauge!("tradefloor_placements_waiting").set(exchange.placements_waiting() as f64);
         sample_streams(&exchange);
+        sample_strategies(&exchange).await;
         match exchange.consumer_lags(LAG_PROBE_EVENTS_MAX).await {
             Ok(lags) => {
                 for (consumer, lag) in lags {

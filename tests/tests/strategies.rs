@@ -69,6 +69,10 @@ async fn feed(node: &Node, csv: &Path) {
     );
 }
 
+fn admin_of(node: &Node) -> Http {
+    node.http(Some(ADMIN_TOKEN))
+}
+
 async fn strategy(http: &Http) -> Value {
     let (status, view) = http.get("/v1/strategies/quant-1").await;
     assert_eq!(status, 200, "{view}");

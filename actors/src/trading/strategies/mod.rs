@@ -136,6 +136,22 @@ impl Exchange {
         self.strategies.shutdown().await;
     }
 
+    /// What the strategies running on this node say now (for metrics: no journal read).
+    pub async fn running_strategies(&self) -> Vec<StrategyStatus> {
+        self.strategies
+            .running
+            .lock()
+            .await
+            .values()
+            .map(|run| {
+                run.status
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+            })
+            .collect()
+    }
+
     /// The ids of every strategy defined (from the journal's index of them).
     async fn strategy_ids(&self) -> Result<Vec<String>, Error> {
         let mut ids = Vec::new();
