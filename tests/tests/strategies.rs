@@ -265,6 +265,30 @@ async fn a_strategy_fed_by_a_feed_trades_survives_a_kill_falls_back_and_stops() 
         "a decision used the cached prediction: {}",
         view["decisions"]
     );
+    let (_, tree) = admin_of(&node).get("/v1/actors").await;
+    assert!(
+        tree.to_string().contains("/trading/strategies/quant-1"),
+        "the strategy is in the actor tree: {tree}"
+    );
+    let metrics = eventually("the strategy's metrics", STRATEGY_TIMEOUT, || async {
+        let text = reqwest::get(format!("{}/metrics", node.url))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let open = text.lines().any(|line| {
+            line.starts_with("tradefloor_strategy_breaker_open{")
+                && line.contains("\"learned\"")
+                && line.ends_with(" 1")
+        });
+        open.then_some(text)
+    })
+    .await;
+    assert!(
+        metrics.contains("tradefloor_strategy_bars{strategy=\"quant-1\"}"),
+        "{metrics}"
+    );
 
     // The kill switch: stopped, and what rests is cancelled.
     let (status, stopped) = quant
