@@ -50,15 +50,21 @@ fn spec(model: &Path) -> Value {
     })
 }
 
-/// Runs `tradefloor feed` on `csv` into `node` to its end.
-async fn feed(node: &Node, csv: &Path) {
-    let output = tokio::process::Command::new(binary())
-        .args([
-            "feed", "--rate", "2000", "--batch", "200", "--symbol", "BTC-USD",
-        ])
+/// `tradefloor feed` of `csv` into `node` at `rate` ticks/s.
+fn feed_command(node: &Node, csv: &Path, rate: u32) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary());
+    command
+        .args(["feed", "--batch", "100", "--symbol", "BTC-USD"])
+        .args(["--rate", &rate.to_string()])
         .arg("--csv")
         .arg(csv)
-        .args(["--node", &node.url, "--token", FEED_TOKEN])
+        .args(["--node", &node.url, "--token", FEED_TOKEN]);
+    command
+}
+
+/// Runs `tradefloor feed` on `csv` into `node` to its end.
+async fn feed(node: &Node, csv: &Path) {
+    let output = feed_command(node, csv, 2_000)
         .output()
         .await
         .expect("run tradefloor feed");
@@ -199,8 +205,26 @@ async fn a_strategy_fed_by_a_feed_trades_survives_a_kill_falls_back_and_stops() 
         &std::fs::read_to_string(sample("ticks.csv")).expect("the sample"),
     )
     .expect("ticks");
+    // The feed replays the sample; the node is killed (SIGKILL) while the strategy takes it.
+    let mut feeding = feed_command(&node, &sample("ticks.csv"), 500)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start tradefloor feed");
+    taken(&quant, 1_000).await;
+    node.kill().await;
+    // The feed fails with the node (or had finished): what it sent is in the journal.
+    let _ = feeding.wait().await;
+    node.restart().await;
+    // A restarted node listens on a new port.
+    let quant = node.http(Some(QUANT_TOKEN));
+    let resumed = strategy(&quant).await;
+    assert_eq!(resumed["state"], "running", "{resumed}");
+    // It resumed from its checkpoint (at most 20 bars back) and decides the bars after it again;
+    // the feed then goes again from the start: ticks it had taken fold into the open bar, the
+    // rest close bars as before.
+    let from = resumed["ticks"].as_u64().expect("ticks");
     feed(&node, &sample("ticks.csv")).await;
-    let view = taken(&quant, ticks.len() as u64).await;
+    let view = taken(&quant, from + ticks.len() as u64).await;
     assert!(view["bars"].as_u64() > Some(1_000), "{}", view["bars"]);
     assert!(
         view["orders_answered"].as_u64() > Some(0),
@@ -213,20 +237,11 @@ async fn a_strategy_fed_by_a_feed_trades_survives_a_kill_falls_back_and_stops() 
         "bought against the ask, within max_position: {position}"
     );
     assert!(view["pnl"].is_i64(), "{}", view["pnl"]);
-    let before = holds(&quant).await;
-
-    // A SIGKILL: the strategy resumes from its checkpoint, deciding again the bars after it;
-    // no order is placed twice, and it goes on with the next ticks.
-    node.kill().await;
-    node.restart().await;
-    // A restarted node listens on a new port.
-    let quant = node.http(Some(QUANT_TOKEN));
-    let resumed = strategy(&quant).await;
-    assert_eq!(resumed["state"], "running", "{resumed}");
-    let after = holds(&quant).await;
-    assert_eq!(after, before, "the replayed bars placed nothing again");
-    let unique: BTreeSet<u64> = after.iter().copied().collect();
-    assert_eq!(unique.len(), after.len(), "one hold per order: {after:?}");
+    // No order twice: one hold per order, each order a bar's (its client id the bar's start).
+    let placed = holds(&quant).await;
+    let unique: BTreeSet<u64> = placed.iter().copied().collect();
+    assert_eq!(unique.len(), placed.len(), "one hold per order: {placed:?}");
+    assert!(!placed.is_empty());
 
     // The learned predictor's model turns bad (fitted on other features): its breaker opens and
     // its cached prediction stands in.
@@ -290,7 +305,16 @@ async fn a_strategy_fed_by_a_feed_trades_survives_a_kill_falls_back_and_stops() 
         "{metrics}"
     );
 
-    // The kill switch: stopped, and what rests is cancelled.
+    // The kill switch: stopped, and what rests is cancelled (a bad body changes nothing).
+    for bad in [json!([1]), json!({"why": "x"}), json!({"reason": 5})] {
+        let (status, answer) = quant.post("/v1/strategies/quant-1/stop", &bad).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some("invalid_json")),
+            "{bad}"
+        );
+    }
+    assert_eq!(strategy(&quant).await["state"], "running");
     let (status, stopped) = quant
         .post(
             "/v1/strategies/quant-1/stop",

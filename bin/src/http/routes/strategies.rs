@@ -22,6 +22,25 @@ pub struct StopRequest {
     pub reason: Option<String>,
 }
 
+/// The stop's reason from its optional body: nothing, or an object `{"reason"?}` (anything
+/// else is refused rather than ignored).
+fn stop_reason(body: &[u8]) -> Result<String, ApiError> {
+    let default = || "stopped by a user".to_owned();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(default());
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| ApiError::invalid_json(error.to_string()))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid_json(
+            "the body is an object {\"reason\"?}",
+        ));
+    }
+    let request: StopRequest =
+        serde_json::from_value(value).map_err(|error| ApiError::invalid_json(error.to_string()))?;
+    Ok(request.reason.unwrap_or_else(default))
+}
+
 /// The spec, from an object only (the spec's JSON as `tradefloor backtest` reads it).
 fn spec_of(body: serde_json::Value) -> Result<StrategySpec, ApiError> {
     if !body.is_object() {
@@ -137,11 +156,9 @@ pub async fn stop(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<String>,
-    body: Option<web::Json<StopRequest>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let reason = body
-        .and_then(|body| body.into_inner().reason)
-        .unwrap_or_else(|| "stopped by a user".to_owned());
+    let reason = stop_reason(&body)?;
     if reason.len() > REASON_LEN_MAX || reason.chars().any(char::is_control) {
         return Err(ApiError::invalid_json(format!(
             "a reason is at most {REASON_LEN_MAX} bytes of printable text"
