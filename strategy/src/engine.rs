@@ -120,8 +120,15 @@ pub struct StrategyState {
     cached: Vec<Option<Prediction>>,
     /// Starts of the bars an order was decided on, within the last minute.
     recent_orders: VecDeque<i64>,
-    /// The latest decisions, newest last.
+    /// The latest decisions, newest last: for users to read, not part of a checkpoint (a
+    /// live strategy checkpoints often; decisions with their features would make each
+    /// checkpoint several times larger, and a resumed strategy decides the same without them).
+    #[serde(skip)]
     pub decisions: VecDeque<Decision>,
+    /// The last decided bar's close.
+    pub last_close: Option<u64>,
+    /// The last signal.
+    pub last_signal: Option<Signal>,
     /// Ticks taken.
     pub ticks: u64,
     /// The last tick taken.
@@ -164,6 +171,8 @@ impl Strategy {
             cached: vec![None; spec.predictors.len()],
             recent_orders: VecDeque::new(),
             decisions: VecDeque::new(),
+            last_close: None,
+            last_signal: None,
             ticks: 0,
             last_tick: None,
         };
@@ -260,6 +269,8 @@ impl Strategy {
             order,
             refused,
         };
+        self.state.last_close = Some(bar.close);
+        self.state.last_signal = Some(signal);
         if self.state.decisions.len() == RECENT_DECISIONS_MAX {
             self.state.decisions.pop_front();
         }

@@ -85,8 +85,8 @@ impl StrategyStatus {
             status.ticks = state.ticks;
             status.bars = state.bars_decided;
             status.decisions = state.decisions.iter().cloned().collect();
-            status.last_close = status.decisions.last().map(|decision| decision.bar.close);
-            status.signal = status.decisions.last().map(|decision| decision.signal);
+            status.last_close = state.last_close;
+            status.signal = state.last_signal;
         }
         status
     }
