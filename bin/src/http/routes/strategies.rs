@@ -75,6 +75,16 @@ fn visible(principal: &Principal, view: &StrategyView) -> Result<(), ApiError> {
     })
 }
 
+/// Strategy `id` if the caller may see it (404 otherwise, as if it did not exist).
+async fn seen(state: &AppState, principal: &Principal, id: &str) -> Result<StrategyView, ApiError> {
+    let id = id.to_owned();
+    let view = state
+        .call(move |exchange| async move { Ok(exchange.strategy(&id).await?) })
+        .await?;
+    visible(principal, &view)?;
+    Ok(view)
+}
+
 /// Define a strategy for an account (admin, or a trader on that account); it starts at once.
 #[utoipa::path(post, path = "/v1/strategies", tag = "strategies",
     request_body(content = Object, description = "The strategy's spec (docs/strategies.md)"),
@@ -118,12 +128,7 @@ pub async fn strategy(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
-    let view = state
-        .call(move |exchange| async move { Ok(exchange.strategy(&id).await?) })
-        .await?;
-    visible(&principal, &view)?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(seen(&state, &principal, &id).await?))
 }
 
 /// Start a stopped strategy (it reads the log from now on, from its last checkpoint's state).
@@ -136,11 +141,7 @@ pub async fn start(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let lookup = id.clone();
-    let view = state
-        .call(move |exchange| async move { Ok(exchange.strategy(&lookup).await?) })
-        .await?;
-    visible(&principal, &view)?;
+    seen(&state, &principal, &id).await?;
     let view = state
         .call(move |exchange| async move { Ok(exchange.start_strategy(&id).await?) })
         .await?;
@@ -165,11 +166,7 @@ pub async fn stop(
         )));
     }
     let id = id.into_inner();
-    let lookup = id.clone();
-    let view = state
-        .call(move |exchange| async move { Ok(exchange.strategy(&lookup).await?) })
-        .await?;
-    visible(&principal, &view)?;
+    seen(&state, &principal, &id).await?;
     let view = state
         .call(move |exchange| async move { Ok(exchange.stop_strategy(&id, &reason).await?) })
         .await?;
