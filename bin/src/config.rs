@@ -405,6 +405,9 @@ pub struct TradingLimits {
     pub placement_wait_ms: u64,
     /// Idle entities are passivated after this many seconds.
     pub passivate_after_seconds: u64,
+    /// An account or a book saves a snapshot after this many events since its last one, so
+    /// recovery reads at most that many (0: never; recovery replays the whole stream).
+    pub snapshot_every_events: u64,
     /// Most events a read model applies in one transaction.
     pub projection_batch_events_max: usize,
     /// How long a caught-up read model waits before reading the log again, in milliseconds.
@@ -438,6 +441,7 @@ impl Default for TradingLimits {
             ask_deadline_ms: millis(defaults.ask_deadline),
             placement_wait_ms: millis(defaults.placement_wait),
             passivate_after_seconds: defaults.entities.passivate_after.as_secs(),
+            snapshot_every_events: defaults.entities.snapshot_every_events,
             projection_batch_events_max: defaults.projections.batch_events_max,
             projection_poll_interval_ms: millis(defaults.projections.poll_interval),
             log_batch_interval_min_ms: millis(defaults.projections.batch_interval_min),
@@ -463,6 +467,7 @@ impl TradingLimits {
         config.entities.entity_mailbox_capacity = self.entity_mailbox_capacity;
         config.entities.shard_mailbox_capacity = self.shard_mailbox_capacity;
         config.entities.passivate_after = Duration::from_secs(self.passivate_after_seconds);
+        config.entities.snapshot_every_events = self.snapshot_every_events;
         config.ask_deadline = Duration::from_millis(self.ask_deadline_ms);
         config.placement_wait = Duration::from_millis(self.placement_wait_ms);
         config.projections.batch_events_max = self.projection_batch_events_max;
