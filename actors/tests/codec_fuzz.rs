@@ -1,7 +1,8 @@
 //! The event codec fuzzed: a stored event whose payload is random, or a real event's bytes
 //! flipped, cut or extended, under every event name of the accounts, the books and the sagas,
 //! decodes to an event or to an error naming its stream and sequence; never a panic, never
-//! an allocation the payload does not justify (a garbage length prefix is an error).
+//! an allocation the payload does not justify (a garbage length prefix is an error). Stored
+//! at either schema version: the account's version-1 events go through its upcasters.
 
 use proptest::prelude::*;
 use tradefloor_actors::Persistent;
@@ -11,14 +12,14 @@ use tradefloor_domain::saga::{OrderSaga, SagaEvent};
 use tradefloor_domain::{Amount, Asset, CommandId, Message, Timestamp};
 use tradefloor_persistence::{Error, StoredEvent};
 
-fn stored(name: &str, payload: Vec<u8>) -> StoredEvent {
+fn stored(name: &str, schema_version: u16, payload: Vec<u8>) -> StoredEvent {
     StoredEvent {
         global_offset: 7,
         stream: "fuzzed|stream".to_owned(),
         kind: "fuzzed".to_owned(),
         sequence: 42,
         name: name.to_owned(),
-        schema_version: 1,
+        schema_version,
         payload,
         tags: Vec::new(),
         recorded_at: 0,
@@ -47,12 +48,14 @@ fn deposited() -> Vec<u8> {
 /// Decodes `payload` as `name` with each aggregate's codec that knows the name; an error
 /// must name the stream and sequence.
 fn decode_everywhere(name: &str, payload: &[u8]) {
-    let event = stored(name, payload.to_vec());
-    let outcomes = [
-        <Account as Persistent>::codec().decode(&event).map(drop),
-        <OrderBook as Persistent>::codec().decode(&event).map(drop),
-        <OrderSaga as Persistent>::codec().decode(&event).map(drop),
-    ];
+    let outcomes = [1, 2].into_iter().flat_map(|version| {
+        let event = stored(name, version, payload.to_vec());
+        [
+            <Account as Persistent>::codec().decode(&event).map(drop),
+            <OrderBook as Persistent>::codec().decode(&event).map(drop),
+            <OrderSaga as Persistent>::codec().decode(&event).map(drop),
+        ]
+    });
     for outcome in outcomes {
         match outcome {
             Ok(()) => {}

@@ -677,7 +677,7 @@ pub struct Health {
 }
 
 /// `PUT /v1/accounts/{id}/limits`: the account's new risk limits (each omitted one is reset to
-/// its default: 1 000 open orders, no notional cap, no position cap).
+/// its default: 1 000 open orders, no notional cap, no position cap, no order rate cap).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
@@ -692,6 +692,11 @@ pub struct LimitsRequest {
     /// Largest position per asset (the total plus every open buy of it, if all filled).
     #[serde(default)]
     pub max_position: BTreeMap<String, u64>,
+    /// Most orders a second (> 0): a bucket of this many orders, refilled at this many a
+    /// second, so bursts up to it pass. Unlimited if omitted.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub max_orders_per_second: Option<u32>,
     /// Idempotency key: repeating it repeats the first reply.
     #[serde(default)]
     #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
@@ -709,6 +714,8 @@ pub struct Limits {
     pub max_order_notional: u64,
     /// Largest position per asset; assets not listed are unlimited.
     pub max_position: BTreeMap<String, u64>,
+    /// Most orders a second (bursts up to it); `null`: unlimited.
+    pub max_orders_per_second: Option<u32>,
 }
 
 /// What an account traded on one market.

@@ -8,8 +8,6 @@
 //! changes meaning. [`EventCodec::decode`] therefore checks that the decoded value's name is
 //! the stored name, and refuses names it does not know, naming the stream and sequence.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -103,16 +101,39 @@ pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     Ok(value)
 }
 
-/// Turns the bytes of an older schema version into the current type.
-pub type Upcaster<T> = Box<dyn Fn(&[u8]) -> Result<T, String> + Send + Sync>;
+/// How to read one event name stored at an older schema version: a plain function, so a
+/// type's upcasters are a `static` table and building a codec allocates nothing.
+pub struct Upcaster<T: 'static> {
+    /// The stored name.
+    pub name: &'static str,
+    /// The stored schema version, older than the codec's.
+    pub version: u16,
+    /// Reads the stored bytes as the current type.
+    pub read: fn(&[u8]) -> Result<T, String>,
+}
+
+/// Decodes the fields of the enum variant at `index`, stored by [`encode`] as part of an
+/// enum, as the struct `V` with the same fields in the same order: bincode stores a variant
+/// as its index, then its fields as it stores a struct's. For upcasters of one variant whose
+/// shape changed, so the whole older enum need not be kept.
+pub fn decode_variant<V: DeserializeOwned>(bytes: &[u8], index: u32) -> Result<V, String> {
+    let (stored, read) = bincode::serde::decode_from_slice::<u32, _>(bytes, config())
+        .map_err(|error| error.to_string())?;
+    if stored != index {
+        return Err(format!(
+            "variant {stored} stored where {index} was expected"
+        ));
+    }
+    decode(&bytes[read..])
+}
 
 /// Encodes and decodes the events of one type `T`, which has a current schema version, a set
 /// of known event names, and upcasters for older versions.
-pub struct EventCodec<T> {
+pub struct EventCodec<T: 'static> {
     schema_version: u16,
     name_of: fn(&T) -> &'static str,
     known_names: &'static [&'static str],
-    upcasters: HashMap<(String, u16), Upcaster<T>>,
+    upcasters: &'static [Upcaster<T>],
 }
 
 impl<T: Serialize + DeserializeOwned> EventCodec<T> {
@@ -127,23 +148,19 @@ impl<T: Serialize + DeserializeOwned> EventCodec<T> {
             schema_version,
             name_of,
             known_names,
-            upcasters: HashMap::new(),
+            upcasters: &[],
         }
     }
 
-    /// Registers how to read event `name` stored at an older `version`.
-    pub fn with_upcaster(
-        mut self,
-        name: &str,
-        version: u16,
-        upcaster: impl Fn(&[u8]) -> Result<T, String> + Send + Sync + 'static,
-    ) -> Self {
+    /// Registers how to read events stored at older versions.
+    pub fn with_upcasters(mut self, upcasters: &'static [Upcaster<T>]) -> Self {
         assert!(
-            version < self.schema_version,
+            upcasters
+                .iter()
+                .all(|upcaster| upcaster.version < self.schema_version),
             "upcasters read older versions only"
         );
-        self.upcasters
-            .insert((name.to_owned(), version), Box::new(upcaster));
+        self.upcasters = upcasters;
         self
     }
 
@@ -183,9 +200,14 @@ impl<T: Serialize + DeserializeOwned> EventCodec<T> {
         let decoded = if stored.schema_version == self.schema_version {
             decode::<T>(&stored.payload)
         } else {
-            let key = (stored.name.clone(), stored.schema_version);
-            let upcaster = self.upcasters.get(&key).ok_or_else(unknown)?;
-            upcaster(&stored.payload)
+            let upcaster = self
+                .upcasters
+                .iter()
+                .find(|upcaster| {
+                    upcaster.name == stored.name && upcaster.version == stored.schema_version
+                })
+                .ok_or_else(unknown)?;
+            (upcaster.read)(&stored.payload)
         };
         let event = decoded.map_err(|reason| self.decode_error(stored, reason))?;
         let name = (self.name_of)(&event);
@@ -240,6 +262,31 @@ mod tests {
             let _ = decode_frame::<(String, Vec<u8>, u64)>(garbage);
         }
         assert!(decode_frame::<u8>(&[1, 2]).is_err(), "trailing bytes");
+    }
+
+    #[test]
+    fn a_variant_decodes_as_the_struct_of_its_fields() {
+        #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+        enum Stored {
+            First(u8),
+            Second { amount: u64, label: String },
+        }
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct SecondFields {
+            amount: u64,
+            label: String,
+        }
+        let bytes = encode(&Stored::Second {
+            amount: 7,
+            label: "seven".to_owned(),
+        })
+        .unwrap();
+        let fields: SecondFields = decode_variant(&bytes, 1).unwrap();
+        assert_eq!(fields.amount, 7);
+        assert_eq!(fields.label, "seven");
+        let error = decode_variant::<SecondFields>(&bytes, 0).unwrap_err();
+        assert!(error.contains("variant 1"), "{error}");
+        assert!(decode_variant::<SecondFields>(&encode(&Stored::First(3)).unwrap(), 1).is_err());
     }
 
     #[test]

@@ -73,7 +73,7 @@ mod thread_priority;
 
 pub use backend::Advance;
 pub use claim::{ClaimMode, JournalClaim};
-pub use codec::EventCodec;
+pub use codec::{EventCodec, Upcaster};
 pub use config::JournalConfig;
 pub use database::{Database, Transaction};
 pub use error::Error;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
-use tradefloor_persistence::codec::{self, EventCodec};
+use tradefloor_persistence::codec::{self, EventCodec, Upcaster};
 use tradefloor_persistence::{
     Advance, AppendRequest, Database, Error, Fence, Filter, Journal, JournalConfig, NewEvent,
     OffsetStore, Snapshot, SnapshotStore, SqlValue, Transaction,
@@ -968,18 +968,22 @@ fn name_v2(event: &EventV2) -> &'static str {
     }
 }
 
+fn deposited_v1(bytes: &[u8]) -> Result<EventV2, String> {
+    let EventV1::Deposited { amount } = codec::decode::<EventV1>(bytes)?;
+    Ok(EventV2::Deposited {
+        amount: u64::from(amount),
+        asset: "USD".to_owned(),
+    })
+}
+
+static UPCASTERS_V2: [Upcaster<EventV2>; 1] = [Upcaster {
+    name: "deposited",
+    version: 1,
+    read: deposited_v1,
+}];
+
 fn codec_v2() -> EventCodec<EventV2> {
-    EventCodec::new(2, name_v2, &["deposited", "withdrawn"]).with_upcaster(
-        "deposited",
-        1,
-        |bytes| {
-            let EventV1::Deposited { amount } = codec::decode::<EventV1>(bytes)?;
-            Ok(EventV2::Deposited {
-                amount: u64::from(amount),
-                asset: "USD".to_owned(),
-            })
-        },
-    )
+    EventCodec::new(2, name_v2, &["deposited", "withdrawn"]).with_upcasters(&UPCASTERS_V2)
 }
 
 async fn upcasting_and_bad_payloads(harness: &Harness) {

@@ -1,6 +1,6 @@
 //! Risk that users set and read against a real node: an admin sets an account's limits and
-//! the account's next orders are held to them; positions and the risk monitor's flags are
-//! served, and a flag reaches the account's stream.
+//! the account's next orders are held to them (an order rate too, across a restart);
+//! positions and the risk monitor's flags are served, and a flag reaches the account's stream.
 
 use serde_json::{Value, json};
 use tradefloor_tests::{
@@ -51,6 +51,7 @@ async fn limits_set_by_an_admin_hold_the_next_orders_and_positions_and_flags_are
     // Bad input changes nothing.
     for (bad, code) in [
         (json!({"max_order_notional": 0}), "zero_value"),
+        (json!({"max_orders_per_second": 0}), "zero_value"),
         (json!({"max_open_orders": -1}), "invalid_json"),
         (json!({"max_position": {"usd!": 5}}), "invalid_id"),
         (json!({"maximum": 5}), "invalid_json"),
@@ -148,6 +149,61 @@ async fn limits_set_by_an_admin_hold_the_next_orders_and_positions_and_flags_are
     )
     .await;
     assert!(dave.contains("\"asset\":\"BTC\""), "{dave}");
+    assert_eq!(node.stop().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_rate_limit_refuses_a_burst_beyond_it_and_survives_a_restart() {
+    let mut node = Node::start(NodeOptions::with_config(config())).await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    list_market(&admin).await;
+    deposit(&admin, "alice", "USD", 100_000).await;
+    let body = json!({"max_orders_per_second": 1, "command_id": "rate-1"});
+    let (status, set) = put_limits(&admin, "alice", body).await;
+    assert_eq!(
+        (status, set["max_orders_per_second"].as_u64()),
+        (200, Some(1)),
+        "{set}"
+    );
+
+    // A burst of five at once: the bucket holds one order, refilled once a second, so all
+    // but about one are refused (all five pass only if they took over four seconds).
+    let burst = |http: Http| async move {
+        let orders = (0..5).map(|price| {
+            let http = http.clone();
+            async move {
+                http.post("/v1/orders", &limit_order("alice", "buy", 10 + price, 1))
+                    .await
+            }
+        });
+        futures_util::future::join_all(orders).await
+    };
+    let answers = burst(admin.clone()).await;
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 422)
+        .map(|(_, body)| body)
+        .collect();
+    let placed = answers.iter().filter(|(status, _)| *status == 201).count();
+    assert_eq!(placed + refused.len(), 5, "{answers:?}");
+    assert!(placed >= 1 && !refused.is_empty(), "{answers:?}");
+    for body in &refused {
+        assert_eq!(body["error"]["code"], "risk_limit", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("max_orders_per_second"), "{body}");
+    }
+
+    // After a restart the limit is still in force (recovered from the journal).
+    assert_eq!(node.stop().await, Some(0));
+    node.restart().await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    let (_, limits) = admin.get("/v1/accounts/alice/limits").await;
+    assert_eq!(limits["max_orders_per_second"], 1, "{limits}");
+    let answers = burst(admin.clone()).await;
+    assert!(
+        answers.iter().any(|(status, _)| *status == 422),
+        "{answers:?}"
+    );
     assert_eq!(node.stop().await, Some(0));
 }
 

@@ -33,12 +33,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tradefloor_domain::account::{Account, AccountCommand, AccountEvent};
+use tracing::info;
+use tradefloor_domain::account::v1::RiskLimitsSetV1;
+use tradefloor_domain::account::{self, Account, AccountCommand, AccountEvent};
 use tradefloor_domain::book::{BookEvent, OrderBook};
 use tradefloor_domain::saga::{OrderSaga, SagaEvent, SagaInput};
 use tradefloor_domain::{Aggregate, Error as DomainError, Message, OrderId, Priority};
 use tradefloor_persistence::{
-    Error as JournalError, EventCodec, Filter, Journal, NewEvent, SnapshotStore, StoredEvent, codec,
+    Error as JournalError, EventCodec, Filter, Journal, NewEvent, SnapshotStore, StoredEvent,
+    Upcaster, codec,
 };
 
 use crate::error::Error;
@@ -67,6 +70,11 @@ pub trait Persistent:
     fn effective_at(_event: &Self::Event) -> Option<i64> {
         None
     }
+
+    /// Version of the state's serialized shape in snapshots: bump it when that shape changes.
+    /// A snapshot of another version is not read: the stream is replayed whole (the journal
+    /// is the truth) and the next snapshot saved has the current shape.
+    const SNAPSHOT_VERSION: u16 = 1;
 
     /// The event codec: current schema version, names, and upcasters of older versions.
     fn codec() -> EventCodec<Self::Event> {
@@ -128,7 +136,47 @@ pub trait Persistent:
     }
 }
 
+/// Version 1 of the account's events: only `account.risk_limits_set` changed shape (its
+/// limits gained `max_orders_per_second`); the others read as they are.
+static ACCOUNT_UPCASTERS_V1: [Upcaster<AccountEvent>; 6] = [
+    unchanged_v1("account.deposited"),
+    unchanged_v1("account.withdrawn"),
+    unchanged_v1("account.hold_placed"),
+    unchanged_v1("account.trade_settled"),
+    unchanged_v1("account.hold_released"),
+    Upcaster {
+        name: "account.risk_limits_set",
+        version: 1,
+        read: risk_limits_set_v1,
+    },
+];
+
+const fn unchanged_v1(name: &'static str) -> Upcaster<AccountEvent> {
+    Upcaster {
+        name,
+        version: 1,
+        read: codec::decode::<AccountEvent>,
+    }
+}
+
+fn risk_limits_set_v1(bytes: &[u8]) -> Result<AccountEvent, String> {
+    codec::decode_variant::<RiskLimitsSetV1>(bytes, account::v1::RISK_LIMITS_SET_INDEX)
+        .map(RiskLimitsSetV1::upcast)
+}
+
 impl Persistent for Account {
+    /// 2: the state counts its order rate, and its limits have one.
+    const SNAPSHOT_VERSION: u16 = 2;
+
+    fn codec() -> EventCodec<AccountEvent> {
+        EventCodec::new(
+            AccountEvent::SCHEMA_VERSION,
+            AccountEvent::name,
+            AccountEvent::NAMES,
+        )
+        .with_upcasters(&ACCOUNT_UPCASTERS_V1)
+    }
+
     /// Deposits, withdrawals and limits: what clients retry. Holds and settlements stay
     /// recognisable through the holds themselves (see the account's `is_repeat`).
     fn command_tag(entity_id: &str, command: &AccountCommand) -> Option<String> {
@@ -541,6 +589,8 @@ pub(crate) struct Recovered<A: Aggregate> {
     pub(crate) state: A,
     pub(crate) sequence: u64,
     pub(crate) unwritten: Vec<A::Event>,
+    /// Events replayed on top of the snapshot: the next snapshot is due that much sooner.
+    pub(crate) replayed: u64,
 }
 
 /// Recovers an entity: the latest snapshot, then every later event of its stream; for an
@@ -556,11 +606,13 @@ pub(crate) async fn recover<A: Persistent>(
     page_events: usize,
 ) -> Result<Recovered<A>, JournalError> {
     if A::related_tag(entity_id).is_none() {
-        let (state, sequence) = recover_own(journal, snapshots, entity_id, page_events).await?;
+        let (state, sequence, replayed) =
+            recover_own(journal, snapshots, entity_id, page_events).await?;
         return Ok(Recovered {
             state,
             sequence,
             unwritten: Vec::new(),
+            replayed,
         });
     }
     let (folded, mut unwritten) =
@@ -572,19 +624,22 @@ pub(crate) async fn recover<A: Persistent>(
         state: folded.state,
         sequence: folded.sequence,
         unwritten,
+        replayed: 0,
     })
 }
 
-/// An entity's own stream folded, from its latest snapshot.
+/// An entity's own stream folded, from its latest snapshot (one of the current
+/// [`Persistent::SNAPSHOT_VERSION`]; an older one is passed over): the state, its sequence,
+/// and how many events were replayed on top of the snapshot.
 async fn recover_own<A: Persistent>(
     journal: &Journal,
     snapshots: &SnapshotStore,
     entity_id: &str,
     page_events: usize,
-) -> Result<(A, u64), JournalError> {
+) -> Result<(A, u64, u64), JournalError> {
     let stream = stream_of::<A>(entity_id);
     let (mut state, mut sequence) = match snapshots.load(&stream).await? {
-        Some(snapshot) => {
+        Some(snapshot) if snapshot.schema_version == A::SNAPSHOT_VERSION => {
             let state: A =
                 codec::decode(&snapshot.payload).map_err(|reason| JournalError::Decode {
                     stream: stream.clone(),
@@ -595,8 +650,18 @@ async fn recover_own<A: Persistent>(
                 })?;
             (state, snapshot.sequence)
         }
+        Some(snapshot) => {
+            info!(
+                %stream,
+                version = snapshot.schema_version,
+                current = A::SNAPSHOT_VERSION,
+                "a snapshot of another version is passed over: replaying the whole stream"
+            );
+            (A::default(), 0)
+        }
         None => (A::default(), 0),
     };
+    let from = sequence;
     let codec = A::codec();
     loop {
         let page = journal
@@ -612,7 +677,7 @@ async fn recover_own<A: Persistent>(
         }
         debug_assert_eq!(sequence, last);
     }
-    Ok((state, sequence))
+    Ok((state, sequence, sequence - from))
 }
 
 /// Whether a journal error says the journal's infrastructure is failing (the database or

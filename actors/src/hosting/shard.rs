@@ -578,12 +578,13 @@ impl<A: Persistent> ShardState<A> {
                 state,
                 sequence,
                 unwritten,
+                replayed,
             })) => {
                 cell.state = state;
                 cell.sequence = sequence;
                 cell.take_unwritten();
                 cell.hold_unwritten(unwritten);
-                cell.events_since_snapshot = 0;
+                cell.events_since_snapshot = replayed;
                 cell.phase = Phase::Ready;
                 self.drive(myself, &entity_id, None);
                 return;
@@ -955,7 +956,7 @@ fn save_snapshot<A: Persistent>(
             stream,
             sequence,
             name: A::KIND.to_owned(),
-            schema_version: 1,
+            schema_version: A::SNAPSHOT_VERSION,
             payload,
             recorded_at,
         };

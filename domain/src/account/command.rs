@@ -222,7 +222,9 @@ impl AccountCommand {
 }
 
 impl Message for AccountCommand {
-    const SCHEMA_VERSION: u16 = 1;
+    /// 2: the risk limits gained `max_orders_per_second` (commands are not stored: no
+    /// upcaster).
+    const SCHEMA_VERSION: u16 = 2;
 
     const NAMES: &'static [&'static str] = &[
         "account.deposit",

@@ -195,7 +195,9 @@ impl AccountEvent {
 }
 
 impl Message for AccountEvent {
-    const SCHEMA_VERSION: u16 = 1;
+    /// 2: the risk limits gained `max_orders_per_second` (version 1 is read through
+    /// [`super::v1`]).
+    const SCHEMA_VERSION: u16 = 2;
 
     const NAMES: &'static [&'static str] = &[
         "account.deposited",

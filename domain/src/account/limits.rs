@@ -24,6 +24,9 @@ pub struct RiskLimits {
     /// Largest position per asset: the total plus every open buy of it, if all filled. Assets
     /// not listed are unlimited.
     pub max_position: BTreeMap<Asset, Amount>,
+    /// Most orders a second: a bucket of this many holds, refilled at this many a second
+    /// (see `rate.rs`). `None`: unlimited. Added in version 2 of the account's events.
+    pub max_orders_per_second: Option<u32>,
 }
 
 impl Default for RiskLimits {
@@ -32,6 +35,7 @@ impl Default for RiskLimits {
             max_open_orders: OPEN_ORDERS_MAX_DEFAULT,
             max_order_notional: Amount(u64::MAX),
             max_position: BTreeMap::new(),
+            max_orders_per_second: None,
         }
     }
 }
@@ -41,6 +45,9 @@ impl RiskLimits {
     pub fn validate(&self) -> Result<(), Error> {
         if self.max_order_notional.is_zero() {
             return Err(Error::zero("max_order_notional"));
+        }
+        if self.max_orders_per_second == Some(0) {
+            return Err(Error::zero("max_orders_per_second"));
         }
         Ok(())
     }
@@ -75,6 +82,13 @@ impl RiskLimits {
             .u64(self.max_position.len() as u64);
         for (asset, maximum) in &self.max_position {
             fingerprint = fingerprint.text(asset.as_str()).u64(maximum.get());
+        }
+        // Only when set: limits without it fingerprint as version 1 did, so a command retried
+        // across the upgrade is still recognised.
+        if let Some(rate) = self.max_orders_per_second {
+            fingerprint = fingerprint
+                .text("max_orders_per_second")
+                .u64(u64::from(rate));
         }
         fingerprint.finish()
     }

@@ -10,6 +10,8 @@
 mod command;
 mod event;
 mod limits;
+mod rate;
+pub mod v1;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use self::command::{AccountCommand, Leg};
 pub use self::event::{AccountEvent, BalanceChange, CommandRef};
 pub use self::limits::{OPEN_ORDERS_MAX_DEFAULT, RiskLimits};
+use self::rate::OrderRate;
 use crate::aggregate::Aggregate;
 use crate::error::Error;
 use crate::ids::{Asset, CommandId, OrderId, Symbol, TradeId};
@@ -105,6 +108,7 @@ pub struct Account {
     balances: BTreeMap<Asset, Balance>,
     holds: BTreeMap<OrderId, Hold>,
     limits: RiskLimits,
+    order_rate: OrderRate,
     outcomes: BTreeMap<CommandId, Outcome>,
     /// Remembered command ids in the order they were applied, for eviction.
     outcome_order: VecDeque<CommandId>,
@@ -417,6 +421,8 @@ impl Account {
         }
         let open_orders = self.holds.len() as u64 + 1;
         self.limits.check_open_orders(open_orders)?;
+        self.order_rate
+            .check(self.limits.max_orders_per_second, at)?;
         let notional = price.map(|price| price.notional(quantity)).transpose()?;
         if let Some(notional) = notional {
             self.limits.check_order_notional(notional)?;
@@ -604,8 +610,9 @@ impl Aggregate for Account {
                 quantity,
                 asset,
                 amount,
-                ..
+                at,
             } => {
+                self.order_rate.count(self.limits.max_orders_per_second, at);
                 let balance = self.balance_mut(asset);
                 balance.held = balance
                     .held

@@ -94,6 +94,7 @@ fn limits(open: u32, notional: u64, position: &[(Asset, u64)]) -> AccountCommand
                 .iter()
                 .map(|(asset, max)| (*asset, Amount(*max)))
                 .collect(),
+            max_orders_per_second: None,
         },
         at: Timestamp(50),
     }
@@ -396,6 +397,53 @@ fn risk_limit_on_position_counts_open_buys() {
 }
 
 #[test]
+fn risk_limit_on_order_rate_counts_the_holds_of_the_last_second() {
+    let mut rate_limits = limits(100, u64::MAX, &[]);
+    if let AccountCommand::SetRiskLimits { limits, .. } = &mut rate_limits {
+        limits.max_orders_per_second = Some(2);
+    }
+    let held_at = |order: u64, at: i64| {
+        let mut command = hold(order, Side::Sell, Some(1), 1);
+        if let AccountCommand::PlaceHold { at: when, .. } = &mut command {
+            *when = Timestamp(at);
+        }
+        command
+    };
+    let second = Timestamp::MICROS_PER_SECOND;
+    let (account, _) = given(&[
+        rate_limits,
+        deposit("d1", btc(), 100),
+        held_at(1, 10 * second),
+        held_at(2, 10 * second),
+    ]);
+    assert_eq!(
+        account.decide(&held_at(3, 10 * second + second / 4)),
+        Err(Error::RiskLimit {
+            limit: "max_orders_per_second".to_owned(),
+            requested: 3,
+            maximum: 2
+        })
+    );
+    // Half a second later one token is back; the replayed state agrees.
+    assert!(
+        account
+            .decide(&held_at(3, 10 * second + second / 2))
+            .is_ok()
+    );
+    let (account, _) = given(&[
+        limits(100, u64::MAX, &[]),
+        deposit("d1", btc(), 100),
+        held_at(1, 10 * second),
+        held_at(2, 10 * second),
+        held_at(3, 10 * second),
+    ]);
+    assert!(
+        account.decide(&held_at(4, 10 * second)).is_ok(),
+        "no rate limit set"
+    );
+}
+
+#[test]
 fn settling_a_buy_pays_from_the_hold_and_credits_the_base() {
     let (mut account, _) = given(&[
         deposit("d1", usd(), 1_000),
@@ -633,7 +681,7 @@ fn events_and_commands_have_unique_stable_names_and_round_trip() {
         let json = serde_json::to_string(event).unwrap();
         assert_eq!(&serde_json::from_str::<AccountEvent>(&json).unwrap(), event);
     }
-    assert_eq!(AccountEvent::SCHEMA_VERSION, 1);
+    assert_eq!(AccountEvent::SCHEMA_VERSION, 2);
 }
 
 #[test]

@@ -206,6 +206,7 @@ fn account_commands() -> Vec<AccountCommand> {
             limits: RiskLimits {
                 max_open_orders: 5,
                 max_order_notional: Amount(u64::MAX),
+                max_orders_per_second: Some(50),
                 max_position: BTreeMap::from([(asset("BTC"), Amount(3))]),
             },
             at: at(),

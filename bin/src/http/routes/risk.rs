@@ -131,6 +131,7 @@ fn domain_limits(body: &LimitsRequest) -> Result<RiskLimits, ApiError> {
             .max_order_notional
             .map_or(defaults.max_order_notional, Amount),
         max_position,
+        max_orders_per_second: body.max_orders_per_second,
     };
     limits.validate()?;
     Ok(limits)
@@ -146,5 +147,6 @@ fn limits_answer(account_id: AccountId, limits: &RiskLimits) -> api::Limits {
             .iter()
             .map(|(asset, maximum)| (asset.to_string(), maximum.get()))
             .collect(),
+        max_orders_per_second: limits.max_orders_per_second,
     }
 }
