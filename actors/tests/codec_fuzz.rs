@@ -115,3 +115,27 @@ fn a_huge_length_prefix_is_an_error_not_an_allocation() {
         decode_everywhere(name, &payload[1..]);
     }
 }
+
+/// A saga's refusal keeps its error by name: the stored bytes name it, and it reads back.
+#[test]
+fn a_refusal_stores_its_error_by_name() {
+    let reason = tradefloor_domain::Error::InsufficientFunds {
+        asset: Asset::new("USD").expect("a valid asset"),
+        available: Amount(7),
+        required: Amount(100),
+    };
+    let event = SagaEvent::HoldRefused {
+        reason,
+        at: Timestamp(1_700_000_000_000_000),
+    };
+    let codec = <OrderSaga as Persistent>::codec();
+    let new = codec
+        .to_new_event(&event, Vec::new(), None)
+        .expect("encodes");
+    assert_eq!(new.schema_version, 2);
+    let text = String::from_utf8_lossy(&new.payload);
+    assert!(text.contains("\"insufficient_funds\""), "{text}");
+    let mut stored = stored("saga.hold_refused", 2, new.payload);
+    stored.kind = "order_saga".to_owned();
+    assert_eq!(codec.decode(&stored).expect("decodes"), event);
+}

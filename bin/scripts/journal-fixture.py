@@ -54,6 +54,8 @@ READS = [
     "/v1/accounts/bob/orders/2001",
     "/v1/accounts/bob/orders/2002",
     "/v1/accounts/carol/orders/3001",
+    "/v1/accounts/carol/orders/3002",
+    "/v1/accounts/carol/orders/3003",
     "/v1/strategies/fixture-momentum",
 ]
 
@@ -116,7 +118,8 @@ class Node:
             sys.exit("the node did not stop cleanly")
 
 
-def order(node, order_id, account, side, quantity, price=None, order_type="limit"):
+def order(node, order_id, account, side, quantity, price=None, order_type="limit", extra=None,
+          expect=None):
     body = {
         "order_id": order_id,
         "account_id": account,
@@ -129,7 +132,13 @@ def order(node, order_id, account, side, quantity, price=None, order_type="limit
         body["price"] = price
     if order_type == "market":
         body["time_in_force"] = "ioc"
-    return node.ok("POST", "/v1/orders", body)
+    body.update(extra or {})
+    if expect is None:
+        return node.ok("POST", "/v1/orders", body)
+    status, answer = node.call("POST", "/v1/orders", body)
+    if status != expect:
+        sys.exit(f"order {order_id}: {status} {answer}, expected {expect}")
+    return answer
 
 
 def scenario(node):
@@ -159,6 +168,9 @@ def scenario(node):
     node.ok("DELETE", f"/v1/orders/{resting['order_id']}")
     order(node, 1003, "alice", "buy", 8, 120, "market")  # takes bob's rest at 100, then 110
     order(node, 3001, "carol", "buy", 2, 95)  # rests
+    # Rejected: the hold refused (funds), then the book refusing a post-only that crosses.
+    order(node, 3002, "carol", "buy", 1_000, 100, expect=422)
+    order(node, 3003, "carol", "buy", 1, 110, extra={"post_only": True}, expect=422)
     node.ok(
         "POST",
         "/v1/accounts/alice/withdrawals",

@@ -49,6 +49,7 @@ pub mod order;
 pub mod order_ids;
 pub mod quote;
 pub mod saga;
+pub mod stored_error;
 pub mod units;
 
 pub use aggregate::{Aggregate, Message, Priority};

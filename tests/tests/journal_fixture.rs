@@ -1,10 +1,11 @@
-//! A journal written by an earlier release reads identically today: a node of the current
-//! code starts on a copy of `tests/fixtures/journal-v1/journal.sqlite` (written by
-//! `bin/scripts/journal-fixture.py` with the release before the events' schemas changed:
-//! version-1 events and snapshots of every kind) and every read route answers what that
-//! release answered (`expected.json`), read models rebuilt from the log included. Answers may
-//! have gained fields since; none may have lost or changed one. The state then goes on: the
-//! limits set back then still refuse an order, and a resting order of then can be cancelled.
+//! Journals written by earlier releases read identically today: a node of the current code
+//! starts on a copy of each `tests/fixtures/journal-v*/journal.sqlite` (written by
+//! `bin/scripts/journal-fixture.py` with the release before a schema changed: `journal-v1`
+//! before the account's events went to version 2, `journal-v2` before the saga's did, with
+//! rejected orders) and every read route answers what that release answered
+//! (`expected.json`), read models rebuilt from the log included. Answers may have gained
+//! fields since; none may have lost or changed one. The state then goes on: the limits set
+//! back then still refuse an order, and a resting order of then can be cancelled.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,9 +16,10 @@ use tradefloor_tests::{Http, Method, Node, NodeOptions};
 /// How long the rebuilt read models may take to show the whole fixture.
 const CATCH_UP: Duration = Duration::from_secs(60);
 
-fn fixture(name: &str) -> std::path::PathBuf {
+fn fixture(release: &str, name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/journal-v1")
+        .join("fixtures")
+        .join(release)
         .join(name)
 }
 
@@ -60,12 +62,21 @@ async fn compare(http: &Http, expected: &serde_json::Map<String, Value>) -> Vec<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_journal_of_the_earlier_release_reads_identically() {
+async fn a_journal_of_version_1_account_events_reads_identically() {
+    reads_identically("journal-v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_of_version_1_saga_events_reads_identically() {
+    reads_identically("journal-v2").await;
+}
+
+async fn reads_identically(release: &str) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let journal = dir.path().join("journal.sqlite");
-    std::fs::copy(fixture("journal.sqlite"), &journal).expect("copy the fixture");
+    std::fs::copy(fixture(release, "journal.sqlite"), &journal).expect("copy the fixture");
     let expected: Value = serde_json::from_slice(
-        &std::fs::read(fixture("expected.json")).expect("the fixture's answers"),
+        &std::fs::read(fixture(release, "expected.json")).expect("the fixture's answers"),
     )
     .expect("JSON");
     let expected = expected.as_object().expect("answers by route").clone();

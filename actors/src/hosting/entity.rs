@@ -34,18 +34,16 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::info;
-use tradefloor_domain::account::v1::RiskLimitsSetV1;
-use tradefloor_domain::account::{self, Account, AccountCommand, AccountEvent};
+use tradefloor_domain::account::{Account, AccountCommand, AccountEvent};
 use tradefloor_domain::book::{BookEvent, OrderBook};
 use tradefloor_domain::saga::{OrderSaga, SagaEvent, SagaInput};
 use tradefloor_domain::{Aggregate, Error as DomainError, Message, OrderId, Priority};
 use tradefloor_persistence::{
-    Error as JournalError, EventCodec, Filter, Journal, NewEvent, SnapshotStore, StoredEvent,
-    Upcaster, codec,
+    Error as JournalError, EventCodec, Filter, Journal, NewEvent, SnapshotStore, StoredEvent, codec,
 };
 
 use crate::error::Error;
-use crate::hosting::log_fold;
+use crate::hosting::{log_fold, upcasters};
 use crate::runtime::dead_letters::{DeadLetter, DeadLetters};
 
 /// An aggregate the runtime can host as a persistent entity.
@@ -136,34 +134,6 @@ pub trait Persistent:
     }
 }
 
-/// Version 1 of the account's events: only `account.risk_limits_set` changed shape (its
-/// limits gained `max_orders_per_second`); the others read as they are.
-static ACCOUNT_UPCASTERS_V1: [Upcaster<AccountEvent>; 6] = [
-    unchanged_v1("account.deposited"),
-    unchanged_v1("account.withdrawn"),
-    unchanged_v1("account.hold_placed"),
-    unchanged_v1("account.trade_settled"),
-    unchanged_v1("account.hold_released"),
-    Upcaster {
-        name: "account.risk_limits_set",
-        version: 1,
-        read: risk_limits_set_v1,
-    },
-];
-
-const fn unchanged_v1(name: &'static str) -> Upcaster<AccountEvent> {
-    Upcaster {
-        name,
-        version: 1,
-        read: codec::decode::<AccountEvent>,
-    }
-}
-
-fn risk_limits_set_v1(bytes: &[u8]) -> Result<AccountEvent, String> {
-    codec::decode_variant::<RiskLimitsSetV1>(bytes, account::v1::RISK_LIMITS_SET_INDEX)
-        .map(RiskLimitsSetV1::upcast)
-}
-
 impl Persistent for Account {
     /// 2: the state counts its order rate, and its limits have one.
     const SNAPSHOT_VERSION: u16 = 2;
@@ -174,7 +144,7 @@ impl Persistent for Account {
             AccountEvent::name,
             AccountEvent::NAMES,
         )
-        .with_upcasters(&ACCOUNT_UPCASTERS_V1)
+        .with_upcasters(&upcasters::ACCOUNT_V1)
     }
 
     /// Deposits, withdrawals and limits: what clients retry. Holds and settlements stay
@@ -288,6 +258,11 @@ const ORDER_TAG_PREFIX: &str = "order:";
 /// The order saga journals only what the account's and the book's events do not say
 /// ([`OrderSaga::must_journal`]): on the happy path its start alone.
 impl Persistent for OrderSaga {
+    fn codec() -> EventCodec<SagaEvent> {
+        EventCodec::new(SagaEvent::SCHEMA_VERSION, SagaEvent::name, SagaEvent::NAMES)
+            .with_upcasters(&upcasters::SAGA_V1)
+    }
+
     fn must_journal(&self, event: &SagaEvent) -> bool {
         OrderSaga::must_journal(self, event)
     }

@@ -11,3 +11,4 @@ pub mod projection;
 pub mod region;
 pub mod saga_host;
 pub(crate) mod shard;
+pub(crate) mod upcasters;

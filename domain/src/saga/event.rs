@@ -74,14 +74,16 @@ pub enum SagaEvent {
     },
     /// The account refused the hold: the order is rejected.
     HoldRefused {
-        /// Why.
+        /// Why (stored by name).
+        #[serde(with = "crate::stored_error")]
         reason: Error,
         /// When.
         at: Timestamp,
     },
     /// The book refused the order: it is rejected.
     SubmitRefused {
-        /// Why.
+        /// Why (stored by name).
+        #[serde(with = "crate::stored_error")]
         reason: Error,
         /// When.
         at: Timestamp,
@@ -129,7 +131,8 @@ pub enum SagaEvent {
     SettleRefused {
         /// The trade.
         trade_id: TradeId,
-        /// Why.
+        /// Why (stored by name).
+        #[serde(with = "crate::stored_error")]
         reason: Error,
         /// When.
         at: Timestamp,
@@ -146,7 +149,8 @@ pub enum SagaEvent {
     },
     /// The book refused the cancel.
     CancelRefused {
-        /// Why.
+        /// Why (stored by name).
+        #[serde(with = "crate::stored_error")]
         reason: Error,
         /// When.
         at: Timestamp,
@@ -220,7 +224,9 @@ impl SagaEvent {
 }
 
 impl Message for SagaEvent {
-    const SCHEMA_VERSION: u16 = 1;
+    /// 2: refusals store their error by name (`stored_error`), not by variant index;
+    /// version 1 is read through [`super::v1`].
+    const SCHEMA_VERSION: u16 = 2;
 
     const NAMES: &'static [&'static str] = &[
         "saga.started",

@@ -33,6 +33,7 @@ mod command;
 mod config;
 mod event;
 mod input;
+pub mod v1;
 mod view;
 
 #[cfg(test)]
