@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tradefloor_actors::trading::TradingConfig;
+use tradefloor_actors::trading::sink::NatsSinkConfig;
 use tradefloor_persistence::JournalConfig;
 
 use crate::cli::NodeArgs;
@@ -49,6 +50,65 @@ pub struct NodeConfig {
     pub cluster: ClusterSettings,
     /// TLS for the HTTP and cluster ports; off unless certificate files are set.
     pub tls: TlsSettings,
+    /// Where the log is published besides the journal; off unless a sink is set.
+    pub sink: SinkSettings,
+}
+
+/// The log's sinks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkSettings {
+    /// NATS JetStream (`[sink.nats]`).
+    pub nats: Option<NatsSinkSettings>,
+}
+
+/// `[sink.nats]`: every event of the log, once, to a JetStream stream.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSinkSettings {
+    /// The server, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// The JetStream stream (created if missing).
+    pub stream: String,
+    /// Subjects are `{subject_prefix}.{event name}.{entity}`.
+    pub subject_prefix: String,
+    /// Most events per published batch (one offset commit each).
+    pub batch_events_max: usize,
+    /// How long JetStream drops a repeated message id.
+    pub duplicate_window_seconds: u64,
+    /// The pause before connecting again after a failure.
+    pub retry_interval_ms: u64,
+}
+
+impl Default for NatsSinkSettings {
+    fn default() -> Self {
+        let defaults = NatsSinkConfig::default();
+        Self {
+            url: defaults.url,
+            stream: defaults.stream,
+            subject_prefix: defaults.subject_prefix,
+            batch_events_max: defaults.batch_events_max,
+            duplicate_window_seconds: defaults.duplicate_window.as_secs(),
+            retry_interval_ms: millis(defaults.retry_interval),
+        }
+    }
+}
+
+impl NatsSinkSettings {
+    /// The sink's configuration, reading the log as often as the read models do.
+    pub fn sink_config(&self, trading: &TradingLimits) -> NatsSinkConfig {
+        NatsSinkConfig {
+            url: self.url.clone(),
+            stream: self.stream.clone(),
+            subject_prefix: self.subject_prefix.clone(),
+            batch_events_max: self.batch_events_max,
+            duplicate_window: Duration::from_secs(self.duplicate_window_seconds),
+            retry_interval: Duration::from_millis(self.retry_interval_ms),
+            poll_interval: Duration::from_millis(trading.projection_poll_interval_ms),
+            batch_interval_min: Duration::from_millis(trading.log_batch_interval_min_ms),
+            ..NatsSinkConfig::default()
+        }
+    }
 }
 
 /// TLS from PEM files. The HTTP port serves TLS when `http_cert` and `http_key` are set; the
@@ -236,6 +296,7 @@ impl Default for NodeConfig {
             journal_limits: JournalLimits::default(),
             cluster: ClusterSettings::default(),
             tls: TlsSettings::default(),
+            sink: SinkSettings::default(),
         }
     }
 }
@@ -720,6 +781,15 @@ impl NodeConfig {
             .journal_config()
             .validate()
             .map_err(|error| Error::Config(error.to_string()))?;
+        if let Some(nats) = &self.sink.nats {
+            if self.cluster.secret.is_some() {
+                // Each member would publish the whole log: one node of its own runs the sink.
+                return invalid("sink.nats runs on a node of its own, not in a cluster".to_owned());
+            }
+            nats.sink_config(&self.trading)
+                .validate()
+                .map_err(Error::Config)?;
+        }
         Ok(())
     }
 

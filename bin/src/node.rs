@@ -11,6 +11,7 @@ use tradefloor_actors::Registry;
 use tradefloor_actors::routing::remote::{self, Call, Remoting};
 use tradefloor_actors::trading::Exchange;
 use tradefloor_actors::trading::audit::AuditLog;
+use tradefloor_actors::trading::sink::RunningSink;
 use tradefloor_cluster::Node;
 use tradefloor_cluster::remote::{ClusterTransport, Endpoint};
 use tradefloor_cluster::runtime::{ClusterNode, Exit, Joining};
@@ -94,7 +95,7 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
                 secret,
                 http_addr,
                 registry.clone(),
-                journal,
+                journal.clone(),
                 trading,
             )
             .await?;
@@ -103,11 +104,12 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
             (exchange, Some(cluster))
         }
         None => (
-            Arc::new(Exchange::start_in(registry.clone(), journal, trading).await?),
+            Arc::new(Exchange::start_in(registry.clone(), journal.clone(), trading).await?),
             None,
         ),
     };
     state.set_exchange(exchange.clone());
+    let sink = start_sink(&config, &journal, &registry).await?;
     let resumed = exchange.resume_strategies().await?;
     if resumed > 0 {
         tracing::info!(resumed, "strategies resumed");
@@ -169,6 +171,9 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     }
     state.set_unready();
     http::stop(handle).await;
+    if let Some(sink) = sink {
+        sink.stop().await;
+    }
     sampler.abort();
     // An aborted task drops its clone of the application when it is joined.
     let _ = sampler.await;
@@ -180,6 +185,20 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     }
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
+}
+
+/// Starts the log's NATS sink under a supervisor of its own (`/sink`), if configured.
+async fn start_sink(
+    config: &NodeConfig,
+    journal: &Journal,
+    registry: &Registry,
+) -> Result<Option<RunningSink>, Error> {
+    let Some(nats) = &config.sink.nats else {
+        return Ok(None);
+    };
+    let sink = RunningSink::start(journal, nats.sink_config(&config.trading), registry).await?;
+    tracing::info!(url = %nats.url, stream = %nats.stream, "publishing the log to NATS JetStream");
+    Ok(Some(sink))
 }
 
 /// Starts the application as a cluster member: remoting (listening for the other nodes),

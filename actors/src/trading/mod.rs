@@ -39,6 +39,7 @@ pub mod quotes;
 mod recovery;
 pub mod risk;
 mod services;
+pub mod sink;
 pub mod state;
 pub mod strategies;
 pub mod streams;

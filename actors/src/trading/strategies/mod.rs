@@ -49,7 +49,7 @@ pub fn stream_of(id: &str) -> String {
     format!("{STRATEGY_KIND}|{id}")
 }
 
-fn strategy_codec() -> EventCodec<StrategyEvent> {
+pub(crate) fn strategy_codec() -> EventCodec<StrategyEvent> {
     EventCodec::new(
         StrategyEvent::SCHEMA_VERSION,
         StrategyEvent::name,
