@@ -173,6 +173,8 @@ pub struct SinkState {
     waker: Option<TailWaker>,
     /// When the lag was last measured (it costs a read of the journal's head).
     lag_sampled: Option<Instant>,
+    /// After a failure, no attempt before this (wake-ups by the log bus meanwhile wait).
+    retry_at: Option<Instant>,
 }
 
 /// How often the sink measures its lag behind the journal's head.
@@ -310,6 +312,11 @@ fn decoded(stored: &StoredEvent) -> Result<Value, String> {
     }
 }
 
+/// The subject and the body the sink publishes for `stored` under `prefix`.
+pub fn message_of(prefix: &str, stored: &StoredEvent) -> (String, Vec<u8>) {
+    (subject_of(prefix, stored), body_of(stored))
+}
+
 /// The message body of `stored`.
 fn body_of(stored: &StoredEvent) -> Vec<u8> {
     let mut body = json!({
@@ -380,6 +387,7 @@ impl SinkState {
         self.stats.connected = false;
         self.stats.failures += 1;
         self.tail.seek(self.stats.offset);
+        self.retry_at = Some(Instant::now() + self.config.retry_interval);
         metrics::gauge!("tradefloor_sink_connected", "sink" => "nats").set(0.0);
         metrics::counter!("tradefloor_sink_failures_total", "sink" => "nats").increment(1);
     }
@@ -395,10 +403,10 @@ impl SinkState {
         for stored in &events {
             let mut headers = HeaderMap::new();
             headers.insert(NATS_MESSAGE_ID, stored.global_offset.to_string().as_str());
+            let (subject, body) = message_of(&self.config.subject_prefix, stored);
             let message = PublishMessage::build()
-                .payload(body_of(stored).into())
+                .payload(body.into())
                 .headers(headers);
-            let subject = subject_of(&self.config.subject_prefix, stored);
             let ack = jetstream
                 .send_publish(subject, message)
                 .await
@@ -455,6 +463,7 @@ impl Actor for NatsSink {
             },
             waker: None,
             lag_sampled: None,
+            retry_at: None,
         })
     }
 
@@ -490,6 +499,11 @@ impl Actor for NatsSink {
                     progress.record();
                 }
                 state.sample_lag().await;
+                if state.retry_at.is_some_and(|at| Instant::now() < at) {
+                    // Failed lately: the Poll sent after `retry_interval` tries again.
+                    return Ok(());
+                }
+                state.retry_at = None;
                 match state.step().await {
                     Ok(_) if state.tail.has_more() => myself.send_message(SinkMessage::Poll)?,
                     Ok(_) => {}
