@@ -893,3 +893,41 @@ pub struct StrategyBreaker {
     #[serde(default)]
     pub opened_total: u64,
 }
+
+/// `GET /v1/events`: which events of the log, from where.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Events after this global offset (the `next_after` of the page before); default 0.
+    #[param(minimum = 0, maximum = 9007199254740991_u64)]
+    pub after: Option<u64>,
+    /// Events per page, 1 to 1 000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// Comma-separated entity kinds kept: `account`, `order_book`, `order_saga`, `quotes`,
+    /// `strategy`.
+    pub kinds: Option<String>,
+    /// Comma-separated event names kept, e.g. `book.traded,account.deposited`.
+    pub names: Option<String>,
+    /// Streams kept: those starting with this, e.g. `account|alice` or `order_book|`.
+    pub stream: Option<String>,
+    /// Events about this symbol only (its book's and quotes' events, and events naming it).
+    #[param(pattern = "^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")]
+    pub symbol: Option<String>,
+    /// If no event matches yet, wait this long for new ones (long polling), 0 to 30 000 ms.
+    #[param(minimum = 0, maximum = 30000)]
+    pub wait_ms: Option<u32>,
+}
+
+/// A page of the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventsPage {
+    /// The matching events in offset order: `{offset, stream, kind, sequence, name,
+    /// schema_version, recorded_at, effective_at, tags, event}` (`event` decoded; `null`
+    /// with a `decode_error` for one the node cannot decode).
+    pub events: Vec<serde_json::Value>,
+    /// Where the next page starts (pass it as `after`): the last offset this page scanned,
+    /// matching or not.
+    pub next_after: u64,
+}

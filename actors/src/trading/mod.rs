@@ -28,6 +28,8 @@ pub mod audit;
 mod cluster;
 pub mod config;
 pub mod dispatch;
+pub mod event_json;
+pub mod events;
 pub mod feed;
 mod limits;
 mod markets;

@@ -26,18 +26,11 @@ use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::Serialize;
-use serde_json::{Value, json};
 use tokio::task::JoinHandle;
-use tradefloor_domain::Aggregate;
-use tradefloor_domain::account::Account;
-use tradefloor_domain::book::OrderBook;
-use tradefloor_domain::saga::OrderSaga;
 use tradefloor_persistence::{Filter, Journal, OffsetStore, StoredEvent};
 
-use super::{quotes, strategies};
+use super::event_json;
 use crate::error::Error;
-use crate::hosting::entity::Persistent;
 use crate::hosting::log_tail::{LogTail, TailWaker};
 use crate::runtime::registry::Registry;
 use crate::runtime::supervisor::{
@@ -296,49 +289,14 @@ fn subject_of(prefix: &str, stored: &StoredEvent) -> String {
     format!("{prefix}.{}.{entity}", stored.name)
 }
 
-/// The event decoded, by its kind.
-fn decoded(stored: &StoredEvent) -> Result<Value, String> {
-    fn value<T: Serialize>(event: Result<T, impl std::fmt::Display>) -> Result<Value, String> {
-        let event = event.map_err(|error| error.to_string())?;
-        serde_json::to_value(event).map_err(|error| error.to_string())
-    }
-    match stored.kind.as_str() {
-        <Account as Aggregate>::KIND => value(Account::codec().decode(stored)),
-        <OrderBook as Aggregate>::KIND => value(OrderBook::codec().decode(stored)),
-        <OrderSaga as Aggregate>::KIND => value(OrderSaga::codec().decode(stored)),
-        quotes::QUOTES_KIND => value(quotes::quote_codec().decode(stored)),
-        strategies::STRATEGY_KIND => value(strategies::strategy_codec().decode(stored)),
-        other => Err(format!("no codec for events of kind {other}")),
-    }
-}
-
 /// The subject and the body the sink publishes for `stored` under `prefix`.
 pub fn message_of(prefix: &str, stored: &StoredEvent) -> (String, Vec<u8>) {
-    (subject_of(prefix, stored), body_of(stored))
-}
-
-/// The message body of `stored`.
-fn body_of(stored: &StoredEvent) -> Vec<u8> {
-    let mut body = json!({
-        "offset": stored.global_offset,
-        "stream": stored.stream,
-        "kind": stored.kind,
-        "sequence": stored.sequence,
-        "name": stored.name,
-        "schema_version": stored.schema_version,
-        "recorded_at": stored.recorded_at,
-        "effective_at": stored.effective_at,
-        "tags": stored.tags,
-    });
-    match decoded(stored) {
-        Ok(event) => body["event"] = event,
-        Err(reason) => {
-            metrics::counter!("tradefloor_sink_undecodable_total", "sink" => "nats").increment(1);
-            body["event"] = Value::Null;
-            body["decode_error"] = Value::String(reason);
-        }
+    let body = event_json::envelope(stored);
+    if body["event"].is_null() {
+        metrics::counter!("tradefloor_sink_undecodable_total", "sink" => "nats").increment(1);
     }
-    serde_json::to_vec(&body).expect("a JSON value serializes")
+    let body = serde_json::to_vec(&body).expect("a JSON value serializes");
+    (subject_of(prefix, stored), body)
 }
 
 impl SinkState {
@@ -550,9 +508,8 @@ mod tests {
 
     #[test]
     fn an_undecodable_event_is_published_with_its_error() {
-        let body: Value =
-            serde_json::from_slice(&body_of(&stored("account|alice", "account.deposited")))
-                .unwrap();
+        let (_, body) = message_of("tf", &stored("account|alice", "account.deposited"));
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["offset"], 9);
         assert!(body["event"].is_null());
         assert!(

@@ -26,7 +26,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, ResponseError, web};
 
 use error::ApiError;
-use routes::{accounts, cluster, markets, operations, orders, quotes, risk, strategies, streams};
+use routes::{
+    accounts, cluster, events, markets, operations, orders, quotes, risk, strategies, streams,
+};
 pub use state::{AppState, NodeIdentity};
 
 /// Starts serving `listener`, over TLS when `tls` is set; the returned [`Server`] runs until
@@ -152,6 +154,7 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
         .service(
             resource("/v1/strategies/{id}/stop", "POST").route(web::post().to(strategies::stop)),
         )
+        .service(resource("/v1/events", "GET").route(web::get().to(events::events)))
         .service(resource("/v1/actors", "GET").route(web::get().to(operations::actors)))
         .service(resource("/v1/audit", "GET").route(web::get().to(operations::audit)))
         .service(resource("/health/live", "GET").route(web::get().to(operations::live)))

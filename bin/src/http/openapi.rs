@@ -7,7 +7,7 @@ use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::routes::{
-    accounts, cluster, markets, operations, orders, quotes, risk, strategies, streams,
+    accounts, cluster, events, markets, operations, orders, quotes, risk, strategies, streams,
 };
 use crate::api;
 
@@ -28,7 +28,7 @@ use crate::api;
         streams::market, streams::account, streams::ws::upgrade,
         risk::limits, risk::set_limits, risk::positions, risk::risk,
         strategies::create, strategies::list, strategies::strategy, strategies::start,
-        strategies::stop,
+        strategies::stop, events::events,
     ),
     components(schemas(api::ErrorBody, api::ErrorDetail)),
     modifiers(&Conventions),

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod cluster;
+pub mod events;
 pub mod markets;
 pub mod operations;
 pub mod orders;
