@@ -918,6 +918,10 @@ pub struct EventsQuery {
     /// If no event matches yet, wait this long for new ones (long polling), 0 to 30 000 ms.
     #[param(minimum = 0, maximum = 30000)]
     pub wait_ms: Option<u32>,
+    /// Without `after`: start after the offset this subscription committed
+    /// (`PUT /v1/subscriptions/{name}/offset`).
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
+    pub subscription: Option<String>,
 }
 
 /// A page of the log.
@@ -930,4 +934,22 @@ pub struct EventsPage {
     /// Where the next page starts (pass it as `after`): the last offset this page scanned,
     /// matching or not.
     pub next_after: u64,
+}
+
+/// `PUT /v1/subscriptions/{name}/offset`: the offset a consumer has processed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetRequest {
+    /// The last offset processed (a page's `next_after`); never behind the committed one.
+    #[schema(maximum = 9007199254740991_u64)]
+    pub offset: u64,
+}
+
+/// A subscription's committed offset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionOffset {
+    /// The subscription.
+    pub name: String,
+    /// Where its consumer resumes: events after this.
+    pub offset: u64,
 }

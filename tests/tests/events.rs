@@ -1,7 +1,8 @@
 //! The log for consumers outside the node, against a real node: `GET /v1/events` pages
 //! through every event once, in offset order, resuming from `next_after`; filters by kind,
 //! name, stream and symbol keep only what they name; a long poll returns the next event as
-//! it commits; it is for admins only, and bad parameters change nothing and say which.
+//! it commits; a subscription's offset is kept by the node, forward only, and resumed from;
+//! it is all for admins only, and bad parameters change nothing and say which.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -123,6 +124,63 @@ async fn the_log_is_paged_filtered_and_followed() {
         .await;
     assert_eq!((status, page["events"].clone()), (200, json!([])));
 
+    // A subscription's offset, kept by the node: forward only, and where `?subscription=`
+    // resumes.
+    let offset = |name: &str| format!("/v1/subscriptions/{name}/offset");
+    assert_eq!(admin.get(&offset("tape")).await.1["offset"], 0);
+    let commit = |value: u64| json!({"offset": value});
+    let reply = admin
+        .call(
+            tradefloor_tests::Method::PUT,
+            &offset("tape"),
+            Some(&commit(head)),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.body["offset"].as_u64()),
+        (200, Some(head)),
+        "{}",
+        reply.body
+    );
+    let behind = admin
+        .call(
+            tradefloor_tests::Method::PUT,
+            &offset("tape"),
+            Some(&commit(head - 1)),
+        )
+        .await;
+    assert_eq!(behind.status, 409, "{}", behind.body);
+    assert_eq!(behind.body["error"]["code"], "offset_behind");
+    assert_eq!(
+        admin.get(&offset("tape")).await.1["offset"],
+        head,
+        "nothing changed"
+    );
+    let (_, resumed) = admin
+        .get("/v1/events?subscription=tape&kinds=account")
+        .await;
+    assert_eq!(resumed["events"][0]["stream"], "account|carol", "{resumed}");
+    for bad in [
+        json!({"offset": -1}),
+        json!({"offset": 1, "more": 2}),
+        json!([1]),
+    ] {
+        let reply = admin
+            .call(tradefloor_tests::Method::PUT, &offset("tape"), Some(&bad))
+            .await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
+    }
+    assert_eq!(admin.get(&offset("bad%20name")).await.0, 400);
+    let trader_reply = node
+        .http(Some(TRADER_TOKEN))
+        .call(
+            tradefloor_tests::Method::PUT,
+            &offset("tape"),
+            Some(&commit(head + 1)),
+        )
+        .await;
+    assert_eq!(trader_reply.status, 403);
+
     // Admins only; bad parameters say which.
     let trader = node.http(Some(TRADER_TOKEN));
     assert_eq!(trader.get("/v1/events").await.0, 403);
@@ -136,6 +194,7 @@ async fn the_log_is_paged_filtered_and_followed() {
         "names=",
         "symbol=btc",
         "stream=",
+        "subscription=a%20b",
         "bogus=1",
     ] {
         let (status, answer) = admin.get(&format!("/v1/events?{bad}")).await;

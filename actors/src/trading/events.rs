@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
-use tradefloor_persistence::{Filter, StoredEvent};
+use tradefloor_persistence::{Error as StorageError, Filter, OffsetStore, StoredEvent};
 
 use super::{Exchange, event_json};
 use crate::error::Error;
@@ -68,7 +68,40 @@ impl LogQuery {
     }
 }
 
+/// The offset-store key of subscription `name` (in the journal's database).
+fn subscription_key(name: &str) -> String {
+    format!("subscription:{name}")
+}
+
+fn storage(error: StorageError) -> Error {
+    Error::Persistence {
+        actor: "/events".to_owned(),
+        reason: error.to_string(),
+    }
+}
+
 impl Exchange {
+    /// The offset subscription `name` committed: where its consumer resumes (0 if none).
+    pub async fn subscription_offset(&self, name: &str) -> Result<u64, Error> {
+        OffsetStore::new(self.journal.database().clone())
+            .load(&subscription_key(name), 0)
+            .await
+            .map_err(storage)
+    }
+
+    /// Commits `offset` for subscription `name`, forward only: `false` (and nothing changes)
+    /// if it is behind the offset committed already.
+    pub async fn commit_subscription(&self, name: &str, offset: u64) -> Result<bool, Error> {
+        match OffsetStore::new(self.journal.database().clone())
+            .commit(&subscription_key(name), 0, offset)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(StorageError::StaleOffset { .. }) => Ok(false),
+            Err(error) => Err(storage(error)),
+        }
+    }
+
     /// A page of the log after `query.after`, waiting up to `query.wait` while it would be
     /// empty.
     pub async fn log_page(&self, query: &LogQuery) -> Result<LogPage, Error> {
@@ -106,10 +139,7 @@ impl Exchange {
                 .journal
                 .read_all(next_after, batch, &filter)
                 .await
-                .map_err(|error| Error::Persistence {
-                    actor: "/events".to_owned(),
-                    reason: error.to_string(),
-                })?;
+                .map_err(storage)?;
             let Some(last) = page.last().map(|event| event.global_offset) else {
                 break;
             };

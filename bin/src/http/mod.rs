@@ -155,6 +155,11 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
             resource("/v1/strategies/{id}/stop", "POST").route(web::post().to(strategies::stop)),
         )
         .service(resource("/v1/events", "GET").route(web::get().to(events::events)))
+        .service(
+            resource("/v1/subscriptions/{name}/offset", "GET, PUT")
+                .route(web::get().to(events::subscription_offset))
+                .route(web::put().to(events::commit_subscription)),
+        )
         .service(resource("/v1/actors", "GET").route(web::get().to(operations::actors)))
         .service(resource("/v1/audit", "GET").route(web::get().to(operations::audit)))
         .service(resource("/health/live", "GET").route(web::get().to(operations::live)))

@@ -1,13 +1,14 @@
 //! The log for consumers outside the node: `GET /v1/events` (admin), pages of events after an
-//! offset, filtered, with long polling. At-most-once unless the consumer keeps the offset it
-//! processed: it resumes with `after` = the last `next_after` it handled.
+//! offset, filtered, with long polling; and subscriptions' offsets kept by the node
+//! (`GET`/`PUT /v1/subscriptions/{name}/offset`), for at-least-once consumers that commit
+//! what they processed and resume with `?subscription={name}`.
 
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use tradefloor_actors::trading::events::{LOG_WAIT_MAX, LogQuery};
 
-use crate::api::{self, EventsQuery};
+use crate::api::{self, EventsQuery, OffsetRequest};
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -31,9 +32,21 @@ pub async fn events(
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
-    let query = log_query(query.into_inner())?;
+    let query = query.into_inner();
+    let subscription = query
+        .subscription
+        .clone()
+        .map(|name| subscription_name(&name).map(|()| name))
+        .transpose()?;
+    let resume = query.after.is_none().then_some(subscription).flatten();
+    let mut query = log_query(query)?;
     let page = state
-        .call(move |exchange| async move { Ok(exchange.log_page(&query).await?) })
+        .call(move |exchange| async move {
+            if let Some(name) = resume {
+                query.after = exchange.subscription_offset(&name).await?;
+            }
+            Ok(exchange.log_page(&query).await?)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(api::EventsPage {
         events: page.events,
@@ -102,4 +115,88 @@ fn list(text: Option<&str>, name: &str) -> Result<Vec<String>, ApiError> {
         )));
     }
     Ok(items)
+}
+
+/// Refuses a subscription name outside `[A-Za-z0-9_.:-]{1,64}`.
+fn subscription_name(name: &str) -> Result<(), ApiError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "a subscription name is 1 to 64 of A-Z a-z 0-9 _ . : -",
+        ))
+    }
+}
+
+/// The offset a subscription committed (admin): its consumer resumes after it.
+#[utoipa::path(get, path = "/v1/subscriptions/{name}/offset", tag = "subscriptions",
+    params(("name" = String, Path, description = "The subscription")),
+    responses((status = 200, description = "Its offset (0 if none)", body = api::SubscriptionOffset)))]
+pub async fn subscription_offset(
+    state: web::Data<AppState>,
+    principal: Principal,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_admin()?;
+    let name = name.into_inner();
+    subscription_name(&name)?;
+    let asked = name.clone();
+    let offset = state
+        .call(move |exchange| async move { Ok(exchange.subscription_offset(&asked).await?) })
+        .await?;
+    Ok(HttpResponse::Ok().json(api::SubscriptionOffset { name, offset }))
+}
+
+/// Commits what a subscription's consumer processed (admin): forward only.
+#[utoipa::path(put, path = "/v1/subscriptions/{name}/offset", tag = "subscriptions",
+    params(("name" = String, Path, description = "The subscription")),
+    request_body = OffsetRequest,
+    responses((status = 200, description = "Committed", body = api::SubscriptionOffset),
+        (status = 409, description = "Behind the committed offset: nothing changed", body = api::ErrorBody)))]
+pub async fn commit_subscription(
+    state: web::Data<AppState>,
+    principal: Principal,
+    name: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_admin()?;
+    let name = name.into_inner();
+    subscription_name(&name)?;
+    // An object only: serde would also take `[offset]` for the struct.
+    let body = body.into_inner();
+    if !body.is_object() {
+        return Err(ApiError::invalid_json("the body must be a JSON object"));
+    }
+    let body: OffsetRequest =
+        serde_json::from_value(body).map_err(|error| ApiError::invalid_json(error.to_string()))?;
+    let offset = body.offset;
+    if offset > OFFSET_MAX {
+        return Err(ApiError::invalid_json(format!(
+            "offset must be 0 to {OFFSET_MAX}"
+        )));
+    }
+    let asked = name.clone();
+    let (committed, current) = state
+        .call(move |exchange| async move {
+            let committed = exchange.commit_subscription(&asked, offset).await?;
+            Ok((committed, exchange.subscription_offset(&asked).await?))
+        })
+        .await?;
+    if !committed {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "offset_behind",
+            format!("offset {offset} is behind the committed {current}"),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(api::SubscriptionOffset {
+        name,
+        offset: current,
+    }))
 }
