@@ -118,21 +118,6 @@ impl NatsSinkConfig {
     }
 }
 
-/// What the sink has done (in its log and metrics).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct SinkStats {
-    /// The last offset published and committed.
-    offset: u64,
-    /// Events published by this incarnation.
-    published: u64,
-    /// Of those, what JetStream had already (a repeat it dropped).
-    duplicates: u64,
-    /// Whether it is connected to the broker now.
-    connected: bool,
-    /// Failed connections and batches of this incarnation.
-    failures: u64,
-}
-
 /// What the sink actor answers to.
 #[derive(Debug)]
 pub enum SinkMessage {
@@ -162,7 +147,8 @@ pub struct SinkState {
     /// `None` until connected, and again after a failure.
     jetstream: Option<jetstream::Context>,
     tail: LogTail,
-    stats: SinkStats,
+    /// The last offset published and committed.
+    offset: u64,
     waker: Option<TailWaker>,
     /// When the lag was last measured (it costs a read of the journal's head).
     lag_sampled: Option<Instant>,
@@ -308,14 +294,13 @@ impl SinkState {
         }
         let (jetstream, mut stream) = connect(&self.config).await?;
         let published = last_published(&mut stream).await?;
-        let offset = self.stats.offset.max(published);
+        let offset = self.offset.max(published);
         if offset != self.tail.cursor() {
             self.tail.seek(offset);
         }
-        tracing::info!(committed = self.stats.offset, published, offset,
+        tracing::info!(committed = self.offset, published, offset,
             stream = %self.config.stream, "sink connected; resumes");
-        self.stats.offset = offset;
-        self.stats.connected = true;
+        self.offset = offset;
         metrics::gauge!("tradefloor_sink_connected", "sink" => "nats").set(1.0);
         self.jetstream = Some(jetstream.clone());
         Ok(jetstream)
@@ -332,7 +317,7 @@ impl SinkState {
         }
         self.lag_sampled = Some(Instant::now());
         if let Ok(head) = self.journal.last_offset().await {
-            let lag = head.saturating_sub(self.stats.offset);
+            let lag = head.saturating_sub(self.offset);
             metrics::gauge!("tradefloor_sink_lag_events", "sink" => "nats").set(lag as f64);
         }
     }
@@ -342,9 +327,7 @@ impl SinkState {
     fn disconnect(&mut self, error: &Error) {
         tracing::warn!(%error, retry_in = ?self.config.retry_interval, "sink failed; retrying");
         self.jetstream = None;
-        self.stats.connected = false;
-        self.stats.failures += 1;
-        self.tail.seek(self.stats.offset);
+        self.tail.seek(self.offset);
         self.retry_at = Some(Instant::now() + self.config.retry_interval);
         metrics::gauge!("tradefloor_sink_connected", "sink" => "nats").set(0.0);
         metrics::counter!("tradefloor_sink_failures_total", "sink" => "nats").increment(1);
@@ -385,10 +368,10 @@ impl SinkState {
             .await
             .map_err(failed)?;
         let count = events.len() as u64;
-        self.stats.offset = last;
-        self.stats.published += count;
-        self.stats.duplicates += duplicates;
+        self.offset = last;
         metrics::counter!("tradefloor_sink_published_total", "sink" => "nats").increment(count);
+        metrics::counter!("tradefloor_sink_duplicates_total", "sink" => "nats")
+            .increment(duplicates);
         metrics::gauge!("tradefloor_sink_offset", "sink" => "nats").set(last as f64);
         Ok(events.len())
     }
@@ -415,10 +398,7 @@ impl Actor for NatsSink {
             config: arguments.config,
             progress: arguments.progress,
             jetstream: None,
-            stats: SinkStats {
-                offset,
-                ..SinkStats::default()
-            },
+            offset,
             waker: None,
             lag_sampled: None,
             retry_at: None,
