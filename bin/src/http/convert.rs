@@ -13,6 +13,7 @@ use tradefloor_domain::{
 };
 
 use crate::api;
+use crate::http::error::ApiError;
 
 /// An account id from a path or body.
 pub fn account_id(text: &str) -> Result<AccountId, tradefloor_domain::Error> {
@@ -282,4 +283,19 @@ pub fn breaker_state(state: BreakerState) -> &'static str {
         BreakerState::Open => "open",
         BreakerState::HalfOpen => "half_open",
     }
+}
+
+/// A JSON body as `T`, from an object only: serde would also take an array for a struct (its
+/// fields in order, `[null, …]` for an all-optional one), which no client means. `what`
+/// names the body in the error.
+pub fn object_body<T: serde::de::DeserializeOwned>(
+    body: serde_json::Value,
+    what: &str,
+) -> Result<T, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::invalid_json(format!(
+            "{what} must be a JSON object"
+        )));
+    }
+    serde_json::from_value(body).map_err(|error| ApiError::invalid_json(error.to_string()))
 }

@@ -10,6 +10,7 @@ use tradefloor_actors::trading::events::{LOG_WAIT_MAX, LogQuery};
 
 use crate::api::{self, EventsQuery, OffsetRequest};
 use crate::http::auth::Principal;
+use crate::http::convert;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 
@@ -88,7 +89,7 @@ fn log_query(query: EventsQuery) -> Result<LogQuery, ApiError> {
     let symbol = query
         .symbol
         .as_deref()
-        .map(|symbol| crate::http::convert::symbol(symbol).map(|symbol| symbol.to_string()))
+        .map(|symbol| convert::symbol(symbol).map(|symbol| symbol.to_string()))
         .transpose()
         .map_err(|error| ApiError::domain(&error))?;
     Ok(LogQuery {
@@ -168,13 +169,7 @@ pub async fn commit_subscription(
     principal.require_admin()?;
     let name = name.into_inner();
     subscription_name(&name)?;
-    // An object only: serde would also take `[offset]` for the struct.
-    let body = body.into_inner();
-    if !body.is_object() {
-        return Err(ApiError::invalid_json("the body must be a JSON object"));
-    }
-    let body: OffsetRequest =
-        serde_json::from_value(body).map_err(|error| ApiError::invalid_json(error.to_string()))?;
+    let body: OffsetRequest = convert::object_body(body.into_inner(), "the body")?;
     let offset = body.offset;
     if offset > OFFSET_MAX {
         return Err(ApiError::invalid_json(format!(

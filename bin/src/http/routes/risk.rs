@@ -26,7 +26,7 @@ pub async fn set_limits(
 ) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
     let account_id = convert::account_id(&id)?;
-    let body = limits_request(body.into_inner())?;
+    let body: LimitsRequest = convert::object_body(body.into_inner(), "the limits")?;
     let command_id = body.command_id.as_deref().map(CommandId::new).transpose()?;
     let limits = domain_limits(&body)?;
     let limits = state
@@ -36,15 +36,6 @@ pub async fn set_limits(
         .await?;
     tracing::info!(account = %account_id, ?limits, "risk limits set");
     Ok(HttpResponse::Ok().json(limits_answer(account_id, &limits)))
-}
-
-/// The body as limits: an object only (every field is optional, so serde would otherwise take
-/// an array of nulls for an empty request and reset the limits).
-fn limits_request(body: serde_json::Value) -> Result<LimitsRequest, ApiError> {
-    if !body.is_object() {
-        return Err(ApiError::invalid_json("the limits must be a JSON object"));
-    }
-    serde_json::from_value(body).map_err(|error| ApiError::invalid_json(error.to_string()))
 }
 
 /// An account's risk limits.

@@ -7,6 +7,7 @@ use tradefloor_actors::trading::strategies::StrategyView;
 use tradefloor_strategy::StrategySpec;
 
 use crate::http::auth::Principal;
+use crate::http::convert;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 
@@ -31,23 +32,13 @@ fn stop_reason(body: &[u8]) -> Result<String, ApiError> {
     }
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|error| ApiError::invalid_json(error.to_string()))?;
-    if !value.is_object() {
-        return Err(ApiError::invalid_json(
-            "the body is an object {\"reason\"?}",
-        ));
-    }
-    let request: StopRequest =
-        serde_json::from_value(value).map_err(|error| ApiError::invalid_json(error.to_string()))?;
+    let request: StopRequest = convert::object_body(value, "the body {\"reason\"?}")?;
     Ok(request.reason.unwrap_or_else(default))
 }
 
 /// The spec, from an object only (the spec's JSON as `tradefloor backtest` reads it).
 fn spec_of(body: serde_json::Value) -> Result<StrategySpec, ApiError> {
-    if !body.is_object() {
-        return Err(ApiError::invalid_json("a strategy is a JSON object"));
-    }
-    let spec: StrategySpec =
-        serde_json::from_value(body).map_err(|error| ApiError::invalid_json(error.to_string()))?;
+    let spec: StrategySpec = convert::object_body(body, "a strategy")?;
     spec.validate().map_err(|error| {
         ApiError::from(tradefloor_actors::Error::Rejected(
             tradefloor_domain::Error::InvalidStrategy {
