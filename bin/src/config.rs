@@ -405,6 +405,9 @@ pub struct HttpLimits {
     pub ws_subscriptions_max: usize,
     /// Largest WebSocket message a client may send, in bytes.
     pub ws_message_bytes_max: usize,
+    /// SSE connections following the log (`GET /v1/events` as `text/event-stream`) open at
+    /// once; past it a new one is refused with 503 `overloaded`.
+    pub log_streams_max: usize,
 }
 
 impl HttpLimits {
@@ -435,6 +438,7 @@ impl Default for HttpLimits {
             stream_keepalive_seconds: 15,
             ws_subscriptions_max: 32,
             ws_message_bytes_max: 4_096,
+            log_streams_max: 64,
             audit_queue_max: audit.queue_max,
             audit_batch_max: audit.batch_max,
             audit_flush_interval_ms: u64::try_from(audit.flush_interval.as_millis())

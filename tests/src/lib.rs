@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod journal;
 pub mod load;
 pub mod proxy;
+pub mod sse;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tradefloor_tests::{Http, Node, NodeOptions, deposit, limit_order, list_market, place};
+use tradefloor_tests::sse::Sse;
+use tradefloor_tests::{
+    Http, Node, NodeOptions, deposit, eventually, limit_order, list_market, place,
+};
 
 const ADMIN_TOKEN: &str = "admin-secret-token-1b7e44c0d2";
 const TRADER_TOKEN: &str = "alice-trader-token-5f0a93c2b8";
@@ -200,5 +203,88 @@ async fn the_log_is_paged_filtered_and_followed() {
         let (status, answer) = admin.get(&format!("/v1/events?{bad}")).await;
         assert_eq!(status, 400, "{bad}: {answer}");
     }
+    assert_eq!(node.stop().await, Some(0));
+}
+
+/// Reads `count` events from `sse`, checking each `id` is its `offset`.
+async fn take(sse: &mut Sse, count: usize) -> Vec<Value> {
+    let mut events = Vec::new();
+    while events.len() < count {
+        let event = sse.next().await.expect("the stream goes on");
+        assert_eq!(event.id, event.data["offset"].as_u64(), "{:?}", event.data);
+        assert_eq!(event.event, event.data["name"].as_str().expect("a name"));
+        events.push(event.data);
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_streams_as_server_sent_events_and_resumes_exactly() {
+    let options = NodeOptions::with_config(format!(
+        "{}\n[http_limits]\nlog_streams_max = 2\nstream_keepalive_seconds = 1\n",
+        config()
+    ));
+    let mut node = Node::start(options).await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    list_market(&admin).await;
+    deposit(&admin, "alice", "USD", 100_000).await;
+    deposit(&admin, "bob", "BTC", 100).await;
+    let url = node.url.clone();
+    let before = all_events(&admin, "&kinds=account", 1_000).await;
+
+    // The same events the pages give, in order, then the new ones as they commit.
+    let path = "/v1/events?kinds=account";
+    let mut sse = Sse::open(&url, path, Some(ADMIN_TOKEN), None)
+        .await
+        .expect("the stream opens");
+    assert_eq!(take(&mut sse, before.len()).await, before);
+    deposit(&admin, "carol", "USD", 7).await;
+    let live = take(&mut sse, 1).await;
+    assert_eq!(live[0]["stream"], "account|carol", "{live:?}");
+
+    // At most `log_streams_max` open: the third is refused, and a closed one frees its place
+    // (the node learns it at its next write, a keep-alive at the latest).
+    let second = Sse::open(&url, path, Some(ADMIN_TOKEN), None).await;
+    let third = Sse::open(&url, path, Some(ADMIN_TOKEN), None).await;
+    assert_eq!(
+        third
+            .err()
+            .map(|(status, body)| (status, body["error"]["code"].clone())),
+        Some((503, json!("overloaded")))
+    );
+    drop(second);
+    drop(sse);
+    let mut reopened = eventually("a place for a stream", Duration::from_secs(10), || async {
+        Sse::open(&url, path, Some(ADMIN_TOKEN), None).await.ok()
+    })
+    .await;
+
+    // Resuming after an id gives exactly the events after it, old and new.
+    deposit(&admin, "dave", "USD", 9).await;
+    let resume_at = before[before.len() / 2]["offset"]
+        .as_u64()
+        .expect("an offset");
+    let mut resumed = Sse::open(&url, path, Some(ADMIN_TOKEN), Some(&resume_at.to_string()))
+        .await
+        .expect("the stream reopens");
+    let expected = all_events(&admin, "&kinds=account", 1_000).await;
+    let expected: Vec<Value> = expected
+        .into_iter()
+        .filter(|event| event["offset"].as_u64() > Some(resume_at))
+        .collect();
+    assert_eq!(take(&mut resumed, expected.len()).await, expected);
+    assert_eq!(
+        take(&mut reopened, before.len() + 2).await.last(),
+        expected.last()
+    );
+
+    // Admins only, and the parameters are checked as for pages.
+    let trader = Sse::open(&url, path, Some(TRADER_TOKEN), None).await;
+    assert_eq!(trader.err().map(|(status, _)| status), Some(403));
+    let bad = Sse::open(&url, "/v1/events?kinds=ledger", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(bad.err().map(|(status, _)| status), Some(400));
+    let bad_id = Sse::open(&url, path, Some(ADMIN_TOKEN), Some("x")).await;
+    assert_eq!(bad_id.err().map(|(status, _)| status), Some(400));
+    drop((resumed, reopened));
     assert_eq!(node.stop().await, Some(0));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
-use tradefloor_persistence::{Error as StorageError, Filter, OffsetStore, StoredEvent};
+use tradefloor_persistence::{Error as StorageError, Filter, Journal, OffsetStore, StoredEvent};
 
 use super::{Exchange, event_json};
 use crate::error::Error;
@@ -80,7 +80,24 @@ fn storage(error: StorageError) -> Error {
     }
 }
 
+/// The log as outside consumers read it: pages of events and subscriptions' offsets. It holds
+/// the journal only, so a long-lived reader (an SSE connection) does not hold the
+/// application.
+#[derive(Clone, Debug)]
+pub struct EventLog {
+    journal: Journal,
+}
+
 impl Exchange {
+    /// The log for outside consumers.
+    pub fn event_log(&self) -> EventLog {
+        EventLog {
+            journal: self.journal.clone(),
+        }
+    }
+}
+
+impl EventLog {
     /// The offset subscription `name` committed: where its consumer resumes (0 if none).
     pub async fn subscription_offset(&self, name: &str) -> Result<u64, Error> {
         OffsetStore::new(self.journal.database().clone())

@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Permits for requests in flight ([`HttpLimits::requests_in_flight_max`]).
     pub in_flight: Arc<Semaphore>,
+    /// Permits for SSE connections following the log ([`HttpLimits::log_streams_max`]).
+    pub log_streams: Arc<Semaphore>,
     /// Who sent every command, and who was denied.
     pub audit: AuditLog,
     /// The trading application, set once it has recovered and taken back at shutdown.
@@ -75,6 +77,7 @@ impl AppState {
             tokens,
             audit,
             in_flight: Arc::new(Semaphore::new(limits.requests_in_flight_max)),
+            log_streams: Arc::new(Semaphore::new(limits.log_streams_max)),
             limits,
             registry,
             metrics,

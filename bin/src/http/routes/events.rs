@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use tradefloor_actors::trading::events::{LOG_WAIT_MAX, LogQuery};
 
 use crate::api::{self, EventsQuery, OffsetRequest};
@@ -13,6 +13,8 @@ use crate::http::auth::Principal;
 use crate::http::convert;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+
+pub mod stream;
 
 /// Entity kinds a filter may name.
 const KINDS: [&str; 5] = ["account", "order_book", "order_saga", "quotes", "strategy"];
@@ -23,36 +25,59 @@ const STREAM_PREFIX_BYTES_MAX: usize = 128;
 /// The largest offset a client may name (JSON numbers are exact up to 2^53).
 const OFFSET_MAX: u64 = (1 << 53) - 1;
 
-/// Events of the log after an offset (admin).
+/// Events of the log after an offset (admin): a page as JSON, or, asked with
+/// `Accept: text/event-stream`, every event from there on as Server-Sent Events (`id` = the
+/// offset; `Last-Event-ID` resumes after it).
 #[utoipa::path(get, path = "/v1/events", tag = "events",
-    params(EventsQuery),
-    responses((status = 200, description = "A page of the log", body = api::EventsPage)))]
+    params(EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "SSE: resume after this offset")),
+    responses((status = 200, description = "A page of the log, or text/event-stream of its events",
+        body = api::EventsPage)))]
 pub async fn events(
+    request: HttpRequest,
     state: web::Data<AppState>,
     principal: Principal,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
-    let query = query.into_inner();
+    let mut query = query.into_inner();
     let subscription = query
         .subscription
         .clone()
         .map(|name| subscription_name(&name).map(|()| name))
         .transpose()?;
+    let streaming = wants_event_stream(&request);
+    if streaming {
+        query.after = super::streams::resume_point(&request, query.after)?;
+    }
     let resume = query.after.is_none().then_some(subscription).flatten();
     let mut query = log_query(query)?;
+    let log = state.exchange()?.event_log();
+    if let Some(name) = resume {
+        let asked = log.clone();
+        query.after = state
+            .call(move |_| async move { Ok(asked.subscription_offset(&name).await?) })
+            .await?;
+    }
+    if streaming {
+        return stream::open(&state, log, query);
+    }
     let page = state
-        .call(move |exchange| async move {
-            if let Some(name) = resume {
-                query.after = exchange.subscription_offset(&name).await?;
-            }
-            Ok(exchange.log_page(&query).await?)
-        })
+        .call(move |_| async move { Ok(log.log_page(&query).await?) })
         .await?;
     Ok(HttpResponse::Ok().json(api::EventsPage {
         events: page.events,
         next_after: page.next_after,
     }))
+}
+
+/// Whether the client asked for Server-Sent Events.
+fn wants_event_stream(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
 }
 
 /// The query, checked: a bad one is a 400 naming the parameter.
@@ -148,9 +173,12 @@ pub async fn subscription_offset(
     let name = name.into_inner();
     subscription_name(&name)?;
     let asked = name.clone();
-    let offset = state
-        .call(move |exchange| async move { Ok(exchange.subscription_offset(&asked).await?) })
-        .await?;
+    let offset =
+        state
+            .call(move |exchange| async move {
+                Ok(exchange.event_log().subscription_offset(&asked).await?)
+            })
+            .await?;
     Ok(HttpResponse::Ok().json(api::SubscriptionOffset { name, offset }))
 }
 
@@ -179,8 +207,9 @@ pub async fn commit_subscription(
     let asked = name.clone();
     let (committed, current) = state
         .call(move |exchange| async move {
-            let committed = exchange.commit_subscription(&asked, offset).await?;
-            Ok((committed, exchange.subscription_offset(&asked).await?))
+            let log = exchange.event_log();
+            let committed = log.commit_subscription(&asked, offset).await?;
+            Ok((committed, log.subscription_offset(&asked).await?))
         })
         .await?;
     if !committed {

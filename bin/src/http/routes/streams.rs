@@ -56,7 +56,7 @@ pub async fn market(
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let symbol = convert::symbol(&symbol)?;
-    let after = resume_point(&request, &query)?;
+    let after = resume_point(&request, query.after)?;
     let (subscription, snapshot) = open(&state, Topic::Market(symbol), after).await?;
     Ok(sse_response(&state, subscription, snapshot))
 }
@@ -78,7 +78,7 @@ pub async fn account(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = convert::account_id(&id)?;
     principal.require_funds(account_id.as_str())?;
-    let after = resume_point(&request, &query)?;
+    let after = resume_point(&request, query.after)?;
     let (subscription, snapshot) = open(&state, Topic::Account(account_id), after).await?;
     Ok(sse_response(&state, subscription, snapshot))
 }
@@ -131,9 +131,12 @@ fn json(body: &impl serde::Serialize) -> String {
 }
 
 /// Where a client resumes: `Last-Event-ID` (what a browser's `EventSource` sends) or `after`.
-fn resume_point(request: &HttpRequest, query: &StreamQuery) -> Result<Option<u64>, ApiError> {
+pub(crate) fn resume_point(
+    request: &HttpRequest,
+    after: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
     let header = request.headers().get("Last-Event-ID");
-    match (header, query.after) {
+    match (header, after) {
         (Some(value), _) => value
             .to_str()
             .ok()
@@ -151,11 +154,11 @@ fn resume_point(request: &HttpRequest, query: &StreamQuery) -> Result<Option<u64
 }
 
 /// One SSE event.
-fn sse_frame(id: Option<u64>, event: &str, body: &impl serde::Serialize) -> Bytes {
+pub(crate) fn sse_frame(id: Option<u64>, event: &str, body: &impl serde::Serialize) -> Bytes {
     sse_text(id, event, &json(body))
 }
 
-fn sse_text(id: Option<u64>, event: &str, data: &str) -> Bytes {
+pub(crate) fn sse_text(id: Option<u64>, event: &str, data: &str) -> Bytes {
     let mut frame = String::with_capacity(data.len() + event.len() + 32);
     if let Some(id) = id {
         frame.push_str(&format!("id: {id}\n"));
@@ -173,7 +176,7 @@ fn end_code(end: &StreamEnd) -> &'static str {
     }
 }
 
-fn error_body(code: &str, message: &str) -> serde_json::Value {
+pub(crate) fn error_body(code: &str, message: &str) -> serde_json::Value {
     serde_json::json!({ "code": code, "message": message })
 }
 
@@ -199,11 +202,7 @@ fn sse_response(state: &AppState, subscription: Subscription, snapshot: Snapshot
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(Frames {
-            receiver,
-            ending,
-            ended: false,
-        })
+        .streaming(Frames::new(receiver, ending))
 }
 
 /// Writes `subscription`'s messages into `sender` (a comment every `keepalive` when quiet)
@@ -252,10 +251,21 @@ fn frame_of(message: &StreamMessage) -> Bytes {
 }
 
 /// The body of an SSE response: the buffer's frames, then the reason it ended, if any.
-struct Frames {
+pub(crate) struct Frames {
     receiver: mpsc::Receiver<Bytes>,
     ending: Arc<Mutex<Option<Bytes>>>,
     ended: bool,
+}
+
+impl Frames {
+    /// A body reading `receiver`, then what `ending` holds when it closes.
+    pub(crate) fn new(receiver: mpsc::Receiver<Bytes>, ending: Arc<Mutex<Option<Bytes>>>) -> Self {
+        Self {
+            receiver,
+            ending,
+            ended: false,
+        }
+    }
 }
 
 impl Stream for Frames {
