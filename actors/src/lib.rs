@@ -30,7 +30,8 @@
 //! - [`log_tail`](hosting::log_tail): following the global log from the journal's log bus, and from the
 //!   database to catch up; what projections, consumer groups and the book feed read with.
 //! - [`projection`](hosting::projection): read models in SQL tables fed from the global log, each batch and its
-//!   offset in one transaction (exactly once); rebuild from offset 0.
+//!   offset in one transaction (exactly once); rebuild from offset 0; an event they cannot
+//!   apply is parked in the [`dead_letter_table`](hosting::dead_letter_table) and they go on.
 //! - [`consumer_group`](hosting::consumer_group): members sharing the log's partitions (by a stable hash of the
 //!   stream), each partition processed by one member in order, reassigned as members come
 //!   and go (at least once).
@@ -57,7 +58,7 @@ pub use hosting::consumer_group::{
 pub use hosting::entity::Persistent;
 pub use hosting::log_tail::{LogTail, TailWaker};
 pub use hosting::projection::{
-    Projection, ProjectionActor, ProjectionArgs, ProjectionConfig, ProjectionError,
+    Blame, Projection, ProjectionActor, ProjectionArgs, ProjectionConfig, ProjectionError,
     ProjectionMessage, ProjectionStats, rebuild,
 };
 pub use hosting::region::{ShardRegion, shard_of};

@@ -6,13 +6,16 @@
 //! event shows up as a wrong count or as an out-of-order event. Each check compares the
 //! table with a recount from the journal.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef, ActorStatus};
 use tokio::time::Instant;
+use tradefloor_actors::hosting::dead_letter_table::{
+    DeadLetterPolicy, DeadLetterTable, LetterQuery,
+};
 use tradefloor_actors::{
     Projection, ProjectionActor, ProjectionArgs, ProjectionConfig, ProjectionMessage,
     SupervisionConfig, Supervisor, SupervisorArgs, rebuild,
@@ -222,12 +225,18 @@ enum CountError {
 /// Counts events per stream.
 struct Counts {
     faults: Arc<Faults>,
+    /// Offsets it fails on every time, until taken out (the fix).
+    poison: Arc<Mutex<BTreeSet<u64>>>,
+    /// Whether a stream's events must apply in order (its order key).
+    ordered: bool,
 }
 
 impl Counts {
     fn new() -> Self {
         Self {
             faults: Arc::default(),
+            poison: Arc::default(),
+            ordered: false,
         }
     }
 }
@@ -260,6 +269,15 @@ impl Projection for Counts {
         transaction: &mut Transaction,
         events: &[Arc<StoredEvent>],
     ) -> Result<(), CountError> {
+        let poisoned = {
+            let poison = self.poison.lock().unwrap();
+            events
+                .iter()
+                .any(|event| poison.contains(&event.global_offset))
+        };
+        if poisoned {
+            return Err(CountError::Injected);
+        }
         let batch = self.faults.batches.fetch_add(1, Ordering::SeqCst) + 1;
         let fault = self.faults.planned.lock().unwrap().remove(&batch);
         if fault == Some(Fault::Error) {
@@ -282,6 +300,10 @@ impl Projection for Counts {
         transaction.execute("DELETE FROM counts", &[]).await?;
         Ok(())
     }
+
+    fn order_key(&self, event: &StoredEvent) -> Option<String> {
+        self.ordered.then(|| event.stream.clone())
+    }
 }
 
 fn config(batch_events_max: usize) -> ProjectionConfig {
@@ -289,6 +311,11 @@ fn config(batch_events_max: usize) -> ProjectionConfig {
         batch_events_max,
         poll_interval: Duration::from_millis(5),
         batch_interval_min: Duration::ZERO,
+        dead_letters: DeadLetterPolicy {
+            attempts_max: 3,
+            backoff_min: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(4),
+        },
     }
 }
 
@@ -370,31 +397,27 @@ async fn a_projection_applies_every_event_once_in_order_on_postgres() {
     }
 }
 
-/// A batch that fails half-way keeps none of its rows and does not move the offset; a
-/// restart resumes from the offset and ends with the right table.
+/// A batch that fails half-way keeps none of its rows: it is applied again event by event,
+/// in place (no restart), and the table ends exactly right, nothing parked.
 async fn a_failing_batch_leaves_neither_rows_nor_offset(mut harness: Harness) {
     harness.append(6, 10, 2).await;
-    let faults = Faults::plan(&[(3, Fault::ErrorMidBatch)]);
+    let faults = Faults::plan(&[(3, Fault::ErrorMidBatch), (5, Fault::Error)]);
     let projection = Counts {
         faults: faults.clone(),
+        ..Counts::new()
     };
-    let (actor, join) = spawn(&harness.journal, projection, config(16)).await;
-    // Unsupervised, the failure stops the actor.
-    tokio::time::timeout(WAIT, join).await.unwrap().unwrap();
-    assert_eq!(actor.get_status(), ActorStatus::Stopped);
-    let database = harness.journal.database();
-    // Two batches of 16 committed, the third not at all.
-    assert_eq!(stored_offset(&harness.journal).await, 32);
-    assert_eq!(table(database).await, recount(&harness.journal, 32).await);
-
-    let projection = Counts { faults };
     let (actor, join) = spawn(&harness.journal, projection, config(16)).await;
     wait_until!(
         "the projection to catch up",
         caught_up(&harness.journal).await
     );
     let last = harness.journal.last_offset().await.unwrap();
+    let database = harness.journal.database();
     assert_eq!(table(database).await, recount(&harness.journal, last).await);
+    assert!(faults.planned.lock().unwrap().is_empty(), "both faults hit");
+    let stats = ProjectionActor::<Counts>::stats(&actor).await.unwrap();
+    assert_eq!((stats.events, stats.dead_letters), (last, 0), "{stats:?}");
+    assert_eq!(actor.get_status(), ActorStatus::Running);
     actor.stop(None);
     join.await.unwrap();
     harness.finish().await;
@@ -413,7 +436,7 @@ async fn a_failing_batch_leaves_neither_rows_nor_offset_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_supervised_projection_that_crashes_neither_skips_nor_doubles() {
+async fn a_supervised_projection_that_fails_or_crashes_neither_skips_nor_doubles() {
     let mut harness = Harness::sqlite().await;
     harness.append(8, 6, 3).await;
     let faults = Faults::plan(&[
@@ -436,6 +459,7 @@ async fn a_supervised_projection_that_crashes_neither_skips_nor_doubles() {
             None,
             move || Counts {
                 faults: faults.clone(),
+                ..Counts::new()
             },
         )
     };
@@ -455,7 +479,8 @@ async fn a_supervised_projection_that_crashes_neither_skips_nor_doubles() {
     let database = harness.journal.database();
     assert_eq!(table(database).await, recount(&harness.journal, last).await);
     let stats = Supervisor::stats(&supervisor).await.unwrap();
-    assert_eq!(stats.children[0].restarts, 3, "{stats:?}");
+    // The errors are tried again in place; only the panic restarts the projection.
+    assert_eq!(stats.children[0].restarts, 1, "{stats:?}");
     assert!(faults.planned.lock().unwrap().is_empty());
     supervisor.stop(None);
     join.await.unwrap();
@@ -527,6 +552,7 @@ async fn a_caught_up_projection_reads_the_database_only_at_its_poll_interval() {
         batch_events_max: 100,
         poll_interval: Duration::from_secs(3_600),
         batch_interval_min: Duration::ZERO,
+        ..ProjectionConfig::default()
     };
     let (actor, join) = spawn(&harness.journal, Counts::new(), config).await;
     wait_until!(
@@ -680,5 +706,142 @@ async fn a_stale_holder_is_fenced_and_nothing_is_counted_twice_on_sqlite() {
 async fn a_stale_holder_is_fenced_and_nothing_is_counted_twice_on_postgres() {
     if let Some(harness) = Harness::postgres("fenced_holder").await {
         a_stale_holder_is_fenced_and_nothing_is_counted_twice(harness).await;
+    }
+}
+
+/// Every letter the projection parked, in offset order.
+async fn letters(
+    journal: &Journal,
+) -> Vec<tradefloor_actors::hosting::dead_letter_table::DeadLetter> {
+    let table = DeadLetterTable::new(journal.read_models().clone());
+    let query = LetterQuery {
+        consumer: Some(NAME.to_owned()),
+        after: None,
+        limit: 1_000,
+    };
+    table.list(&query).await.unwrap()
+}
+
+/// An event the projection fails on every time is tried `attempts_max` times, then parked
+/// with the offset moved past it, and the projection goes on with the other streams; the
+/// later events of its stream are parked behind it (the projection keeps a stream's order),
+/// across a restart too. A retry before the fix fails again and changes nothing; after the
+/// fix, a retry applies the stream's letters in order and the table is what a projection
+/// that never failed would hold.
+async fn a_poison_event_is_parked_and_retried_after_a_fix(mut harness: Harness) {
+    harness.append(4, 3, 1).await;
+    // The second event of user-1: offsets go round the four streams.
+    let poisoned = 6;
+    let poison = Arc::new(Mutex::new(BTreeSet::from([poisoned])));
+    let make = || Counts {
+        poison: poison.clone(),
+        ordered: true,
+        ..Counts::new()
+    };
+    let (actor, join) = spawn(&harness.journal, make(), config(16)).await;
+    wait_until!(
+        "the projection to go past the poison",
+        caught_up(&harness.journal).await
+    );
+    let parked = letters(&harness.journal).await;
+    let offsets: Vec<u64> = parked.iter().map(|l| l.event.global_offset).collect();
+    assert_eq!(
+        offsets,
+        [6, 10],
+        "the poison and the next event of its stream"
+    );
+    assert_eq!(parked[0].attempts, 3);
+    assert_eq!(parked[0].error, "injected failure");
+    assert_eq!(parked[0].order_key.as_deref(), Some("account|user-1"));
+    assert_eq!((parked[1].attempts, parked[1].held_by), (0, Some(6)));
+    let database = &harness.journal.database().clone();
+    let rows = table(database).await;
+    let user_1 = rows.iter().find(|row| row.0 == "account|user-1").unwrap();
+    assert_eq!(
+        (user_1.1, user_1.3),
+        (1, 0),
+        "only its first event, none out of order"
+    );
+    let expected = |rows: &[Row]| -> Vec<Row> {
+        rows.iter()
+            .filter(|row| row.0 != "account|user-1")
+            .cloned()
+            .collect()
+    };
+    let last = harness.journal.last_offset().await.unwrap();
+    let full = recount(&harness.journal, last).await;
+    assert_eq!(
+        expected(&rows),
+        expected(&full),
+        "the other streams went on"
+    );
+    let stats = ProjectionActor::<Counts>::stats(&actor).await.unwrap();
+    assert_eq!(stats.dead_letters, 2, "{stats:?}");
+    actor.stop(None);
+    join.await.unwrap();
+
+    // Restarted, it still holds the stream.
+    let (actor, join) = spawn(&harness.journal, make(), config(16)).await;
+    harness.append(2, 1, 1).await;
+    wait_until!(
+        "the projection to catch up",
+        caught_up(&harness.journal).await
+    );
+    assert_eq!(letters(&harness.journal).await.len(), 3);
+
+    // A retry before the fix fails again: one more attempt, nothing applied.
+    let table_of_letters = DeadLetterTable::new(harness.journal.read_models().clone());
+    assert_eq!(
+        table_of_letters.request_retry(NAME, 10).await.unwrap(),
+        3,
+        "the whole stream"
+    );
+    wait_until!(
+        "the retry to fail",
+        letters(&harness.journal)
+            .await
+            .iter()
+            .all(|letter| !letter.retry_requested)
+    );
+    let after_failed_retry = letters(&harness.journal).await;
+    assert_eq!(after_failed_retry.len(), 3);
+    assert_eq!(after_failed_retry[0].attempts, 4);
+    assert!(
+        after_failed_retry[1].error.contains("held behind offset 6"),
+        "{after_failed_retry:?}"
+    );
+
+    // Fixed, a retry applies the stream's letters in order.
+    poison.lock().unwrap().clear();
+    assert_eq!(table_of_letters.request_retry(NAME, 6).await.unwrap(), 3);
+    wait_until!(
+        "the letters to be applied",
+        letters(&harness.journal).await.is_empty()
+    );
+    let last = harness.journal.last_offset().await.unwrap();
+    assert_eq!(table(database).await, recount(&harness.journal, last).await);
+    // And the stream is no longer held.
+    harness.append(2, 1, 1).await;
+    wait_until!(
+        "the projection to catch up",
+        caught_up(&harness.journal).await
+    );
+    let last = harness.journal.last_offset().await.unwrap();
+    assert_eq!(table(database).await, recount(&harness.journal, last).await);
+    assert!(letters(&harness.journal).await.is_empty());
+    actor.stop(None);
+    join.await.unwrap();
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_parked_and_retried_after_a_fix_on_sqlite() {
+    a_poison_event_is_parked_and_retried_after_a_fix(Harness::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_parked_and_retried_after_a_fix_on_postgres() {
+    if let Some(harness) = Harness::postgres("poison").await {
+        a_poison_event_is_parked_and_retried_after_a_fix(harness).await;
     }
 }

@@ -118,6 +118,7 @@ fn config(round: u64) -> TradingConfig {
             batch_events_max: 256,
             poll_interval: Duration::from_millis(20),
             batch_interval_min: Duration::from_millis(5),
+            ..ProjectionConfig::default()
         },
         placement_wait: Duration::from_secs(2),
         ..TradingConfig::default()

@@ -953,3 +953,79 @@ pub struct SubscriptionOffset {
     /// Where its consumer resumes: events after this.
     pub offset: u64,
 }
+
+/// `GET /v1/dead-letters`: which letters.
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLettersQuery {
+    /// Only this consumer's letters (e.g. `trading.balances`).
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+    /// Letters after this id (the `next_after` of the page before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Letters per page, 1 to 1 000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// An event a consumer of the log parked because it could not apply it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetterBody {
+    /// `{consumer}:{offset}`: what the retry and delete routes take.
+    pub id: String,
+    /// The consumer that parked it.
+    pub consumer: String,
+    /// The event's global offset.
+    pub offset: u64,
+    /// Why: the consumer's last error, or the earlier letter that holds its key.
+    pub error: String,
+    /// Failed attempts (0 for an event parked behind an earlier one of its key).
+    pub attempts: u32,
+    /// When it was parked, microseconds since the epoch.
+    pub parked_at: i64,
+    /// The key whose order the consumer keeps (an account's stream), if it keeps one.
+    pub order_key: Option<String>,
+    /// The offset of the parked event that held this one back, if any.
+    pub held_by: Option<u64>,
+    /// Whether a retry was asked for and is not yet attempted.
+    pub retry_requested: bool,
+    /// The event, as `GET /v1/events` shows it (with its payload decoded, or its
+    /// `decode_error`).
+    pub event: serde_json::Value,
+}
+
+/// Undeliverable actor messages: counted, the latest kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UndeliveredBody {
+    /// Every message that could not be delivered since the node started.
+    pub total: u64,
+    /// The latest ones, oldest first: `{recipient, message_type, reason, at_unix_ms}`.
+    pub recent: Vec<serde_json::Value>,
+}
+
+/// A page of dead letters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeadLettersPage {
+    /// Parked events, by consumer then offset.
+    pub letters: Vec<DeadLetterBody>,
+    /// The id to pass as `after` for the next page, if there may be one.
+    pub next_after: Option<String>,
+    /// Parked events per consumer (all of them, not only this page's).
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// Actor messages that could not be delivered.
+    pub undelivered: UndeliveredBody,
+}
+
+/// `POST /v1/dead-letters/{id}/retry`: what was asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RetryAnswer {
+    /// The letter.
+    pub id: String,
+    /// Letters marked for retry: this one, and the letters of its key behind it if the
+    /// consumer keeps the key's order (they are applied together, in offset order).
+    pub letters: u64,
+}

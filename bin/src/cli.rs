@@ -201,11 +201,36 @@ pub enum CtlCommand {
     },
     /// The strategies, one a line: state, market, account, position, PnL, last signal.
     Strategies,
+    /// Events the log's consumers parked (one a line), and undeliverable actor messages; or
+    /// retry or delete one.
+    DeadLetters {
+        /// What to do (default: list them).
+        #[command(subcommand)]
+        command: Option<DeadLetterCommand>,
+        /// Only this consumer's (e.g. `trading.balances`).
+        #[arg(long)]
+        consumer: Option<String>,
+    },
     /// One strategy: show, create, start or stop it.
     Strategy {
         /// What to do with it.
         #[command(subcommand)]
         command: StrategyCommand,
+    },
+}
+
+/// The `ctl dead-letters` commands.
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// Apply a parked event again (after a fix), with the letters of its key behind it.
+    Retry {
+        /// The letter: `{consumer}:{offset}`.
+        id: String,
+    },
+    /// Give a parked event up: its letter is deleted, the event never applied.
+    Delete {
+        /// The letter: `{consumer}:{offset}`.
+        id: String,
     },
 }
 

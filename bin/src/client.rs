@@ -261,6 +261,21 @@ impl Client {
         self.call_with(Method::POST, &format!("/v1/strategies/{id}/stop"), stop)
     }
 
+    /// `GET /v1/dead-letters` (admin).
+    pub fn dead_letters(&self, query: &api::DeadLettersQuery) -> Call<api::DeadLettersPage> {
+        self.call(Method::GET, "/v1/dead-letters").query(query)
+    }
+
+    /// `POST /v1/dead-letters/{id}/retry` (admin).
+    pub fn retry_dead_letter(&self, id: &str) -> Call<api::RetryAnswer> {
+        self.call(Method::POST, &format!("/v1/dead-letters/{id}/retry"))
+    }
+
+    /// `DELETE /v1/dead-letters/{id}` (admin): answers 204 without a body.
+    pub fn delete_dead_letter(&self, id: &str) -> Call<()> {
+        self.call(Method::DELETE, &format!("/v1/dead-letters/{id}"))
+    }
+
     /// `GET /v1/actors?node=&depth=` (admin).
     pub fn actors(&self, query: &api::ActorsQuery) -> Call<api::ActorNode> {
         self.call(Method::GET, "/v1/actors").query(query)

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tradefloor_actors::hosting::dead_letter_table::DeadLetterPolicy;
 use tradefloor_actors::trading::TradingConfig;
 use tradefloor_actors::trading::sink::NatsSinkConfig;
 use tradefloor_persistence::JournalConfig;
@@ -477,6 +478,13 @@ pub struct TradingLimits {
     pub projection_batch_events_max: usize,
     /// How long a caught-up read model waits before reading the log again, in milliseconds.
     pub projection_poll_interval_ms: u64,
+    /// Attempts a read model makes at an event it fails on before parking it as a dead letter.
+    pub dead_letter_attempts_max: u32,
+    /// The wait after a read model's first failed attempt at an event, in milliseconds; it
+    /// doubles with each further one, up to `dead_letter_backoff_max_ms`.
+    pub dead_letter_backoff_min_ms: u64,
+    /// The longest wait between two attempts at an event, in milliseconds.
+    pub dead_letter_backoff_max_ms: u64,
     /// The shortest time between two batches a consumer of the log (read model, book feed,
     /// risk monitor) takes from the log bus, in milliseconds: fewer, larger transactions under
     /// load, at the cost of trailing the log by up to this much.
@@ -510,6 +518,9 @@ impl Default for TradingLimits {
             projection_batch_events_max: defaults.projections.batch_events_max,
             projection_poll_interval_ms: millis(defaults.projections.poll_interval),
             log_batch_interval_min_ms: millis(defaults.projections.batch_interval_min),
+            dead_letter_attempts_max: defaults.projections.dead_letters.attempts_max,
+            dead_letter_backoff_min_ms: millis(defaults.projections.dead_letters.backoff_min),
+            dead_letter_backoff_max_ms: millis(defaults.projections.dead_letters.backoff_max),
             stream_topic_buffer_messages: defaults.streams.topic_buffer_messages,
             stream_subscriptions_max: defaults.streams.subscriptions_max,
             stream_resume_events_max: defaults.streams.resume_events_max,
@@ -537,6 +548,11 @@ impl TradingLimits {
         config.placement_wait = Duration::from_millis(self.placement_wait_ms);
         config.projections.batch_events_max = self.projection_batch_events_max;
         config.projections.poll_interval = Duration::from_millis(self.projection_poll_interval_ms);
+        config.projections.dead_letters = DeadLetterPolicy {
+            attempts_max: self.dead_letter_attempts_max,
+            backoff_min: Duration::from_millis(self.dead_letter_backoff_min_ms),
+            backoff_max: Duration::from_millis(self.dead_letter_backoff_max_ms),
+        };
         let batch_interval_min = Duration::from_millis(self.log_batch_interval_min_ms);
         config.projections.batch_interval_min = batch_interval_min;
         config.feed.batch_interval_min = batch_interval_min;
@@ -778,6 +794,7 @@ impl NodeConfig {
             || trading.ask_deadline_ms == 0
             || trading.projection_batch_events_max == 0
             || trading.projection_poll_interval_ms == 0
+            || trading.dead_letter_attempts_max == 0
         {
             return invalid("trading limits must all be positive".to_owned());
         }

@@ -20,6 +20,7 @@ use crate::cli::{CtlArgs, CtlCommand};
 use crate::client::{Call, Client};
 use crate::error::Error;
 
+pub mod dead_letters;
 pub mod strategies;
 
 /// How often a running rebalance's progress is read.
@@ -111,6 +112,9 @@ pub async fn run(args: CtlArgs) -> Result<(), Error> {
             show(client.strategies(), json, strategies::render_strategies).await?
         }
         CtlCommand::Strategy { command } => strategies::run(&client, command, json).await?,
+        CtlCommand::DeadLetters { command, consumer } => {
+            dead_letters::run(&client, command, consumer, json).await?
+        }
     };
     print(&text)
 }

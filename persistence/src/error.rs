@@ -118,6 +118,35 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the database refused the statement's data (a constraint or a trigger on
+    /// SQLite; an integrity, data or raised exception on PostgreSQL) rather than failed as a
+    /// database: the same statement with other data would succeed.
+    pub fn is_data_refused(&self) -> bool {
+        // SQLite's primary result code for constraints, triggers' RAISE(ABORT) included.
+        const SQLITE_CONSTRAINT: i32 = 19;
+        let sqlite_constraint = |code: &str| {
+            code.parse::<i32>()
+                .is_ok_and(|code| code & 0xff == SQLITE_CONSTRAINT)
+        };
+        match self {
+            Error::Database(error) => match error.as_ref() {
+                sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+                    sqlite_constraint(&code)
+                        || code.starts_with("23")
+                        || code.starts_with("22")
+                        || code == "P0001"
+                }),
+                _ => false,
+            },
+            Error::Sqlite(error) => matches!(
+                error.as_ref(),
+                rusqlite::Error::SqliteFailure(failure, _)
+                    if failure.code == rusqlite::ErrorCode::ConstraintViolation
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the statement failed because a table it names does not exist (and for no
     /// other reason: a caller may create or rebuild what is missing, never what failed).
     pub fn is_missing_table(&self) -> bool {

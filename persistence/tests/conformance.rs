@@ -1352,6 +1352,54 @@ where
     outputs
 }
 
+/// Data the database refuses (a constraint) is told apart from a database that fails (a table
+/// missing), through the read models' transactions and the pool alike: the first is an
+/// event's fault, the second the reader's.
+async fn refused_data_is_told_from_a_broken_database(harness: &Harness) {
+    let journal = &harness.journal;
+    journal
+        .read_models()
+        .execute("CREATE TABLE refusing (x BIGINT NOT NULL CHECK (x >= 0))")
+        .await
+        .unwrap();
+    let mut transaction = journal.begin_read_models().await.unwrap();
+    let refused = match transaction
+        .execute(
+            "INSERT INTO refusing (x) VALUES ($1)",
+            &[SqlValue::Integer(-1)],
+        )
+        .await
+    {
+        // The read models' writer on SQLite says so at the commit.
+        Ok(()) => transaction.commit().await.unwrap_err(),
+        Err(error) => error,
+    };
+    assert!(refused.is_data_refused(), "{refused:?}");
+    assert!(!refused.is_missing_table(), "{refused:?}");
+    let mut transaction = journal.begin_read_models().await.unwrap();
+    let missing = match transaction
+        .execute(
+            "INSERT INTO nowhere (x) VALUES ($1)",
+            &[SqlValue::Integer(1)],
+        )
+        .await
+    {
+        Ok(()) => transaction.commit().await.unwrap_err(),
+        Err(error) => error,
+    };
+    assert!(!missing.is_data_refused(), "{missing:?}");
+    assert!(missing.is_missing_table(), "{missing:?}");
+    let pooled = journal
+        .read_models()
+        .fetch("SELECT x FROM nowhere", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        !pooled.is_data_refused() && pooled.is_missing_table(),
+        "{pooled:?}"
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident => $function:ident;)*) => {
         mod sqlite {
@@ -1398,6 +1446,7 @@ conformance! {
     bus_lag => a_lagging_subscriber_is_told;
     filter_matches => filters_match_in_memory_as_in_sql;
     venue_secrets => venue_secrets_are_made_once;
+    refused_data => refused_data_is_told_from_a_broken_database;
 }
 
 #[tokio::test]

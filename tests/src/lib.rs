@@ -619,6 +619,23 @@ pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 
+/// Runs `tradefloor <args>` against `node` (`TRADEFLOOR_NODE`, no token from the
+/// environment) and waits for it, off the runtime's threads.
+pub async fn tradefloor(node: &Node, args: &[&str]) -> std::process::Output {
+    let url = node.url.clone();
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(binary())
+            .args(&args)
+            .env("TRADEFLOOR_NODE", &url)
+            .env_remove("TRADEFLOOR_TOKEN")
+            .output()
+            .expect("the tradefloor binary runs")
+    })
+    .await
+    .expect("the command's thread does not panic")
+}
+
 /// The market the tests trade: `BTC-USD`, tick 1, lot 1, the default band.
 pub const SYMBOL: &str = "BTC-USD";
 

@@ -1,26 +1,8 @@
 //! `tradefloor ctl` and `tradefloor bench` against a real node: the binary as an operator
 //! runs it, its text and JSON outputs, its exit status on an error answer.
 
-use std::process::Output;
-
 use serde_json::{Value, json};
-use tradefloor_tests::{Node, NodeOptions, binary};
-
-/// Runs `tradefloor <args>` against `node` and waits for it (off the runtime's threads).
-async fn tradefloor(node: &Node, args: &[&str]) -> Output {
-    let url = node.url.clone();
-    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(binary())
-            .args(&args)
-            .env("TRADEFLOOR_NODE", &url)
-            .env_remove("TRADEFLOOR_TOKEN")
-            .output()
-            .expect("the tradefloor binary runs")
-    })
-    .await
-    .expect("the command's thread does not panic")
-}
+use tradefloor_tests::{Node, NodeOptions, tradefloor};
 
 /// `tradefloor ctl <args>`: its standard output; it must succeed.
 async fn ctl(node: &Node, args: &[&str]) -> String {

@@ -4,11 +4,10 @@
 //! bad spec file refused before anything is sent, with its name and a non-zero exit.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tradefloor_tests::{Node, NodeOptions, binary, deposit, eventually, list_market};
+use tradefloor_tests::{Node, NodeOptions, deposit, eventually, list_market, tradefloor};
 
 /// The sample strategy's id (`strategy/tests/data/strategy.json`).
 const STRATEGY: &str = "sample-ensemble";
@@ -23,22 +22,6 @@ fn sample(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../strategy/tests/data")
         .join(name)
-}
-
-/// Runs `tradefloor <args>` against `node` and waits for it (off the runtime's threads).
-async fn tradefloor(node: &Node, args: &[&str]) -> Output {
-    let url = node.url.clone();
-    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(binary())
-            .args(&args)
-            .env("TRADEFLOOR_NODE", &url)
-            .env_remove("TRADEFLOOR_TOKEN")
-            .output()
-            .expect("the tradefloor binary runs")
-    })
-    .await
-    .expect("the command's thread does not panic")
 }
 
 /// `tradefloor ctl <args>`: its standard output; it must succeed.

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod consumer_group;
+pub mod dead_letter_table;
 pub mod entity;
 pub(crate) mod log_fold;
 pub mod log_tail;

@@ -14,8 +14,18 @@
 //!   applied twice.
 //! - **In order.** Events reach [`Projection::apply`] in global-offset order, so the events of
 //!   one stream arrive in sequence order.
-//! - **Failures fail the actor.** Any error fails the actor, so its [`Supervisor`] restarts it
-//!   (with backoff, within its restart intensity); the actor never retries in place.
+//! - **Storage failures fail the actor.** An error of the database fails the actor, so its
+//!   [`Supervisor`] restarts it (with backoff, within its restart intensity).
+//! - **A poison event is parked, not a stop.** When the projection's own code fails a batch,
+//!   the batch is applied again one event at a time to find the event that fails; that event
+//!   is tried again with backoff, up to [`DeadLetterPolicy::attempts_max`] attempts (at once
+//!   if [`Projection::blame`] says it can never apply, e.g. it cannot be decoded), then
+//!   parked in the dead-letter table (see [`dead_letter_table`](super::dead_letter_table)) in
+//!   the transaction that moves the offset past it, and the projection goes on. A projection
+//!   that keeps an order per key ([`Projection::order_key`]) parks the key's later events
+//!   behind it. Retries an operator asks for are applied within a poll interval. A failure
+//!   that is the read model's or its database's ([`Blame::ReadModel`]: a table missing, the
+//!   disk failing) parks nothing: it fails the actor, as storage failures do.
 //! - **No busy loop, no polling while in step.** A caught-up projection is woken when the
 //!   journal publishes a batch on the log bus, and reads the database only to catch up, or
 //!   after [`ProjectionConfig::poll_interval`] without a batch (for events other processes
@@ -27,6 +37,7 @@
 //!
 //! [`Supervisor`]: crate::runtime::supervisor::Supervisor
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,12 +49,16 @@ use tradefloor_persistence::{
 };
 
 use crate::error::Error;
+use crate::hosting::dead_letter_table::{DeadLetter, DeadLetterPolicy, DeadLetterTable};
 use crate::hosting::log_tail::{BATCH_INTERVAL_MIN_DEFAULT, LogTail, TailWaker};
 use crate::runtime::supervisor::{ChildContext, ChildSpec, Progress};
 
 /// The offset-store partition a projection commits under: a projection reads the whole
 /// (filtered) log as one partition.
 pub const PROJECTION_PARTITION: u32 = 0;
+
+/// Most parked events one check for retries applies.
+const RETRIES_PER_CHECK_MAX: usize = 256;
 
 /// A read model: SQL tables built from the events of the global log.
 ///
@@ -82,6 +97,45 @@ pub trait Projection: Send + 'static {
         &mut self,
         transaction: &mut Transaction,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The key whose events must be applied in order, if the read model needs one (an
+    /// account's balances: its stream): once an event of the key is parked, the key's later
+    /// events are parked behind it. `None` (the default): events are independent.
+    fn order_key(&self, _event: &StoredEvent) -> Option<String> {
+        None
+    }
+
+    /// Whose fault `error` is: the event's (the default: tried again, then parked), a
+    /// poison event's (parked at once), or the read model's (the actor fails).
+    fn blame(&self, _error: &Self::Error) -> Blame {
+        Blame::Event
+    }
+}
+
+/// Whose fault a failed batch is, which decides what becomes of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    /// The event cannot apply as it is and never will (it cannot be decoded): it is parked
+    /// at once.
+    Poison,
+    /// The event's data was refused (a constraint, a value out of range): it is tried again
+    /// with backoff, then parked.
+    Event,
+    /// The read model or its database is broken (a table missing, the disk failing): the
+    /// actor fails and its supervisor restarts it; nothing is parked.
+    ReadModel,
+}
+
+impl Blame {
+    /// A database's error: the event's if the database refused its data, else the read
+    /// model's.
+    pub fn of_storage(error: &StorageError) -> Self {
+        if error.is_data_refused() {
+            Blame::Event
+        } else {
+            Blame::ReadModel
+        }
+    }
 }
 
 /// How a projection reads the log.
@@ -97,6 +151,8 @@ pub struct ProjectionConfig {
     /// taken together, so a busy log makes fewer, larger transactions (each a turn at SQLite's
     /// write lock and an fsync) at the cost of trailing the log by up to this much.
     pub batch_interval_min: Duration,
+    /// When an event the projection fails on is parked.
+    pub dead_letters: DeadLetterPolicy,
 }
 
 impl Default for ProjectionConfig {
@@ -105,6 +161,7 @@ impl Default for ProjectionConfig {
             batch_events_max: 512,
             poll_interval: Duration::from_millis(100),
             batch_interval_min: BATCH_INTERVAL_MIN_DEFAULT,
+            dead_letters: DeadLetterPolicy::default(),
         }
     }
 }
@@ -117,6 +174,11 @@ impl ProjectionConfig {
         }
         if self.poll_interval.is_zero() {
             return Err("poll_interval is zero: a caught-up projection would spin".to_owned());
+        }
+        if self.dead_letters.attempts_max == 0 {
+            return Err(
+                "dead_letters.attempts_max is zero: an event is tried at least once".to_owned(),
+            );
         }
         Ok(())
     }
@@ -184,6 +246,8 @@ pub struct ProjectionStats {
     pub polls: u64,
     /// Whether a holder of a later lease epoch took over: this one applies nothing more.
     pub fenced: bool,
+    /// Events it has parked in the dead-letter table and not yet applied or given up.
+    pub dead_letters: u64,
 }
 
 /// What a [`ProjectionActor`] answers to.
@@ -225,11 +289,59 @@ struct Feed {
     name: String,
     journal: Journal,
     tail: LogTail,
-    /// The last offset applied and committed.
+    /// The last offset applied (or parked) and committed.
     offset: u64,
     /// The lease epoch its commits are fenced by.
     epoch: u64,
     stats: ProjectionStats,
+    policy: DeadLetterPolicy,
+    /// The event the projection failed on, and how many times, while it is tried again.
+    failing: Option<(u64, u32)>,
+    /// Keys with a parked event, each with its first parked offset: their later events are
+    /// parked behind it.
+    held: BTreeMap<String, u64>,
+}
+
+/// Why a batch was not applied (nothing of it was kept).
+#[derive(Debug, thiserror::Error)]
+enum Failure<E: std::error::Error + 'static> {
+    /// The projection's code failed.
+    #[error("{0}")]
+    Projection(E),
+    /// The database refused the batch's writes when it committed.
+    #[error("the batch's commit failed: {0}")]
+    Commit(StorageError),
+}
+
+impl<E: std::error::Error + 'static> Failure<E> {
+    fn blame<P: Projection<Error = E>>(&self, projection: &P) -> Blame {
+        match self {
+            Failure::Projection(error) => projection.blame(error),
+            Failure::Commit(error) => Blame::of_storage(error),
+        }
+    }
+
+    /// The error the actor fails with (the read model's fault, at `offset`).
+    fn into_error(self, projection: &str, offset: u64) -> ProjectionError<E> {
+        match self {
+            Failure::Projection(source) => ProjectionError::ReadModel {
+                projection: projection.to_owned(),
+                first: offset,
+                last: offset,
+                source,
+            },
+            Failure::Commit(source) => storage(projection, source),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Applied (or parked) this many events; 0 if the tail had none.
+    Applied(usize),
+    /// The projection failed on an event: try it again after this long.
+    Backoff(Duration),
 }
 
 impl Feed {
@@ -252,47 +364,276 @@ impl Feed {
             name,
             journal,
             offset,
+            policy: config.dead_letters,
+            failing: None,
+            held: BTreeMap::new(),
         }
     }
 
-    /// Applies the next batch the tail has, with its offset in one transaction; returns how
-    /// many events it applied (0 if the tail had none).
+    fn dead_letters(&self) -> DeadLetterTable {
+        DeadLetterTable::new(self.journal.read_models().clone())
+    }
+
+    /// Loads what the projection parked before (its held keys and how many letters).
+    async fn load_dead_letters(&mut self) -> Result<(), StorageError> {
+        let table = self.dead_letters();
+        table.create().await?;
+        let (count, held) = table.held(&self.name).await?;
+        self.held = held;
+        self.stats.dead_letters = count;
+        metrics::gauge!("tradefloor_parked_events", "consumer" => self.name.clone())
+            .set(count as f64);
+        Ok(())
+    }
+
+    /// Applies the next batch the tail has, with its offset in one transaction. If the
+    /// projection fails it, applies its events one by one to find the one that fails, which
+    /// is tried again after a backoff or parked (see the [module](self)).
     async fn step<P: Projection>(
         &mut self,
         projection: &mut P,
-    ) -> Result<usize, ProjectionError<P::Error>> {
+    ) -> Result<Step, ProjectionError<P::Error>> {
         let events = self.tail.next().await;
         self.stats.polls = self.tail.database_reads();
         let events = events.map_err(|source| storage(&self.name, source))?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            return Ok(0);
+            return Ok(Step::Applied(0));
         };
-        let (first, last) = (first.global_offset, last.global_offset);
         assert!(
-            first > self.offset,
+            first.global_offset > self.offset,
             "the tail yields offsets after the cursor"
         );
-        assert!(last >= first, "the tail yields offsets in order");
+        assert!(
+            last.global_offset >= first.global_offset,
+            "the tail yields offsets in order"
+        );
+        if self.failing.is_none() {
+            match self.apply(projection, &events).await? {
+                Ok(()) => return Ok(Step::Applied(events.len())),
+                Err(source)
+                    if events.len() == 1 || source.blame(projection) == Blame::ReadModel =>
+                {
+                    return self.failed(projection, &events[0], source).await;
+                }
+                Err(source) => {
+                    let (first, last) = (first.global_offset, last.global_offset);
+                    tracing::warn!(projection = %self.name, first, last, error = %source,
+                        "batch failed; applying its events one by one");
+                }
+            }
+        }
+        for event in &events {
+            if let Err(source) = self.apply(projection, std::slice::from_ref(event)).await? {
+                return self.failed(projection, event, source).await;
+            }
+            self.failing = None;
+        }
+        Ok(Step::Applied(events.len()))
+    }
+
+    /// Applies `events` in one transaction with the offset moved past them; events of a held
+    /// key are parked behind it instead. The outer error is the storage's (it fails the
+    /// actor), the inner the projection's (nothing of the batch was kept).
+    async fn apply<P: Projection>(
+        &mut self,
+        projection: &mut P,
+        events: &[Arc<StoredEvent>],
+    ) -> Result<Result<(), Failure<P::Error>>, ProjectionError<P::Error>> {
+        let last = events.last().expect("a batch").global_offset;
+        let (kept, held) = self.split_held(projection, events);
         // On SQLite this queues behind this process's other writers rather than poll for the
         // database's write lock, and runs on the read models' own write connection.
         let storage = |source| storage(&self.name, source);
         let mut transaction = self.journal.begin_read_models().await.map_err(storage)?;
-        if let Err(source) = projection.apply(&mut transaction, &events).await {
+        if !kept.is_empty()
+            && let Err(source) = projection.apply(&mut transaction, &kept).await
+        {
             // Dropping the transaction would roll it back too; saying so is clearer.
             let _ = transaction.rollback().await;
-            return Err(ProjectionError::ReadModel {
-                projection: self.name.clone(),
-                first,
-                last,
-                source,
-            });
+            return Ok(Err(Failure::Projection(source)));
         }
-        self.commit(transaction, last).await?;
+        for letter in &held {
+            DeadLetterTable::park_in(&mut transaction, letter)
+                .await
+                .map_err(storage)?;
+        }
+        match self.commit_batch(transaction, last).await {
+            Ok(()) => {}
+            // Another holder moved the offset: not this batch's fault.
+            Err(
+                source @ (StorageError::OffsetFenced { .. } | StorageError::StaleOffset { .. }),
+            ) => {
+                return Err(self.commit_error(source));
+            }
+            // On SQLite a statement's error (a constraint, a trigger) shows at the commit.
+            Err(source) => return Ok(Err(Failure::Commit(source))),
+        }
         self.offset = last;
-        self.stats.last_batch = events.len();
+        self.parked(&held);
+        self.stats.last_batch = kept.len();
         self.stats.batches += 1;
-        self.stats.events += events.len() as u64;
-        Ok(events.len())
+        self.stats.events += kept.len() as u64;
+        Ok(Ok(()))
+    }
+
+    /// The events to apply, and letters for those of a held key.
+    fn split_held<P: Projection>(
+        &self,
+        projection: &P,
+        events: &[Arc<StoredEvent>],
+    ) -> (Vec<Arc<StoredEvent>>, Vec<DeadLetter>) {
+        if self.held.is_empty() {
+            return (events.to_vec(), Vec::new());
+        }
+        let mut kept = Vec::with_capacity(events.len());
+        let mut held = Vec::new();
+        for event in events {
+            let key = projection.order_key(event);
+            match key.as_ref().and_then(|key| self.held.get(key)) {
+                Some(&first) => {
+                    let error = format!("held behind the parked event at offset {first}");
+                    let mut letter = DeadLetterTable::letter(&self.name, event, error, 0);
+                    letter.order_key = key;
+                    letter.held_by = Some(first);
+                    held.push(letter);
+                }
+                None => kept.push(event.clone()),
+            }
+        }
+        (kept, held)
+    }
+
+    /// Counts letters parked, holding their keys.
+    fn parked(&mut self, letters: &[DeadLetter]) {
+        for letter in letters {
+            if let Some(key) = &letter.order_key {
+                self.held
+                    .entry(key.clone())
+                    .or_insert(letter.event.global_offset);
+            }
+            self.stats.dead_letters += 1;
+            metrics::counter!("tradefloor_parked_events_total", "consumer" => self.name.clone())
+                .increment(1);
+        }
+        metrics::gauge!("tradefloor_parked_events", "consumer" => self.name.clone())
+            .set(self.stats.dead_letters as f64);
+    }
+
+    /// The projection failed on `event`: back off and try it again, or park it.
+    async fn failed<P: Projection>(
+        &mut self,
+        projection: &mut P,
+        event: &StoredEvent,
+        source: Failure<P::Error>,
+    ) -> Result<Step, ProjectionError<P::Error>> {
+        let offset = event.global_offset;
+        let attempts = match self.failing {
+            Some((failing, attempts)) if failing == offset => attempts + 1,
+            _ => 1,
+        };
+        metrics::counter!("tradefloor_consumer_failures_total", "consumer" => self.name.clone())
+            .increment(1);
+        let blame = source.blame(projection);
+        if blame == Blame::ReadModel {
+            return Err(source.into_error(&self.name, offset));
+        }
+        if attempts < self.policy.attempts_max && blame == Blame::Event {
+            let delay = self.policy.delay(attempts);
+            tracing::warn!(projection = %self.name, offset, attempts, ?delay, error = %source,
+                "event failed; trying it again");
+            self.failing = Some((offset, attempts));
+            // The event and what follows it come again from the database.
+            self.tail.seek(self.offset);
+            return Ok(Step::Backoff(delay));
+        }
+        let mut letter = DeadLetterTable::letter(&self.name, event, source.to_string(), attempts);
+        letter.order_key = projection.order_key(event);
+        let storage = |source| storage(&self.name, source);
+        let mut transaction = self.journal.begin_read_models().await.map_err(storage)?;
+        DeadLetterTable::park_in(&mut transaction, &letter)
+            .await
+            .map_err(storage)?;
+        self.commit(transaction, offset).await?;
+        tracing::error!(projection = %self.name, offset, stream = %event.stream,
+            name = %event.name, attempts, error = %letter.error, "event parked as a dead letter");
+        self.offset = offset;
+        self.failing = None;
+        self.tail.seek(offset);
+        self.parked(std::slice::from_ref(&letter));
+        Ok(Step::Applied(1))
+    }
+
+    /// Applies the letters an operator asked to retry, in offset order; a letter that fails
+    /// again stays (with the letters of its key behind it). Then reloads what is parked.
+    async fn retry_parked<P: Projection>(
+        &mut self,
+        projection: &mut P,
+    ) -> Result<(), ProjectionError<P::Error>> {
+        let table = self.dead_letters();
+        let name = self.name.clone();
+        let storage = |source| storage(&name, source);
+        let letters = table
+            .retries(&self.name, RETRIES_PER_CHECK_MAX)
+            .await
+            .map_err(storage)?;
+        // Per key whose retry failed (an unkeyed letter is its own): the failed offset and
+        // the error, then the key's letters behind it.
+        let mut failed: BTreeMap<String, (Vec<u64>, String)> = BTreeMap::new();
+        for letter in letters {
+            let offset = letter.event.global_offset;
+            let slot = letter
+                .order_key
+                .clone()
+                .unwrap_or_else(|| format!("#{offset}"));
+            if let Some((offsets, _)) = failed.get_mut(&slot) {
+                offsets.push(offset);
+                continue;
+            }
+            let outcome = self.retry_one(projection, letter.event).await?;
+            let label = if outcome.is_ok() { "applied" } else { "failed" };
+            metrics::counter!("tradefloor_parked_events_retried_total",
+                "consumer" => self.name.clone(), "outcome" => label)
+            .increment(1);
+            match outcome {
+                Ok(()) => tracing::info!(projection = %self.name, offset, "dead letter applied"),
+                Err(error) => {
+                    tracing::warn!(projection = %self.name, offset, %error, "dead letter failed again");
+                    failed.insert(slot, (vec![offset], error));
+                }
+            }
+        }
+        for (offsets, error) in failed.values() {
+            table
+                .retry_failed(&self.name, offsets, error)
+                .await
+                .map_err(storage)?;
+        }
+        self.load_dead_letters().await.map_err(storage)?;
+        Ok(())
+    }
+
+    /// Applies a parked event and deletes its letter, in one transaction; the inner error says
+    /// why it failed again (nothing was kept).
+    async fn retry_one<P: Projection>(
+        &self,
+        projection: &mut P,
+        event: StoredEvent,
+    ) -> Result<Result<(), String>, ProjectionError<P::Error>> {
+        let offset = event.global_offset;
+        let storage = |source| storage(&self.name, source);
+        let mut transaction = self.journal.begin_read_models().await.map_err(storage)?;
+        if let Err(source) = projection.apply(&mut transaction, &[Arc::new(event)]).await {
+            let _ = transaction.rollback().await;
+            return Ok(Err(source.to_string()));
+        }
+        DeadLetterTable::remove_in(&mut transaction, &self.name, offset)
+            .await
+            .map_err(storage)?;
+        // On SQLite a statement's error (a constraint, a trigger) shows at the commit.
+        Ok(transaction
+            .commit()
+            .await
+            .map_err(|source| Failure::<P::Error>::Commit(source).to_string()))
     }
 
     /// Commits `transaction` with the offset moved to `last`: only from the offset this feed
@@ -301,29 +642,39 @@ impl Feed {
     /// committed these events, the batch is refused whole rather than counted twice.
     async fn commit<E: std::error::Error + 'static>(
         &self,
-        mut transaction: Transaction,
+        transaction: Transaction,
         last: u64,
     ) -> Result<(), ProjectionError<E>> {
+        let committed = self.commit_batch(transaction, last).await;
+        committed.map_err(|source| self.commit_error(source))
+    }
+
+    /// [`commit`](Self::commit), answering the database's error.
+    async fn commit_batch(
+        &self,
+        mut transaction: Transaction,
+        last: u64,
+    ) -> Result<(), StorageError> {
         let advance = Advance {
             from: self.offset,
             epoch: self.epoch,
         };
         let partition = PROJECTION_PARTITION;
-        let committed =
-            match OffsetStore::advance_in(&mut transaction, &self.name, partition, advance, last)
-                .await
-            {
-                // The read models' writer checks the offset at the commit.
-                Ok(()) => transaction.commit().await,
-                Err(error) => Err(error),
-            };
-        match committed {
-            Ok(()) => Ok(()),
-            Err(source @ StorageError::OffsetFenced { .. }) => Err(ProjectionError::Fenced {
+        OffsetStore::advance_in(&mut transaction, &self.name, partition, advance, last).await?;
+        // The read models' writer checks the offset at the commit.
+        transaction.commit().await
+    }
+
+    fn commit_error<E: std::error::Error + 'static>(
+        &self,
+        source: StorageError,
+    ) -> ProjectionError<E> {
+        match source {
+            source @ StorageError::OffsetFenced { .. } => ProjectionError::Fenced {
                 projection: self.name.clone(),
                 source,
-            }),
-            Err(source) => Err(storage(&self.name, source)),
+            },
+            source => storage(&self.name, source),
         }
     }
 
@@ -356,6 +707,10 @@ pub struct ProjectionState<P> {
     progress: Option<Progress>,
     /// The journal's last offset when last asked, for the lag.
     journal_last_offset: u64,
+    /// While an event is tried again: no step before this instant.
+    backoff_until: Option<tokio::time::Instant>,
+    /// When the dead-letter table was last read for retries.
+    retries_checked: tokio::time::Instant,
 }
 
 impl<P> std::fmt::Debug for ProjectionState<P> {
@@ -463,8 +818,12 @@ impl<P: Projection> Actor for ProjectionActor<P> {
             .await
             .map_err(|source| storage::<P::Error>(&name, source))?;
         let epoch = epoch.unwrap_or(stored_epoch);
-        let feed = Feed::new(name, projection.filter(), journal, &config, offset, epoch);
-        tracing::info!(projection = %feed.name, offset, epoch, "projection started");
+        let mut feed = Feed::new(name, projection.filter(), journal, &config, offset, epoch);
+        feed.load_dead_letters()
+            .await
+            .map_err(|source| storage::<P::Error>(&feed.name, source))?;
+        tracing::info!(projection = %feed.name, offset, epoch, dead_letters = feed.stats.dead_letters,
+            "projection started");
         Ok(ProjectionState {
             fenced: stored_epoch > epoch,
             projection,
@@ -474,6 +833,8 @@ impl<P: Projection> Actor for ProjectionActor<P> {
             batch_interval_min: config.batch_interval_min,
             waker: None,
             progress,
+            backoff_until: None,
+            retries_checked: tokio::time::Instant::now(),
         })
     }
 
@@ -506,25 +867,12 @@ impl<P: Projection> Actor for ProjectionActor<P> {
                     waker.woken(&mut state.feed.tail);
                 }
                 if !state.fenced {
-                    match state.feed.step(&mut state.projection).await {
-                        Ok(_) => {}
-                        Err(ProjectionError::Fenced { projection, source }) => {
-                            metrics::counter!("tradefloor_projection_fenced_total", "projection" => projection.clone())
-                                .increment(1);
-                            tracing::warn!(%projection, %source, "projection fenced: another node holds it now; applying nothing more");
-                            state.fenced = true;
-                        }
-                        Err(error) => return Err(error.into()),
-                    }
+                    step(&myself, state).await?;
                 }
                 // A fenced projection stays alive (it is stopped with its lease) and keeps
                 // the stall watch quiet.
                 if let Some(progress) = &state.progress {
                     progress.record();
-                }
-                if !state.fenced && state.feed.tail.has_more() {
-                    // More is waiting: go on at once, behind whatever is queued.
-                    myself.send_message(ProjectionMessage::Poll)?;
                 }
             }
             ProjectionMessage::Stats(reply) => {
@@ -544,6 +892,44 @@ impl<P: Projection> Actor for ProjectionActor<P> {
     }
 }
 
+/// One wake-up of the actor: retries asked for, then the next batch unless it backs off.
+async fn step<P: Projection>(
+    myself: &ActorRef<ProjectionMessage>,
+    state: &mut ProjectionState<P>,
+) -> Result<(), ActorProcessingErr> {
+    let now = tokio::time::Instant::now();
+    if state.feed.stats.dead_letters > 0 && now >= state.retries_checked + state.poll_interval {
+        state.retries_checked = now;
+        state.feed.retry_parked(&mut state.projection).await?;
+    }
+    if state.backoff_until.is_some_and(|until| now < until) {
+        // A poll is scheduled for the end of the backoff.
+        return Ok(());
+    }
+    state.backoff_until = None;
+    match state.feed.step(&mut state.projection).await {
+        Ok(Step::Applied(_)) => {}
+        Ok(Step::Backoff(delay)) => {
+            state.backoff_until = Some(now + delay);
+            myself.send_after(delay, || ProjectionMessage::Poll);
+            return Ok(());
+        }
+        Err(ProjectionError::Fenced { projection, source }) => {
+            metrics::counter!("tradefloor_projection_fenced_total", "projection" => projection.clone())
+                .increment(1);
+            tracing::warn!(%projection, %source, "projection fenced: another node holds it now; applying nothing more");
+            state.fenced = true;
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    }
+    if state.feed.tail.has_more() {
+        // More is waiting: go on at once, behind whatever is queued.
+        myself.send_message(ProjectionMessage::Poll)?;
+    }
+    Ok(())
+}
+
 /// Rebuilds `projection`'s read model: resets its tables ([`Projection::reset`]) and deletes
 /// its offset in one transaction, then replays the log from offset 0 in batches (each batch
 /// with its offset, as the actor does). Returns the offset it reached.
@@ -561,6 +947,10 @@ pub async fn rebuild<P: Projection>(
         let reason = format!("invalid projection config: {reason}");
         return Err(storage(&name, StorageError::InvalidRequest(reason)));
     }
+    DeadLetterTable::new(journal.read_models().clone())
+        .create()
+        .await
+        .map_err(|source| storage(&name, source))?;
     let mut transaction = journal
         .begin_read_models()
         .await
@@ -577,6 +967,9 @@ pub async fn rebuild<P: Projection>(
     OffsetStore::reset_in(&mut transaction, &name, PROJECTION_PARTITION)
         .await
         .map_err(|source| storage(&name, source))?;
+    DeadLetterTable::clear_in(&mut transaction, &name)
+        .await
+        .map_err(|source| storage(&name, source))?;
     transaction
         .commit()
         .await
@@ -585,6 +978,11 @@ pub async fn rebuild<P: Projection>(
     // The offset's row is gone with its epoch: the rebuild starts the count again.
     let mut feed = Feed::new(name, projection.filter(), journal.clone(), config, 0, 0);
     // Until the tail has nothing more: caught up with the database and the bus.
-    while feed.step(projection).await? > 0 || feed.tail.has_more() {}
-    Ok(feed.offset)
+    loop {
+        match feed.step(projection).await? {
+            Step::Applied(0) if !feed.tail.has_more() => return Ok(feed.offset),
+            Step::Applied(_) => {}
+            Step::Backoff(delay) => tokio::time::sleep(delay).await,
+        }
+    }
 }

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::hosting::consumer_group::{
     ConsumerMember, ConsumerMemberArgs, ConsumerMessage, GroupStats, MemberStats, partition_of,
 };
+use crate::hosting::dead_letter_table::DeadLetterTable;
 use crate::hosting::projection::{PROJECTION_PARTITION, Projection, ProjectionActor};
 use crate::runtime::supervisor::{
     ChildSpec, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage,
@@ -81,6 +82,11 @@ pub(super) struct RiskMember {
 }
 
 impl Exchange {
+    /// The events the log's consumers parked (see [`DeadLetterTable`]).
+    pub fn dead_letters(&self) -> DeadLetterTable {
+        DeadLetterTable::new(self.journal.read_models().clone())
+    }
+
     /// Starts every service on this node: the book feed and the read models, each under its
     /// own supervisor, and the risk monitor's members. Each reads the whole log, so a cluster
     /// spreads them over its nodes instead ([`Exchange::start_service`],

@@ -117,6 +117,7 @@ pub(crate) fn trading_config() -> TradingConfig {
             batch_events_max: 256,
             poll_interval: Duration::from_millis(20),
             batch_interval_min: Duration::from_millis(5),
+            ..ProjectionConfig::default()
         },
         ..TradingConfig::default()
     }

@@ -27,7 +27,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, ResponseEr
 
 use error::ApiError;
 use routes::{
-    accounts, cluster, events, markets, operations, orders, quotes, risk, strategies, streams,
+    accounts, cluster, dead_letters, events, markets, operations, orders, quotes, risk, strategies,
+    streams,
 };
 pub use state::{AppState, NodeIdentity};
 
@@ -159,6 +160,16 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
             resource("/v1/subscriptions/{name}/offset", "GET, PUT")
                 .route(web::get().to(events::subscription_offset))
                 .route(web::put().to(events::commit_subscription)),
+        )
+        .service(resource("/v1/dead-letters", "GET").route(web::get().to(dead_letters::list)))
+        .service(
+            resource("/v1/dead-letters/{id}", "GET, DELETE")
+                .route(web::get().to(dead_letters::letter))
+                .route(web::delete().to(dead_letters::delete)),
+        )
+        .service(
+            resource("/v1/dead-letters/{id}/retry", "POST")
+                .route(web::post().to(dead_letters::retry)),
         )
         .service(resource("/v1/actors", "GET").route(web::get().to(operations::actors)))
         .service(resource("/v1/audit", "GET").route(web::get().to(operations::audit)))

@@ -7,7 +7,8 @@ use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::routes::{
-    accounts, cluster, events, markets, operations, orders, quotes, risk, strategies, streams,
+    accounts, cluster, dead_letters, events, markets, operations, orders, quotes, risk, strategies,
+    streams,
 };
 use crate::api;
 
@@ -29,7 +30,8 @@ use crate::api;
         risk::limits, risk::set_limits, risk::positions, risk::risk,
         strategies::create, strategies::list, strategies::strategy, strategies::start,
         strategies::stop, events::events, events::subscription_offset,
-        events::commit_subscription,
+        events::commit_subscription, dead_letters::list, dead_letters::letter,
+        dead_letters::retry, dead_letters::delete,
     ),
     components(schemas(api::ErrorBody, api::ErrorDetail)),
     modifiers(&Conventions),

@@ -13,7 +13,7 @@ use super::sql::{self, SqlValue};
 use super::trades::{decode_trade, symbol_of};
 use super::{ReadModelError, begin_batch, from_sql, to_sql};
 use crate::hosting::entity::Persistent;
-use crate::hosting::projection::{PROJECTION_PARTITION, Projection};
+use crate::hosting::projection::{Blame, PROJECTION_PARTITION, Projection};
 
 /// The projection's name (its offset-store key).
 pub const NAME: &str = "trading.balances";
@@ -240,6 +240,15 @@ impl Batch {
 
 impl Projection for BalancesProjection {
     type Error = ReadModelError;
+
+    fn blame(&self, error: &ReadModelError) -> Blame {
+        error.blame()
+    }
+
+    /// An account's balances are deltas: its events apply in order or not at all.
+    fn order_key(&self, event: &StoredEvent) -> Option<String> {
+        (event.kind == "account").then(|| event.stream.clone())
+    }
 
     fn name(&self) -> &str {
         NAME

@@ -21,7 +21,7 @@ use tradefloor_persistence::{Filter, Journal, StoredEvent, Transaction};
 use super::sql::{self, SqlValue};
 use super::trades::{TRADE_TAG, decode_trade, symbol_of};
 use super::{ReadModelError, begin_batch, from_sql, to_sql};
-use crate::hosting::projection::Projection;
+use crate::hosting::projection::{Blame, Projection};
 
 /// The projection's name (its offset-store key).
 pub const NAME: &str = "trading.candles";
@@ -409,6 +409,10 @@ impl CandlesProjection {
 
 impl Projection for CandlesProjection {
     type Error = ReadModelError;
+
+    fn blame(&self, error: &ReadModelError) -> Blame {
+        error.blame()
+    }
 
     fn name(&self) -> &str {
         NAME

@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use tradefloor_persistence::{Database, Journal, Transaction};
 
 use crate::error::Error;
-use crate::hosting::projection::{ProjectionConfig, rebuild};
+use crate::hosting::dead_letter_table::DeadLetterTable;
+use crate::hosting::projection::{Blame, ProjectionConfig, rebuild};
 use sql::SqlValue;
 
 /// Why a read model failed a batch. The batch is discarded; the projection's supervisor
@@ -40,6 +41,20 @@ pub enum ReadModelError {
     /// The tables contradict the events (e.g. a negative balance): rebuild the read model.
     #[error("read model inconsistent: {0}")]
     Corrupt(String),
+}
+
+impl ReadModelError {
+    /// Whose fault it is: an event that cannot be decoded is poison; values out of range,
+    /// contradictions and data the database refused are the event's; any other failure of
+    /// the database is the read model's.
+    pub fn blame(&self) -> Blame {
+        use tradefloor_persistence::Error as E;
+        match self {
+            ReadModelError::Storage(E::Decode { .. } | E::UnknownEvent { .. }) => Blame::Poison,
+            ReadModelError::Storage(error) => Blame::of_storage(error),
+            ReadModelError::OutOfRange(_) | ReadModelError::Corrupt(_) => Blame::Event,
+        }
+    }
 }
 
 /// A `u64` as a `BIGINT`, or [`ReadModelError::OutOfRange`].
@@ -109,6 +124,10 @@ pub async fn create_tables(journal: &Journal) -> Result<(), Error> {
         Err(error) => return Err(storage("balances", error)),
     };
     create_every_table(database).await?;
+    DeadLetterTable::new(database.clone())
+        .create()
+        .await
+        .map_err(|error| storage("dead letters", error))?;
     if !holds_indexed {
         balances::reset_without_holds(journal)
             .await

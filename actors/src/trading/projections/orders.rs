@@ -22,7 +22,7 @@ use tradefloor_persistence::{Database, Filter, Journal, OffsetStore, StoredEvent
 use super::sql::{self, SqlValue};
 use super::{ReadModelError, begin_batch, from_sql, to_sql};
 use crate::hosting::log_fold::{self, Folding, LogFold};
-use crate::hosting::projection::{PROJECTION_PARTITION, Projection};
+use crate::hosting::projection::{Blame, PROJECTION_PARTITION, Projection};
 
 /// The projection's name (its offset-store key).
 pub const NAME: &str = "trading.orders";
@@ -289,6 +289,10 @@ async fn write_views(
 
 impl Projection for OrdersProjection {
     type Error = ReadModelError;
+
+    fn blame(&self, error: &ReadModelError) -> Blame {
+        error.blame()
+    }
 
     fn name(&self) -> &str {
         NAME

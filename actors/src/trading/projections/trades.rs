@@ -9,7 +9,7 @@ use tradefloor_persistence::{Filter, StoredEvent, Transaction};
 use super::sql::{self, SqlValue};
 use super::{ReadModelError, begin_batch, from_sql, to_sql};
 use crate::hosting::entity::Persistent;
-use crate::hosting::projection::Projection;
+use crate::hosting::projection::{Blame, Projection};
 
 /// The projection's name (its offset-store key).
 pub const NAME: &str = "trading.trades";
@@ -74,6 +74,10 @@ pub struct TradesProjection;
 
 impl Projection for TradesProjection {
     type Error = ReadModelError;
+
+    fn blame(&self, error: &ReadModelError) -> Blame {
+        error.blame()
+    }
 
     fn name(&self) -> &str {
         NAME

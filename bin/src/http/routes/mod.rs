@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod cluster;
+pub mod dead_letters;
 pub mod events;
 pub mod markets;
 pub mod operations;
