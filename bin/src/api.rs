@@ -1029,3 +1029,57 @@ pub struct RetryAnswer {
     /// consumer keeps the key's order (they are applied together, in offset order).
     pub letters: u64,
 }
+
+/// A read model's progress on this node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProjectionBody {
+    /// Its name, e.g. `trading.balances`.
+    pub name: String,
+    /// The last offset applied and committed.
+    pub offset: u64,
+    /// Events of the journal not yet read (events its filter leaves out count as read).
+    pub lag: u64,
+    /// Events applied by this incarnation.
+    pub events: u64,
+    /// Batches applied by this incarnation.
+    pub batches: u64,
+    /// Events it parked as dead letters and has not yet applied or given up.
+    pub dead_letters: u64,
+    /// Whether another node holds it now (this holder applies nothing more).
+    pub fenced: bool,
+    /// The last rebuild asked of it, if any.
+    pub rebuild: Option<RebuildBody>,
+}
+
+/// How far a rebuild has come.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RebuildBody {
+    /// The journal's head when it began: done once the read model has read up to it.
+    pub target: u64,
+    /// The part of the log read again, 0 to 1.
+    pub progress: f64,
+    /// When it began, milliseconds since the Unix epoch.
+    pub started_at_unix_ms: u64,
+    /// How long it took, once done.
+    pub took_ms: Option<u64>,
+}
+
+/// `GET /v1/projections`: the read models running on this node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProjectionList {
+    /// By name.
+    pub projections: Vec<ProjectionBody>,
+}
+
+/// `POST /v1/subscriptions/{name}/replay`: where a subscription starts again, by offset or
+/// by time (exactly one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Start after this offset (backwards allowed: events after it are delivered again).
+    #[schema(maximum = 9007199254740991_u64)]
+    pub offset: Option<u64>,
+    /// Start at the first event recorded at or after this time, microseconds since the
+    /// epoch.
+    pub at: Option<i64>,
+}

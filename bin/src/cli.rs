@@ -201,6 +201,25 @@ pub enum CtlCommand {
     },
     /// The strategies, one a line: state, market, account, position, PnL, last signal.
     Strategies,
+    /// The read models on the node: offset, lag, dead letters, a rebuild's progress.
+    Projections,
+    /// Rebuild a read model in place from offset 0, following its progress.
+    Rebuild {
+        /// The read model, e.g. `trading.balances`.
+        name: String,
+    },
+    /// Replay a subscription: set its offset back to an offset or a time.
+    Replay {
+        /// The subscription.
+        name: String,
+        /// Deliver again every event after this offset.
+        #[arg(long, conflicts_with = "at", required_unless_present = "at")]
+        offset: Option<u64>,
+        /// Deliver again every event recorded at or after this time (RFC 3339, e.g.
+        /// `2026-12-07T18:00:00Z`).
+        #[arg(long)]
+        at: Option<String>,
+    },
     /// Events the log's consumers parked (one a line), and undeliverable actor messages; or
     /// retry or delete one.
     DeadLetters {

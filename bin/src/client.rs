@@ -276,6 +276,29 @@ impl Client {
         self.call(Method::DELETE, &format!("/v1/dead-letters/{id}"))
     }
 
+    /// `GET /v1/projections` (admin).
+    pub fn projections(&self) -> Call<api::ProjectionList> {
+        self.call(Method::GET, "/v1/projections")
+    }
+
+    /// `POST /v1/projections/{name}/rebuild` (admin).
+    pub fn rebuild_projection(&self, name: &str) -> Call<api::ProjectionBody> {
+        self.call(Method::POST, &format!("/v1/projections/{name}/rebuild"))
+    }
+
+    /// `POST /v1/subscriptions/{name}/replay` (admin).
+    pub fn replay_subscription(
+        &self,
+        name: &str,
+        replay: &api::ReplayRequest,
+    ) -> Call<api::SubscriptionOffset> {
+        self.call_with(
+            Method::POST,
+            &format!("/v1/subscriptions/{name}/replay"),
+            replay,
+        )
+    }
+
     /// `GET /v1/actors?node=&depth=` (admin).
     pub fn actors(&self, query: &api::ActorsQuery) -> Call<api::ActorNode> {
         self.call(Method::GET, "/v1/actors").query(query)

@@ -21,6 +21,7 @@ use crate::client::{Call, Client};
 use crate::error::Error;
 
 pub mod dead_letters;
+pub mod projections;
 pub mod strategies;
 
 /// How often a running rebalance's progress is read.
@@ -112,6 +113,13 @@ pub async fn run(args: CtlArgs) -> Result<(), Error> {
             show(client.strategies(), json, strategies::render_strategies).await?
         }
         CtlCommand::Strategy { command } => strategies::run(&client, command, json).await?,
+        CtlCommand::Projections => {
+            show(client.projections(), json, projections::render_projections).await?
+        }
+        CtlCommand::Rebuild { name } => projections::rebuild(&client, &name, json).await?,
+        CtlCommand::Replay { name, offset, at } => {
+            projections::replay(&client, &name, offset, at.as_deref(), json).await?
+        }
         CtlCommand::DeadLetters { command, consumer } => {
             dead_letters::run(&client, command, consumer, json).await?
         }

@@ -45,8 +45,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// `backtest` or `feed` cannot go on with the data it was given (too short to fit a
-    /// model, a checkpoint beyond the data or of other data); the message says why.
+    /// A command cannot go on with the data it was given (`backtest` or `feed`: too short to
+    /// fit a model, a checkpoint beyond the data or of other data; `ctl`: an argument it
+    /// cannot read); the message says why.
     #[error("{0}")]
     Data(String),
 }

@@ -233,9 +233,10 @@ pub struct ProjectionStats {
     pub offset: u64,
     /// Events in the last batch applied (0 if none yet in this incarnation).
     pub last_batch: usize,
-    /// The journal's last offset minus [`offset`](Self::offset). With a filter, events after
-    /// the last matching one count too, so a filtered projection can show a lag it has no
-    /// events to close.
+    /// Every event at or below it has been read (and applied or parked if it matched the
+    /// filter): past [`offset`](Self::offset) when the last events did not match.
+    pub read_to: u64,
+    /// The journal's last offset minus [`read_to`](Self::read_to): events not yet read.
     pub lag: u64,
     /// Batches applied by this incarnation.
     pub batches: u64,
@@ -248,6 +249,63 @@ pub struct ProjectionStats {
     pub fenced: bool,
     /// Events it has parked in the dead-letter table and not yet applied or given up.
     pub dead_letters: u64,
+    /// The last rebuild asked of this incarnation, if any.
+    pub rebuild: Option<RebuildProgress>,
+}
+
+/// How far a rebuild has come.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RebuildProgress {
+    /// The journal's head when it began: the rebuild is done once the offset reaches it.
+    pub target: u64,
+    /// When it began, milliseconds since the Unix epoch.
+    pub started_at_unix_ms: u64,
+    /// How long it took, once done.
+    pub took_ms: Option<u64>,
+}
+
+/// Where the supervisor's current incarnation of a projection can be reached (each start
+/// puts its reference here), for operators' requests: stats and rebuilds.
+#[derive(Clone, Debug, Default)]
+pub struct ProjectionHandle(Arc<std::sync::Mutex<Option<ActorRef<ProjectionMessage>>>>);
+
+impl ProjectionHandle {
+    /// The running incarnation, if one has started.
+    pub fn actor(&self) -> Option<ActorRef<ProjectionMessage>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The running incarnation's progress; `None` if none has started.
+    pub async fn stats(&self) -> Result<Option<ProjectionStats>, Error> {
+        let Some(actor) = self.actor() else {
+            return Ok(None);
+        };
+        let timeout = STATS_TIMEOUT;
+        crate::runtime::ask::ask(&actor, ProjectionMessage::Stats, timeout)
+            .await
+            .map(Some)
+    }
+
+    /// Asks the running incarnation to rebuild (see [`ProjectionMessage::Rebuild`]); `None`
+    /// if none has started.
+    pub async fn rebuild(&self) -> Result<Option<Result<u64, String>>, Error> {
+        let Some(actor) = self.actor() else {
+            return Ok(None);
+        };
+        crate::runtime::ask::ask(&actor, ProjectionMessage::Rebuild, STATS_TIMEOUT)
+            .await
+            .map(Some)
+    }
+
+    fn set(&self, actor: ActorRef<ProjectionMessage>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(actor);
+    }
 }
 
 /// What a [`ProjectionActor`] answers to.
@@ -255,6 +313,11 @@ pub struct ProjectionStats {
 pub enum ProjectionMessage {
     /// Report progress.
     Stats(RpcReplyPort<ProjectionStats>),
+    /// Rebuild the read model in place: empty it, forget its offset and its dead letters (in
+    /// one transaction) and apply the log again from offset 0, as it goes on from there.
+    /// Answers the journal's head it rebuilds up to (its progress is in the stats), or why
+    /// it cannot (a fenced holder, a failing database).
+    Rebuild(RpcReplyPort<Result<u64, String>>),
     /// Internal: apply the next batch, if any.
     #[doc(hidden)]
     Poll,
@@ -679,11 +742,19 @@ impl Feed {
     }
 
     fn stats(&self, journal_last_offset: u64) -> ProjectionStats {
+        let read_to = self.read_to();
         ProjectionStats {
             offset: self.offset,
-            lag: journal_last_offset.saturating_sub(self.offset),
+            read_to,
+            lag: journal_last_offset.saturating_sub(read_to),
             ..self.stats.clone()
         }
+    }
+
+    /// Every event at or below it has been read: the offset, or the tail's cursor past it
+    /// (events the filter left out).
+    fn read_to(&self) -> u64 {
+        self.offset.max(self.tail.cursor())
     }
 }
 
@@ -711,6 +782,8 @@ pub struct ProjectionState<P> {
     backoff_until: Option<tokio::time::Instant>,
     /// When the dead-letter table was last read for retries.
     retries_checked: tokio::time::Instant,
+    /// The rebuild asked of this incarnation, and when it began.
+    rebuild: Option<(RebuildProgress, tokio::time::Instant)>,
 }
 
 impl<P> std::fmt::Debug for ProjectionState<P> {
@@ -746,9 +819,12 @@ impl<P> std::fmt::Debug for ProjectionActor<P> {
     }
 }
 
+/// How long a request to a projection (stats, a rebuild's start) waits for its answer.
+const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl<P: Projection> ProjectionActor<P> {
     /// How long [`Self::stats`] waits for an answer.
-    pub const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const STATS_TIMEOUT: Duration = STATS_TIMEOUT;
 
     /// A child spec for a supervisor: each start builds the read model afresh with `make`
     /// and resumes from its stored offset. Progress is recorded after every batch and every
@@ -766,6 +842,22 @@ impl<P: Projection> ProjectionActor<P> {
     where
         F: Fn() -> P + Send + Sync + 'static,
     {
+        let handle = ProjectionHandle::default();
+        Self::spec_with_handle(name, journal, config, epoch, make, handle)
+    }
+
+    /// [`Self::spec`], each incarnation reachable through `handle`.
+    pub fn spec_with_handle<F>(
+        name: impl Into<String>,
+        journal: Journal,
+        config: ProjectionConfig,
+        epoch: Option<u64>,
+        make: F,
+        handle: ProjectionHandle,
+    ) -> ChildSpec
+    where
+        F: Fn() -> P + Send + Sync + 'static,
+    {
         let make = std::sync::Arc::new(make);
         ChildSpec::new(name, "projection", move |context: ChildContext| {
             let arguments = ProjectionArgs {
@@ -775,9 +867,11 @@ impl<P: Projection> ProjectionActor<P> {
                 progress: Some(context.progress),
                 epoch,
             };
+            let handle = handle.clone();
             async move {
                 let (actor, _join) =
                     Self::spawn_linked(None, Self::new(), arguments, context.supervisor).await?;
+                handle.set(actor.clone());
                 Ok(actor.get_cell())
             }
         })
@@ -835,6 +929,7 @@ impl<P: Projection> Actor for ProjectionActor<P> {
             progress,
             backoff_until: None,
             retries_checked: tokio::time::Instant::now(),
+            rebuild: None,
         })
     }
 
@@ -883,9 +978,17 @@ impl<P: Projection> Actor for ProjectionActor<P> {
                 }
                 let stats = ProjectionStats {
                     fenced: state.fenced,
+                    rebuild: state.rebuild.as_ref().map(|(progress, _)| progress.clone()),
                     ..state.feed.stats(state.journal_last_offset)
                 };
                 let _ = reply.send(stats);
+            }
+            ProjectionMessage::Rebuild(reply) => {
+                let answer = start_rebuild(state).await;
+                if answer.is_ok() {
+                    myself.send_message(ProjectionMessage::Poll)?;
+                }
+                let _ = reply.send(answer);
             }
         }
         Ok(())
@@ -908,7 +1011,7 @@ async fn step<P: Projection>(
     }
     state.backoff_until = None;
     match state.feed.step(&mut state.projection).await {
-        Ok(Step::Applied(_)) => {}
+        Ok(Step::Applied(_)) => rebuild_progress(state),
         Ok(Step::Backoff(delay)) => {
             state.backoff_until = Some(now + delay);
             myself.send_after(delay, || ProjectionMessage::Poll);
@@ -928,6 +1031,72 @@ async fn step<P: Projection>(
         myself.send_message(ProjectionMessage::Poll)?;
     }
     Ok(())
+}
+
+/// Empties the read model, its offset and its dead letters in one transaction and starts
+/// again from offset 0; answers the head it rebuilds up to.
+async fn start_rebuild<P: Projection>(state: &mut ProjectionState<P>) -> Result<u64, String> {
+    if state.fenced {
+        return Err("fenced: another node holds this read model now".to_owned());
+    }
+    let feed = &mut state.feed;
+    let target = feed
+        .journal
+        .last_offset()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut transaction = feed
+        .journal
+        .begin_read_models()
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Err(error) = state.projection.reset(&mut transaction).await {
+        let _ = transaction.rollback().await;
+        return Err(error.to_string());
+    }
+    OffsetStore::reset_in(&mut transaction, &feed.name, PROJECTION_PARTITION)
+        .await
+        .map_err(|e| e.to_string())?;
+    DeadLetterTable::clear_in(&mut transaction, &feed.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    transaction.commit().await.map_err(|e| e.to_string())?;
+    feed.offset = 0;
+    feed.tail.seek(0);
+    feed.failing = None;
+    feed.held.clear();
+    feed.stats.dead_letters = 0;
+    state.backoff_until = None;
+    let started_at_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let progress = RebuildProgress {
+        target,
+        started_at_unix_ms,
+        took_ms: None,
+    };
+    state.rebuild = Some((progress, tokio::time::Instant::now()));
+    tracing::info!(projection = %feed.name, target, "read model reset; rebuilding from offset 0");
+    metrics::counter!("tradefloor_projection_rebuilds_total", "projection" => feed.name.clone())
+        .increment(1);
+    rebuild_progress(state);
+    Ok(target)
+}
+
+/// Marks a running rebuild done once the log was read up to its target (a filtered read
+/// model's offset stops at the last event it applied; the tail's cursor passes the rest).
+fn rebuild_progress<P>(state: &mut ProjectionState<P>) {
+    let offset = state.feed.read_to();
+    if let Some((progress, started)) = &mut state.rebuild
+        && progress.took_ms.is_none()
+        && offset >= progress.target
+    {
+        let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        progress.took_ms = Some(took);
+        tracing::info!(projection = %state.feed.name, offset, took_ms = took, "read model rebuilt");
+    }
 }
 
 /// Rebuilds `projection`'s read model: resets its tables ([`Projection::reset`]) and deletes

@@ -119,6 +119,43 @@ impl EventLog {
         }
     }
 
+    /// Sets subscription `name`'s offset to `offset`, backwards too: an operator's replay
+    /// (its consumer gets the events after it again).
+    pub async fn replay_subscription(&self, name: &str, offset: u64) -> Result<(), Error> {
+        let database = self.journal.database();
+        let key = subscription_key(name);
+        let mut transaction = database.begin().await.map_err(storage)?;
+        OffsetStore::reset_in(&mut transaction, &key, 0)
+            .await
+            .map_err(storage)?;
+        OffsetStore::commit_in(&mut transaction, &key, 0, offset)
+            .await
+            .map_err(storage)?;
+        transaction.commit().await.map_err(storage)
+    }
+
+    /// The offset before the first event recorded at or after `at` (microseconds since the
+    /// epoch): a subscription set to it replays from that time. The journal's head if every
+    /// event is older. A binary search over offsets (gapless, and recorded in commit order),
+    /// reading one event per step.
+    pub async fn offset_before(&self, at: i64) -> Result<u64, Error> {
+        let head = self.journal.last_offset().await.map_err(storage)?;
+        let (mut low, mut high) = (1, head + 1);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let page = self
+                .journal
+                .read_all(middle - 1, 1, &Filter::All)
+                .await
+                .map_err(storage)?;
+            match page.first() {
+                Some(event) if event.recorded_at < at => low = middle + 1,
+                _ => high = middle,
+            }
+        }
+        Ok(low - 1)
+    }
+
     /// A page of the log after `query.after`, waiting up to `query.wait` while it would be
     /// empty.
     pub async fn log_page(&self, query: &LogQuery) -> Result<LogPage, Error> {

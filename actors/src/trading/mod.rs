@@ -72,6 +72,7 @@ pub use risk::{RiskConfig, RiskFlag};
 use crate::error::Error;
 use crate::hosting::consumer_group::ConsumerGroup;
 use crate::hosting::entity::Persistent;
+use crate::hosting::projection::ProjectionHandle;
 use crate::hosting::region::ShardRegion;
 use crate::hosting::saga_host::{Clock, SagaHost, system_clock};
 use crate::hosting::shard::ShardStats;
@@ -149,6 +150,8 @@ pub struct Exchange {
     feed_wake: Arc<Notify>,
     /// The book feed and the read models running on this node, by service name.
     services: tokio::sync::Mutex<BTreeMap<String, Services>>,
+    /// Where each read model's running incarnation is, for stats and rebuilds.
+    projection_handles: std::sync::Mutex<BTreeMap<String, ProjectionHandle>>,
     /// Turns true when the services' supervisor stopped without being asked (it gave up).
     services_gave_up: tokio::sync::watch::Sender<bool>,
     /// The cluster, when this node is part of one.
@@ -208,6 +211,14 @@ impl RegionStart {
 
 /// The name of the venue's secret that keys order ids ([`Exchange::order_id_for`]).
 const ORDER_IDS_SECRET: &str = "order_ids";
+
+/// The read models' names (their projections').
+pub const READ_MODELS: [&str; 4] = [
+    projections::balances::NAME,
+    projections::orders::NAME,
+    projections::trades::NAME,
+    projections::candles::NAME,
+];
 
 /// The services a node runs besides its shards, each a consumer of the whole log: the book
 /// feed and every read model (the risk monitor is a consumer group, spread by partition).
@@ -297,6 +308,7 @@ impl Exchange {
             registry,
             feed_wake,
             services: tokio::sync::Mutex::new(BTreeMap::new()),
+            projection_handles: std::sync::Mutex::new(BTreeMap::new()),
             services_gave_up: tokio::sync::watch::Sender::new(false),
             remoting,
             streams,

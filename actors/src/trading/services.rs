@@ -12,13 +12,15 @@ use tokio::task::JoinHandle;
 use tradefloor_persistence::{Filter, Journal, OffsetStore};
 
 use super::feed::{self, BookFeed};
-use super::{Exchange, RiskFlag, SERVICES, TradingConfig, projections, risk};
+use super::{Exchange, READ_MODELS, RiskFlag, SERVICES, projections, risk};
 use crate::error::Error;
 use crate::hosting::consumer_group::{
     ConsumerMember, ConsumerMemberArgs, ConsumerMessage, GroupStats, MemberStats, partition_of,
 };
 use crate::hosting::dead_letter_table::DeadLetterTable;
-use crate::hosting::projection::{PROJECTION_PARTITION, Projection, ProjectionActor};
+use crate::hosting::projection::{
+    PROJECTION_PARTITION, Projection, ProjectionActor, ProjectionHandle, ProjectionStats,
+};
 use crate::runtime::supervisor::{
     ChildSpec, SupervisionConfig, Supervisor, SupervisorArgs, SupervisorMessage,
 };
@@ -46,22 +48,6 @@ fn consumers() -> [(&'static str, Filter); 5] {
             projections::trades::TradesProjection.filter(),
         ),
     ]
-}
-
-fn projection_spec<P: Projection + Default>(
-    journal: &Journal,
-    config: &TradingConfig,
-    epoch: Option<u64>,
-    projection: P,
-) -> ChildSpec {
-    let name = projection.name().to_owned();
-    ProjectionActor::spec(
-        name,
-        journal.clone(),
-        config.projections.clone(),
-        epoch,
-        P::default,
-    )
 }
 
 /// A service's supervisor while it runs.
@@ -126,41 +112,78 @@ impl Exchange {
                 config.feed.clone(),
                 self.feed_wake.clone(),
             ),
-            projections::balances::NAME => projection_spec(
-                journal,
-                config,
-                epoch,
-                projections::balances::BalancesProjection,
-            ),
-            projections::orders::NAME => {
-                let journal_for_orders = journal.clone();
-                ProjectionActor::spec(
-                    projections::orders::NAME,
-                    journal.clone(),
-                    config.projections.clone(),
-                    epoch,
-                    move || projections::orders::OrdersProjection::new(journal_for_orders.clone()),
-                )
+            projections::balances::NAME => {
+                self.projection_spec(epoch, || projections::balances::BalancesProjection)
             }
-            projections::trades::NAME => projection_spec(
-                journal,
-                config,
-                epoch,
-                projections::trades::TradesProjection,
-            ),
+            projections::orders::NAME => {
+                let journal = journal.clone();
+                self.projection_spec(epoch, move || {
+                    projections::orders::OrdersProjection::new(journal.clone())
+                })
+            }
+            projections::trades::NAME => {
+                self.projection_spec(epoch, || projections::trades::TradesProjection)
+            }
             projections::candles::NAME => {
                 let watermark = config.candle_watermark_micros;
-                ProjectionActor::spec(
-                    projections::candles::NAME,
-                    journal.clone(),
-                    config.projections.clone(),
-                    epoch,
-                    move || projections::candles::CandlesProjection::new(watermark),
-                )
+                self.projection_spec(epoch, move || {
+                    projections::candles::CandlesProjection::new(watermark)
+                })
             }
             _ => return None,
         };
         Some(spec)
+    }
+
+    /// The child spec of a read model, reachable through its handle.
+    fn projection_spec<P, F>(&self, epoch: Option<u64>, make: F) -> ChildSpec
+    where
+        P: Projection,
+        F: Fn() -> P + Send + Sync + 'static,
+    {
+        let name = make().name().to_owned();
+        let handle = self.projection_handle(&name);
+        let config = self.config.projections.clone();
+        ProjectionActor::spec_with_handle(name, self.journal.clone(), config, epoch, make, handle)
+    }
+
+    /// Where read model `name`'s running incarnation is (one handle per read model, shared
+    /// by its incarnations).
+    fn projection_handle(&self, name: &str) -> ProjectionHandle {
+        self.projection_handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The progress of every read model running on this node.
+    pub async fn read_models(&self) -> Result<Vec<ProjectionStats>, Error> {
+        let running = self.running_services().await;
+        let mut stats = Vec::new();
+        for name in READ_MODELS
+            .iter()
+            .filter(|name| running.iter().any(|r| r == *name))
+        {
+            stats.extend(self.projection_handle(name).stats().await?);
+        }
+        Ok(stats)
+    }
+
+    /// Rebuilds read model `name` in place, from offset 0 (see [`ProjectionMessage::Rebuild`]);
+    /// answers the head it rebuilds up to. `Ok(None)`: it does not run on this node.
+    pub async fn rebuild_read_model(&self, name: &str) -> Result<Option<u64>, Error> {
+        if !self.running_services().await.iter().any(|r| r == name) {
+            return Ok(None);
+        }
+        let Some(answer) = self.projection_handle(name).rebuild().await? else {
+            return Ok(None);
+        };
+        answer.map(Some).map_err(|reason| Error::Failed {
+            actor: format!("read model {name}"),
+            reason,
+        })
     }
 
     /// Starts service `name` (one of [`SERVICES`]) on this node under its own supervisor, at

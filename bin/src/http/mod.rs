@@ -27,8 +27,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, ResponseEr
 
 use error::ApiError;
 use routes::{
-    accounts, cluster, dead_letters, events, markets, operations, orders, quotes, risk, strategies,
-    streams,
+    accounts, cluster, dead_letters, events, markets, operations, orders, projections, quotes,
+    risk, strategies, streams,
 };
 pub use state::{AppState, NodeIdentity};
 
@@ -170,6 +170,15 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
         .service(
             resource("/v1/dead-letters/{id}/retry", "POST")
                 .route(web::post().to(dead_letters::retry)),
+        )
+        .service(resource("/v1/projections", "GET").route(web::get().to(projections::list)))
+        .service(
+            resource("/v1/projections/{name}/rebuild", "POST")
+                .route(web::post().to(projections::rebuild)),
+        )
+        .service(
+            resource("/v1/subscriptions/{name}/replay", "POST")
+                .route(web::post().to(events::replay_subscription)),
         )
         .service(resource("/v1/actors", "GET").route(web::get().to(operations::actors)))
         .service(resource("/v1/audit", "GET").route(web::get().to(operations::audit)))

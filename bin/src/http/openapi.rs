@@ -7,8 +7,8 @@ use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::routes::{
-    accounts, cluster, dead_letters, events, markets, operations, orders, quotes, risk, strategies,
-    streams,
+    accounts, cluster, dead_letters, events, markets, operations, orders, projections, quotes,
+    risk, strategies, streams,
 };
 use crate::api;
 
@@ -31,7 +31,8 @@ use crate::api;
         strategies::create, strategies::list, strategies::strategy, strategies::start,
         strategies::stop, events::events, events::subscription_offset,
         events::commit_subscription, dead_letters::list, dead_letters::letter,
-        dead_letters::retry, dead_letters::delete,
+        dead_letters::retry, dead_letters::delete, projections::list, projections::rebuild,
+        events::replay_subscription,
     ),
     components(schemas(api::ErrorBody, api::ErrorDetail)),
     modifiers(&Conventions),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use tradefloor_actors::trading::events::{LOG_WAIT_MAX, LogQuery};
 
-use crate::api::{self, EventsQuery, OffsetRequest};
+use crate::api::{self, EventsQuery, OffsetRequest, ReplayRequest};
 use crate::http::auth::Principal;
 use crate::http::convert;
 use crate::http::error::ApiError;
@@ -160,6 +160,18 @@ fn subscription_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A request about a subscription: an admin's, with a valid name and body.
+fn subscription_request<T: serde::de::DeserializeOwned>(
+    principal: &Principal,
+    name: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<(String, T), ApiError> {
+    principal.require_admin()?;
+    let name = name.into_inner();
+    subscription_name(&name)?;
+    Ok((name, convert::object_body(body.into_inner(), "the body")?))
+}
+
 /// The offset a subscription committed (admin): its consumer resumes after it.
 #[utoipa::path(get, path = "/v1/subscriptions/{name}/offset", tag = "subscriptions",
     params(("name" = String, Path, description = "The subscription")),
@@ -194,10 +206,7 @@ pub async fn commit_subscription(
     name: web::Path<String>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_admin()?;
-    let name = name.into_inner();
-    subscription_name(&name)?;
-    let body: OffsetRequest = convert::object_body(body.into_inner(), "the body")?;
+    let (name, body): (_, OffsetRequest) = subscription_request(&principal, name, body)?;
     let offset = body.offset;
     if offset > OFFSET_MAX {
         return Err(ApiError::invalid_json(format!(
@@ -223,4 +232,42 @@ pub async fn commit_subscription(
         name,
         offset: current,
     }))
+}
+
+/// Replays a subscription (admin): sets its offset, backwards too, to an offset or to just
+/// before the first event recorded at or after a time; its consumer then gets every event
+/// from there again.
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/replay", tag = "subscriptions",
+    params(("name" = String, Path, description = "The subscription")),
+    request_body = ReplayRequest,
+    responses((status = 200, description = "Its offset now", body = api::SubscriptionOffset)))]
+pub async fn replay_subscription(
+    state: web::Data<AppState>,
+    principal: Principal,
+    name: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, body): (_, ReplayRequest) = subscription_request(&principal, name, body)?;
+    let from = match (body.offset, body.at) {
+        (Some(offset), None) if offset <= OFFSET_MAX => Ok(offset),
+        (None, Some(at)) => Err(at),
+        _ => {
+            return Err(ApiError::invalid_json(format!(
+                "give exactly one of offset (0 to {OFFSET_MAX}) and at (microseconds)"
+            )));
+        }
+    };
+    let asked = name.clone();
+    let offset = state
+        .call(move |exchange| async move {
+            let log = exchange.event_log();
+            let offset = match from {
+                Ok(offset) => offset,
+                Err(at) => log.offset_before(at).await?,
+            };
+            log.replay_subscription(&asked, offset).await?;
+            Ok(offset)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(api::SubscriptionOffset { name, offset }))
 }

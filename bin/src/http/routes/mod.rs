@@ -7,6 +7,7 @@ pub mod events;
 pub mod markets;
 pub mod operations;
 pub mod orders;
+pub mod projections;
 pub mod quotes;
 pub mod risk;
 pub mod strategies;
