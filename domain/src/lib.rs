@@ -48,9 +48,11 @@ pub mod market;
 pub mod order;
 pub mod order_ids;
 pub mod quote;
+pub mod rules;
 pub mod saga;
 pub mod stored_error;
 pub mod units;
+pub mod window;
 
 pub use aggregate::{Aggregate, Message, Priority};
 pub use error::{Error, ErrorKind};

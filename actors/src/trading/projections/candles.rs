@@ -1,11 +1,12 @@
 //! Candles: OHLCV and VWAP per market over 1 s, 1 m and 1 h tumbling windows.
 //!
-//! A trade falls in the window `[start, start + width)` with `start = at − at mod width`
-//! (event time, not arrival). Trades may arrive late, out of time order: each market keeps
-//! the latest trade time seen, and a trade older than that minus the watermark is dropped
-//! (counted in `late_dropped`); a later one updates its window wherever it falls: the open
-//! is the earliest trade of the window (ties: the first to arrive), the close the latest
-//! (ties: the last to arrive).
+//! Windows come from the window operator (`tradefloor_domain::window`), tumbling over event
+//! time: a trade falls in `[start, start + width)` with `start = at − at mod width`. Trades
+//! may arrive late, out of time order: each market keeps the latest trade time seen, its
+//! watermark trails it by `candle_watermark_micros`, and a trade whose window (of a width)
+//! ended before the watermark is dropped from it (counted once in `late_dropped`); one whose
+//! window is still open updates it wherever it falls: the open is the earliest trade of the
+//! window (ties: the first to arrive), the close the latest (ties: the last to arrive).
 //!
 //! VWAP is kept as two integers, Σ price × quantity and Σ quantity, and divided only when
 //! read (rounded down): no float, every sum checked.
@@ -15,6 +16,9 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use tradefloor_domain::book::Trade;
+use tradefloor_domain::window::{
+    Accumulator, Emit, LatePolicy, WindowConfig, WindowOperator, WindowSpec,
+};
 use tradefloor_domain::{Price, Quantity, Symbol, Timestamp};
 use tradefloor_persistence::{Filter, Journal, StoredEvent, Transaction};
 
@@ -278,6 +282,44 @@ impl Window {
 /// `(symbol, interval_seconds, bucket_start)`.
 type WindowKey = (String, i64, i64);
 
+/// Most windows one market's operator holds within a batch (a batch holds at most
+/// `projection_batch_events_max` trades, each in one window per width).
+const BATCH_WINDOWS_MAX: usize = 65_536;
+
+/// A candle's trades folded by the window operator: a [`Window`], or the overflow that
+/// makes it unrepresentable (the batch fails with it).
+#[derive(Clone, Debug)]
+struct Ohlcv(Result<Window, String>);
+
+impl Accumulator for Ohlcv {
+    type Input = Window;
+    type Output = Result<Window, String>;
+
+    fn first(_at: i64, trade: &Window) -> Self {
+        Ohlcv(Ok(*trade))
+    }
+
+    fn add(&mut self, _at: i64, trade: &Window) {
+        if let Ok(window) = self.0 {
+            self.0 = window.then(*trade).map_err(|error| match error {
+                ReadModelError::OutOfRange(what) => what,
+                other => other.to_string(),
+            });
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        match other.0 {
+            Ok(window) => self.add(0, &window),
+            Err(error) => self.0 = Err(error),
+        }
+    }
+
+    fn output(&self) -> Result<Window, String> {
+        self.0.clone()
+    }
+}
+
 /// The columns of `trading_candles`, in the order [`Window::row`] gives them.
 const WINDOW_COLUMNS: [&str; 12] = [
     "symbol",
@@ -333,6 +375,26 @@ async fn merge_stored(
 }
 
 impl CandlesProjection {
+    /// The window operator of one market and width, its watermark at the market's clock:
+    /// tumbling windows emitting on every trade (the batch's part of a window, merged with
+    /// its stored row), late when the window ended before the clock minus the watermark.
+    fn operator(&self, interval: CandleInterval, latest_at: i64) -> WindowOperator<(), Ohlcv> {
+        let mut operator = WindowOperator::new(WindowConfig {
+            spec: WindowSpec::Tumbling {
+                width: interval.micros(),
+            },
+            out_of_orderness: self.watermark_micros,
+            allowed_lateness: 0,
+            emit: Emit::OnUpdate,
+            late: LatePolicy::SideOutput,
+            windows_max: BATCH_WINDOWS_MAX,
+        });
+        if latest_at > i64::MIN {
+            operator.advance_to(latest_at);
+        }
+        operator
+    }
+
     /// Folds the batch's trades into its markets' clocks and windows (reading each clock and
     /// each window touched once), then writes every clock and window touched with one
     /// statement per table.
@@ -342,6 +404,9 @@ impl CandlesProjection {
         trades: Vec<(String, Trade)>,
     ) -> Result<(), ReadModelError> {
         let mut clocks: BTreeMap<String, Clock> = BTreeMap::new();
+        let mut operators: BTreeMap<(String, CandleInterval), WindowOperator<(), Ohlcv>> =
+            BTreeMap::new();
+        // The batch's trades per window: the operator's last emission of each.
         let mut windows: BTreeMap<WindowKey, Window> = BTreeMap::new();
         for (symbol, trade) in trades {
             let clock = match clocks.get_mut(&symbol) {
@@ -352,24 +417,21 @@ impl CandlesProjection {
                 }
             };
             let at = trade.at.micros();
-            if at < clock.0.saturating_sub(self.watermark_micros) {
-                clock.1 += 1;
-                continue;
+            let window = Window::of_trade(&trade)?;
+            let mut late = false;
+            for interval in CandleInterval::ALL {
+                let operator = operators
+                    .entry((symbol.clone(), interval))
+                    .or_insert_with(|| self.operator(interval, clock.0));
+                let output = operator.push((), at, window);
+                late |= !output.late.is_empty();
+                for emission in output.emitted {
+                    let key = (symbol.clone(), interval.seconds(), emission.start);
+                    windows.insert(key, emission.output.map_err(ReadModelError::OutOfRange)?);
+                }
             }
             clock.0 = clock.0.max(at);
-            let window = Window::of_trade(&trade)?;
-            for interval in CandleInterval::ALL {
-                let key = (
-                    symbol.clone(),
-                    interval.seconds(),
-                    at - at.rem_euclid(interval.micros()),
-                );
-                let merged = match windows.get(&key) {
-                    Some(earlier) => earlier.then(window)?,
-                    None => window,
-                };
-                windows.insert(key, merged);
-            }
+            clock.1 += u64::from(late);
         }
         let mut rows = Vec::with_capacity(windows.len());
         for (key, batch) in windows {
