@@ -906,7 +906,7 @@ pub struct EventsQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Comma-separated entity kinds kept: `account`, `order_book`, `order_saga`, `quotes`,
-    /// `strategy`.
+    /// `strategy`, `alert`.
     pub kinds: Option<String>,
     /// Comma-separated event names kept, e.g. `book.traded,account.deposited`.
     pub names: Option<String>,
@@ -1082,4 +1082,53 @@ pub struct ReplayRequest {
     /// Start at the first event recorded at or after this time, microseconds since the
     /// epoch.
     pub at: Option<i64>,
+}
+
+/// `GET /v1/alerts`: which alerts.
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// Alerts after this sequence (the `next_after` of the page before); default 0.
+    #[param(minimum = 0, maximum = 9007199254740991_u64)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// Alerts per page, 1 to 1 000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// A rule's match.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AlertBody {
+    /// Its place in the alert stream (pages resume after it).
+    pub sequence: u64,
+    /// The rule.
+    pub rule: String,
+    /// What it is about: a market, an account, an owner, or `account/asset`.
+    pub key: String,
+    /// The account its action applies to, if any.
+    pub account: Option<String>,
+    /// The market, for market rules.
+    pub symbol: Option<String>,
+    /// `halt`, `flag` or `throttle`.
+    pub action: String,
+    /// For `throttle`: the order rate the account was limited to.
+    pub orders_per_second: Option<u32>,
+    /// What was seen.
+    pub message: String,
+    /// The global offset of the event that completed the pattern.
+    pub offset: u64,
+    /// That event's time, microseconds since the epoch.
+    pub at: i64,
+}
+
+/// A page of alerts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AlertsPage {
+    /// In the order raised.
+    pub alerts: Vec<AlertBody>,
+    /// The sequence to pass as `after` for the next page.
+    pub next_after: u64,
 }

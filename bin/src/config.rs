@@ -53,6 +53,38 @@ pub struct NodeConfig {
     pub tls: TlsSettings,
     /// Where the log is published besides the journal; off unless a sink is set.
     pub sink: SinkSettings,
+    /// Pattern rules over the log; off unless enabled.
+    pub rules: RulesSettings,
+}
+
+/// `[rules]`: the pattern rules' monitor (`docs/rules.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesSettings {
+    /// Run the monitor (a standalone node only).
+    pub enabled: bool,
+    /// Start with the four shipped rules (before those of `rules`).
+    pub shipped: bool,
+    /// Rules of one's own: `[[rules.rules]]` with `name`, `kind` and its fields.
+    pub rules: Vec<tradefloor_domain::rules::Rule>,
+    /// Account → owner, for the wash-trade rule.
+    pub owners: std::collections::BTreeMap<String, String>,
+}
+
+impl RulesSettings {
+    /// The rule set these settings describe.
+    pub fn rule_set(&self) -> tradefloor_domain::rules::RuleSet {
+        let mut rules = if self.shipped {
+            tradefloor_domain::rules::RuleSet::shipped().rules
+        } else {
+            Vec::new()
+        };
+        rules.extend(self.rules.iter().cloned());
+        tradefloor_domain::rules::RuleSet {
+            rules,
+            owners: self.owners.clone(),
+        }
+    }
 }
 
 /// The log's sinks.
@@ -298,6 +330,7 @@ impl Default for NodeConfig {
             cluster: ClusterSettings::default(),
             tls: TlsSettings::default(),
             sink: SinkSettings::default(),
+            rules: RulesSettings::default(),
         }
     }
 }
@@ -810,6 +843,16 @@ impl NodeConfig {
             nats.sink_config(&self.trading)
                 .validate()
                 .map_err(Error::Config)?;
+        }
+        if self.rules.enabled {
+            if self.cluster.secret.is_some() {
+                // Each member would act on every match: one node of its own runs the rules.
+                return invalid("rules run on a node of its own, not in a cluster".to_owned());
+            }
+            self.rules
+                .rule_set()
+                .validate()
+                .map_err(|reason| Error::Config(format!("rules: {reason}")))?;
         }
         Ok(())
     }

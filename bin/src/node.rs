@@ -110,6 +110,9 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     };
     state.set_exchange(exchange.clone());
     let sink = start_sink(&config, &journal, &registry).await?;
+    if config.rules.enabled {
+        exchange.start_rules(config.rules.rule_set()).await?;
+    }
     let resumed = exchange.resume_strategies().await?;
     if resumed > 0 {
         tracing::info!(resumed, "strategies resumed");
@@ -180,6 +183,7 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     if let Some(exchange) = state.take_exchange() {
         // Strategies first: they trade through the application, which is taken back next.
         exchange.pause_strategies().await;
+        exchange.stop_rules();
         let exchange = release(exchange).await?;
         exchange.shutdown().await?;
     }

@@ -9,7 +9,7 @@ use tradefloor_domain::book::OrderBook;
 use tradefloor_domain::saga::OrderSaga;
 use tradefloor_persistence::StoredEvent;
 
-use super::{quotes, strategies};
+use super::{alerts, quotes, strategies};
 use crate::hosting::entity::Persistent;
 
 /// `{offset, stream, kind, sequence, name, schema_version, recorded_at, effective_at, tags,
@@ -48,6 +48,7 @@ fn decoded(stored: &StoredEvent) -> Result<Value, String> {
         <OrderSaga as Aggregate>::KIND => value(OrderSaga::codec().decode(stored)),
         quotes::QUOTES_KIND => value(quotes::quote_codec().decode(stored)),
         strategies::STRATEGY_KIND => value(strategies::strategy_codec().decode(stored)),
+        alerts::ALERT_KIND => value(alerts::alert_codec().decode(stored)),
         other => Err(format!("no codec for events of kind {other}")),
     }
 }

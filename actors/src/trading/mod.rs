@@ -24,6 +24,7 @@
 //! and `cluster` (shards moving between nodes).
 
 mod accounts;
+pub mod alerts;
 pub mod audit;
 mod cluster;
 pub mod config;
@@ -40,6 +41,7 @@ mod queries;
 pub mod quotes;
 mod recovery;
 pub mod risk;
+pub mod rules;
 mod services;
 pub mod sink;
 pub mod state;
@@ -165,6 +167,8 @@ pub struct Exchange {
     quotes_lock: tokio::sync::Mutex<()>,
     /// The strategies running on this node.
     strategies: strategies::Strategies,
+    /// The rules monitor, once started ([`Exchange::start_rules`]).
+    rules_monitor: std::sync::Mutex<Option<rules::RunningRules>>,
     /// The last generated id (order ids and command ids), from the clock at start.
     last_id: AtomicU64,
     /// Generated ids are `id_slot` modulo `id_stride` (1 and 0 on a node of its own).
@@ -315,6 +319,7 @@ impl Exchange {
             streams_supervisor,
             quotes_lock: tokio::sync::Mutex::new(()),
             strategies: strategies::Strategies::default(),
+            rules_monitor: std::sync::Mutex::new(None),
             markets: RwLock::new(HashMap::new()),
             last_id: AtomicU64::new(now),
             id_stride: 1,
@@ -330,6 +335,7 @@ impl Exchange {
     /// accounts (each finishing and persisting what it accepted).
     pub async fn shutdown(self) -> Result<(), Error> {
         self.pause_strategies().await;
+        self.stop_rules();
         self.streams_supervisor.stop(None);
         self.stop_services().await?;
         self.host.region().stop().await?;

@@ -28,7 +28,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, ResponseEr
 use error::ApiError;
 use routes::{
     accounts, cluster, dead_letters, events, markets, operations, orders, projections, quotes,
-    risk, strategies, streams,
+    risk, rules, strategies, streams,
 };
 pub use state::{AppState, NodeIdentity};
 
@@ -171,6 +171,12 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
             resource("/v1/dead-letters/{id}/retry", "POST")
                 .route(web::post().to(dead_letters::retry)),
         )
+        .service(
+            resource("/v1/rules", "GET, PUT")
+                .route(web::get().to(rules::rules))
+                .route(web::put().to(rules::replace)),
+        )
+        .service(resource("/v1/alerts", "GET").route(web::get().to(rules::alerts)))
         .service(resource("/v1/projections", "GET").route(web::get().to(projections::list)))
         .service(
             resource("/v1/projections/{name}/rebuild", "POST")

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::routes::{
     accounts, cluster, dead_letters, events, markets, operations, orders, projections, quotes,
-    risk, strategies, streams,
+    risk, rules, strategies, streams,
 };
 use crate::api;
 
@@ -32,7 +32,7 @@ use crate::api;
         strategies::stop, events::events, events::subscription_offset,
         events::commit_subscription, dead_letters::list, dead_letters::letter,
         dead_letters::retry, dead_letters::delete, projections::list, projections::rebuild,
-        events::replay_subscription,
+        events::replay_subscription, rules::rules, rules::replace, rules::alerts,
     ),
     components(schemas(api::ErrorBody, api::ErrorDetail)),
     modifiers(&Conventions),

@@ -198,9 +198,9 @@ impl RuleSet {
     }
 }
 
-/// What an alert asks for.
+/// What an alert asks for. (Externally tagged, so alerts journal in the binary codec.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Halt the market.
     Halt,

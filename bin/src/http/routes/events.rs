@@ -17,13 +17,20 @@ use crate::http::state::AppState;
 pub mod stream;
 
 /// Entity kinds a filter may name.
-const KINDS: [&str; 5] = ["account", "order_book", "order_saga", "quotes", "strategy"];
+const KINDS: [&str; 6] = [
+    "account",
+    "order_book",
+    "order_saga",
+    "quotes",
+    "strategy",
+    "alert",
+];
 /// Most names or kinds one filter lists.
 const FILTER_ITEMS_MAX: usize = 32;
 /// The longest stream prefix a filter takes.
 const STREAM_PREFIX_BYTES_MAX: usize = 128;
 /// The largest offset a client may name (JSON numbers are exact up to 2^53).
-const OFFSET_MAX: u64 = (1 << 53) - 1;
+pub(super) const OFFSET_MAX: u64 = (1 << 53) - 1;
 
 /// Events of the log after an offset (admin): a page as JSON, or, asked with
 /// `Accept: text/event-stream`, every event from there on as Server-Sent Events (`id` = the

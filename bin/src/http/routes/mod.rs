@@ -10,5 +10,6 @@ pub mod orders;
 pub mod projections;
 pub mod quotes;
 pub mod risk;
+pub mod rules;
 pub mod strategies;
 pub mod streams;
