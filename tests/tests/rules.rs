@@ -1,7 +1,8 @@
 //! Pattern rules against a real node: each shipped kind of rule fires on a scripted flow
 //! (a price move halts the market, a burst of cancels throttles its account, the same owner
 //! on both sides of a trade and a deposit mostly withdrawn soon after are flagged) and not
-//! on the benign flow around them; the alerts are journaled (`GET /v1/alerts`), counted in
+//! on the benign flow around them; the alerts are journaled (`GET /v1/alerts`), on the
+//! market's and the account's live streams, counted in
 //! the metrics, raised once across a restart; the rules are read and replaced through
 //! `GET`/`PUT /v1/rules`, the replacement surviving a restart. Admins only.
 
@@ -9,6 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tradefloor_tests::sse::Sse;
 use tradefloor_tests::{
     Http, Method, Node, NodeOptions, deposit, eventually, limit_order, list_market, place,
 };
@@ -76,6 +78,13 @@ async fn shipped_rules_fire_on_their_patterns_and_not_on_benign_flow() {
     ] {
         deposit(&admin, account, asset, 1_000_000).await;
     }
+    let url = node.url.clone();
+    let mut market = Sse::open(&url, "/v1/markets/BTC-USD/stream", Some(ADMIN_TOKEN), None)
+        .await
+        .expect("the market's stream opens");
+    let mut mallory = Sse::open(&url, "/v1/accounts/mallory/stream", Some(ADMIN_TOKEN), None)
+        .await
+        .expect("mallory's stream opens");
     // Benign: distinct owners trading at a steady price, a small withdrawal.
     trade(&admin, "bob", "alice", 100, 2).await;
     trade(&admin, "bob", "alice", 101, 2).await;
@@ -104,6 +113,8 @@ async fn shipped_rules_fire_on_their_patterns_and_not_on_benign_flow() {
         ),
         (Some("mallory"), Some(1))
     );
+    let streamed = mallory.next_named("alert").await;
+    assert_eq!(streamed.data["rule"], "cancel_burst", "{:?}", streamed.data);
     eventually("mallory throttled", WITHIN, || async {
         let (_, limits) = admin.get("/v1/accounts/mallory/limits").await;
         (limits["max_orders_per_second"] == 1).then_some(())
@@ -124,6 +135,15 @@ async fn shipped_rules_fire_on_their_patterns_and_not_on_benign_flow() {
         (moved["symbol"].as_str(), moved["action"].as_str()),
         (Some("BTC-USD"), Some("halt"))
     );
+    // The market's stream had the wash trade's alert first.
+    let wash_streamed = market.next_named("alert").await;
+    assert_eq!(
+        wash_streamed.data["rule"], "wash_trade",
+        "{:?}",
+        wash_streamed.data
+    );
+    let streamed = market.next_named("alert").await;
+    assert_eq!(streamed.data["rule"], "price_move", "{:?}", streamed.data);
     let refused = eventually("the market halted", WITHIN, || async {
         let (status, body) = admin
             .post("/v1/orders", &limit_order("bob", "sell", 107, 1))
@@ -135,6 +155,7 @@ async fn shipped_rules_fire_on_their_patterns_and_not_on_benign_flow() {
 
     // Exactly these four: nothing on the benign flow.
     let raised = alerts(&admin).await;
+    drop((market, mallory));
     let rules: BTreeSet<&str> = raised.iter().filter_map(|a| a["rule"].as_str()).collect();
     assert_eq!(raised.len(), 4, "{raised:?}");
     assert_eq!(rules.len(), 4, "{raised:?}");

@@ -6,8 +6,10 @@
 //! State updates (top of book, candles) carry no id: they are conflated, and a resumed
 //! client gets the current state again as a snapshot.
 
+use crate::trading::alerts::{ALERT_KIND, ALERTS_STREAM, AlertEvent, alert_codec};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use tradefloor_domain::rules::Alert;
 
 use serde::Serialize;
 use tradefloor_domain::account::{Account, AccountEvent};
@@ -223,7 +225,9 @@ struct LimitsBody<'a> {
 
 /// Whether `stored` can make a stream message: an order book's or an account's event.
 pub(super) fn concerns_streams(stored: &StoredEvent) -> bool {
-    stored.kind == <OrderBook as Aggregate>::KIND || stored.kind == <Account as Aggregate>::KIND
+    stored.kind == <OrderBook as Aggregate>::KIND
+        || stored.kind == <Account as Aggregate>::KIND
+        || (stored.kind == ALERT_KIND && stored.stream == ALERTS_STREAM)
 }
 
 /// The topics someone follows: an event is decoded only if it may concern one, and a message
@@ -256,6 +260,10 @@ impl Interest {
 
     /// Whether an event of `stream` (of kind `kind`) may make a message someone follows.
     fn may_want(&self, kind: &str, owner: &str) -> bool {
+        if kind == ALERT_KIND {
+            // An alert names its market or account inside: decoded if anyone listens.
+            return !self.is_empty();
+        }
         if kind == <OrderBook as Aggregate>::KIND {
             self.accounts
                 || Symbol::new(owner).is_ok_and(|symbol| self.wants(&Topic::Market(symbol)))
@@ -317,7 +325,14 @@ pub(super) fn messages_of(
 }
 
 fn convert(stored: &StoredEvent, owner: &str, out: &mut Out<'_>) -> Result<(), String> {
-    if stored.kind == <OrderBook as Aggregate>::KIND {
+    if stored.kind == ALERT_KIND {
+        if let AlertEvent::Raised(alert) = alert_codec()
+            .decode(stored)
+            .map_err(|error| error.to_string())?
+        {
+            alert_messages(stored.global_offset, &alert, out);
+        }
+    } else if stored.kind == <OrderBook as Aggregate>::KIND {
         let Ok(symbol) = Symbol::new(owner) else {
             return Err(format!("{} is not an order book's stream", stored.stream));
         };
@@ -335,6 +350,21 @@ fn convert(stored: &StoredEvent, owner: &str, out: &mut Out<'_>) -> Result<(), S
         account_messages(stored.global_offset, account, &event, out);
     }
     Ok(())
+}
+
+/// An alert on its market's stream and on its account's.
+fn alert_messages(offset: u64, alert: &Alert, out: &mut Out<'_>) {
+    let id = Some(offset);
+    if let Some(symbol) = alert.symbol.as_deref().and_then(|s| Symbol::new(s).ok()) {
+        out.push(id, Topic::Market(symbol), "alert", alert);
+    }
+    if let Some(account) = alert
+        .account
+        .as_deref()
+        .and_then(|a| AccountId::new(a).ok())
+    {
+        out.push(id, Topic::Account(account), "alert", alert);
+    }
 }
 
 fn book_messages(offset: u64, symbol: Symbol, event: &BookEvent, out: &mut Out<'_>) {
