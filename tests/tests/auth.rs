@@ -288,6 +288,8 @@ async fn tokens_authenticate_and_roles_authorize() {
     for token in [ADMIN_TOKEN, TRADER_TOKEN, WRONG_TOKEN, FUNDING_TOKEN] {
         assert!(!logs.contains(token), "a token appears in the logs");
     }
+    // Written to a pipe, not a terminal: plain text, no colour codes.
+    assert!(!logs.contains('\u{1b}'), "ANSI escapes in the logs: {logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
