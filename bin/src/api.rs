@@ -1037,6 +1037,9 @@ pub struct ProjectionBody {
     pub name: String,
     /// The last offset applied and committed.
     pub offset: u64,
+    /// Every event at or below it has been read (past `offset` when the last events were
+    /// not for this read model).
+    pub read_to: u64,
     /// Events of the journal not yet read (events its filter leaves out count as read).
     pub lag: u64,
     /// Events applied by this incarnation.

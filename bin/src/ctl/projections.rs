@@ -152,6 +152,7 @@ mod tests {
         let projection = |name: &str, rebuild: Option<api::RebuildBody>| api::ProjectionBody {
             name: name.to_owned(),
             offset: 40,
+            read_to: 40,
             lag: 2,
             events: 40,
             batches: 3,

@@ -18,6 +18,7 @@ fn body(stats: &ProjectionStats) -> api::ProjectionBody {
     api::ProjectionBody {
         name: stats.name.clone(),
         offset: stats.offset,
+        read_to: stats.read_to,
         lag: stats.lag,
         events: stats.events,
         batches: stats.batches,

@@ -2,9 +2,10 @@
 //! one SSE event per log event (`id` = its global offset, `event` = its name, `data` = the
 //! JSON envelope), following the log's head as it grows.
 //!
-//! The connection reads pages of the log at the client's pace: a forwarder fills a bounded
-//! buffer and waits while it is full, so a slow client costs the node one buffer and one
-//! task, never a growing queue (the log itself is durable; nothing is dropped). A client that
+//! The connection reads pages of the log at the client's pace: a forwarder writes each page
+//! (up to 1 000 events) as one chunk into a buffer of [`PAGES_BUFFERED`] and waits while it
+//! is full, so a slow client costs the node a few pages and one task, never a growing queue
+//! (the log itself is durable; nothing is dropped). A client that
 //! reconnects sends the last id it read (`Last-Event-ID`) and gets every event after it. At
 //! most `http_limits.log_streams_max` such connections are open at once.
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tradefloor_actors::trading::events::{EventLog, LogQuery};
+use tradefloor_actors::trading::events::{EventLog, LOG_PAGE_EVENTS_MAX, LogQuery};
 
 use super::super::streams::{Frames, error_body, sse_frame, sse_text};
 use crate::http::error::ApiError;
@@ -23,6 +24,9 @@ use crate::http::state::AppState;
 /// How long one page waits for new events before the forwarder looks again at the
 /// connection and the node (a client gone, a node shutting down).
 const PAGE_WAIT: Duration = Duration::from_secs(1);
+/// Pages (each one chunk of up to [`LOG_PAGE_EVENTS_MAX`] events) a connection buffers for
+/// its client: the bound on what a slow reader holds in the node.
+const PAGES_BUFFERED: usize = 4;
 
 /// Opens the stream of `query`'s events, starting after `query.after`.
 pub fn open(
@@ -41,7 +45,7 @@ pub fn open(
             state.limits.retry_after_seconds,
         )
     })?;
-    let (sender, receiver) = mpsc::channel(state.limits.stream_buffer_messages);
+    let (sender, receiver) = mpsc::channel(PAGES_BUFFERED);
     let ending = Arc::new(Mutex::new(None));
     let forwarder = Forwarder {
         log,
@@ -77,6 +81,7 @@ impl Forwarder {
     async fn run(mut self, state: web::Data<AppState>) {
         let mut quiet_since = tokio::time::Instant::now();
         self.query.wait = PAGE_WAIT;
+        self.query.limit = LOG_PAGE_EVENTS_MAX;
         loop {
             if !state.is_ready() {
                 return self.end("shutting_down", "the node is shutting down");
@@ -89,16 +94,15 @@ impl Forwarder {
                 Ok(page) => page,
                 Err(error) => return self.end("unavailable", &error.to_string()),
             };
-            for event in &page.events {
-                let offset = event["offset"].as_u64();
-                let name = event["name"].as_str().unwrap_or("event");
-                // Waits while the buffer is full: the client sets the pace.
-                if self
-                    .sender
-                    .send(sse_frame(offset, name, event))
-                    .await
-                    .is_err()
-                {
+            if !page.events.is_empty() {
+                // One chunk per page; waits while the buffer is full: the client sets the pace.
+                let mut chunk = Vec::new();
+                for event in &page.events {
+                    let offset = event["offset"].as_u64();
+                    let name = event["name"].as_str().unwrap_or("event");
+                    chunk.extend_from_slice(&sse_frame(offset, name, event));
+                }
+                if self.sender.send(Bytes::from(chunk)).await.is_err() {
                     return;
                 }
             }
