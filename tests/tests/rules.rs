@@ -228,3 +228,32 @@ async fn without_the_monitor_the_rules_routes_say_so() {
     assert_eq!(admin.get("/v1/alerts").await.0, 200);
     assert_eq!(node.stop().await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_enabled_on_a_node_with_history_watch_from_then_on() {
+    let tokens = format!("[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nrole = \"admin\"\n");
+    let mut node = Node::start(NodeOptions::with_config(tokens.clone())).await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    list_market(&admin).await;
+    deposit(&admin, "alice", "USD", 1_000_000).await;
+    deposit(&admin, "bob", "BTC", 100).await;
+    // A 7 % move in the history, before any rule ran.
+    trade(&admin, "bob", "alice", 100, 1).await;
+    trade(&admin, "bob", "alice", 107, 1).await;
+    assert_eq!(node.stop().await, Some(0));
+    node.options.config = Some(format!(
+        "{tokens}\n[rules]\nenabled = true\n\n[[rules.rules]]\nname = \"price_move\"\n\
+         kind = \"price_move\"\nbps = 500\nwithin_ms = 600000\n"
+    ));
+    node.restart().await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    // Trading goes on: the old move halted nothing and raised nothing.
+    trade(&admin, "bob", "alice", 107, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(alerts(&admin).await.is_empty());
+    // A new move does (down 6 %, inside the book's own band around its reference of 100).
+    trade(&admin, "bob", "alice", 101, 1).await;
+    let moved = alert_of(&admin, "price_move").await;
+    assert_eq!(moved["symbol"], "BTC-USD");
+    assert_eq!(node.stop().await, Some(0));
+}

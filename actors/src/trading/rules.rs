@@ -3,9 +3,11 @@
 //! ([`super::alerts`]) and carrying out its action: halt the market, throttle the account
 //! (its order rate limit), or only flag (the alert is the flag).
 //!
-//! Its offset is committed in the journal's database (`trading.rules`) after each batch. After
-//! a crash it reads again from that offset, and an alert for an event at or below the last
-//! one already raised is not raised twice (the alert stream's last alert says where that is).
+//! It starts at the log's head the first time (the rules watch what happens from then on, not
+//! the history). Its offset is committed in the journal's database (`trading.rules`) after
+//! each batch. After a crash it reads again from that offset, and an alert for an event at or
+//! below the last one already raised is not raised twice (the alert stream's last alert says
+//! where that is).
 //! Windows live in memory: a pattern that straddles a restart may be missed.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -166,10 +168,19 @@ fn facts_of(stored: &StoredEvent) -> Vec<Fact> {
 
 impl Monitor {
     async fn open(args: RulesArgs) -> Result<Self, Error> {
-        let committed = OffsetStore::new(args.journal.database().clone())
-            .load(RULES_CONSUMER, 0)
-            .await
-            .map_err(storage)?;
+        let offsets = OffsetStore::new(args.journal.database().clone());
+        let mut committed = offsets.load(RULES_CONSUMER, 0).await.map_err(storage)?;
+        if committed == 0 {
+            // First start: the rules watch what happens from now on, not the history (which
+            // would halt markets and throttle accounts for patterns long past).
+            committed = args.journal.last_offset().await.map_err(storage)?;
+            if committed > 0 {
+                offsets
+                    .commit(RULES_CONSUMER, 0, committed)
+                    .await
+                    .map_err(storage)?;
+            }
+        }
         let sequence = args
             .journal
             .last_sequence(ALERTS_STREAM)
