@@ -540,13 +540,14 @@ impl Feed {
     }
 
     /// The events to apply, and letters for those of a held key.
-    fn split_held<P: Projection>(
+    fn split_held<'a, P: Projection>(
         &self,
         projection: &P,
-        events: &[Arc<StoredEvent>],
-    ) -> (Vec<Arc<StoredEvent>>, Vec<DeadLetter>) {
+        events: &'a [Arc<StoredEvent>],
+    ) -> (std::borrow::Cow<'a, [Arc<StoredEvent>]>, Vec<DeadLetter>) {
+        // The usual case: nothing held, the batch applies as it came (no copy).
         if self.held.is_empty() {
-            return (events.to_vec(), Vec::new());
+            return (std::borrow::Cow::Borrowed(events), Vec::new());
         }
         let mut kept = Vec::with_capacity(events.len());
         let mut held = Vec::new();
@@ -563,7 +564,7 @@ impl Feed {
                 None => kept.push(event.clone()),
             }
         }
-        (kept, held)
+        (std::borrow::Cow::Owned(kept), held)
     }
 
     /// Counts letters parked, holding their keys.
