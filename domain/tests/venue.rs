@@ -201,6 +201,8 @@ impl Venue {
             request: spec,
             market,
             config: SagaConfig::default(),
+            // Every other order's hold carries its start, as a generated id's does.
+            by_hold: order_id.0.is_multiple_of(2),
             at: self.at(),
         };
         self.sagas.entry(order_id).or_default();

@@ -2,7 +2,8 @@
 //! starts on a copy of each `tests/fixtures/journal-v*/journal.sqlite` (written by
 //! `bin/scripts/journal-fixture.py` with the release before a schema changed: `journal-v1`
 //! before the account's events went to version 2, `journal-v2` before the saga's did, with
-//! rejected orders) and every read route answers what that release answered
+//! rejected orders, `journal-v3` before the account's holds could carry their saga's start)
+//! and every read route answers what that release answered
 //! (`expected.json`), read models rebuilt from the log included. Answers may have gained
 //! fields since; none may have lost or changed one. The state then goes on: the limits set
 //! back then still refuse an order, and a resting order of then can be cancelled.
@@ -69,6 +70,11 @@ async fn a_journal_of_version_1_account_events_reads_identically() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_of_version_1_saga_events_reads_identically() {
     reads_identically("journal-v2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_of_version_2_holds_without_their_start_reads_identically() {
+    reads_identically("journal-v3").await;
 }
 
 async fn reads_identically(release: &str) {

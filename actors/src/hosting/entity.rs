@@ -144,7 +144,7 @@ impl Persistent for Account {
             AccountEvent::name,
             AccountEvent::NAMES,
         )
-        .with_upcasters(&upcasters::ACCOUNT_V1)
+        .with_upcasters(&upcasters::ACCOUNT_OLD)
     }
 
     /// Deposits, withdrawals and limits: what clients retry. Holds and settlements stay
@@ -165,8 +165,8 @@ impl Persistent for Account {
     }
 
     fn tags(event: &AccountEvent) -> Vec<String> {
-        SagaInput::from_account(event)
-            .map(|(order_id, _)| vec![order_tag(order_id)])
+        SagaInput::order_of(event)
+            .map(|order_id| vec![order_tag(order_id)])
             .unwrap_or_default()
     }
 
@@ -288,10 +288,8 @@ impl Persistent for OrderSaga {
         let inputs = match stored.kind.as_str() {
             Account::KIND => Account::codec()
                 .decode(stored)
-                .ok()
-                .and_then(|event| SagaInput::from_account(&event))
-                .into_iter()
-                .collect(),
+                .map(|event| SagaInput::from_account(&event))
+                .unwrap_or_default(),
             OrderBook::KIND => OrderBook::codec()
                 .decode(stored)
                 .map(|event| SagaInput::from_book(&event))

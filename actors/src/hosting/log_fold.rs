@@ -162,6 +162,20 @@ impl<P: Persistent> LogFold<P> {
 
     fn fold_related(&mut self, id: String, offset: u64, command: P::Command) -> Option<Folding> {
         let Some(folded) = self.entities.get_mut(&id) else {
+            let mut state = P::default();
+            if decide_and_apply(&mut state, &command, |_| {}) {
+                // A fact that starts the entity (a hold that carries its saga's start): the
+                // entity's own stream may follow with it written late, so it is absorbed.
+                // The other inputs of the same stored event follow, so `through` stays before it.
+                let folded = Folded {
+                    state,
+                    sequence: 0,
+                    through: offset.saturating_sub(1),
+                    absorbed: true,
+                };
+                self.entities.insert(id.clone(), folded);
+                return Some(Folding::Changed(id));
+            }
             if P::default().misses_an_earlier_fact(&command) {
                 return Some(Folding::Unsure(id));
             }

@@ -6,6 +6,7 @@
 use serde::de::DeserializeOwned;
 use tradefloor_domain::account::AccountEvent;
 use tradefloor_domain::account::v1::{RISK_LIMITS_SET_INDEX, RiskLimitsSetV1};
+use tradefloor_domain::account::v2::{HOLD_PLACED_INDEX, HoldPlacedV2};
 use tradefloor_domain::saga::SagaEvent;
 use tradefloor_domain::saga::v1::{
     CANCEL_REFUSED_INDEX, HOLD_REFUSED_INDEX, RefusedV1, SETTLE_REFUSED_INDEX,
@@ -13,67 +14,82 @@ use tradefloor_domain::saga::v1::{
 };
 use tradefloor_persistence::{Upcaster, codec};
 
-/// Version 1 of the account's events: only `account.risk_limits_set` changed shape (its
-/// limits gained `max_orders_per_second`).
-pub(crate) static ACCOUNT_V1: [Upcaster<AccountEvent>; 6] = [
-    unchanged("account.deposited"),
-    unchanged("account.withdrawn"),
-    unchanged("account.hold_placed"),
-    unchanged("account.trade_settled"),
-    unchanged("account.hold_released"),
-    changed("account.risk_limits_set", |bytes| {
+/// Versions 1 and 2 of the account's events: version 2 changed `account.risk_limits_set`
+/// (its limits gained `max_orders_per_second`), version 3 `account.hold_placed` (it may carry
+/// the saga's start).
+pub(crate) static ACCOUNT_OLD: [Upcaster<AccountEvent>; 12] = [
+    unchanged("account.deposited", 1),
+    unchanged("account.withdrawn", 1),
+    changed("account.hold_placed", 1, hold_placed_v2),
+    unchanged("account.trade_settled", 1),
+    unchanged("account.hold_released", 1),
+    changed("account.risk_limits_set", 1, |bytes| {
         codec::decode_variant::<RiskLimitsSetV1>(bytes, RISK_LIMITS_SET_INDEX)
             .map(RiskLimitsSetV1::upcast)
     }),
+    unchanged("account.deposited", 2),
+    unchanged("account.withdrawn", 2),
+    changed("account.hold_placed", 2, hold_placed_v2),
+    unchanged("account.trade_settled", 2),
+    unchanged("account.hold_released", 2),
+    unchanged("account.risk_limits_set", 2),
 ];
+
+fn hold_placed_v2(bytes: &[u8]) -> Result<AccountEvent, String> {
+    codec::decode_variant::<HoldPlacedV2>(bytes, HOLD_PLACED_INDEX).map(HoldPlacedV2::upcast)
+}
 
 /// Version 1 of the saga's events: the four refusals stored their error by variant index.
 pub(crate) static SAGA_V1: [Upcaster<SagaEvent>; 18] = [
-    unchanged("saga.started"),
-    unchanged("saga.hold_confirmed"),
-    changed("saga.hold_refused", |bytes| {
+    unchanged("saga.started", 1),
+    unchanged("saga.hold_confirmed", 1),
+    changed("saga.hold_refused", 1, |bytes| {
         codec::decode_variant::<RefusedV1>(bytes, HOLD_REFUSED_INDEX).map(RefusedV1::hold_refused)
     }),
-    changed("saga.submit_refused", |bytes| {
+    changed("saga.submit_refused", 1, |bytes| {
         codec::decode_variant::<RefusedV1>(bytes, SUBMIT_REFUSED_INDEX)
             .map(RefusedV1::submit_refused)
     }),
-    unchanged("saga.accepted"),
-    unchanged("saga.filled"),
-    unchanged("saga.rested"),
-    unchanged("saga.ended"),
-    unchanged("saga.leg_settled"),
-    changed("saga.settle_refused", |bytes| {
+    unchanged("saga.accepted", 1),
+    unchanged("saga.filled", 1),
+    unchanged("saga.rested", 1),
+    unchanged("saga.ended", 1),
+    unchanged("saga.leg_settled", 1),
+    changed("saga.settle_refused", 1, |bytes| {
         codec::decode_variant::<SettleRefusedV1>(bytes, SETTLE_REFUSED_INDEX)
             .map(SettleRefusedV1::upcast)
     }),
-    unchanged("saga.released"),
-    unchanged("saga.cancel_requested"),
-    changed("saga.cancel_refused", |bytes| {
+    unchanged("saga.released", 1),
+    unchanged("saga.cancel_requested", 1),
+    changed("saga.cancel_refused", 1, |bytes| {
         codec::decode_variant::<RefusedV1>(bytes, CANCEL_REFUSED_INDEX)
             .map(RefusedV1::cancel_refused)
     }),
-    unchanged("saga.retried"),
-    unchanged("saga.timed_out"),
-    unchanged("saga.stalled"),
-    unchanged("saga.resumed"),
-    unchanged("saga.cancel_queued"),
+    unchanged("saga.retried", 1),
+    unchanged("saga.timed_out", 1),
+    unchanged("saga.stalled", 1),
+    unchanged("saga.resumed", 1),
+    unchanged("saga.cancel_queued", 1),
 ];
 
-/// Version 1 of `name`, whose shape version 2 kept.
-const fn unchanged<E: DeserializeOwned>(name: &'static str) -> Upcaster<E> {
+/// `version` of `name`, whose shape the current version kept.
+const fn unchanged<E: DeserializeOwned>(name: &'static str, version: u16) -> Upcaster<E> {
     Upcaster {
         name,
-        version: 1,
+        version,
         read: codec::decode::<E>,
     }
 }
 
-/// Version 1 of `name`, read by `read`.
-const fn changed<E>(name: &'static str, read: fn(&[u8]) -> Result<E, String>) -> Upcaster<E> {
+/// `version` of `name`, read by `read`.
+const fn changed<E>(
+    name: &'static str,
+    version: u16,
+    read: fn(&[u8]) -> Result<E, String>,
+) -> Upcaster<E> {
     Upcaster {
         name,
-        version: 1,
+        version,
         read,
     }
 }
@@ -84,12 +100,20 @@ mod tests {
 
     use super::*;
 
-    /// Every name of version 1 reads: a table that missed one would refuse its old events.
+    /// Every name of every older version reads: a table that missed one would refuse its
+    /// old events. (Names added later, at the end, have no older version.)
     #[test]
-    fn every_version_1_name_has_an_upcaster() {
-        let account: Vec<&str> = ACCOUNT_V1.iter().map(|upcaster| upcaster.name).collect();
-        assert_eq!(account, AccountEvent::NAMES);
+    fn every_older_name_has_an_upcaster() {
+        for version in [1, 2] {
+            let account: Vec<&str> = ACCOUNT_OLD
+                .iter()
+                .filter(|upcaster| upcaster.version == version)
+                .map(|upcaster| upcaster.name)
+                .collect();
+            assert_eq!(account, AccountEvent::NAMES, "account version {version}");
+        }
         let saga: Vec<&str> = SAGA_V1.iter().map(|upcaster| upcaster.name).collect();
-        assert_eq!(saga, SagaEvent::NAMES);
+        assert_eq!(saga, SagaEvent::NAMES[..SAGA_V1.len()]);
+        assert_eq!(SagaEvent::NAMES[SAGA_V1.len()..], ["saga.started_by_hold"]);
     }
 }

@@ -1,21 +1,22 @@
 //! The placement of one order: two durable steps before the answer.
 //!
-//! 1. The saga's start and the account's hold, at once (each an append; concurrent appends
-//!    share the journal's group commit). A client-chosen order id starts the saga first, so
-//!    a repeated id never places a second hold.
+//! 1. The account's hold. For an order id the venue generated, the hold carries the saga's
+//!    start (`account.hold_placed`'s `start`): one append records both, and the hosted saga
+//!    is started in memory at the same time, journaling nothing on the happy path. A
+//!    client-chosen order id starts the saga first (one more append), so a repeated id never
+//!    places a second hold.
 //! 2. The book's decision (the book writes the submits waiting in its queue as one append).
 //!
 //! The answer is the order as the saga will see it, folded here from the same inputs by the
 //! same pure code ([`OrderSaga::step`]); the hosted saga gets those inputs afterwards as one
-//! [`SagaInput::Answers`] (one append), and the other orders the book touched get its events.
-//! From there the sagas settle fills and release holds as before, off the critical path.
+//! [`SagaInput::Answers`], and the other orders the book touched get its events. From there
+//! the sagas settle fills and release holds as before, off the critical path.
 //!
-//! What a crash costs at each instant: the saga's start is durable before any hold is placed
-//! for a generated id only if both landed (the hold is answered after its append); a started
-//! saga that never learns its answers re-sends its hold and submit at its deadline (both
-//! idempotent by command and order id) and learns the book's events from the durable
-//! [feed](super::feed). So the answer needs two commits and nothing acknowledged depends on
-//! the third.
+//! What a crash costs at each instant: a hold placed is a started saga (its start is in the
+//! hold, or journaled before it), which recovery resumes; a started saga that never learns
+//! its answers re-sends its hold and submit at its deadline (both idempotent by command and
+//! order id) and learns the book's events from the durable [feed](super::feed). So the answer
+//! needs two commits and nothing acknowledged depends on a third.
 
 use tradefloor_domain::book::BookEvent;
 use tradefloor_domain::saga::{OrderSaga, OrderView, SagaCommand, SagaInput};
@@ -34,6 +35,8 @@ struct Placing {
     answers: Vec<SagaInput>,
     /// The book's events for the sagas of the other orders they concern.
     others: Vec<(String, SagaInput)>,
+    /// The start, if the hosted saga may not have it (its delivery failed): sent first.
+    start: Option<SagaInput>,
 }
 
 impl Placing {
@@ -63,6 +66,7 @@ impl Exchange {
             request: spec,
             market,
             config: self.config.saga,
+            by_hold: fresh,
             at: self.now(),
         };
         let mut placing = Placing {
@@ -70,6 +74,7 @@ impl Exchange {
             saga: OrderSaga::default(),
             answers: Vec::new(),
             others: Vec::new(),
+            start: None,
         };
         let hold = single(placing.saga.step(&start).map_err(Error::Rejected)?);
         // Registered before the start, so no reply of the saga can slip past it.
@@ -77,13 +82,17 @@ impl Exchange {
             .host
             .watch(&placing.saga_id, |reply| placed(&reply.view))?;
         let held = if fresh {
+            // The hold carries the start: nothing waits for the saga's journal.
             let (started, held) = tokio::join!(
-                self.host.send_driven(&placing.saga_id, start, true),
-                self.carry_out_hold(hold.clone()),
+                self.host.send_driven(&placing.saga_id, start.clone(), true),
+                self.carry_out_hold(hold),
             );
-            if let Err(error) = self.confirm_started(&placing.saga_id, started).await {
-                self.compensate_hold(&hold, &held).await;
-                return Err(error);
+            if let Err(error) = started {
+                // Whatever the hold did, the hosted saga must know its order: it gets the
+                // start again with the follow-ups (if the hold was placed it would also
+                // derive it from the hold, when loaded from the journal).
+                tracing::debug!(saga = %placing.saga_id, %error, "start not delivered");
+                placing.start = Some(start);
             }
             held
         } else {
@@ -177,53 +186,6 @@ impl Exchange {
         Ok(())
     }
 
-    /// Whether a generated order's saga started. A failure that may have written the start
-    /// (a timeout) is asked about once more: a saga found started is this order's.
-    async fn confirm_started(
-        &self,
-        saga_id: &str,
-        started: Result<tradefloor_domain::saga::SagaReply, Error>,
-    ) -> Result<(), Error> {
-        match started {
-            Ok(_) => Ok(()),
-            Err(error @ Error::Rejected(_)) => Err(error),
-            Err(error) => {
-                tracing::debug!(saga = %saga_id, %error, "start unsure; asking the saga");
-                let tick = SagaInput::Tick { now: self.now() };
-                match self.host.send(saga_id, tick).await {
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(error),
-                }
-            }
-        }
-    }
-
-    /// Releases a hold placed for a saga that did not start: nothing else would.
-    async fn compensate_hold(&self, hold: &SagaCommand, held: &Option<SagaInput>) {
-        let (
-            Some(SagaInput::HoldPlaced { .. }),
-            SagaCommand::Account {
-                account_id,
-                command,
-            },
-        ) = (held, hold)
-        else {
-            return;
-        };
-        let release = tradefloor_domain::account::AccountCommand::ReleaseHold {
-            command_id: release_command_id(command),
-            order_id: hold_order(command),
-            at: self.now(),
-        };
-        if let Err(error) = self
-            .accounts
-            .ask(account_id.as_str(), release, self.config.ask_deadline)
-            .await
-        {
-            tracing::warn!(account = %account_id, %error, "hold of an unstarted order not released");
-        }
-    }
-
     /// For a client-chosen order id: `None` if its saga started now; the order as it stands
     /// (possibly still pending) if the same order was placed before; refused if the id holds
     /// another order.
@@ -274,7 +236,10 @@ impl Exchange {
 /// What the hosted sagas are told once the placement is answered: the order's own saga its
 /// answers as one input, the other orders' sagas the book's events about them.
 fn follow_ups(placing: Placing) -> Vec<(String, SagaInput)> {
-    let mut inputs = Vec::with_capacity(1 + placing.others.len());
+    let mut inputs = Vec::with_capacity(2 + placing.others.len());
+    if let Some(start) = placing.start {
+        inputs.push((placing.saga_id.clone(), start));
+    }
     if !placing.answers.is_empty() {
         inputs.push((
             placing.saga_id,
@@ -304,22 +269,6 @@ fn order_spec(order_id: OrderId, order: &NewOrder) -> OrderSpec {
 fn single(commands: Vec<SagaCommand>) -> SagaCommand {
     assert_eq!(commands.len(), 1, "a started saga asks for its hold only");
     commands.into_iter().next().expect("one command")
-}
-
-fn hold_order(command: &tradefloor_domain::account::AccountCommand) -> OrderId {
-    match command {
-        tradefloor_domain::account::AccountCommand::PlaceHold { order_id, .. } => *order_id,
-        _ => unreachable!("a saga's first command is its hold"),
-    }
-}
-
-/// The release's command id the order's saga would use (`{order}:release`), so a saga that
-/// did start after all finds its release already done.
-fn release_command_id(
-    command: &tradefloor_domain::account::AccountCommand,
-) -> tradefloor_domain::CommandId {
-    tradefloor_domain::CommandId::derived(hold_order(command), "release")
-        .expect("derived saga command ids are valid")
 }
 
 /// Whether a placement can be answered: the book's whole answer is known (the order rests,

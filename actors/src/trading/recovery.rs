@@ -7,11 +7,13 @@
 //! balances read model's open holds and the accounts' events after its offset
 //! ([`projections::balances::open_holds`]).
 //!
-//! A placement with a generated order id starts the order's saga and places its hold at once
-//! (see [`placement`](super::placement)), so a crash can leave a hold committed without the
-//! saga's start. Such an order was never acknowledged and never reached its book (the submit
-//! waits for both), and no saga will ever release its hold: the node releases it, with the
-//! release command id the saga would have used.
+//! A placement with a generated order id records the saga's start in its hold (see
+//! [`placement`](super::placement)): the hold is the start, and the saga is resumed like any
+//! other. Journals written before that release started such a saga and placed its hold at
+//! once, so a crash could leave a hold committed without the saga's start. Such an order was
+//! never acknowledged and never reached its book (the submit waited for both), and no saga
+//! will ever release its hold: the node releases it, with the release command id the saga
+//! would have used.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use tradefloor_domain::{AccountId, Aggregate, CommandId, OrderId};
 use tradefloor_persistence::{Filter, Journal, StoredEvent};
 
 use crate::error::Error;
-use crate::hosting::entity::{Persistent, stream_of};
+use crate::hosting::entity::{Persistent, order_tag, stream_of};
 use crate::hosting::region::ShardRegion;
 use crate::hosting::saga_host::SagaHost;
 use crate::trading::projections;
@@ -55,7 +57,8 @@ pub(super) struct HoldSweep {
 
 impl HoldSweep {
     /// Releases every hold recorded before `recorded_before` (microseconds, journal time)
-    /// whose order `select` picks and whose saga has no events; answers how many.
+    /// whose order `select` picks, that does not carry its saga's start, and whose saga has
+    /// no events; answers how many.
     ///
     /// Takes the holds still open (see `open_holds`), then looks up each one's saga stream. A
     /// node runs it at start, before it takes commands; a cluster node for the sagas of the
@@ -80,7 +83,7 @@ impl HoldSweep {
                 .last_sequence(&stream_of::<OrderSaga>(&saga_id))
                 .await
                 .map_err(|error| self.storage_error(error))?;
-            if saga_events > 0 {
+            if saga_events > 0 || self.hold_starts_saga(order_id).await? {
                 continue;
             }
             let release = AccountCommand::ReleaseHold {
@@ -126,9 +129,11 @@ impl HoldSweep {
                     .decode(stored)
                     .map_err(|error| self.storage_error(error))?;
                 match event {
-                    AccountEvent::HoldPlaced { order_id, .. }
-                        if stored.recorded_at < recorded_before =>
-                    {
+                    AccountEvent::HoldPlaced {
+                        order_id,
+                        start: None,
+                        ..
+                    } if stored.recorded_at < recorded_before => {
                         let account = stored.stream.strip_prefix(&prefix).unwrap_or_default();
                         let account_id = AccountId::new(account).map_err(Error::Rejected)?;
                         open.insert(order_id, account_id);
@@ -141,6 +146,27 @@ impl HoldSweep {
             }
         }
         Ok(open)
+    }
+
+    /// Whether the hold of `order_id` carries its saga's start: then the hold is the saga,
+    /// resumed with the others. One indexed read: the order's first event is its hold.
+    async fn hold_starts_saga(&self, order_id: OrderId) -> Result<bool, Error> {
+        let filter = Filter::Tag(order_tag(order_id));
+        let first = self
+            .journal
+            .read_all(0, 1, &filter)
+            .await
+            .map_err(|error| self.storage_error(error))?;
+        let Some(stored) = first.first().filter(|stored| is_hold_event(stored)) else {
+            return Ok(false);
+        };
+        let event = <Account as Persistent>::codec()
+            .decode(stored)
+            .map_err(|error| self.storage_error(error))?;
+        Ok(matches!(
+            event,
+            AccountEvent::HoldPlaced { start: Some(_), .. }
+        ))
     }
 
     fn storage_error(&self, error: tradefloor_persistence::Error) -> Error {

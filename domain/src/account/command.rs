@@ -6,6 +6,7 @@ use crate::aggregate::Message;
 use crate::fingerprint::Fingerprint;
 use crate::ids::{Asset, CommandId, OrderId, Symbol, TradeId};
 use crate::order::Side;
+use crate::saga::SagaStart;
 use crate::units::{Amount, Price, Quantity, Timestamp};
 
 use super::limits::RiskLimits;
@@ -60,6 +61,10 @@ pub enum AccountCommand {
         price: Option<Price>,
         /// Base quantity of the order.
         quantity: Quantity,
+        /// The order's saga start, when the hold is what starts the saga (an order id the
+        /// venue generated): recorded with the hold ([`SagaStart`]). Not part of the
+        /// fingerprint: the order id already names the order.
+        start: Option<Box<SagaStart>>,
         /// When the command happens.
         at: Timestamp,
     },
@@ -224,7 +229,8 @@ impl AccountCommand {
 impl Message for AccountCommand {
     /// 2: the risk limits gained `max_orders_per_second` (commands are not stored: no
     /// upcaster).
-    const SCHEMA_VERSION: u16 = 2;
+    /// 3: `PlaceHold` may carry the saga's start.
+    const SCHEMA_VERSION: u16 = 3;
 
     const NAMES: &'static [&'static str] = &[
         "account.deposit",

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::Message;
 use crate::ids::{Asset, CommandId, OrderId, Symbol, TradeId};
 use crate::order::Side;
+use crate::saga::SagaStart;
 use crate::units::{Amount, Price, Quantity, Timestamp};
 
 use super::limits::RiskLimits;
@@ -70,6 +71,9 @@ pub enum AccountEvent {
         asset: Asset,
         /// How much is held.
         amount: Amount,
+        /// The order's saga start, when the hold started the saga (see
+        /// [`SagaStart`]); `None` in events of version 2 and before.
+        start: Option<Box<SagaStart>>,
         /// Command time.
         at: Timestamp,
     },
@@ -196,8 +200,9 @@ impl AccountEvent {
 
 impl Message for AccountEvent {
     /// 2: the risk limits gained `max_orders_per_second` (version 1 is read through
-    /// [`super::v1`]).
-    const SCHEMA_VERSION: u16 = 2;
+    /// [`super::v1`]); 3: `hold_placed` may carry the saga's start (versions 1 and 2 read
+    /// through [`super::v2`]).
+    const SCHEMA_VERSION: u16 = 3;
 
     const NAMES: &'static [&'static str] = &[
         "account.deposited",

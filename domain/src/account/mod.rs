@@ -12,6 +12,7 @@ mod event;
 mod limits;
 mod rate;
 pub mod v1;
+pub mod v2;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -401,6 +402,7 @@ impl Account {
             side,
             price,
             quantity,
+            ref start,
             at,
             ..
         } = *command
@@ -449,6 +451,7 @@ impl Account {
             quantity,
             asset,
             amount,
+            start: start.clone(),
             at,
         })
     }
@@ -611,6 +614,7 @@ impl Aggregate for Account {
                 asset,
                 amount,
                 at,
+                start: _,
             } => {
                 self.order_rate.count(self.limits.max_orders_per_second, at);
                 let balance = self.balance_mut(asset);

@@ -45,6 +45,7 @@ fn hold(order: u64, side: Side, price: Option<u64>, quantity: u64) -> AccountCom
         side,
         price: price.map(Price),
         quantity: Quantity(quantity),
+        start: None,
         at: Timestamp(300),
     }
 }
@@ -681,7 +682,7 @@ fn events_and_commands_have_unique_stable_names_and_round_trip() {
         let json = serde_json::to_string(event).unwrap();
         assert_eq!(&serde_json::from_str::<AccountEvent>(&json).unwrap(), event);
     }
-    assert_eq!(AccountEvent::SCHEMA_VERSION, 2);
+    assert_eq!(AccountEvent::SCHEMA_VERSION, 3);
 }
 
 #[test]

@@ -195,6 +195,20 @@ pub enum SagaEvent {
         /// When.
         at: Timestamp,
     },
+    /// The order was placed with an id the venue generated, and its hold carries this start
+    /// (`account.hold_placed`'s `start`): the saga is started as by `Started`, but journals
+    /// this only before another event it must write (recovery derives it from the hold).
+    /// Last, so the codec's variant indices of the others stay.
+    StartedByHold {
+        /// The order.
+        order: OrderSpec,
+        /// Its market.
+        market: MarketSpec,
+        /// Timeouts and retries, fixed for the saga's life.
+        config: SagaConfig,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl SagaEvent {
@@ -202,6 +216,7 @@ impl SagaEvent {
     pub fn at(&self) -> Timestamp {
         match self {
             SagaEvent::Started { at, .. }
+            | SagaEvent::StartedByHold { at, .. }
             | SagaEvent::HoldConfirmed { at }
             | SagaEvent::HoldRefused { at, .. }
             | SagaEvent::SubmitRefused { at, .. }
@@ -247,6 +262,7 @@ impl Message for SagaEvent {
         "saga.stalled",
         "saga.resumed",
         "saga.cancel_queued",
+        "saga.started_by_hold",
     ];
 
     fn name(&self) -> &'static str {
@@ -269,6 +285,7 @@ impl Message for SagaEvent {
             SagaEvent::Stalled { .. } => "saga.stalled",
             SagaEvent::Resumed { .. } => "saga.resumed",
             SagaEvent::CancelQueued { .. } => "saga.cancel_queued",
+            SagaEvent::StartedByHold { .. } => "saga.started_by_hold",
         }
     }
 }

@@ -27,6 +27,11 @@ pub enum SagaInput {
         market: MarketSpec,
         /// Timeouts and retry limits for this saga.
         config: SagaConfig,
+        /// The order's hold carries this start ([`SagaStart`]): the saga journals it only
+        /// when it must write something else, and recovery derives it from the hold. Only
+        /// for an order id the venue generated: a client's id needs its start journaled
+        /// before any hold, so that a repeated id never places a second one.
+        by_hold: bool,
         /// When.
         at: Timestamp,
     },
@@ -139,32 +144,87 @@ impl SagaInput {
             .collect()
     }
 
-    /// What an account event is to the saga of the order it concerns: the answer the saga
-    /// got (or would have got) to the command that caused it. A finish's events, one per leg
-    /// then the release, are these inputs in the order of a finish's answer.
-    pub fn from_account(event: &AccountEvent) -> Option<(OrderId, SagaInput)> {
+    /// The order an account event concerns, if any.
+    pub fn order_of(event: &AccountEvent) -> Option<OrderId> {
         match *event {
-            AccountEvent::HoldPlaced { order_id, at, .. } => {
-                Some((order_id, SagaInput::HoldPlaced { at }))
+            AccountEvent::HoldPlaced { order_id, .. }
+            | AccountEvent::TradeSettled { order_id, .. }
+            | AccountEvent::HoldReleased { order_id, .. } => Some(order_id),
+            AccountEvent::Deposited { .. }
+            | AccountEvent::Withdrawn { .. }
+            | AccountEvent::RiskLimitsSet { .. } => None,
+        }
+    }
+
+    /// What an account event is to the saga of the order it concerns: the answer the saga
+    /// got (or would have got) to the command that caused it, preceded by the saga's start
+    /// when the hold carries it. A finish's events, one per leg then the release, are these
+    /// inputs in the order of a finish's answer.
+    pub fn from_account(event: &AccountEvent) -> Vec<(OrderId, SagaInput)> {
+        match event {
+            AccountEvent::HoldPlaced {
+                order_id,
+                start,
+                at,
+                ..
+            } => {
+                let hold = (*order_id, SagaInput::HoldPlaced { at: *at });
+                match start {
+                    Some(start) => vec![(*order_id, start.input(*at)), hold],
+                    None => vec![hold],
+                }
             }
             AccountEvent::TradeSettled {
                 order_id,
                 trade_id,
                 at,
                 ..
-            } => Some((order_id, SagaInput::LegSettled { trade_id, at })),
+            } => vec![(
+                *order_id,
+                SagaInput::LegSettled {
+                    trade_id: *trade_id,
+                    at: *at,
+                },
+            )],
             AccountEvent::HoldReleased { order_id, at, .. } => {
-                Some((order_id, SagaInput::HoldReleased { at }))
+                vec![(*order_id, SagaInput::HoldReleased { at: *at })]
             }
             AccountEvent::Deposited { .. }
             | AccountEvent::Withdrawn { .. }
-            | AccountEvent::RiskLimitsSet { .. } => None,
+            | AccountEvent::RiskLimitsSet { .. } => Vec::new(),
+        }
+    }
+}
+
+/// What starts a saga, carried by its order's hold when the venue generated the order's id
+/// (`account.hold_placed`, see [`SagaInput::Start`]'s `by_hold`): the hold is then the
+/// saga's start, and one durable write places both.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaStart {
+    /// The order.
+    pub order: OrderSpec,
+    /// Its market.
+    pub market: MarketSpec,
+    /// Timeouts and retry limits for the saga.
+    pub config: SagaConfig,
+}
+
+impl SagaStart {
+    /// The start as the saga's input at `at`.
+    pub fn input(&self, at: Timestamp) -> SagaInput {
+        SagaInput::Start {
+            request: self.order,
+            market: self.market.clone(),
+            config: self.config,
+            by_hold: true,
+            at,
         }
     }
 }
 
 impl Message for SagaInput {
-    const SCHEMA_VERSION: u16 = 1;
+    /// 2: `Start` says whether the hold carries it.
+    const SCHEMA_VERSION: u16 = 2;
 
     const NAMES: &'static [&'static str] = &[
         "saga.start",

@@ -45,7 +45,7 @@ pub use config::{
     STEP_TIMEOUT_MICROS_DEFAULT, SagaConfig,
 };
 pub use event::{SagaEvent, SagaStep};
-pub use input::SagaInput;
+pub use input::{SagaInput, SagaStart};
 pub use view::{Fill, OrderView, SagaReply};
 
 use crate::account::{AccountCommand, FINISH_LEGS_MAX, Leg};
@@ -98,6 +98,8 @@ struct Placement {
     order: OrderSpec,
     market: MarketSpec,
     config: SagaConfig,
+    /// The hold carries the start ([`SagaEvent::StartedByHold`]).
+    by_hold: bool,
 }
 
 /// Where the order's hold stands on its account.
@@ -139,8 +141,9 @@ impl Aggregate for OrderSaga {
                     request,
                     market,
                     config,
+                    by_hold,
                     at,
-                } => decide_start(request, market, config, *at, events),
+                } => decide_start(request, market, config, *by_hold, *at, events),
                 _ => Err(Error::SagaNotStarted),
             };
         };
@@ -283,6 +286,7 @@ fn decide_start(
     request: &OrderSpec,
     market: &MarketSpec,
     config: &SagaConfig,
+    by_hold: bool,
     at: Timestamp,
     events: &mut Vec<SagaEvent>,
 ) -> Result<(), Error> {
@@ -299,11 +303,21 @@ fn decide_start(
         // The hold's notional must be representable; refuse now rather than at the account.
         price.notional(request.quantity)?;
     }
-    events.push(SagaEvent::Started {
-        order: *request,
-        market: market.clone(),
-        config: *config,
-        at,
+    let (order, market, config) = (*request, market.clone(), *config);
+    events.push(if by_hold {
+        SagaEvent::StartedByHold {
+            order,
+            market,
+            config,
+            at,
+        }
+    } else {
+        SagaEvent::Started {
+            order,
+            market,
+            config,
+            at,
+        }
     });
     Ok(())
 }
@@ -511,12 +525,19 @@ impl OrderSaga {
                 market,
                 config,
                 ..
+            }
+            | SagaEvent::StartedByHold {
+                order,
+                market,
+                config,
+                ..
             } => {
                 assert!(self.placement.is_none(), "a saga starts once");
                 self.placement = Some(Placement {
                     order: *order,
                     market: market.clone(),
                     config: *config,
+                    by_hold: matches!(event, SagaEvent::StartedByHold { .. }),
                 });
                 self.hold = Hold::Requested;
             }
@@ -786,7 +807,9 @@ impl OrderSaga {
         let mut commands = Vec::new();
         for event in applied {
             match event {
-                SagaEvent::Started { .. } if self.hold == Hold::Requested => {
+                SagaEvent::Started { .. } | SagaEvent::StartedByHold { .. }
+                    if self.hold == Hold::Requested =>
+                {
                     commands.push(self.place_hold(placement, at));
                 }
                 SagaEvent::HoldConfirmed { .. } if self.submit_pending() => {
@@ -886,6 +909,13 @@ impl OrderSaga {
                 side: order.side,
                 price: order.price,
                 quantity: order.quantity,
+                start: placement.by_hold.then(|| {
+                    Box::new(SagaStart {
+                        order: *order,
+                        market: placement.market.clone(),
+                        config: placement.config,
+                    })
+                }),
                 at,
             },
         )
@@ -1002,10 +1032,13 @@ impl OrderSaga {
     /// their events about the order ([`SagaInput::from_account`], [`SagaInput::from_book`]).
     /// What only the saga knows (its start, refusals, cancels, retries, timeouts) must be
     /// written, and so must a release while the hold is not known placed: a release of a hold
-    /// that may never have existed leaves no event on the account.
+    /// that may never have existed leaves no event on the account. A start the hold carries
+    /// ([`SagaEvent::StartedByHold`]) is a fact of the account's journal once the hold is
+    /// placed; until then (or if it never is) the saga's next written event carries it.
     pub fn must_journal(&self, event: &SagaEvent) -> bool {
         match event {
-            SagaEvent::HoldConfirmed { .. }
+            SagaEvent::StartedByHold { .. }
+            | SagaEvent::HoldConfirmed { .. }
             | SagaEvent::Accepted { .. }
             | SagaEvent::Filled { .. }
             | SagaEvent::Rested { .. }
@@ -1027,16 +1060,18 @@ impl OrderSaga {
     }
 
     /// Whether `input`, a fact of the account's or the book's journal about this order, shows
-    /// that the saga missed an earlier one: anything but the hold's answer presupposes the
-    /// saga started and the hold placed (the book gets the order only after both). The hold
-    /// itself may be recorded just before the saga's start, so a fold of the log that
-    /// starts in the middle (a read model after a restart) can miss it; it must then fold the
-    /// saga again from the journal.
+    /// that the saga missed an earlier one: anything but the start a hold carries and the
+    /// hold's answer presupposes the saga started and the hold placed (the book gets the
+    /// order only after both). The hold itself may be recorded just before the saga's start,
+    /// so a fold of the log that starts in the middle (a read model after a restart) can miss
+    /// it; it must then fold the saga again from the journal.
     pub fn misses_an_earlier_fact(&self, input: &SagaInput) -> bool {
         (self.placement.is_none() || self.hold == Hold::Requested)
             && !matches!(
                 input,
-                SagaInput::HoldPlaced { .. } | SagaInput::HoldRejected { .. }
+                SagaInput::Start { .. }
+                    | SagaInput::HoldPlaced { .. }
+                    | SagaInput::HoldRejected { .. }
             )
     }
 

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::account::AccountEvent;
 use crate::aggregate::Message;
 use crate::book::event::Trade;
 use crate::ids::{AccountId, Asset, OrderId, Symbol, TradeId};
@@ -69,6 +70,7 @@ fn start(order: OrderSpec) -> SagaInput {
         request: order,
         market: market(),
         config: config(),
+        by_hold: false,
         at: t(0),
     }
 }
@@ -87,6 +89,7 @@ fn hold(order: &OrderSpec, at: Timestamp) -> SagaCommand {
             side: order.side,
             price: order.price,
             quantity: order.quantity,
+            start: None,
             at,
         },
     }
@@ -501,6 +504,7 @@ fn invalid_starts_are_refused_without_events() {
         request: overflowing,
         market: wide_market,
         config: config(),
+        by_hold: false,
         at: t(0),
     };
     assert_eq!(saga.decide(&input), Err(Error::Overflow));
@@ -1218,7 +1222,11 @@ impl SkippingHost {
             saga.apply(event);
         }
         for fact in facts {
-            saga.step(fact).unwrap();
+            match saga.step(fact) {
+                // The start a hold carries, after the saga wrote its own.
+                Ok(_) | Err(Error::SagaAlreadyStarted { .. }) => {}
+                Err(error) => panic!("{fact:?} refused: {error:?}"),
+            }
         }
         saga
     }
@@ -1235,13 +1243,22 @@ proptest! {
         duplicates in proptest::collection::vec(any::<bool>(), 60),
         ticks in proptest::collection::vec(any::<bool>(), 60),
         cancel_at in 0i64..60,
+        by_hold in any::<bool>(),
     ) {
         let order = limit_buy(10);
         let mut host = SkippingHost::default();
-        host.step(&start(order));
+        let start = if by_hold { start_by_hold(order) } else { start(order) };
+        let hold = host.step(&start);
         host.step(&SagaInput::HoldPlaced { at: t(1) });
         // The account's and the book's journals, in log order.
-        let mut facts = vec![SagaInput::HoldPlaced { at: t(1) }];
+        let mut facts = if by_hold {
+            SagaInput::from_account(&hold_placed(&hold))
+                .into_iter()
+                .map(|(_, input)| input)
+                .collect()
+        } else {
+            vec![SagaInput::HoldPlaced { at: t(1) }]
+        };
         let mut pool = scenario_book_events();
         facts.extend(pool.iter().cloned());
         let mut applied: Vec<TradeId> = Vec::new();
@@ -1323,4 +1340,126 @@ fn on_the_happy_path_only_the_start_is_written() {
     assert!(host.saga.is_finished());
     let names: Vec<&str> = host.written.iter().map(SagaEvent::name).collect();
     assert_eq!(names, ["saga.started"]);
+}
+
+fn start_by_hold(order: OrderSpec) -> SagaInput {
+    let SagaInput::Start {
+        request,
+        market,
+        config,
+        at,
+        ..
+    } = start(order)
+    else {
+        unreachable!()
+    };
+    SagaInput::Start {
+        request,
+        market,
+        config,
+        by_hold: true,
+        at,
+    }
+}
+
+/// The account's event for the hold `commands` ask for, placed at t(1).
+fn hold_placed(commands: &[SagaCommand]) -> AccountEvent {
+    let [
+        SagaCommand::Account {
+            command:
+                AccountCommand::PlaceHold {
+                    order_id,
+                    symbol,
+                    base,
+                    quote,
+                    side,
+                    quantity,
+                    start,
+                    ..
+                },
+            ..
+        },
+    ] = commands
+    else {
+        panic!("not a hold: {commands:?}")
+    };
+    AccountEvent::HoldPlaced {
+        command: crate::account::CommandRef {
+            id: CommandId::derived(*order_id, "hold").unwrap(),
+            fingerprint: 0,
+        },
+        order_id: *order_id,
+        symbol: *symbol,
+        base: *base,
+        quote: *quote,
+        side: *side,
+        quantity: *quantity,
+        asset: *quote,
+        amount: crate::units::Amount(1_000),
+        start: start.clone(),
+        at: t(1),
+    }
+}
+
+#[test]
+fn a_generated_orders_hold_carries_its_start_and_the_happy_path_writes_nothing() {
+    let order = limit_buy(10);
+    let mut host = SkippingHost::default();
+    let commands = host.step(&start_by_hold(order));
+    let hold = hold_placed(&commands);
+    let AccountEvent::HoldPlaced {
+        start: Some(carried),
+        ..
+    } = &hold
+    else {
+        panic!("the hold carries no start: {hold:?}")
+    };
+    assert_eq!(
+        **carried,
+        SagaStart {
+            order,
+            market: market(),
+            config: config()
+        }
+    );
+    // The hold's event is the saga's start, then the hold's answer.
+    let mut facts: Vec<SagaInput> = SagaInput::from_account(&hold)
+        .into_iter()
+        .map(|(order_id, input)| {
+            assert_eq!(order_id, ORDER);
+            input
+        })
+        .collect();
+    assert_eq!(
+        facts,
+        [carried.input(t(1)), SagaInput::HoldPlaced { at: t(1) }]
+    );
+    host.step(&SagaInput::HoldPlaced { at: t(1) });
+    for input in scenario_book_events() {
+        host.step(&input);
+        facts.push(input);
+    }
+    host.step(&finished(&[1, 2, 3], t(5)));
+    facts.push(finished(&[1, 2, 3], t(5)));
+    assert!(host.saga.is_finished());
+    assert!(host.written.is_empty(), "{:?}", host.written);
+    assert_eq!(host.recovered(&facts).view(), host.saga.view());
+}
+
+#[test]
+fn a_started_by_hold_saga_writes_its_start_before_what_it_must_write() {
+    let order = limit_buy(10);
+    let mut host = SkippingHost::default();
+    host.step(&start_by_hold(order));
+    host.step(&SagaInput::HoldRejected {
+        reason: Error::InsufficientFunds {
+            asset: market().quote,
+            available: crate::units::Amount(0),
+            required: crate::units::Amount(1_000),
+        },
+        at: t(1),
+    });
+    let names: Vec<&str> = host.written.iter().map(SagaEvent::name).collect();
+    assert_eq!(names, ["saga.started_by_hold", "saga.hold_refused"]);
+    assert_eq!(host.recovered(&[]).view(), host.saga.view());
 }

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tradefloor_domain::account::{AccountCommand, AccountReply, Balance, Leg, RiskLimits};
 use tradefloor_domain::book::{BookCommand, BookEvent, BookReply, EndReason, OrderReport, Trade};
 use tradefloor_domain::saga::{
-    Fill, OrderView, SagaCommand, SagaConfig, SagaInput, SagaReply, SagaStep,
+    Fill, OrderView, SagaCommand, SagaConfig, SagaInput, SagaReply, SagaStart, SagaStep,
 };
 use tradefloor_domain::{
     AccountId, Amount, Asset, CommandId, Error as DomainError, MarketSpec, OrderId, OrderSpec,
@@ -169,6 +169,11 @@ fn account_commands() -> Vec<AccountCommand> {
             side: Side::Buy,
             price: Some(Price(100)),
             quantity: Quantity(20),
+            start: Some(Box::new(SagaStart {
+                order: order_spec(),
+                market: market(),
+                config: SagaConfig::default(),
+            })),
             at: at(),
         },
         AccountCommand::SettleTrade {
@@ -250,6 +255,7 @@ fn saga_inputs() -> Vec<SagaInput> {
                 step_timeout_max_micros: 60_000_000,
                 attempts_max: 6,
             },
+            by_hold: true,
             at: at(),
         },
         SagaInput::HoldPlaced { at: at() },
