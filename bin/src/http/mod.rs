@@ -79,6 +79,14 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
         .app_data(web::PayloadConfig::default().limit(limits.body_bytes_max))
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))
+        // The hottest routes first: actix tries resources in order, each pattern with a
+        // parameter by regular expression, and the orders' routes are most of the traffic.
+        .service(resource("/v1/orders", "POST").route(web::post().to(orders::place)))
+        .service(
+            resource("/v1/orders/{id}", "GET, DELETE")
+                .route(web::get().to(orders::order))
+                .route(web::delete().to(orders::cancel)),
+        )
         .service(resource("/v1/markets", "POST").route(web::post().to(markets::list_market)))
         .service(resource("/v1/markets/{symbol}", "GET").route(web::get().to(markets::market)))
         .service(resource("/v1/markets/{symbol}/halt", "POST").route(web::post().to(markets::halt)))
@@ -123,12 +131,6 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
         .service(
             resource("/v1/accounts/{id}/orders/{client_order_id}", "GET")
                 .route(web::get().to(orders::order_by_client_id)),
-        )
-        .service(resource("/v1/orders", "POST").route(web::post().to(orders::place)))
-        .service(
-            resource("/v1/orders/{id}", "GET, DELETE")
-                .route(web::get().to(orders::order))
-                .route(web::delete().to(orders::cancel)),
         )
         .service(resource("/v1/cluster/members", "GET").route(web::get().to(cluster::members)))
         .service(resource("/v1/cluster/shards", "GET").route(web::get().to(cluster::shards)))
