@@ -63,7 +63,7 @@ pub struct NodeConfig {
 pub struct RulesSettings {
     /// Run the monitor (a standalone node only).
     pub enabled: bool,
-    /// Start with the four shipped rules (before those of `rules`).
+    /// Start with the five shipped rules (before those of `rules`).
     pub shipped: bool,
     /// Rules of one's own: `[[rules.rules]]` with `name`, `kind` and its fields.
     pub rules: Vec<tradefloor_domain::rules::Rule>,

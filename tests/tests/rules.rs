@@ -221,6 +221,63 @@ async fn shipped_rules_fire_on_their_patterns_and_not_on_benign_flow() {
     assert_eq!(node.stop().await, Some(0));
 }
 
+/// The book's price band as one of the shipped rules: a print outside the band halts the
+/// market in the book (before it prints) and raises the `price_band` alert; trades inside
+/// it raise nothing, and an operator's halt is not the band's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_books_band_halt_is_the_shipped_price_band_rule() {
+    let mut node = Node::start(NodeOptions::with_config(format!(
+        "[[tokens]]\ntoken = \"{ADMIN_TOKEN}\"\nrole = \"admin\"\n\n\
+         [rules]\nenabled = true\nshipped = true\n"
+    )))
+    .await;
+    let admin = node.http(Some(ADMIN_TOKEN));
+    let (status, set) = admin.get("/v1/rules").await;
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(
+        set["rules"][0],
+        json!({"name": "price_band", "kind": "price_band"})
+    );
+    list_market(&admin).await;
+    deposit(&admin, "alice", "USD", 1_000_000).await;
+    deposit(&admin, "bob", "BTC", 1_000).await;
+    // Inside the band (the first trade sets the reference price, the band is ±10 % of it).
+    trade(&admin, "bob", "alice", 100, 1).await;
+    trade(&admin, "bob", "alice", 105, 1).await;
+    // An operator's halt and resume: not the band's.
+    let (status, body) = admin.post("/v1/markets/BTC-USD/halt", &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin
+        .post(
+            "/v1/markets/BTC-USD/resume",
+            &json!({"reference_price": 100}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // 120 is outside 90 to 110: the book halts instead of printing.
+    place(&admin, &limit_order("bob", "sell", 120, 1)).await;
+    let (status, taker) = admin
+        .post("/v1/orders", &limit_order("alice", "buy", 120, 1))
+        .await;
+    assert!(status == 200 || status == 201, "{status} {taker}");
+    let band = alert_of(&admin, "price_band").await;
+    assert_eq!(
+        (band["symbol"].as_str(), band["action"].as_str()),
+        (Some("BTC-USD"), Some("halt"))
+    );
+    assert!(
+        band["message"].as_str().is_some_and(|m| m.contains("120")),
+        "{band}"
+    );
+    let (_, trades) = admin.get("/v1/markets/BTC-USD/trades").await;
+    assert!(
+        !trades.to_string().contains("\"price\":120"),
+        "nothing printed at 120: {trades}"
+    );
+    assert_eq!(alerts(&admin).await, [band], "one alert: the band's");
+    assert_eq!(node.stop().await, Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_monitor_the_rules_routes_say_so() {
     let mut node = Node::start(NodeOptions::with_config(format!(

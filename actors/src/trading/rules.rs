@@ -130,6 +130,17 @@ fn facts_of(stored: &StoredEvent) -> Vec<Fact> {
                     account: account_id.as_str().to_owned(),
                     at: at.micros(),
                 }],
+                // A halt by the band (an operator's has no trigger price).
+                BookEvent::Halted {
+                    trigger_price: Some(price),
+                    band,
+                    at,
+                } => vec![Fact::BandHalt {
+                    symbol,
+                    price: price.get(),
+                    band: band.map_or((0, 0), |band| (band.low.get(), band.high.get())),
+                    at: at.micros(),
+                }],
                 _ => Vec::new(),
             }
         }

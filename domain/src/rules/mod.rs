@@ -72,6 +72,11 @@ pub enum RuleKind {
         /// The time, milliseconds.
         within_ms: u64,
     },
+    /// The book halted a market because a print would have left its price band (the
+    /// market's `band_bps` around its reference price). The band is decided by the book,
+    /// before the print: a rule over the log sees a print only after it happened, so only the
+    /// book can stop one. This rule makes each such halt an alert like the others'.
+    PriceBand {},
 }
 
 impl RuleKind {
@@ -82,6 +87,8 @@ impl RuleKind {
             | RuleKind::CancelBurst { within_ms, .. }
             | RuleKind::WashTrade { within_ms, .. }
             | RuleKind::DepositWithdrawal { within_ms, .. } => *within_ms,
+            // No window: each halt is one alert.
+            RuleKind::PriceBand {} => 0,
         };
         i64::try_from(millis.saturating_mul(1_000)).unwrap_or(i64::MAX)
     }
@@ -111,7 +118,7 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// The four shipped rules, at the thresholds of a quiet market.
+    /// The five shipped rules, at the thresholds of a quiet market.
     pub fn shipped() -> Self {
         let rule = |name: &str, kind| Rule {
             name: name.to_owned(),
@@ -119,6 +126,7 @@ impl RuleSet {
         };
         RuleSet {
             rules: vec![
+                rule("price_band", RuleKind::PriceBand {}),
                 rule(
                     "price_move",
                     RuleKind::PriceMove {
@@ -186,6 +194,7 @@ impl RuleSet {
                 RuleKind::DepositWithdrawal { percent, within_ms } => {
                     (1..=100).contains(percent) && *within_ms > 0
                 }
+                RuleKind::PriceBand {} => continue,
             };
             if !positive || rule.kind.within_micros() < 4 {
                 return Err(format!(
@@ -270,6 +279,17 @@ pub enum Fact {
         asset: String,
         /// How much.
         amount: u64,
+        /// When.
+        at: i64,
+    },
+    /// The book halted `symbol`: a print at `price` would have left its band.
+    BandHalt {
+        /// The market.
+        symbol: String,
+        /// The price that would have printed.
+        price: u64,
+        /// The band then, lowest and highest price allowed.
+        band: (u64, u64),
         /// When.
         at: i64,
     },
@@ -377,7 +397,7 @@ impl RuleEngine {
             .rules
             .iter()
             .map(|rule| {
-                let width = rule.kind.within_micros();
+                let width = rule.kind.within_micros().max(4);
                 let config = WindowConfig {
                     spec: WindowSpec::Hopping {
                         width,
@@ -409,6 +429,29 @@ impl RuleEngine {
     /// Feeds one fact (the event at global offset `offset`); the alerts it completes.
     pub fn observe(&mut self, offset: u64, fact: &Fact) -> Vec<Alert> {
         let mut alerts = Vec::new();
+        if let Fact::BandHalt {
+            symbol,
+            price,
+            band: (low, high),
+            at,
+        } = fact
+        {
+            let message = format!("a print at {price} would have left the band {low} to {high}");
+            for running in &self.rules {
+                if running.rule.kind == (RuleKind::PriceBand {}) {
+                    let key = symbol.clone();
+                    alerts.push(alert(
+                        &running.rule,
+                        key,
+                        fact,
+                        offset,
+                        *at,
+                        message.clone(),
+                    ));
+                }
+            }
+            return alerts;
+        }
         for index in 0..self.rules.len() {
             let Some((key, at, input)) = self.input_for(index, fact) else {
                 continue;
@@ -519,13 +562,16 @@ fn matches(kind: &RuleKind, folded: &Folded) -> Option<String> {
                 )
             })
         }
+        // Matched by the book's halt itself, never by a window.
+        RuleKind::PriceBand {} => None,
     }
 }
 
 /// The alert of `rule` on `key`.
 fn alert(rule: &Rule, key: String, fact: &Fact, offset: u64, at: i64, message: String) -> Alert {
     let (account, symbol, action) = match (&rule.kind, fact) {
-        (RuleKind::PriceMove { .. }, Fact::Trade { symbol, .. }) => {
+        (RuleKind::PriceMove { .. }, Fact::Trade { symbol, .. })
+        | (RuleKind::PriceBand {}, Fact::BandHalt { symbol, .. }) => {
             (None, Some(symbol.clone()), Action::Halt)
         }
         (

@@ -233,3 +233,43 @@ fn rule_sets_read_from_json_by_kind() {
     }));
     assert!(extra.is_err(), "unknown fields are refused");
 }
+
+#[test]
+fn the_books_band_halt_raises_the_price_band_alert_and_trades_inside_do_not() {
+    let halt = Fact::BandHalt {
+        symbol: "BTC-USD".to_owned(),
+        price: 120,
+        band: (90, 110),
+        at: 3 * SECOND,
+    };
+    let inside = [trade("a", "b", 100, 0), trade("a", "b", 105, SECOND)];
+    assert!(run(&shipped(), &inside).is_empty());
+    let alerts = run(
+        &shipped(),
+        &[inside[0].clone(), inside[1].clone(), halt.clone()],
+    );
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (
+            alerts[0].rule.as_str(),
+            alerts[0].action,
+            alerts[0].symbol.as_deref(),
+            alerts[0].offset
+        ),
+        ("price_band", Action::Halt, Some("BTC-USD"), 3)
+    );
+    assert!(alerts[0].message.contains("120"), "{}", alerts[0].message);
+    // Every halt is its own alert (each stopped a print); a set without the rule has none.
+    assert_eq!(run(&shipped(), &[halt.clone(), halt.clone()]).len(), 2);
+    let without = RuleSet {
+        rules: RuleSet::shipped().rules[1..].to_vec(),
+        ..RuleSet::default()
+    };
+    assert!(run(&without, &[halt]).is_empty());
+    let set: RuleSet = serde_json::from_value(serde_json::json!({
+        "rules": [{"name": "band", "kind": "price_band"}]
+    }))
+    .unwrap();
+    assert!(set.validate().is_ok());
+    assert_eq!(set.rules[0].kind, RuleKind::PriceBand {});
+}

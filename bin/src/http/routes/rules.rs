@@ -39,7 +39,7 @@ pub async fn rules(
 /// Replaces the rules (admin): journaled, then in force at once (their windows start empty).
 #[utoipa::path(put, path = "/v1/rules", tag = "rules",
     request_body(content = serde_json::Value,
-        description = "`{rules: [{name, kind: price_move|cancel_burst|wash_trade|deposit_withdrawal, …}], owners?}`"),
+        description = "`{rules: [{name, kind: price_band|price_move|cancel_burst|wash_trade|deposit_withdrawal, …}], owners?}`"),
     responses((status = 200, description = "The rules now in force", body = serde_json::Value),
         (status = 409, description = "No rules monitor on this node", body = api::ErrorBody)))]
 pub async fn replace(
