@@ -10,7 +10,7 @@ use tradefloor_domain::account::{Account, AccountEvent, CommandRef};
 use tradefloor_domain::book::{BookEvent, OrderBook};
 use tradefloor_domain::saga::{OrderSaga, SagaEvent};
 use tradefloor_domain::{Amount, Asset, CommandId, Message, Timestamp};
-use tradefloor_persistence::{Error, StoredEvent};
+use tradefloor_persistence::{Decoded, Error, StoredEvent};
 
 fn stored(name: &str, schema_version: u16, payload: Vec<u8>) -> StoredEvent {
     StoredEvent {
@@ -24,6 +24,7 @@ fn stored(name: &str, schema_version: u16, payload: Vec<u8>) -> StoredEvent {
         tags: Vec::new(),
         recorded_at: 0,
         effective_at: 0,
+        decoded: Decoded::default(),
     }
 }
 
@@ -138,4 +139,37 @@ fn a_refusal_stores_its_error_by_name() {
     let mut stored = stored("saga.hold_refused", 2, new.payload);
     stored.kind = "order_saga".to_owned();
     assert_eq!(codec.decode(&stored).expect("decodes"), event);
+}
+
+/// Decoded once: every consumer of one event from the log bus (the same `Arc<StoredEvent>`)
+/// shares the value the first one decoded; a payload that does not decode is refused every
+/// time and leaves nothing behind; a codec of another type still refuses the event.
+#[test]
+fn an_event_is_decoded_once_for_all_its_consumers() {
+    let codec = <Account as Persistent>::codec();
+    let version = AccountEvent::SCHEMA_VERSION;
+    let event = std::sync::Arc::new(stored("account.deposited", version, deposited()));
+    let for_the_feed = std::sync::Arc::clone(&event);
+    let first = codec.decode_shared(&event).expect("decodes");
+    let second = codec.decode_shared(&for_the_feed).expect("decodes");
+    assert!(std::sync::Arc::ptr_eq(&first, &second), "decoded twice");
+    assert_eq!(*first, codec.decode(&event).expect("decodes"));
+    assert_eq!(format!("{:?}", event.decoded), "decoded");
+    assert!(
+        <OrderBook as Persistent>::codec()
+            .decode_shared(&event)
+            .is_err(),
+        "a book's codec took an account's event"
+    );
+
+    let mut cut = deposited();
+    cut.truncate(cut.len() / 2);
+    let broken = stored("account.deposited", version, cut);
+    for _ in 0..2 {
+        assert!(matches!(
+            codec.decode_shared(&broken),
+            Err(Error::Decode { .. })
+        ));
+    }
+    assert_eq!(format!("{:?}", broken.decoded), "not decoded");
 }

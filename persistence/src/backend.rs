@@ -21,7 +21,7 @@ macro_rules! backend_operations {
 
         use crate::backend::{from_db, to_db};
         use crate::error::Error;
-        use crate::record::{Filter, Snapshot, StoredEvent, TAG_SEPARATOR};
+        use crate::record::{Decoded, Filter, Snapshot, StoredEvent, TAG_SEPARATOR};
 
         type Database = $database;
         type DatabaseRow = <Database as sqlx::Database>::Row;

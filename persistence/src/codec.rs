@@ -8,6 +8,8 @@
 //! changes meaning. [`EventCodec::decode`] therefore checks that the decoded value's name is
 //! the stored name, and refuses names it does not know, naming the stream and sequence.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -217,6 +219,21 @@ impl<T: Serialize + DeserializeOwned> EventCodec<T> {
                 format!("the payload decodes as {name}, not as the stored name"),
             ));
         }
+        Ok(event)
+    }
+
+    /// [`decode`](Self::decode), done once per event: the first call keeps the value in the
+    /// event ([`StoredEvent::decoded`]) and later calls (other consumers of the same event
+    /// from the log bus) share it.
+    pub fn decode_shared(&self, stored: &StoredEvent) -> Result<Arc<T>, Error>
+    where
+        T: Send + Sync,
+    {
+        if let Some(event) = stored.decoded.get::<T>() {
+            return Ok(event);
+        }
+        let event = Arc::new(self.decode(stored)?);
+        stored.decoded.set(Arc::clone(&event));
         Ok(event)
     }
 

@@ -81,7 +81,7 @@ pub use journal::{Journal, WriteTurn};
 pub use offset::OffsetStore;
 pub use read_model_writer::WriterTransaction;
 pub use record::{
-    AppendOutcome, AppendRequest, Fence, Filter, LogBatch, NewEvent, Snapshot, StoredEvent,
+    AppendOutcome, AppendRequest, Decoded, Fence, Filter, LogBatch, NewEvent, Snapshot, StoredEvent,
 };
 pub use snapshot::SnapshotStore;
 pub use sql_value::SqlValue;

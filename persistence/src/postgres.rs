@@ -247,6 +247,7 @@ fn stored_event(row: &DatabaseRow) -> Result<StoredEvent, Error> {
         tags: split_tags(row.try_get(7)?),
         recorded_at: row.try_get(8)?,
         effective_at: row.try_get(9)?,
+        decoded: Decoded::default(),
     })
 }
 
@@ -267,6 +268,7 @@ fn stream_event(row: &DatabaseRow, stream: &str) -> Result<StoredEvent, Error> {
         tags: split_tags(row.try_get(6)?),
         recorded_at: row.try_get(7)?,
         effective_at: row.try_get(8)?,
+        decoded: Decoded::default(),
     })
 }
 

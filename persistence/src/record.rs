@@ -76,7 +76,51 @@ pub struct StoredEvent {
     pub recorded_at: i64,
     /// Valid time, microseconds since the epoch.
     pub effective_at: i64,
+    /// The payload decoded, once, by the first consumer that asked (see
+    /// [`crate::EventCodec::decode_shared`]); empty when read or built.
+    pub decoded: Decoded,
 }
+
+/// The decoded form of a [`StoredEvent`], shared by every consumer of the same event.
+///
+/// The log bus hands one `Arc<StoredEvent>` to every subscriber (the book feed, each read
+/// model, the risk monitor, the rules, the streams), and each of them decodes the events it
+/// handles: without this, an event was decoded once per consumer. It is a cache, not part of
+/// the event: it compares equal whatever it holds, and a clone takes what is there.
+#[derive(Clone, Default)]
+pub struct Decoded(std::sync::OnceLock<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+
+impl Decoded {
+    /// The decoded value, if some consumer decoded it as a `T`.
+    pub(crate) fn get<T: std::any::Any + Send + Sync>(&self) -> Option<std::sync::Arc<T>> {
+        self.0.get()?.clone().downcast::<T>().ok()
+    }
+
+    /// Keeps `value` (unless another consumer decoded it meanwhile: the same value).
+    pub(crate) fn set<T: std::any::Any + Send + Sync>(&self, value: std::sync::Arc<T>) {
+        let _ = self.0.set(value);
+    }
+}
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.0.get().is_some() {
+            "decoded"
+        } else {
+            "not decoded"
+        };
+        formatter.write_str(state)
+    }
+}
+
+/// A cache: every two compare equal.
+impl PartialEq for Decoded {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Decoded {}
 
 /// Which events a global read returns.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

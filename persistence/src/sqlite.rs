@@ -42,6 +42,7 @@ fn stored_event(row: &DatabaseRow) -> Result<StoredEvent, Error> {
         tags: split_tags(packed_text(tags)?),
         recorded_at,
         effective_at,
+        decoded: Decoded::default(),
     })
 }
 
@@ -78,6 +79,7 @@ fn stream_event(row: &DatabaseRow, stream: &str) -> Result<StoredEvent, Error> {
         tags: split_tags(packed_text(tags)?),
         recorded_at,
         effective_at,
+        decoded: Decoded::default(),
     })
 }
 

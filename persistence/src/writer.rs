@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use crate::config::JournalConfig;
 use crate::error::Error;
-use crate::record::{AppendOutcome, AppendRequest, LogBatch, StoredEvent};
+use crate::record::{AppendOutcome, AppendRequest, Decoded, LogBatch, StoredEvent};
 use crate::sqlite_writer::{Outcomes, SqliteWriter};
 
 /// Most yields while cutting one batch: bounds the latency a steady trickle of appends can
@@ -209,6 +209,7 @@ fn committed_events(
                 tags: event.tags,
                 recorded_at: outcome.recorded_at,
                 effective_at: event.effective_at.unwrap_or(outcome.recorded_at),
+                decoded: Decoded::default(),
             }));
         }
     }

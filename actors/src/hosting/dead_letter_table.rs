@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tradefloor_persistence::{Database, Error as StorageError, SqlValue, StoredEvent, Transaction};
+use tradefloor_persistence::{
+    Database, Decoded, Error as StorageError, SqlValue, StoredEvent, Transaction,
+};
 
 use crate::runtime::backoff::Backoff;
 
@@ -186,6 +188,7 @@ fn letter_of(row: &[SqlValue]) -> Result<DeadLetter, StorageError> {
         tags: serde_json::from_str(&text(8, "tags")?).map_err(|_| corrupt("tags"))?,
         recorded_at: number(9, "recorded_at")?,
         effective_at: number(10, "effective_at")?,
+        decoded: Decoded::default(),
     };
     Ok(DeadLetter {
         consumer: text(0, "consumer")?,

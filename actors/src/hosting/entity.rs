@@ -287,11 +287,11 @@ impl Persistent for OrderSaga {
         }
         let inputs = match stored.kind.as_str() {
             Account::KIND => Account::codec()
-                .decode(stored)
+                .decode_shared(stored)
                 .map(|event| SagaInput::from_account(&event))
                 .unwrap_or_default(),
             OrderBook::KIND => OrderBook::codec()
-                .decode(stored)
+                .decode_shared(stored)
                 .map(|event| SagaInput::from_book(&event))
                 .unwrap_or_default(),
             _ => Vec::new(),

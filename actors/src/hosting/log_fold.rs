@@ -121,7 +121,7 @@ impl<P: Persistent> LogFold<P> {
     }
 
     fn fold_own(&mut self, id: &str, stored: &StoredEvent) -> Folding {
-        let Ok(event) = P::codec().decode(stored) else {
+        let Ok(event) = P::codec().decode_shared(stored) else {
             self.entities.remove(id);
             return Folding::Unsure(id.to_owned());
         };

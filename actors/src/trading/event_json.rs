@@ -43,12 +43,12 @@ fn decoded(stored: &StoredEvent) -> Result<Value, String> {
         serde_json::to_value(event).map_err(|error| error.to_string())
     }
     match stored.kind.as_str() {
-        <Account as Aggregate>::KIND => value(Account::codec().decode(stored)),
-        <OrderBook as Aggregate>::KIND => value(OrderBook::codec().decode(stored)),
-        <OrderSaga as Aggregate>::KIND => value(OrderSaga::codec().decode(stored)),
-        quotes::QUOTES_KIND => value(quotes::quote_codec().decode(stored)),
-        strategies::STRATEGY_KIND => value(strategies::strategy_codec().decode(stored)),
-        alerts::ALERT_KIND => value(alerts::alert_codec().decode(stored)),
+        <Account as Aggregate>::KIND => value(Account::codec().decode_shared(stored)),
+        <OrderBook as Aggregate>::KIND => value(OrderBook::codec().decode_shared(stored)),
+        <OrderSaga as Aggregate>::KIND => value(OrderSaga::codec().decode_shared(stored)),
+        quotes::QUOTES_KIND => value(quotes::quote_codec().decode_shared(stored)),
+        strategies::STRATEGY_KIND => value(strategies::strategy_codec().decode_shared(stored)),
+        alerts::ALERT_KIND => value(alerts::alert_codec().decode_shared(stored)),
         other => Err(format!("no codec for events of kind {other}")),
     }
 }

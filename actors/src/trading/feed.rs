@@ -214,7 +214,9 @@ impl FeedState {
         let codec = <OrderBook as Persistent>::codec();
         let mut by_saga: BTreeMap<u64, Vec<SagaInput>> = BTreeMap::new();
         for stored in &events {
-            let event = codec.decode(stored).map_err(|error| self.storage(error))?;
+            let event = codec
+                .decode_shared(stored)
+                .map_err(|error| self.storage(error))?;
             for (order_id, input) in SagaInput::from_book(&event) {
                 by_saga.entry(order_id.0).or_default().push(input);
             }

@@ -285,7 +285,7 @@ impl RiskHandler {
             .get_mut(account_id)
             .expect("caught up just above");
         if totals.sequence + 1 == event.sequence {
-            totals.apply(&codec.decode(event)?, event.sequence);
+            totals.apply(&*codec.decode_shared(event)?, event.sequence);
         }
         Ok(())
     }
@@ -316,7 +316,7 @@ impl RiskHandler {
                 .iter()
                 .filter(|stored| stored.sequence < event.sequence)
             {
-                totals.apply(&codec.decode(stored)?, stored.sequence);
+                totals.apply(&*codec.decode_shared(stored)?, stored.sequence);
             }
         }
         Ok(totals)

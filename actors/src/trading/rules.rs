@@ -111,7 +111,7 @@ struct RulesActor;
 fn facts_of(stored: &StoredEvent) -> Vec<Fact> {
     match stored.kind.as_str() {
         <OrderBook as Aggregate>::KIND => {
-            let Ok(event) = OrderBook::codec().decode(stored) else {
+            let Ok(event) = OrderBook::codec().decode_shared(stored) else {
                 return Vec::new();
             };
             let symbol = stored
@@ -119,8 +119,11 @@ fn facts_of(stored: &StoredEvent) -> Vec<Fact> {
                 .split_once('|')
                 .map_or("", |(_, s)| s)
                 .to_owned();
-            match event {
-                BookEvent::Traded(trade) => vec![Fact::Trade { symbol, trade }],
+            match &*event {
+                BookEvent::Traded(trade) => vec![Fact::Trade {
+                    symbol,
+                    trade: *trade,
+                }],
                 BookEvent::Ended {
                     account_id,
                     reason: EndReason::Cancelled,
@@ -138,14 +141,16 @@ fn facts_of(stored: &StoredEvent) -> Vec<Fact> {
                 } => vec![Fact::BandHalt {
                     symbol,
                     price: price.get(),
-                    band: band.map_or((0, 0), |band| (band.low.get(), band.high.get())),
+                    band: band
+                        .as_ref()
+                        .map_or((0, 0), |band| (band.low.get(), band.high.get())),
                     at: at.micros(),
                 }],
                 _ => Vec::new(),
             }
         }
         <Account as Aggregate>::KIND => {
-            let Ok(event) = Account::codec().decode(stored) else {
+            let Ok(event) = Account::codec().decode_shared(stored) else {
                 return Vec::new();
             };
             let account = stored
@@ -153,7 +158,7 @@ fn facts_of(stored: &StoredEvent) -> Vec<Fact> {
                 .split_once('|')
                 .map_or("", |(_, a)| a)
                 .to_owned();
-            match event {
+            match &*event {
                 AccountEvent::Deposited {
                     asset, amount, at, ..
                 } => vec![Fact::Deposited {

@@ -458,6 +458,8 @@ impl Actor for NatsSink {
 
 #[cfg(test)]
 mod tests {
+    use tradefloor_persistence::Decoded;
+
     use super::*;
 
     fn stored(stream: &str, name: &str) -> StoredEvent {
@@ -472,6 +474,7 @@ mod tests {
             tags: Vec::new(),
             recorded_at: 0,
             effective_at: 0,
+            decoded: Decoded::default(),
         }
     }
 

@@ -272,7 +272,7 @@ impl Projection for BalancesProjection {
                     let account = stored.stream.strip_prefix("account|").ok_or_else(|| {
                         ReadModelError::Corrupt(format!("{} is not an account", stored.stream))
                     })?;
-                    let event = codec.decode(stored)?;
+                    let event = codec.decode_shared(stored)?;
                     for change in event.balance_changes() {
                         batch.change(account, &change);
                     }

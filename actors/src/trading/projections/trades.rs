@@ -39,8 +39,8 @@ pub(crate) fn symbol_of(stream: &str) -> Result<Symbol, ReadModelError> {
 
 /// The trade a `book.traded` event records.
 pub(crate) fn decode_trade(event: &StoredEvent) -> Result<Option<Trade>, ReadModelError> {
-    match <OrderBook as Persistent>::codec().decode(event)? {
-        BookEvent::Traded(trade) => Ok(Some(trade)),
+    match &*<OrderBook as Persistent>::codec().decode_shared(event)? {
+        BookEvent::Traded(trade) => Ok(Some(*trade)),
         _ => Ok(None),
     }
 }

@@ -389,7 +389,7 @@ impl HubState {
         let tracked = self.books.get_mut(&symbol).expect("inserted above");
         if stored.sequence > tracked.sequence {
             let event = <OrderBook as Persistent>::codec()
-                .decode(stored)
+                .decode_shared(stored)
                 .map_err(Self::storage)?;
             tracked.book.apply(&event);
             tracked.sequence = stored.sequence;

@@ -337,7 +337,7 @@ fn convert(stored: &StoredEvent, owner: &str, out: &mut Out<'_>) -> Result<(), S
             return Err(format!("{} is not an order book's stream", stored.stream));
         };
         let event = <OrderBook as Persistent>::codec()
-            .decode(stored)
+            .decode_shared(stored)
             .map_err(|error| error.to_string())?;
         book_messages(stored.global_offset, symbol, &event, out);
     } else {
@@ -345,7 +345,7 @@ fn convert(stored: &StoredEvent, owner: &str, out: &mut Out<'_>) -> Result<(), S
             return Err(format!("{} is not an account's stream", stored.stream));
         };
         let event = <Account as Persistent>::codec()
-            .decode(stored)
+            .decode_shared(stored)
             .map_err(|error| error.to_string())?;
         account_messages(stored.global_offset, account, &event, out);
     }
@@ -555,7 +555,7 @@ fn account_messages(offset: u64, account: AccountId, event: &AccountEvent, out: 
 #[cfg(test)]
 mod tests {
     use tradefloor_domain::{OrderId, Price, Quantity, TradeId};
-    use tradefloor_persistence::StoredEvent;
+    use tradefloor_persistence::{Decoded, StoredEvent};
 
     use super::*;
     use crate::hosting::entity::encode;
@@ -573,6 +573,7 @@ mod tests {
             tags: new.tags,
             recorded_at: 0,
             effective_at: 0,
+            decoded: Decoded::default(),
         }
     }
 
