@@ -1135,3 +1135,53 @@ pub struct AlertsPage {
     /// The sequence to pass as `after` for the next page.
     pub next_after: u64,
 }
+
+/// `POST /v1/archive`: archive the events older than this (once a snapshot covers them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveRequest {
+    /// Events recorded more than this many seconds ago; none: the node's
+    /// `retention.horizon_seconds`.
+    #[schema(maximum = 3153600000_u64)]
+    pub older_than_seconds: Option<u64>,
+}
+
+/// `GET /v1/archive`: what the archive holds, and the last run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ArchiveBody {
+    /// Archive files.
+    pub files: u64,
+    /// Events in them.
+    pub events: u64,
+    /// Their size in bytes.
+    pub bytes: u64,
+    /// The horizon the node archives at by itself, if configured.
+    pub horizon_seconds: Option<u64>,
+    /// The run in progress, or the last one since the node started.
+    pub run: Option<ArchiveRunBody>,
+}
+
+/// One archive run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ArchiveRunBody {
+    /// It moves events recorded before this, microseconds since the epoch.
+    pub recorded_before: i64,
+    /// When it began, milliseconds since the Unix epoch.
+    pub started_at_unix_ms: u64,
+    /// Files written so far.
+    pub files: u64,
+    /// Events moved so far.
+    pub events: u64,
+    /// Bytes written so far.
+    pub bytes: u64,
+    /// Every event up to this offset that could move has moved.
+    pub through_offset: u64,
+    /// The log's last offset when it began: where it ends.
+    pub last_offset: u64,
+    /// The part of the log looked at, 0 to 1.
+    pub progress: f64,
+    /// How long it took, once done.
+    pub took_ms: Option<u64>,
+    /// Why it stopped short, if it failed.
+    pub error: Option<String>,
+}

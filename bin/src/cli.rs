@@ -208,6 +208,17 @@ pub enum CtlCommand {
         /// The read model, e.g. `trading.balances`.
         name: String,
     },
+    /// Archive old events (retention): start a run and follow its progress, or show what the
+    /// archive holds.
+    Archive {
+        /// Archive the events recorded more than this many seconds ago (default: the node's
+        /// `retention.horizon_seconds`).
+        #[arg(long)]
+        older_than_seconds: Option<u64>,
+        /// Only show what the archive holds and the last run.
+        #[arg(long, conflicts_with = "older_than_seconds")]
+        status: bool,
+    },
     /// Replay a subscription: set its offset back to an offset or a time.
     Replay {
         /// The subscription.

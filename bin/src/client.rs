@@ -281,6 +281,16 @@ impl Client {
         self.call(Method::GET, "/v1/projections")
     }
 
+    /// `GET /v1/archive` (admin).
+    pub fn archive(&self) -> Call<api::ArchiveBody> {
+        self.call(Method::GET, "/v1/archive")
+    }
+
+    /// `POST /v1/archive` (admin).
+    pub fn start_archive(&self, request: &api::ArchiveRequest) -> Call<api::ArchiveBody> {
+        self.call_with(Method::POST, "/v1/archive", request)
+    }
+
     /// `POST /v1/projections/{name}/rebuild` (admin).
     pub fn rebuild_projection(&self, name: &str) -> Call<api::ProjectionBody> {
         self.call(Method::POST, &format!("/v1/projections/{name}/rebuild"))

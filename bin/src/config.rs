@@ -55,6 +55,40 @@ pub struct NodeConfig {
     pub sink: SinkSettings,
     /// Pattern rules over the log; off unless enabled.
     pub rules: RulesSettings,
+    /// Retention: the archive of old events (`docs/retention.md`).
+    pub retention: RetentionSettings,
+}
+
+/// `[retention]`: events older than a horizon, once a snapshot covers them, moved to
+/// compressed archive files (`docs/retention.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Where archive files go; `None`: `{data_dir}/archive`. Every node of a cluster must see
+    /// the same directory (shared storage).
+    pub archive_dir: Option<PathBuf>,
+    /// Archive what is older than this, every `every_seconds`; 0: only when an operator asks
+    /// (`ctl archive`).
+    pub horizon_seconds: u64,
+    /// How often the node archives, once a horizon is set.
+    pub every_seconds: u64,
+    /// Most events per zstd frame (a read of one archived event decompresses its frame).
+    pub frame_events_max: usize,
+    /// Most events per file (one file, one transaction moving its events).
+    pub file_events_max: usize,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        let defaults = JournalConfig::default();
+        Self {
+            archive_dir: None,
+            horizon_seconds: 0,
+            every_seconds: 3_600,
+            frame_events_max: defaults.archive_frame_events_max,
+            file_events_max: defaults.archive_file_events_max,
+        }
+    }
 }
 
 /// `[rules]`: the pattern rules' monitor (`docs/rules.md`).
@@ -331,6 +365,7 @@ impl Default for NodeConfig {
             tls: TlsSettings::default(),
             sink: SinkSettings::default(),
             rules: RulesSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -831,10 +866,12 @@ impl NodeConfig {
         {
             return invalid("trading limits must all be positive".to_owned());
         }
-        self.journal_limits
-            .journal_config()
+        self.journal_config()
             .validate()
             .map_err(|error| Error::Config(error.to_string()))?;
+        if self.retention.horizon_seconds > 0 && self.retention.every_seconds == 0 {
+            return invalid("retention.every_seconds must be positive with a horizon".to_owned());
+        }
         if let Some(nats) = &self.sink.nats {
             if self.cluster.secret.is_some() {
                 // Each member would publish the whole log: one node of its own runs the sink.
@@ -884,6 +921,24 @@ impl NodeConfig {
             .advertise
             .clone()
             .unwrap_or_else(|| self.cluster_addr.clone())
+    }
+
+    /// The journal's configuration: its limits and the archive's.
+    pub fn journal_config(&self) -> JournalConfig {
+        JournalConfig {
+            archive_dir: Some(self.archive_dir()),
+            archive_frame_events_max: self.retention.frame_events_max,
+            archive_file_events_max: self.retention.file_events_max,
+            ..self.journal_limits.journal_config()
+        }
+    }
+
+    /// Where archive files go (`retention.archive_dir`, by default `{data_dir}/archive`).
+    pub fn archive_dir(&self) -> PathBuf {
+        self.retention
+            .archive_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("archive"))
     }
 
     /// The journal URL: the configured one, or SQLite in the data directory.

@@ -20,6 +20,7 @@ use crate::cli::{CtlArgs, CtlCommand};
 use crate::client::{Call, Client};
 use crate::error::Error;
 
+pub mod archive;
 pub mod dead_letters;
 pub mod projections;
 pub mod strategies;
@@ -120,6 +121,10 @@ pub async fn run(args: CtlArgs) -> Result<(), Error> {
         CtlCommand::Replay { name, offset, at } => {
             projections::replay(&client, &name, offset, at.as_deref(), json).await?
         }
+        CtlCommand::Archive {
+            older_than_seconds,
+            status,
+        } => archive::run(&client, older_than_seconds, status, json).await?,
         CtlCommand::DeadLetters { command, consumer } => {
             dead_letters::run(&client, command, consumer, json).await?
         }

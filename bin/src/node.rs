@@ -113,6 +113,13 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
     if config.rules.enabled {
         exchange.start_rules(config.rules.rule_set()).await?;
     }
+    let retention = &config.retention;
+    let archiving = (retention.horizon_seconds > 0).then(|| {
+        exchange.archiver().every(
+            Duration::from_secs(retention.horizon_seconds),
+            Duration::from_secs(retention.every_seconds),
+        )
+    });
     let resumed = exchange.resume_strategies().await?;
     if resumed > 0 {
         tracing::info!(resumed, "strategies resumed");
@@ -178,6 +185,9 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
         sink.stop().await;
     }
     sampler.abort();
+    if let Some(archiving) = archiving {
+        archiving.abort();
+    }
     // An aborted task drops its clone of the application when it is joined.
     let _ = sampler.await;
     if let Some(exchange) = state.take_exchange() {
@@ -302,7 +312,7 @@ async fn open_journal(config: &NodeConfig) -> Result<Journal, Error> {
         std::fs::create_dir_all(&config.data_dir)?;
     }
     let url = config.journal_url();
-    let journal_config = config.journal_limits.journal_config();
+    let journal_config = config.journal_config();
     let database = Database::connect(&url, &journal_config).await?;
     tracing::info!(backend = database.backend_name(), "journal opened");
     database.migrate().await?;

@@ -169,6 +169,220 @@ macro_rules! backend_operations {
             rows.iter().map(stored_event).collect()
         }
 
+        /// The thin rows of archived events, with their file's name (see `archive.rs`):
+        /// `condition` on `a` (`archived_events`), the `binds` in order, then the limit.
+        async fn archived_rows(
+            pool: &Pool<Database>,
+            condition: &str,
+            order: &str,
+            binds: &[crate::sql_value::SqlValue],
+            limit: usize,
+        ) -> Result<Vec<crate::archive::ArchivedRow>, Error> {
+            let sql = format!(
+                "SELECT a.global_offset, f.name, a.frame_start, a.frame_length \
+                 FROM archived_events a JOIN archive_files f ON f.file_id = a.file_id \
+                 WHERE {condition} ORDER BY {order} LIMIT ${}",
+                binds.len() + 1
+            );
+            let mut query = sqlx::query(&sql);
+            for bind in binds {
+                query = match bind {
+                    crate::sql_value::SqlValue::Integer(value) => query.bind(*value),
+                    crate::sql_value::SqlValue::Text(value) => query.bind(value.as_str()),
+                    other => {
+                        return Err(Error::InvalidRequest(format!("unexpected bind {other:?}")));
+                    }
+                };
+            }
+            let rows = query.bind(to_db(limit as u64)?).fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(crate::archive::ArchivedRow {
+                        global_offset: from_db(row.try_get(0)?, "offset")?,
+                        file: row.try_get(1)?,
+                        frame_start: from_db(row.try_get(2)?, "frame start")?,
+                        frame_length: from_db(row.try_get(3)?, "frame length")?,
+                    })
+                })
+                .collect()
+        }
+
+        /// [`read_stream`] of the archived events.
+        pub(crate) async fn archived_of_stream(
+            pool: &Pool<Database>,
+            stream: &str,
+            from_sequence: u64,
+            limit: usize,
+        ) -> Result<Vec<crate::archive::ArchivedRow>, Error> {
+            use crate::sql_value::SqlValue;
+            let binds = [SqlValue::Text(stream.to_owned()), SqlValue::Integer(to_db(from_sequence)?)];
+            archived_rows(pool, "a.stream = $1 AND a.sequence >= $2", "a.sequence", &binds, limit).await
+        }
+
+        /// [`read_stream_as_of`] of the archived events.
+        pub(crate) async fn archived_as_of(
+            pool: &Pool<Database>,
+            stream: &str,
+            valid_at: i64,
+            known_at: i64,
+            limit: usize,
+        ) -> Result<Vec<crate::archive::ArchivedRow>, Error> {
+            use crate::sql_value::SqlValue;
+            let binds = [
+                SqlValue::Text(stream.to_owned()),
+                SqlValue::Integer(valid_at),
+                SqlValue::Integer(known_at),
+            ];
+            let condition = "a.stream = $1 AND a.effective_at <= $2 AND a.recorded_at <= $3";
+            archived_rows(pool, condition, "a.effective_at, a.sequence", &binds, limit).await
+        }
+
+        /// [`read_all`] of the archived events.
+        pub(crate) async fn archived_after(
+            pool: &Pool<Database>,
+            after_offset: u64,
+            limit: usize,
+            filter: &Filter,
+        ) -> Result<Vec<crate::archive::ArchivedRow>, Error> {
+            use crate::sql_value::SqlValue;
+            let after = SqlValue::Integer(to_db(after_offset)?);
+            let order = "a.global_offset";
+            match filter {
+                Filter::All => archived_rows(pool, "a.global_offset > $1", order, &[after], limit).await,
+                Filter::Kind(kind) => {
+                    let binds = [after, SqlValue::Text(kind.clone())];
+                    archived_rows(pool, "a.global_offset > $1 AND a.kind = $2", order, &binds, limit).await
+                }
+                Filter::Tag(tag) => {
+                    let binds = [after, SqlValue::Text(tag.clone())];
+                    let condition = "a.global_offset IN (SELECT global_offset FROM event_tags \
+                         WHERE global_offset > $1 AND tag = $2)";
+                    archived_rows(pool, condition, order, &binds, limit).await
+                }
+            }
+        }
+
+        /// Up to `limit` events after `after_offset` that may be archived (see `archive.rs`):
+        /// recorded before `recorded_before`, covered by their stream's snapshot, and not
+        /// their stream's last event.
+        pub(crate) async fn archive_candidates(
+            pool: &Pool<Database>,
+            after_offset: u64,
+            recorded_before: i64,
+            limit: usize,
+        ) -> Result<Vec<StoredEvent>, Error> {
+            let rows = sqlx::query(&format!(
+                "SELECT {EVENT_SELECT} FROM events WHERE global_offset > $1 AND recorded_at < $2 \
+                 AND sequence <= (SELECT s.sequence FROM snapshots s WHERE s.stream = events.stream) \
+                 AND sequence < (SELECT MAX(h.sequence) FROM events h WHERE h.stream = events.stream) \
+                 ORDER BY global_offset LIMIT $3"
+            ))
+            .bind(to_db(after_offset)?)
+            .bind(recorded_before)
+            .bind(to_db(limit as u64)?)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(stored_event).collect()
+        }
+
+        /// Records archive file `file` and moves its `events` out of `events`, in one
+        /// transaction; `frames` are the events' frames as written. Refused (nothing changes)
+        /// if another run recorded the id first.
+        pub(crate) async fn record_archive(
+            pool: &Pool<Database>,
+            file: &crate::archive::RecordedFile,
+            events: &[StoredEvent],
+            frames: &[(u64, u64)],
+        ) -> Result<(), Error> {
+            assert_eq!(events.len(), frames.len(), "a frame per event");
+            let mut transaction = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO archive_files (file_id, name, first_offset, last_offset, events, bytes, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(to_db(file.file_id)?)
+            .bind(file.name.as_str())
+            .bind(to_db(file.first_offset)?)
+            .bind(to_db(file.last_offset)?)
+            .bind(to_db(file.events)?)
+            .bind(to_db(file.bytes)?)
+            .bind(file.created_at)
+            .execute(&mut *transaction)
+            .await?;
+            const ROWS_PER_INSERT: usize = 100;
+            let rows: Vec<_> = events.iter().zip(frames).collect();
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|row| {
+                        let at = row * 9;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            at + 1, at + 2, at + 3, at + 4, at + 5, at + 6, at + 7, at + 8, at + 9
+                        )
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO archived_events (global_offset, stream, kind, sequence, recorded_at, \
+                     effective_at, file_id, frame_start, frame_length) VALUES {}",
+                    values.join(", ")
+                );
+                let mut query = sqlx::query(&sql);
+                for (event, (start, length)) in chunk {
+                    query = query
+                        .bind(to_db(event.global_offset)?)
+                        .bind(event.stream.as_str())
+                        .bind(event.kind.as_str())
+                        .bind(to_db(event.sequence)?)
+                        .bind(event.recorded_at)
+                        .bind(event.effective_at)
+                        .bind(to_db(file.file_id)?)
+                        .bind(to_db(*start)?)
+                        .bind(to_db(*length)?);
+                }
+                query.execute(&mut *transaction).await?;
+            }
+            let deleted = sqlx::query(
+                "DELETE FROM events WHERE global_offset IN \
+                 (SELECT global_offset FROM archived_events WHERE file_id = $1)",
+            )
+            .bind(to_db(file.file_id)?)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+            if deleted != events.len() as u64 {
+                // Events never change or vanish but by a run like this one: another got there.
+                return Err(Error::InvalidRequest(format!(
+                    "archive file {} would move {deleted} events, not {}: another run moved some",
+                    file.file_id,
+                    events.len()
+                )));
+            }
+            transaction.commit().await?;
+            Ok(())
+        }
+
+        /// The next archive file's id.
+        pub(crate) async fn next_archive_file(pool: &Pool<Database>) -> Result<u64, Error> {
+            let last: Option<i64> = sqlx::query_scalar("SELECT MAX(file_id) FROM archive_files")
+                .fetch_one(pool)
+                .await?;
+            Ok(from_db(last.unwrap_or(0), "file id")? + 1)
+        }
+
+        /// What the archive holds: files, events and bytes.
+        pub(crate) async fn archive_totals(pool: &Pool<Database>) -> Result<(u64, u64, u64), Error> {
+            let (files, events, bytes): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), CAST(SUM(events) AS BIGINT), CAST(SUM(bytes) AS BIGINT) FROM archive_files",
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok((
+                from_db(files, "files")?,
+                from_db(events.unwrap_or(0), "events")?,
+                from_db(bytes.unwrap_or(0), "bytes")?,
+            ))
+        }
+
         /// The last sequence of a stream (0 if it has none).
         pub(crate) async fn last_sequence(pool: &Pool<Database>, stream: &str) -> Result<u64, Error> {
             let head: Option<i64> = sqlx::query_scalar("SELECT MAX(sequence) FROM events WHERE stream = $1")

@@ -129,6 +129,36 @@ pub fn decode_variant<V: DeserializeOwned>(bytes: &[u8], index: u32) -> Result<V
     decode(&bytes[read..])
 }
 
+/// Bytes as lowercase hex (stored secrets, dead letters' and archived events' payloads in
+/// text columns and JSON).
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
+/// Hex (either case) back to bytes; `None` for anything else (odd length, a sign, a
+/// non-hex character).
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    let digit = |byte: u8| {
+        char::from(byte)
+            .to_digit(16)
+            .and_then(|value| u8::try_from(value).ok())
+    };
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
 /// Encodes and decodes the events of one type `T`, which has a current schema version, a set
 /// of known event names, and upcasters for older versions.
 pub struct EventCodec<T: 'static> {
@@ -251,6 +281,16 @@ impl<T: Serialize + DeserializeOwned> EventCodec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_what_is_not_hex() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(from_hex(&to_hex(&bytes)).unwrap(), bytes);
+        assert_eq!(from_hex("ABcd"), Some(vec![0xab, 0xcd]));
+        for bad in ["abc", "zz", "+f", "-1", "é0"] {
+            assert_eq!(from_hex(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn a_frame_round_trips_like_any_value() {

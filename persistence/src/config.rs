@@ -35,6 +35,14 @@ pub struct JournalConfig {
     /// database to catch up; the writer never waits for it. Memory: up to this many batches
     /// (each up to `batch_events_max` events) stay alive while a subscriber has not read them.
     pub bus_batches_max: usize,
+    /// Where archive files go (see [`crate::Journal::archive`]); `None`: archiving is refused.
+    /// Every node of a cluster must see the same directory (shared storage).
+    pub archive_dir: Option<std::path::PathBuf>,
+    /// Most events per zstd frame of an archive file: a read of one archived event
+    /// decompresses its frame.
+    pub archive_frame_events_max: usize,
+    /// Most events per archive file: one file, one transaction moving its events.
+    pub archive_file_events_max: usize,
 }
 
 impl Default for JournalConfig {
@@ -52,6 +60,9 @@ impl Default for JournalConfig {
             journal_writer_nice: -10,
             read_models_writer_nice: 10,
             bus_batches_max: 512,
+            archive_dir: None,
+            archive_frame_events_max: 1_000,
+            archive_file_events_max: 20_000,
         }
     }
 }
@@ -73,6 +84,9 @@ impl JournalConfig {
             return invalid(
                 "bus_batches_max must be positive: the log bus keeps at least one batch",
             );
+        }
+        if self.archive_frame_events_max == 0 || self.archive_file_events_max == 0 {
+            return invalid("archive frames and files hold at least one event");
         }
         Ok(())
     }

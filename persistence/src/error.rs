@@ -112,6 +112,9 @@ pub enum Error {
     /// the batch was committed. Handled like [`Error::Database`].
     #[error("database error: {0}")]
     Sqlite(#[source] Arc<rusqlite::Error>),
+    /// An archive file could not be written or read, or is damaged (see `archive.rs`).
+    #[error("archive: {0}")]
+    Archive(String),
     /// Schema migration failed at start.
     #[error("migration failed: {0}")]
     Migration(#[source] Arc<sqlx::migrate::MigrateError>),

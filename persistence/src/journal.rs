@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::archive::{
+    self, ArchiveFiles, ArchiveProgress, ArchiveTotals, ArchivedRow, RecordedFile,
+};
 use crate::config::JournalConfig;
 use crate::database::{Database, Transaction};
 use crate::error::Error;
@@ -30,6 +33,8 @@ struct Inner {
     /// [`Journal::read_models`]).
     read_models: ReadModels,
     bus: broadcast::Sender<LogBatch>,
+    /// One archive run at a time in this process.
+    archive_run: tokio::sync::Mutex<()>,
 }
 
 /// The read models' database, the turns of its writers and, on SQLite, their write
@@ -136,6 +141,7 @@ impl Journal {
                 write_gate,
                 read_models,
                 bus,
+                archive_run: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -281,10 +287,21 @@ impl Journal {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, Error> {
         let limit = limit.min(self.inner.config.read_rows_max);
-        dispatch!(
-            &self.inner.database,
-            read_stream(stream, from_sequence, limit)
-        )
+        let database = &self.inner.database;
+        let hot = dispatch!(database, read_stream(stream, from_sequence, limit))?;
+        // A stream's archived events are a prefix of it: none can come before a hot first
+        // event at `from_sequence` (the common case: recovery after a snapshot).
+        if hot
+            .first()
+            .is_some_and(|event| event.sequence == from_sequence)
+        {
+            return Ok(hot);
+        }
+        let rows = dispatch!(database, archived_of_stream(stream, from_sequence, limit))?;
+        let cold = self.read_archived(rows).await?;
+        Ok(archive::merge(hot, cold, limit, |event| {
+            (0, event.sequence)
+        }))
     }
 
     /// Up to `limit` events after `after_offset` (exclusive), in global order, filtered. Offsets
@@ -297,7 +314,13 @@ impl Journal {
         filter: &Filter,
     ) -> Result<Vec<StoredEvent>, Error> {
         let limit = limit.min(self.inner.config.read_rows_max);
-        dispatch!(&self.inner.database, read_all(after_offset, limit, filter))
+        let database = &self.inner.database;
+        let hot = dispatch!(database, read_all(after_offset, limit, filter))?;
+        let rows = dispatch!(database, archived_after(after_offset, limit, filter))?;
+        let cold = self.read_archived(rows).await?;
+        Ok(archive::merge(hot, cold, limit, |event| {
+            (0, event.global_offset)
+        }))
     }
 
     /// The events of `stream` valid at `valid_at` as known at `known_at` (both microseconds
@@ -310,10 +333,105 @@ impl Journal {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, Error> {
         let limit = limit.min(self.inner.config.read_rows_max);
-        dispatch!(
-            &self.inner.database,
+        let database = &self.inner.database;
+        let hot = dispatch!(
+            database,
             read_stream_as_of(stream, valid_at, known_at, limit)
-        )
+        )?;
+        let rows = dispatch!(database, archived_as_of(stream, valid_at, known_at, limit))?;
+        let cold = self.read_archived(rows).await?;
+        Ok(archive::merge(hot, cold, limit, |event| {
+            (event.effective_at, event.sequence)
+        }))
+    }
+
+    /// The archived events `rows` name, from their files.
+    async fn read_archived(&self, rows: Vec<ArchivedRow>) -> Result<Vec<StoredEvent>, Error> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let files = self.archive_files()?;
+        tokio::task::spawn_blocking(move || files.read(&rows))
+            .await
+            .map_err(|error| Error::Archive(format!("the archive reader failed: {error}")))?
+    }
+
+    fn archive_files(&self) -> Result<ArchiveFiles, Error> {
+        let config = &self.inner.config;
+        let dir = config.archive_dir.clone().ok_or_else(|| {
+            Error::Archive("events are archived but no archive directory is configured".into())
+        })?;
+        Ok(ArchiveFiles::new(dir, config.archive_frame_events_max))
+    }
+
+    /// Moves every event recorded before `recorded_before` (microseconds since the epoch)
+    /// that its stream's snapshot covers, but its stream's last, out of the hot journal into
+    /// archive files (see [`crate::archive`]), a file of at most `archive_file_events_max`
+    /// events at a time, calling `progress` after each; every read still returns them. One
+    /// run at a time per process; refused if no archive directory is configured.
+    pub async fn archive(
+        &self,
+        recorded_before: i64,
+        mut progress: impl FnMut(&ArchiveProgress),
+    ) -> Result<ArchiveProgress, Error> {
+        let files = self.archive_files()?;
+        let _run = self.inner.archive_run.lock().await;
+        let database = &self.inner.database;
+        let file_events_max = self.inner.config.archive_file_events_max;
+        let mut done = ArchiveProgress {
+            last_offset: self.last_offset().await?,
+            ..ArchiveProgress::default()
+        };
+        loop {
+            let events = dispatch!(
+                database,
+                archive_candidates(done.through_offset, recorded_before, file_events_max)
+            )?;
+            let (Some(first), Some(last)) = (events.first(), events.last()) else {
+                break;
+            };
+            let file_id = dispatch!(database, next_archive_file())?;
+            let name = ArchiveFiles::name(file_id)?;
+            let mut file = RecordedFile {
+                file_id,
+                name,
+                first_offset: first.global_offset,
+                last_offset: last.global_offset,
+                events: events.len() as u64,
+                bytes: 0,
+                created_at: crate::writer::now_micros(),
+            };
+            let (writer, name, batch) = (files.clone(), file.name.clone(), events);
+            let (written, events) = tokio::task::spawn_blocking(move || {
+                writer.write(&name, &batch).map(|written| (written, batch))
+            })
+            .await
+            .map_err(|error| Error::Archive(format!("the archive writer failed: {error}")))??;
+            file.bytes = written.bytes;
+            {
+                let _turn = self.write_turn().await;
+                dispatch!(database, record_archive(&file, &events, &written.frames))?;
+            }
+            done.files += 1;
+            done.events += file.events;
+            done.bytes += file.bytes;
+            done.through_offset = file.last_offset;
+            tracing::info!(file = %file.name, events = file.events, bytes = file.bytes,
+                through_offset = done.through_offset, "events archived");
+            progress(&done);
+        }
+        done.through_offset = done.through_offset.max(done.last_offset);
+        Ok(done)
+    }
+
+    /// What the archive holds.
+    pub async fn archive_totals(&self) -> Result<ArchiveTotals, Error> {
+        let (files, events, bytes) = dispatch!(&self.inner.database, archive_totals())?;
+        Ok(ArchiveTotals {
+            files,
+            events,
+            bytes,
+        })
     }
 
     /// The last sequence of `stream`; 0 if it has no events.

@@ -49,6 +49,7 @@
 //! [`offset`], [`codec`] (bincode 2, envelopes, upcasting), [`database`] (connection and
 //! migrations), [`config`] (every limit), [`record`] (what goes in and comes out).
 
+pub mod archive;
 pub mod claim;
 pub mod codec;
 pub mod config;

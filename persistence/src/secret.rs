@@ -20,7 +20,10 @@ pub async fn venue_secret(database: &Database, name: &str) -> Result<[u8; SECRET
         .fetch(
             "INSERT INTO venue_secrets (name, secret) VALUES ($1, $2) \
              ON CONFLICT (name) DO NOTHING",
-            &[name_value.clone(), SqlValue::Text(hex(&fresh))],
+            &[
+                name_value.clone(),
+                SqlValue::Text(crate::codec::to_hex(&fresh)),
+            ],
         )
         .await?;
     let rows = database
@@ -37,19 +40,8 @@ pub async fn venue_secret(database: &Database, name: &str) -> Result<[u8; SECRET
     unhex(stored).ok_or_else(|| Error::InvalidRequest(format!("secret {name} is not 32 hex bytes")))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Option<[u8; SECRET_BYTES]> {
-    if text.len() != 2 * SECRET_BYTES || !text.is_ascii() {
-        return None;
-    }
-    let mut bytes = [0_u8; SECRET_BYTES];
-    for (index, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok()?;
-    }
-    Some(bytes)
+    crate::codec::from_hex(text)?.try_into().ok()
 }
 
 #[cfg(test)]
@@ -59,7 +51,7 @@ mod tests {
     #[test]
     fn hex_round_trips_and_refuses_bad_text() {
         let bytes: [u8; SECRET_BYTES] = std::array::from_fn(|index| index as u8 * 7);
-        assert_eq!(unhex(&hex(&bytes)), Some(bytes));
+        assert_eq!(unhex(&crate::codec::to_hex(&bytes)), Some(bytes));
         assert_eq!(unhex("00"), None);
         assert_eq!(unhex(&"zz".repeat(SECRET_BYTES)), None);
     }

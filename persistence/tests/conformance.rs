@@ -1400,6 +1400,136 @@ async fn refused_data_is_told_from_a_broken_database(harness: &Harness) {
     );
 }
 
+/// Every read the journal offers, of the streams and filters of [`archived_events_read_as_before`].
+async fn every_read(journal: &Journal) -> Vec<Vec<tradefloor_persistence::StoredEvent>> {
+    let mut reads = Vec::new();
+    for stream in ["account|a", "account|b", "quotes|c"] {
+        for (from, limit) in [(1, 4), (1, 100), (3, 2), (9, 100)] {
+            reads.push(journal.read_stream(stream, from, limit).await.unwrap());
+        }
+        for limit in [3, 100] {
+            let as_of = journal.read_stream_as_of(stream, 1_005, i64::MAX, limit);
+            reads.push(as_of.await.unwrap());
+        }
+    }
+    let filters = [
+        Filter::All,
+        Filter::Kind("account".to_owned()),
+        Filter::Tag("even".to_owned()),
+    ];
+    for filter in &filters {
+        for (after, limit) in [(0, 5), (0, 100), (4, 3), (12, 100)] {
+            reads.push(journal.read_all(after, limit, filter).await.unwrap());
+        }
+    }
+    reads
+}
+
+/// Archiving moves the events a snapshot covers (never a stream's last) out of `events` into
+/// files, and every read returns what it returned before; the stream goes on where it was.
+async fn archived_events_read_as_before(harness: &Harness) {
+    let directory = tempfile::tempdir().unwrap();
+    let archive_dir = directory.path().join("archive");
+    let journal = harness
+        .second_writer_with(JournalConfig {
+            archive_dir: Some(archive_dir.clone()),
+            archive_frame_events_max: 3,
+            archive_file_events_max: 7,
+            ..JournalConfig::default()
+        })
+        .await;
+    let refused = harness.journal.archive(i64::MAX, |_| {}).await;
+    assert!(matches!(refused, Err(Error::Archive(_))), "{refused:?}");
+    for round in 0..10_u64 {
+        let parity = if round % 2 == 0 { "even" } else { "odd" };
+        let tagged = |name: &str| {
+            let name = format!("{name}{round}");
+            let effective_at = i64::try_from(1_000 + 10 - round).unwrap();
+            tagged_event(&name, &[parity, "order:1"], Some(effective_at))
+        };
+        journal
+            .append(append("account|a", round, vec![tagged("a")]))
+            .await
+            .unwrap();
+        if round < 4 {
+            journal
+                .append(append("account|b", round, vec![tagged("b")]))
+                .await
+                .unwrap();
+        }
+        journal
+            .append(append("quotes|c", round, vec![tagged("c")]))
+            .await
+            .unwrap();
+    }
+    let store = SnapshotStore::new(journal.database().clone(), 1 << 20);
+    for (stream, sequence) in [("account|a", 8), ("account|b", 4)] {
+        let snapshot = Snapshot {
+            stream: stream.to_owned(),
+            sequence,
+            name: "account".to_owned(),
+            schema_version: 1,
+            payload: b"state".to_vec(),
+            recorded_at: 42,
+        };
+        store.save(&snapshot).await.unwrap();
+    }
+    let before = every_read(&journal).await;
+    assert_eq!(
+        journal.archive(0, |_| {}).await.unwrap().events,
+        0,
+        "nothing that old"
+    );
+
+    let mut progress = Vec::new();
+    let done = journal
+        .archive(i64::MAX, |step| progress.push(*step))
+        .await
+        .unwrap();
+    // a: 1..=8 (its snapshot); b: 1..=3 (4 is its last); c: none (no snapshot).
+    assert_eq!((done.files, done.events), (2, 11), "{done:?}");
+    assert_eq!(
+        progress.iter().map(|step| step.events).collect::<Vec<_>>(),
+        [7, 11]
+    );
+    assert_eq!(done.through_offset, 24);
+    assert_eq!(count("events", journal.database()).await, 24 - 11);
+    assert_eq!(std::fs::read_dir(&archive_dir).unwrap().count(), 2);
+    let totals = journal.archive_totals().await.unwrap();
+    assert_eq!((totals.files, totals.events), (2, 11));
+    assert_eq!(totals.bytes, done.bytes);
+
+    assert_eq!(
+        every_read(&journal).await,
+        before,
+        "reads changed by archiving"
+    );
+    let elsewhere = harness.journal.read_stream("account|a", 1, 10).await;
+    assert!(matches!(elsewhere, Err(Error::Archive(_))), "{elsewhere:?}");
+    assert_eq!(journal.archive(i64::MAX, |_| {}).await.unwrap().events, 0);
+    // The streams go on from their heads.
+    journal
+        .append(append("account|a", 10, vec![event("a10", b"")]))
+        .await
+        .unwrap();
+    journal
+        .append(append("account|b", 4, vec![event("b4", b"")]))
+        .await
+        .unwrap();
+    let conflict = journal
+        .append(append("account|b", 3, vec![event("x", b"")]))
+        .await;
+    assert!(
+        matches!(conflict, Err(Error::Conflict { actual: 5, .. })),
+        "{conflict:?}"
+    );
+    let a = journal.read_stream("account|a", 1, 100).await.unwrap();
+    assert_eq!(
+        a.iter().map(|event| event.sequence).collect::<Vec<_>>(),
+        (1..=11).collect::<Vec<_>>()
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident => $function:ident;)*) => {
         mod sqlite {
@@ -1447,6 +1577,7 @@ conformance! {
     filter_matches => filters_match_in_memory_as_in_sql;
     venue_secrets => venue_secrets_are_made_once;
     refused_data => refused_data_is_told_from_a_broken_database;
+    archive => archived_events_read_as_before;
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use tradefloor_persistence::codec::{from_hex, to_hex};
 use tradefloor_persistence::{
     Database, Decoded, Error as StorageError, SqlValue, StoredEvent, Transaction,
 };
@@ -141,22 +142,6 @@ fn integer(value: u64) -> SqlValue {
     SqlValue::Integer(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    text.len()
-        .is_multiple_of(2)
-        .then(|| {
-            (0..text.len())
-                .step_by(2)
-                .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
-                .collect()
-        })
-        .flatten()
-}
-
 fn corrupt(what: &str) -> StorageError {
     StorageError::InvalidRequest(format!("dead-letter row: {what} unreadable"))
 }
@@ -184,7 +169,7 @@ fn letter_of(row: &[SqlValue]) -> Result<DeadLetter, StorageError> {
         sequence: unsigned(4, "sequence")?,
         name: text(5, "name")?,
         schema_version: u16::try_from(number(6, "version")?).map_err(|_| corrupt("version"))?,
-        payload: unhex(&text(7, "payload")?).ok_or_else(|| corrupt("payload"))?,
+        payload: from_hex(&text(7, "payload")?).ok_or_else(|| corrupt("payload"))?,
         tags: serde_json::from_str(&text(8, "tags")?).map_err(|_| corrupt("tags"))?,
         recorded_at: number(9, "recorded_at")?,
         effective_at: number(10, "effective_at")?,
@@ -230,7 +215,7 @@ impl DeadLetterTable {
             integer(event.sequence),
             event.name.as_str().into(),
             SqlValue::Integer(i64::from(event.schema_version)),
-            hex(&event.payload).into(),
+            to_hex(&event.payload).into(),
             serde_json::to_string(&event.tags)
                 .expect("tags serialize")
                 .into(),
@@ -489,14 +474,6 @@ impl DeadLetterTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn payloads_round_trip_through_hex() {
-        let bytes: Vec<u8> = (0..=255).collect();
-        assert_eq!(unhex(&hex(&bytes)), Some(bytes));
-        assert_eq!(unhex("abc"), None);
-        assert_eq!(unhex("zz"), None);
-    }
 
     #[test]
     fn ids_name_the_consumer_and_the_offset() {

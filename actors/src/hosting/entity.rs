@@ -661,6 +661,7 @@ pub(crate) fn is_infrastructure_failure(error: &JournalError) -> bool {
         JournalError::Database(_)
         | JournalError::Sqlite(_)
         | JournalError::Migration(_)
+        | JournalError::Archive(_)
         | JournalError::WriterStopped => true,
         JournalError::Conflict { .. }
         | JournalError::Fenced { .. }

@@ -25,6 +25,7 @@
 
 mod accounts;
 pub mod alerts;
+pub mod archiver;
 pub mod audit;
 mod cluster;
 pub mod config;
@@ -181,6 +182,8 @@ pub struct Exchange {
     risk_members: Mutex<BTreeMap<String, RiskMember>>,
     /// The number of the last risk member started.
     risk_member_count: AtomicU64,
+    /// Archive runs over the journal.
+    archiver: archiver::Archiver,
 }
 
 /// What a region of the application starts with.
@@ -303,6 +306,7 @@ impl Exchange {
         let now = u64::try_from(clock().micros()).unwrap_or(0);
         let config_partitions = config.risk.partition_count.max(1);
         Ok(Self {
+            archiver: archiver::Archiver::new(journal.clone()),
             journal,
             config,
             clock,
@@ -370,6 +374,11 @@ impl Exchange {
     /// The node's live streams: subscribe to a market's or an account's messages.
     pub fn streams(&self) -> &streams::StreamHub {
         &self.streams
+    }
+
+    /// Archive runs over the journal (retention).
+    pub fn archiver(&self) -> &archiver::Archiver {
+        &self.archiver
     }
 
     /// The journal underneath.

@@ -27,8 +27,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, Resource, ResponseEr
 
 use error::ApiError;
 use routes::{
-    accounts, cluster, dead_letters, events, markets, operations, orders, projections, quotes,
-    risk, rules, strategies, streams,
+    accounts, archive, cluster, dead_letters, events, markets, operations, orders, projections,
+    quotes, risk, rules, strategies, streams,
 };
 pub use state::{AppState, NodeIdentity};
 
@@ -179,6 +179,11 @@ pub fn configure(config: &mut web::ServiceConfig, limits: &crate::config::HttpLi
                 .route(web::put().to(rules::replace)),
         )
         .service(resource("/v1/alerts", "GET").route(web::get().to(rules::alerts)))
+        .service(
+            resource("/v1/archive", "GET, POST")
+                .route(web::get().to(archive::archive))
+                .route(web::post().to(archive::start)),
+        )
         .service(resource("/v1/projections", "GET").route(web::get().to(projections::list)))
         .service(
             resource("/v1/projections/{name}/rebuild", "POST")

@@ -7,8 +7,8 @@ use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::routes::{
-    accounts, cluster, dead_letters, events, markets, operations, orders, projections, quotes,
-    risk, rules, strategies, streams,
+    accounts, archive, cluster, dead_letters, events, markets, operations, orders, projections,
+    quotes, risk, rules, strategies, streams,
 };
 use crate::api;
 
@@ -33,6 +33,7 @@ use crate::api;
         events::commit_subscription, dead_letters::list, dead_letters::letter,
         dead_letters::retry, dead_letters::delete, projections::list, projections::rebuild,
         events::replay_subscription, rules::rules, rules::replace, rules::alerts,
+        archive::archive, archive::start,
     ),
     components(schemas(api::ErrorBody, api::ErrorDetail)),
     modifiers(&Conventions),

@@ -1,6 +1,7 @@
 //! The route handlers, one module per resource.
 
 pub mod accounts;
+pub mod archive;
 pub mod cluster;
 pub mod dead_letters;
 pub mod events;
