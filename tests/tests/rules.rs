@@ -3,7 +3,8 @@
 //! on both sides of a trade and a deposit mostly withdrawn soon after are flagged) and not
 //! on the benign flow around them; the alerts are journaled (`GET /v1/alerts`), on the
 //! market's and the account's live streams, counted in
-//! the metrics, raised once across a restart; the rules are read and replaced through
+//! the metrics, raised once across a restart, a pattern straddling a restart still matched;
+//! the rules are read and replaced through
 //! `GET`/`PUT /v1/rules`, the replacement surviving a restart. Admins only.
 
 use std::collections::BTreeSet;
@@ -186,6 +187,26 @@ async fn shipped_rules_fire_on_their_patterns_and_not_on_benign_flow() {
         "owners": {}});
     let reply = admin.call(Method::PUT, "/v1/rules", Some(&only_wash)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+    // A pattern that straddles the restart: the deposit before, the withdrawal after (the
+    // monitor reads its window's events again at start).
+    deposit(&admin, "mule2", "USD", 1_000).await;
+    let (_, page) = admin
+        .get("/v1/events?after=0&limit=1000&stream=account%7Cmule2")
+        .await;
+    let deposited = page["events"][0]["offset"]
+        .as_u64()
+        .expect("the deposit's offset");
+    eventually("the monitor past the deposit", WITHIN, || async {
+        let (_, metrics) = admin.get("/metrics").await;
+        let metrics = metrics.as_str().map(str::to_owned).unwrap_or_default();
+        let offset = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("tradefloor_rules_offset "))?
+            .parse::<f64>()
+            .ok()?;
+        (offset >= deposited as f64).then_some(())
+    })
+    .await;
     assert_eq!(node.stop().await, Some(0));
     node.restart().await;
     let admin = node.http(Some(ADMIN_TOKEN));
@@ -193,7 +214,6 @@ async fn shipped_rules_fire_on_their_patterns_and_not_on_benign_flow() {
     assert_eq!(set, only_wash);
     // A new match after the restart: once it is raised, the monitor has read everything
     // before it, and none of the earlier alerts came again.
-    deposit(&admin, "mule2", "USD", 1_000).await;
     withdraw(&admin, "mule2", 600).await;
     let drained = alert_of(&admin, "drain").await;
     assert_eq!(drained["account"], "mule2");

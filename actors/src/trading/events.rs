@@ -68,6 +68,25 @@ impl LogQuery {
     }
 }
 
+/// The offset just before the first event of `journal` recorded at or after `at`
+/// (microseconds): a binary search over the log, a read of one event per step.
+pub(crate) async fn offset_before(journal: &Journal, at: i64) -> Result<u64, Error> {
+    let head = journal.last_offset().await.map_err(storage)?;
+    let (mut low, mut high) = (1, head + 1);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let page = journal
+            .read_all(middle - 1, 1, &Filter::All)
+            .await
+            .map_err(storage)?;
+        match page.first() {
+            Some(event) if event.recorded_at < at => low = middle + 1,
+            _ => high = middle,
+        }
+    }
+    Ok(low - 1)
+}
+
 /// The offset-store key of subscription `name` (in the journal's database).
 fn subscription_key(name: &str) -> String {
     format!("subscription:{name}")
@@ -139,21 +158,7 @@ impl EventLog {
     /// event is older. A binary search over offsets (gapless, and recorded in commit order),
     /// reading one event per step.
     pub async fn offset_before(&self, at: i64) -> Result<u64, Error> {
-        let head = self.journal.last_offset().await.map_err(storage)?;
-        let (mut low, mut high) = (1, head + 1);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            let page = self
-                .journal
-                .read_all(middle - 1, 1, &Filter::All)
-                .await
-                .map_err(storage)?;
-            match page.first() {
-                Some(event) if event.recorded_at < at => low = middle + 1,
-                _ => high = middle,
-            }
-        }
-        Ok(low - 1)
+        offset_before(&self.journal, at).await
     }
 
     /// A page of the log after `query.after`, waiting up to `query.wait` while it would be

@@ -8,7 +8,9 @@
 //! each batch. After a crash it reads again from that offset, and an alert for an event at or
 //! below the last one already raised is not raised twice (the alert stream's last alert says
 //! where that is).
-//! Windows live in memory: a pattern that straddles a restart may be missed.
+//! Windows live in memory: at a restart the monitor reads again the events before its offset
+//! that its longest rule looks back over (at most [`WARM_UP_EVENTS_MAX`]), raising nothing
+//! for them, so a pattern that straddles the restart is still matched.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -31,6 +33,8 @@ use crate::runtime::supervisor::{ChildContext, ChildSpec, Progress};
 pub const RULES_CONSUMER: &str = "trading.rules";
 /// Most events read at once.
 const BATCH_EVENTS_MAX: usize = 512;
+/// Most events read again at a restart to refill the rules' windows.
+pub const WARM_UP_EVENTS_MAX: u64 = 200_000;
 /// How long the monitor waits for the log bus before reading the database anyway.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -182,11 +186,52 @@ fn facts_of(stored: &StoredEvent) -> Vec<Fact> {
     }
 }
 
+/// Feeds `engine` the events up to `committed` that `rules`' longest window reaches back over
+/// (at most [`WARM_UP_EVENTS_MAX`]), raising nothing: those were raised before the restart,
+/// or never will be.
+async fn warm_up(
+    journal: &Journal,
+    engine: &mut RuleEngine,
+    rules: &RuleSet,
+    committed: u64,
+) -> Result<(), Error> {
+    let longest = rules.longest_window_micros();
+    if longest == 0 {
+        return Ok(());
+    }
+    // The journal stamps events with the system's time.
+    let now = crate::hosting::saga_host::system_clock()().micros();
+    let since = now.saturating_sub(longest);
+    let mut after = super::events::offset_before(journal, since)
+        .await?
+        .max(committed.saturating_sub(WARM_UP_EVENTS_MAX));
+    let from = after;
+    while after < committed {
+        let page = journal
+            .read_all(after, BATCH_EVENTS_MAX, &Filter::All)
+            .await
+            .map_err(storage)?;
+        let Some(last) = page.last() else { break };
+        for stored in page
+            .iter()
+            .take_while(|stored| stored.global_offset <= committed)
+        {
+            for fact in facts_of(stored) {
+                drop(engine.observe(stored.global_offset, &fact));
+            }
+        }
+        after = last.global_offset;
+    }
+    tracing::info!(from, to = committed, "rules' windows refilled");
+    Ok(())
+}
+
 impl Monitor {
     async fn open(args: RulesArgs) -> Result<Self, Error> {
         let offsets = OffsetStore::new(args.journal.database().clone());
         let mut committed = offsets.load(RULES_CONSUMER, 0).await.map_err(storage)?;
-        if committed == 0 {
+        let first_start = committed == 0;
+        if first_start {
             // First start: the rules watch what happens from now on, not the history (which
             // would halt markets and throttle accounts for patterns long past).
             committed = args.journal.last_offset().await.map_err(storage)?;
@@ -216,7 +261,10 @@ impl Monitor {
                 }
             }
         };
-        let engine = RuleEngine::new(&args.handle.rules());
+        let mut engine = RuleEngine::new(&args.handle.rules());
+        if !first_start {
+            warm_up(&args.journal, &mut engine, &args.handle.rules(), committed).await?;
+        }
         let tail = LogTail::new(
             args.journal.clone(),
             Filter::All,
@@ -253,6 +301,7 @@ impl Monitor {
                 .await
                 .map_err(storage)?;
             self.committed = cursor;
+            metrics::gauge!("tradefloor_rules_offset").set(cursor as f64);
         }
         Ok(())
     }

@@ -161,6 +161,16 @@ impl RuleSet {
         }
     }
 
+    /// The longest time any of its rules looks back, microseconds: what a monitor that
+    /// restarts reads again to refill its windows.
+    pub fn longest_window_micros(&self) -> i64 {
+        self.rules
+            .iter()
+            .map(|rule| rule.kind.within_micros())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Why this set cannot run, if it cannot: names unique and well formed, thresholds and
     /// times positive, at most [`RULES_MAX`] rules.
     pub fn validate(&self) -> Result<(), String> {

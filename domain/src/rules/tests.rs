@@ -273,3 +273,10 @@ fn the_books_band_halt_raises_the_price_band_alert_and_trades_inside_do_not() {
     assert!(set.validate().is_ok());
     assert_eq!(set.rules[0].kind, RuleKind::PriceBand {});
 }
+
+#[test]
+fn a_restart_reads_back_over_the_longest_window() {
+    // deposit_withdrawal's hour.
+    assert_eq!(RuleSet::shipped().longest_window_micros(), 3_600_000_000);
+    assert_eq!(RuleSet::default().longest_window_micros(), 0);
+}
