@@ -61,7 +61,7 @@ impl Default for JournalConfig {
             read_models_writer_nice: 10,
             bus_batches_max: 512,
             archive_dir: None,
-            archive_frame_events_max: 1_000,
+            archive_frame_events_max: 100,
             archive_file_events_max: 20_000,
         }
     }
