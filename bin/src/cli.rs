@@ -1,5 +1,5 @@
 //! The command line: `tradefloor node`, `tradefloor ctl …`, `tradefloor bench`,
-//! `tradefloor backtest` and `tradefloor feed`.
+//! `tradefloor backtest`, `tradefloor feed` and `tradefloor completions`.
 
 use std::path::PathBuf;
 
@@ -30,6 +30,21 @@ pub enum Command {
     Backtest(BacktestArgs),
     /// Replay a recorded tick file into a node as a feed's quotes, at a given rate.
     Feed(FeedArgs),
+    /// Print a shell's completion script, e.g. `tradefloor completions bash >
+    /// /etc/bash_completion.d/tradefloor`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `shell`'s completion script for the whole command line.
+pub fn completions(shell: clap_complete::Shell) -> String {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "tradefloor", &mut script);
+    String::from_utf8_lossy(&script).into_owned()
 }
 
 /// Flags of `tradefloor node`. Each overrides the same setting from `TRADEFLOOR_*` variables,
@@ -421,4 +436,30 @@ pub struct FeedArgs {
 fn wire_name<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
         .map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap_complete::Shell;
+
+    use super::*;
+
+    /// Each shell's script knows the programs and the subcommands down to `ctl archive`'s
+    /// flags: it is generated from the same definitions as the parser.
+    #[test]
+    fn completions_cover_the_whole_command_line() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let script = completions(shell);
+            for word in [
+                "node",
+                "ctl",
+                "bench",
+                "dead-letters",
+                "archive",
+                "older-than-seconds",
+            ] {
+                assert!(script.contains(word), "{shell}: no {word}");
+            }
+        }
+    }
 }

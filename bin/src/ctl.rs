@@ -134,7 +134,7 @@ pub async fn run(args: CtlArgs) -> Result<(), Error> {
 
 /// Prints `text` and a newline. A reader that went away (`ctl tree | head`) ends the output
 /// quietly, as it does for other terminal tools.
-pub(crate) fn print(text: &str) -> Result<(), Error> {
+pub fn print(text: &str) -> Result<(), Error> {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {

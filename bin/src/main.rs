@@ -51,6 +51,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tradefloor::logging::init(LogFormat::Text, "warn");
             runtime.block_on(tradefloor::feed::run(args))?;
         }
+        Command::Completions { shell } => {
+            tradefloor::ctl::print(tradefloor::cli::completions(shell).trim_end())?;
+        }
     }
     Ok(())
 }
