@@ -1,11 +1,11 @@
 //! Retention: events older than a horizon, once a snapshot covers them, move out of the hot
 //! journal into compressed archive files, and every read finds them there.
 //!
-//! **Files.** `events-{file id}.jsonl.zst` in the archive directory: a run of independent
-//! zstd frames, each holding up to [`JournalConfig::archive_frame_events_max`] events as JSON
-//! lines ([`ArchivedEvent`]: the stored envelope, the payload in hex). Any zstd tool reads a
-//! file whole (`zstdcat events-….jsonl.zst | jq`); the journal reads one frame, whose byte
-//! range each archived event's row names.
+//! **Files.** `events-{file id}-{random}.jsonl.zst` in the archive directory: a run of
+//! independent zstd frames, each holding up to [`crate::JournalConfig::archive_frame_events_max`]
+//! events as JSON lines ([`ArchivedEvent`]: the stored envelope, the payload in hex). Any zstd
+//! tool reads a file whole (`zstdcat events-….jsonl.zst | jq`); the journal reads one frame,
+//! whose byte range each archived event's row names.
 //!
 //! **What moves.** An event recorded before the horizon whose stream has a snapshot at or
 //! after it, and that is not its stream's last event (appends find a stream's next sequence
@@ -16,7 +16,8 @@
 //! the file under a temporary name, fsync it, rename it and fsync the directory; then one
 //! transaction records the file, inserts a thin row per event (`archived_events`: where it
 //! is, and what reads filter on; its tags stay in `event_tags`) and deletes the events. A
-//! crash before that commit leaves a file no row names, which the next run overwrites.
+//! crash before that commit leaves a file no row names (unused; its random name is never
+//! written again).
 //!
 //! **Reads** ([`crate::Journal::read_stream`], `read_all`, `read_stream_as_of`) query the hot
 //! rows first, then the thin rows, and merge: an event moved between the two queries is in

@@ -4,12 +4,15 @@
 //! configured, and followed through [`Archiver::current`] (`GET /v1/archive`).
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tradefloor_persistence::Journal;
-use tradefloor_persistence::archive::ArchiveProgress;
+use tradefloor_persistence::archive::{ArchiveProgress, ArchiveTotals};
+
+use crate::error::Error;
+use crate::hosting::saga_host::system_clock;
 
 /// One archive run: what it moves, and how far it is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -53,6 +56,17 @@ impl Archiver {
         }
     }
 
+    /// What the archive holds.
+    pub async fn totals(&self) -> Result<ArchiveTotals, Error> {
+        self.journal
+            .archive_totals()
+            .await
+            .map_err(|error| Error::Persistence {
+                actor: "/archive".to_owned(),
+                reason: error.to_string(),
+            })
+    }
+
     /// The run in progress, or the last one.
     pub fn current(&self) -> Option<ArchiveRun> {
         self.lock().clone()
@@ -68,7 +82,7 @@ impl Archiver {
             }
             let run = ArchiveRun {
                 recorded_before,
-                started_at_unix_ms: unix_ms(),
+                started_at_unix_ms: u64::try_from(system_clock()().micros() / 1_000).unwrap_or(0),
                 progress: ArchiveProgress::default(),
                 took_ms: None,
                 error: None,
@@ -151,18 +165,9 @@ impl Archiver {
     }
 }
 
-/// The time `horizon` ago, in microseconds since the epoch.
+/// The time `horizon` ago, in microseconds since the epoch (the journal's clock: the
+/// system's).
 pub fn recorded_before(horizon: Duration) -> i64 {
     let horizon = i64::try_from(horizon.as_micros()).unwrap_or(i64::MAX);
-    let now = i64::try_from(unix_ms())
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1_000);
-    now.saturating_sub(horizon)
-}
-
-fn unix_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    system_clock()().micros().saturating_sub(horizon)
 }

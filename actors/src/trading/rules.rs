@@ -261,9 +261,10 @@ impl Monitor {
                 }
             }
         };
-        let mut engine = RuleEngine::new(&args.handle.rules());
+        let rules = args.handle.rules();
+        let mut engine = RuleEngine::new(&rules);
         if !first_start {
-            warm_up(&args.journal, &mut engine, &args.handle.rules(), committed).await?;
+            warm_up(&args.journal, &mut engine, &rules, committed).await?;
         }
         let tail = LogTail::new(
             args.journal.clone(),

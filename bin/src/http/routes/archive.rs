@@ -40,13 +40,8 @@ fn run_body(run: &ArchiveRun) -> api::ArchiveRunBody {
 async fn archive_body(state: &AppState) -> Result<api::ArchiveBody, ApiError> {
     state
         .call(|exchange| async move {
-            let totals = exchange.journal().archive_totals().await.map_err(|error| {
-                tradefloor_actors::Error::Persistence {
-                    actor: "/archive".to_owned(),
-                    reason: error.to_string(),
-                }
-            })?;
             let archiver = exchange.archiver();
+            let totals = archiver.totals().await?;
             Ok(api::ArchiveBody {
                 files: totals.files,
                 events: totals.events,
