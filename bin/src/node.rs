@@ -108,11 +108,13 @@ pub async fn run(config: NodeConfig) -> Result<(), Error> {
             None,
         ),
     };
-    state.set_exchange(exchange.clone());
     let sink = start_sink(&config, &journal, &registry).await?;
     if config.rules.enabled {
         exchange.start_rules(config.rules.rule_set()).await?;
     }
+    // Ready (and serving the application) once its configured services run: the rules
+    // monitor refills its windows at start.
+    state.set_exchange(exchange.clone());
     let retention = &config.retention;
     let archiving = (retention.horizon_seconds > 0).then(|| {
         exchange.archiver().every(
